@@ -1,0 +1,138 @@
+"""Django settings for the Employer Portal.
+
+Configuration comes from the environment (django-environ); see ``.env.example``.
+The database is ``EMPLOYER_PORTAL_DB_URL``, else ``DATABASE_URL``, else an embedded
+PostgreSQL started from the ``pgserver`` package in ``.pgdata/`` of the checkout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=True)
+
+if DEBUG:
+    SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-secret-key-change-me")
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", ".localhost", "127.0.0.1"])
+else:
+    # Production must say what it means: no silent development defaults.
+    try:
+        SECRET_KEY = env.str("SECRET_KEY")
+        ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+    except ImproperlyConfigured as exc:
+        raise ImproperlyConfigured(f"{exc} (required when DEBUG is off)") from exc
+
+# --- database -----------------------------------------------------------------------------
+_db_url = env.str("EMPLOYER_PORTAL_DB_URL", default="") or env.str("DATABASE_URL", default="")
+if _db_url:
+    _db = env.db_url_config(_db_url)
+else:
+    from employer_portal.embedded_db import embedded_database_settings
+
+    _db = embedded_database_settings(env.str("EMPLOYER_PORTAL_DB_NAME", default="employer_portal"))
+_db["ENGINE"] = "django_tenants.postgresql_backend"
+_db.setdefault("TEST", {})["NAME"] = env.str(
+    "EMPLOYER_PORTAL_TEST_DB_NAME", default=f"test_{_db['NAME']}"
+)
+DATABASES = {"default": _db}
+DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- django-tenants -----------------------------------------------------------------------
+# The public schema holds Django's own tables and the tenancy registry. A tenant schema's
+# business tables come from migrations_sql/tenant/, not from Django migrations, so the only
+# tenant app is `portal`, whose models are unmanaged views of those SQL-defined tables:
+# creating a tenant never replays a pile of Django migrations.
+SHARED_APPS = [
+    "tenancy",  # before django_tenants: its migrate_schemas extends django-tenants' command
+    "django_tenants",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+]
+TENANT_APPS = ["employer_portal.portal"]
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+TENANT_MODEL = "tenancy.Tenant"
+TENANT_DOMAIN_MODEL = "tenancy.Domain"
+# Hosts that match no tenant (localhost, 127.0.0.1) are served from the public schema:
+# that is where the admin lives, and no placeholder "public" row pollutes tenant_registry.
+SHOW_PUBLIC_IF_NO_TENANT_FOUND = True
+PUBLIC_SCHEMA_URLCONF = "employer_portal.urls"
+ROOT_URLCONF = "employer_portal.tenant_urls"
+
+MIDDLEWARE = [
+    "tenancy.middleware.TenantMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "employer_portal.wsgi.application"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- the tenancy engine -------------------------------------------------------------------
+TENANCY = {
+    # Where the SQL migrations live: <dir>/public/*.sql and <dir>/tenant/*.sql.
+    "MIGRATIONS_DIR": env.path("TENANCY_MIGRATIONS_DIR", default=BASE_DIR / "migrations_sql"),
+    # DDL gives up after this long waiting for a table lock, then retries.
+    "LOCK_TIMEOUT_MS": env.int("TENANCY_LOCK_TIMEOUT_MS", default=5000),
+    "LOCK_RETRIES": env.int("TENANCY_LOCK_RETRIES", default=3),
+    # How long a run waits for a schema another run is migrating before failing it.
+    "SCHEMA_LOCK_WAIT_S": env.float("TENANCY_SCHEMA_LOCK_WAIT_S", default=600.0),
+    "MAX_TENANTS": env.int("TENANCY_MAX_TENANTS", default=10000),
+    "MAX_CREATIONS_PER_HOUR": env.int("TENANCY_MAX_CREATIONS_PER_HOUR", default=100),
+    # Development domains: <org id>.localhost
+    "DOMAIN_SUFFIX": env.str("TENANCY_DOMAIN_SUFFIX", default="localhost"),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
+}

@@ -1,0 +1,58 @@
+"""The bridge from Django settings to the engine: connection parameters and options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connections
+
+from tenancy.engine.executor import Options
+
+DEFAULTS: dict[str, Any] = {
+    "MIGRATIONS_DIR": Path(settings.BASE_DIR) / "migrations_sql",
+    "LOCK_TIMEOUT_MS": 5000,
+    "LOCK_RETRIES": 3,
+    "SCHEMA_LOCK_WAIT_S": 600.0,
+    "MAX_TENANTS": 10000,
+    "MAX_CREATIONS_PER_HOUR": 100,
+    "DOMAIN_SUFFIX": "localhost",
+}
+
+
+def setting(name: str) -> Any:
+    return {**DEFAULTS, **getattr(settings, "TENANCY", {})}[name]
+
+
+def migrations_dir() -> Path:
+    return Path(setting("MIGRATIONS_DIR"))
+
+
+def conninfo(alias: str = "default") -> dict[str, Any]:
+    """psycopg connection parameters of a Django database (the test database in tests)."""
+    sd = connections[alias].settings_dict
+    params: dict[str, Any] = {
+        "dbname": sd["NAME"],
+        "user": sd.get("USER") or None,
+        "password": sd.get("PASSWORD") or None,
+        "host": sd.get("HOST") or None,
+        "port": sd.get("PORT") or None,
+        "application_name": "tenancy",
+    }
+    for key, value in (sd.get("OPTIONS") or {}).items():
+        if key not in {"pool", "server_side_binding", "isolation_level", "assume_role"}:
+            params[key] = value
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def engine_options(**overrides: Any) -> Options:
+    options = Options(
+        lock_timeout_ms=setting("LOCK_TIMEOUT_MS"),
+        lock_retries=setting("LOCK_RETRIES"),
+        schema_lock_wait_s=setting("SCHEMA_LOCK_WAIT_S"),
+    )
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(options, key, value)
+    return options

@@ -1,0 +1,82 @@
+"""Connections the engine controls, and advisory locks.
+
+Locks are session-level and taken with ``pg_try_advisory_lock`` in a polling loop, never
+with a blocking ``pg_advisory_lock``: a session blocked inside that call holds a snapshot,
+and ``CREATE INDEX CONCURRENTLY`` in another session waits for it, while it waits for the
+index: a deadlock. A lock dies with its connection, so a killed run frees its schemas.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+# First key of every advisory lock this project takes; the second is hashtext(name).
+LOCK_NAMESPACE = 0x54454E  # "TEN"
+CREATE_LOCK_NAME = "tenancy:create"
+
+ConnInfo = Mapping[str, Any]
+
+
+def connect(conninfo: ConnInfo, *, autocommit: bool = True) -> psycopg.Connection:
+    return psycopg.connect(**dict(conninfo), autocommit=autocommit)
+
+
+def try_lock(conn: psycopg.Connection, name: str) -> bool:
+    row = conn.execute(
+        "SELECT pg_try_advisory_lock(%s, hashtext(%s))", [LOCK_NAMESPACE, name]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def unlock(conn: psycopg.Connection, name: str) -> None:
+    conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", [LOCK_NAMESPACE, name])
+
+
+def wait_lock(conn: psycopg.Connection, name: str, timeout_s: float) -> bool:
+    """Try-lock with exponential backoff until ``timeout_s``; True when held."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        if try_lock(conn, name):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 1.0)
+
+
+def xact_lock(conn: psycopg.Connection, name: str) -> None:
+    """A transaction-level lock (released at COMMIT/ROLLBACK), for short critical sections."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [LOCK_NAMESPACE, name])
+
+
+def search_path(schema: str, *, local: bool = True) -> sql.Composed:
+    """``SET [LOCAL] search_path TO <schema>, public`` (just public for public)."""
+    verb = sql.SQL("SET LOCAL" if local else "SET")
+    if schema == "public":
+        return sql.SQL("{} search_path TO public").format(verb)
+    return sql.SQL("{} search_path TO {}, public").format(verb, sql.Identifier(schema))
+
+
+def schema_exists(conn: psycopg.Connection, schema: str) -> bool:
+    row = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]).fetchone()
+    return row is not None
+
+
+def invalid_indexes(conn: psycopg.Connection, schema: str) -> list[str]:
+    """Indexes left INVALID in ``schema`` (a failed CREATE INDEX CONCURRENTLY leaves one)."""
+    rows = conn.execute(
+        """
+        SELECT c.relname FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indexrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = %s AND NOT i.indisvalid ORDER BY 1
+        """,
+        [schema],
+    ).fetchall()
+    return [r[0] for r in rows]

@@ -1,0 +1,429 @@
+"""The executor: applies (or rolls back) per schema, under that schema's advisory lock.
+
+Rules it keeps:
+- one transaction per schema for its pending transactional files: a failure leaves that
+  schema as it was, and never one transaction across schemas (lock slots run out);
+- the ledger is re-read under the lock, so two runs never apply a (schema, version) twice;
+- a file that cannot run in a transaction runs alone, statement by statement;
+- DDL waits at most ``lock_timeout`` for a table lock, then the schema is retried;
+- ``jobs`` workers, each with its own connection.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import errors, sql
+
+from tenancy.engine import db, ledger, statements
+from tenancy.engine.names import PUBLIC_SCHEMA, app_role, role_for_schema
+from tenancy.engine.plan import plan_schema
+from tenancy.engine.source import Migration
+
+
+@dataclass
+class Options:
+    jobs: int = 1
+    fail_fast: bool = False
+    lock_timeout_ms: int = 5000
+    lock_retries: int = 3
+    schema_lock_wait_s: float = 600.0
+    actor: str = "system"
+    run_id: int | None = None
+    fake: bool = False
+
+
+@dataclass
+class SchemaResult:
+    schema: str
+    status: str  # succeeded | failed | skipped
+    versions: list[str] = field(default_factory=list)
+    error: str | None = None
+    duration_ms: int = 0
+    invalid_indexes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+@dataclass
+class Event:
+    kind: str  # schema_started | sql | migration_applied | schema_finished | retry
+    schema: str
+    result: SchemaResult | None = None
+    migration: Migration | None = None
+    sql: str | None = None
+    message: str | None = None
+
+
+EventHandler = Callable[[Event], None]
+
+
+class MigrationError(Exception):
+    def __init__(self, migration: Migration | None, message: str):
+        prefix = f"{migration.name}: " if migration else ""
+        super().__init__(prefix + message)
+        self.migration = migration
+
+
+@dataclass
+class _Item:
+    schema: str
+    payload: Any
+    busy_since: float | None = None
+    not_before: float = 0.0
+    delay: float = 0.02
+
+
+def placeholders(schema: str, database: str) -> dict[str, str]:
+    values = {"schema": schema, "app_role": app_role(database)}
+    if schema != PUBLIC_SCHEMA:
+        values["tenant_role"] = role_for_schema(schema, database)
+    return values
+
+
+class Executor:
+    """Runs a per-schema task over many schemas with ``jobs`` workers."""
+
+    def __init__(self, conninfo: db.ConnInfo, options: Options, on_event: EventHandler | None):
+        self.conninfo = conninfo
+        self.options = options
+        self.on_event = on_event or (lambda event: None)
+        self._queue: deque[_Item] = deque()
+        self._queue_lock = threading.Lock()
+        self._emit_lock = threading.Lock()
+        self._alone = threading.Lock()  # non-transactional files run one at a time
+        self._stop = threading.Event()
+        self.results: list[SchemaResult] = []
+
+    # -- public verbs -------------------------------------------------------------------
+    def migrate(self, work: Iterable[tuple[str, list[Migration]]]) -> list[SchemaResult]:
+        """``work``: (schema, the scope's migrations). Pending is decided under the lock."""
+        return self._run(work, self._migrate_schema)
+
+    def rollback(self, work: Iterable[tuple[str, int]]) -> list[SchemaResult]:
+        """``work``: (schema, version): undo every migration at or above ``version``."""
+        return self._run(work, self._rollback_schema)
+
+    # -- worker pool --------------------------------------------------------------------
+    def _run(self, work: Iterable[tuple[str, Any]], task: Callable) -> list[SchemaResult]:
+        self._queue = deque(_Item(schema, payload) for schema, payload in work)
+        self.results = []
+        self._stop.clear()
+        workers = max(1, min(self.options.jobs, len(self._queue)))
+        if workers == 1:
+            self._worker(task)
+        else:
+            threads = [
+                threading.Thread(target=self._worker, args=(task,), daemon=True)
+                for _ in range(workers)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        return self.results
+
+    def _next(self) -> tuple[_Item | None, float]:
+        """(item ready now, 0) or (None, seconds to wait) or (None, -1) when done."""
+        with self._queue_lock:
+            if self._stop.is_set() or not self._queue:
+                return None, -1
+            now = time.monotonic()
+            for _ in range(len(self._queue)):
+                item = self._queue.popleft()
+                if item.not_before <= now:
+                    return item, 0
+                self._queue.append(item)
+            return None, max(0.005, min(i.not_before for i in self._queue) - now)
+
+    def _requeue(self, item: _Item) -> None:
+        with self._queue_lock:
+            self._queue.append(item)
+
+    def _finish(self, result: SchemaResult) -> None:
+        with self._emit_lock:
+            self.results.append(result)
+            self.on_event(Event("schema_finished", result.schema, result=result))
+        if result.failed and self.options.fail_fast:
+            self._stop.set()
+
+    def emit(self, event: Event) -> None:
+        with self._emit_lock:
+            self.on_event(event)
+
+    def _worker(self, task: Callable) -> None:
+        conn: psycopg.Connection | None = None
+        try:
+            while True:
+                item, wait = self._next()
+                if item is None:
+                    if wait < 0:
+                        return
+                    time.sleep(wait)
+                    continue
+                try:
+                    if conn is None or conn.closed or conn.broken:
+                        conn = db.connect(self.conninfo)
+                    self._attempt(conn, item, task)
+                except psycopg.OperationalError as exc:
+                    self._finish(SchemaResult(item.schema, "failed", error=f"connection: {exc}"))
+                    conn = None
+        finally:
+            if conn is not None and not conn.closed:
+                conn.close()
+
+    def _attempt(self, conn: psycopg.Connection, item: _Item, task: Callable) -> None:
+        if not db.try_lock(conn, item.schema):
+            now = time.monotonic()
+            item.busy_since = item.busy_since or now
+            if now - item.busy_since >= self.options.schema_lock_wait_s:
+                self._finish(
+                    SchemaResult(
+                        item.schema,
+                        "failed",
+                        error=f"another run held the lock on {item.schema} for "
+                        f"{self.options.schema_lock_wait_s:g}s",
+                    )
+                )
+                return
+            item.not_before = now + item.delay
+            item.delay = min(item.delay * 2, 1.0)
+            self._requeue(item)
+            return
+        try:
+            self.emit(Event("schema_started", item.schema))
+            self._finish(task(conn, item.schema, item.payload))
+        finally:
+            if not conn.closed and not conn.broken:
+                db.unlock(conn, item.schema)
+
+    # -- tasks --------------------------------------------------------------------------
+    def _migrate_schema(
+        self, conn: psycopg.Connection, schema: str, migrations: list[Migration]
+    ) -> SchemaResult:
+        started = time.monotonic()
+        result = SchemaResult(schema, "succeeded")
+        # Re-read under the lock: another run may have applied some of them meanwhile.
+        pending = plan_schema(schema, "", migrations, ledger.applied_for(conn, schema)).pending
+        if not pending:
+            result.status = "skipped"
+            return result
+        ids = placeholders(schema, conn.info.dbname)
+        try:
+            for segment in _segments(pending):
+                if segment[0].transactional or self.options.fake:
+                    self._with_lock_retries(
+                        conn, schema, lambda seg=segment: self._apply_transaction(conn, schema, seg, ids)
+                    )
+                else:
+                    with self._alone:
+                        self._apply_alone(conn, schema, segment[0], ids, result)
+                result.versions.extend(m.version for m in segment)
+        except MigrationError as exc:
+            result.status = "failed"
+            result.error = str(exc)
+            # What was committed before the failing segment stays recorded.
+        result.duration_ms = int((time.monotonic() - started) * 1000)
+        return result
+
+    def _with_lock_retries(self, conn: psycopg.Connection, schema: str, action: Callable) -> None:
+        attempt = 0
+        while True:
+            try:
+                action()
+                return
+            except errors.LockNotAvailable as exc:
+                attempt += 1
+                if attempt > self.options.lock_retries:
+                    raise MigrationError(
+                        None,
+                        f"gave up after {attempt} attempts: a table lock was not granted within "
+                        f"lock_timeout ({self.options.lock_timeout_ms} ms): {exc}",
+                    ) from exc
+                self.emit(Event("retry", schema, message=f"lock_timeout, retry {attempt}"))
+                time.sleep(min(0.25 * 2 ** (attempt - 1), 5.0))
+
+    def _apply_transaction(
+        self, conn: psycopg.Connection, schema: str, migrations: list[Migration], ids: dict
+    ) -> None:
+        with conn.transaction():
+            apply_in_transaction(
+                conn,
+                schema,
+                migrations,
+                ids,
+                lock_timeout_ms=self.options.lock_timeout_ms,
+                actor=self.options.actor,
+                run_id=self.options.run_id,
+                fake=self.options.fake,
+                on_sql=lambda m, text: self.emit(Event("sql", schema, migration=m, sql=text)),
+            )
+
+    def _apply_alone(
+        self,
+        conn: psycopg.Connection,
+        schema: str,
+        migration: Migration,
+        ids: dict,
+        result: SchemaResult,
+    ) -> None:
+        text = _render(migration, ids)
+        self.emit(Event("sql", schema, migration=migration, sql=text))
+        started = time.monotonic()
+        try:
+            conn.execute(db.search_path(schema, local=False))
+            conn.execute("SELECT set_config('lock_timeout', %s, false)",
+                         [f"{self.options.lock_timeout_ms}ms"])
+            for statement in statements.split(text):
+                self._with_lock_retries(conn, schema, lambda s=statement: conn.execute(s))
+            ledger.record(
+                conn,
+                schema,
+                migration,
+                elapsed_ms=int((time.monotonic() - started) * 1000),
+                actor=self.options.actor,
+                run_id=self.options.run_id,
+            )
+        except (psycopg.Error, statements.StatementError) as exc:
+            result.invalid_indexes = db.invalid_indexes(conn, schema) if not conn.broken else []
+            note = (
+                f" (left INVALID: {', '.join(result.invalid_indexes)}; drop it before re-running)"
+                if result.invalid_indexes
+                else ""
+            )
+            raise MigrationError(migration, f"{_error_text(exc)}{note}") from exc
+        except MigrationError as exc:
+            raise MigrationError(migration, str(exc)) from exc
+        finally:
+            if not conn.broken:
+                conn.execute("RESET search_path")
+                conn.execute("RESET lock_timeout")
+
+    def _rollback_schema(
+        self, conn: psycopg.Connection, schema: str, from_version: int
+    ) -> SchemaResult:
+        started = time.monotonic()
+        result = SchemaResult(schema, "succeeded")
+        rows = ledger.rollback_rows(conn, schema, from_version)
+        if not rows:
+            result.status = "skipped"
+            return result
+        missing = [name for _, name, down in rows if not (down and down.strip())]
+        if missing:
+            result.status = "failed"
+            result.error = "no rollback SQL recorded for " + ", ".join(missing)
+            return result
+        ids = placeholders(schema, conn.info.dbname)
+
+        def undo() -> None:
+            with conn.transaction():
+                conn.execute(db.search_path(schema))
+                conn.execute("SELECT set_config('lock_timeout', %s, true)",
+                             [f"{self.options.lock_timeout_ms}ms"])
+                for version, name, down in rows:
+                    text = statements.render(down, ids)
+                    self.emit(Event("sql", schema, sql=text, message=name))
+                    try:
+                        conn.execute(text)
+                    except psycopg.Error as exc:
+                        if isinstance(exc, errors.LockNotAvailable):
+                            raise
+                        raise MigrationError(None, f"{name}: {_error_text(exc)}") from exc
+                    ledger.delete(conn, schema, [version])
+
+        try:
+            self._with_lock_retries(conn, schema, undo)
+            result.versions = [version for version, _, _ in rows]
+        except MigrationError as exc:
+            result.status = "failed"
+            result.error = str(exc)
+        result.duration_ms = int((time.monotonic() - started) * 1000)
+        return result
+
+
+def _segments(pending: list[Migration]) -> list[list[Migration]]:
+    """Consecutive transactional files form one segment; a non-transactional one is alone."""
+    segments: list[list[Migration]] = []
+    for m in pending:
+        if m.transactional and segments and segments[-1][0].transactional:
+            segments[-1].append(m)
+        else:
+            segments.append([m])
+    return segments
+
+
+def _render(migration: Migration, ids: dict) -> str:
+    try:
+        return statements.render(migration.up_sql, ids)
+    except statements.StatementError as exc:
+        raise MigrationError(migration, str(exc)) from exc
+
+
+def _error_text(exc: BaseException) -> str:
+    diag = getattr(exc, "diag", None)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    sqlstate = getattr(diag, "sqlstate", None) if diag else None
+    return f"{text} [SQLSTATE {sqlstate}]" if sqlstate else text
+
+
+def apply_in_transaction(
+    conn: psycopg.Connection,
+    schema: str,
+    migrations: list[Migration],
+    ids: dict[str, str],
+    *,
+    lock_timeout_ms: int,
+    actor: str,
+    run_id: int | None,
+    fake: bool = False,
+    new_schema: bool = False,
+    on_sql: Callable[[Migration, str], None] | None = None,
+) -> None:
+    """Apply ``migrations`` to ``schema`` inside the caller's open transaction and record
+    them in the ledger. With ``new_schema`` (tenant creation: every table is empty), the
+    statements that cannot run in a transaction are built non-concurrently instead."""
+    conn.execute(db.search_path(schema))
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", [f"{lock_timeout_ms}ms"])
+    for m in migrations:
+        started = time.monotonic()
+        if not fake:
+            text = _render(m, ids)
+            if new_schema and not m.transactional:
+                text = ";\n".join(_in_transaction(m, s) for s in statements.split(text))
+            if on_sql:
+                on_sql(m, text)
+            try:
+                conn.execute(sql.SQL(text))
+            except errors.LockNotAvailable:
+                raise
+            except psycopg.Error as exc:
+                raise MigrationError(m, _error_text(exc)) from exc
+            # A migration may change search_path (set_config); put ours back for the next.
+            conn.execute(db.search_path(schema))
+        ledger.record(
+            conn,
+            schema,
+            m,
+            elapsed_ms=int((time.monotonic() - started) * 1000),
+            actor=actor,
+            run_id=run_id,
+        )
+
+
+def _in_transaction(migration: Migration, statement: str) -> str:
+    reason = statements.non_transactional_reason(statement)
+    if reason is None:
+        return statement
+    if "CONCURRENTLY" in reason:
+        return statements.without_concurrently(statement)
+    if reason == "VACUUM":
+        return "SELECT 1"  # nothing to vacuum in a schema created a moment ago
+    raise MigrationError(migration, f"{reason} cannot run while creating a tenant")

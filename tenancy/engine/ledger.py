@@ -1,0 +1,148 @@
+"""Queries on ``public.tenant_migrations``, the one ledger for every schema, and on the
+registry the engine reads. Each function is one query, whatever the number of schemas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from tenancy.engine.source import Migration
+
+
+@dataclass(frozen=True)
+class Applied:
+    version: str
+    name: str
+    checksum: str | None
+    applied_at: datetime | None
+    has_rollback: bool
+
+
+@dataclass(frozen=True)
+class RegisteredTenant:
+    schema: str
+    org_id: str
+    name: str
+    status: str
+    schema_exists: bool
+
+
+_APPLIED_COLUMNS = """
+    tenant_schema, migration_version, migration_name, checksum, applied_at,
+    (rollback_sql IS NOT NULL AND btrim(rollback_sql) <> '')
+"""
+
+
+def _rows_to_map(rows: list[tuple]) -> dict[str, dict[str, Applied]]:
+    result: dict[str, dict[str, Applied]] = {}
+    for schema, version, name, checksum, applied_at, has_rollback in rows:
+        result.setdefault(schema, {})[version] = Applied(
+            version, name, checksum, applied_at, has_rollback
+        )
+    return result
+
+
+def applied_all(conn: psycopg.Connection) -> dict[str, dict[str, Applied]]:
+    rows = conn.execute(f"SELECT {_APPLIED_COLUMNS} FROM public.tenant_migrations").fetchall()
+    return _rows_to_map(rows)
+
+
+def applied_for(conn: psycopg.Connection, schema: str) -> dict[str, Applied]:
+    rows = conn.execute(
+        f"SELECT {_APPLIED_COLUMNS} FROM public.tenant_migrations WHERE tenant_schema = %s",
+        [schema],
+    ).fetchall()
+    return _rows_to_map(rows).get(schema, {})
+
+
+def record(
+    conn: psycopg.Connection,
+    schema: str,
+    migration: Migration,
+    *,
+    elapsed_ms: int | None,
+    actor: str,
+    run_id: int | None,
+) -> None:
+    """Write (or complete) the ledger row of an applied migration.
+
+    A file may write its own row, as the seed's 003 does; the upsert then fills in what the
+    file could not know (checksum, timing, run) instead of failing on the unique key."""
+    conn.execute(
+        """
+        INSERT INTO public.tenant_migrations AS tm (
+            tenant_schema, migration_version, migration_name, checksum, rollback_sql,
+            execution_time_ms, applied_by, run_id)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (tenant_schema, migration_version) DO UPDATE SET
+            migration_name = EXCLUDED.migration_name,
+            checksum = EXCLUDED.checksum,
+            rollback_sql = COALESCE(EXCLUDED.rollback_sql, tm.rollback_sql),
+            execution_time_ms = EXCLUDED.execution_time_ms,
+            applied_by = EXCLUDED.applied_by,
+            run_id = EXCLUDED.run_id
+        """,
+        [
+            schema,
+            migration.version,
+            migration.name,
+            migration.checksum,
+            migration.down_sql,
+            elapsed_ms,
+            actor,
+            run_id,
+        ],
+    )
+
+
+def accept_checksum(conn: psycopg.Connection, migration: Migration, schemas: list[str]) -> int:
+    cur = conn.execute(
+        """
+        UPDATE public.tenant_migrations SET checksum = %s, rollback_sql = COALESCE(%s, rollback_sql)
+        WHERE migration_version = %s AND tenant_schema = ANY(%s) AND checksum IS DISTINCT FROM %s
+        """,
+        [migration.checksum, migration.down_sql, migration.version, schemas, migration.checksum],
+    )
+    return cur.rowcount
+
+
+def rollback_rows(conn: psycopg.Connection, schema: str, from_version: int) -> list[tuple]:
+    """(version, name, rollback_sql) of the schema's rows at or above ``from_version``,
+    newest first: the order a rollback runs them in."""
+    return conn.execute(
+        """
+        SELECT migration_version, migration_name, rollback_sql FROM public.tenant_migrations
+        WHERE tenant_schema = %s AND migration_version ~ '^[0-9]+$'
+          AND migration_version::bigint >= %s
+        ORDER BY migration_version::bigint DESC
+        """,
+        [schema, from_version],
+    ).fetchall()
+
+
+def delete(conn: psycopg.Connection, schema: str, versions: list[str] | None = None) -> int:
+    if versions is None:
+        cur = conn.execute("DELETE FROM public.tenant_migrations WHERE tenant_schema = %s", [schema])
+    else:
+        cur = conn.execute(
+            "DELETE FROM public.tenant_migrations "
+            "WHERE tenant_schema = %s AND migration_version = ANY(%s)",
+            [schema, versions],
+        )
+    return cur.rowcount
+
+
+def registered_tenants(conn: psycopg.Connection) -> list[RegisteredTenant]:
+    rows = conn.execute(
+        """
+        SELECT tr.schema_name, tr.auth0_org_id, tr.organization_name, tr.status,
+               (n.oid IS NOT NULL)
+        FROM public.tenant_registry tr
+        LEFT JOIN pg_namespace n ON n.nspname = tr.schema_name
+        WHERE tr.schema_name <> 'public'
+        ORDER BY tr.created_at, tr.id
+        """
+    ).fetchall()
+    return [RegisteredTenant(*row) for row in rows]

@@ -1,0 +1,91 @@
+"""Tenant names: Auth0 organization ids, schema names, role names, domains.
+
+Everything here is pure: it validates before any SQL runs. Identifiers that pass are
+still always composed with ``psycopg.sql.Identifier``, never formatted into SQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+PUBLIC_SCHEMA = "public"
+SCHEMA_PREFIX = "tenant_"
+MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are silently truncated
+
+_ORG_ID = re.compile(r"org_[A-Za-z0-9]+")
+_SCHEMA = re.compile(r"[a-z_][a-z0-9_]*")
+_RESERVED = ("public", "information_schema")
+
+
+class InvalidName(ValueError):
+    """A name that must never reach SQL."""
+
+
+def validate_org_id(org_id: str) -> str:
+    """Return ``org_id`` if it is ``org_`` followed by ASCII letters and digits, else raise."""
+    if not isinstance(org_id, str) or not org_id:
+        raise InvalidName("An Auth0 organization id is required (e.g. org_ayHu5XNaTNHMasO5).")
+    if not _ORG_ID.fullmatch(org_id):
+        raise InvalidName(
+            f"Invalid Auth0 organization id {org_id!r}: expected 'org_' followed by "
+            "letters and digits only (e.g. org_ayHu5XNaTNHMasO5)."
+        )
+    schema = SCHEMA_PREFIX + org_id.lower()
+    if len(schema.encode()) > MAX_IDENTIFIER_BYTES:
+        raise InvalidName(
+            f"Auth0 organization id {org_id!r} is too long: its schema name {schema!r} would be "
+            f"{len(schema.encode())} bytes, over PostgreSQL's {MAX_IDENTIFIER_BYTES}-byte limit "
+            "(names are refused, never truncated)."
+        )
+    return org_id
+
+
+def schema_for_org(org_id: str) -> str:
+    """``tenant_`` + the lower-cased org id: lower case keeps the seed's psql and
+    ``schemaname||'.'||tablename`` queries working. Case twins are refused by the service."""
+    return SCHEMA_PREFIX + validate_org_id(org_id).lower()
+
+
+def validate_schema_name(name: str, *, allow_public: bool = True) -> str:
+    """Validate a schema name given on a command line (``--tenant tenant_org_x``)."""
+    if not isinstance(name, str) or not _SCHEMA.fullmatch(name):
+        raise InvalidName(
+            f"Invalid schema name {name!r}: use lower-case letters, digits and underscores."
+        )
+    if len(name.encode()) > MAX_IDENTIFIER_BYTES:
+        raise InvalidName(f"Schema name {name!r} is longer than {MAX_IDENTIFIER_BYTES} bytes.")
+    if name == PUBLIC_SCHEMA:
+        if not allow_public:
+            raise InvalidName("'public' is the shared schema, not a tenant.")
+        return name
+    if name.startswith("pg_") or name in _RESERVED:
+        raise InvalidName(f"Schema name {name!r} is reserved by PostgreSQL.")
+    return name
+
+
+def role_for_schema(schema: str, database: str) -> str:
+    """The NOLOGIN role of a tenant. Roles belong to the whole server, so the name carries a
+    short hash of the database: test databases on one server never share a tenant's role."""
+    return role_prefix(database) + _fit(schema, MAX_IDENTIFIER_BYTES - len(role_prefix(database)))
+
+
+def role_prefix(database: str) -> str:
+    return "tr" + hashlib.sha256(database.encode()).hexdigest()[:6] + "_"
+
+
+def app_role(database: str) -> str:
+    """The role that request handling switches to: owns nothing, bypasses no RLS."""
+    return "ta" + hashlib.sha256(database.encode()).hexdigest()[:6] + "_app"
+
+
+def _fit(name: str, limit: int) -> str:
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return name[: limit - 9] + "_" + digest
+
+
+def domain_for_org(org_id: str, suffix: str) -> str:
+    """``<org id>.localhost``: lower case, '_' as '-', since a host name may not hold '_'."""
+    return f"{validate_org_id(org_id).lower().replace('_', '-')}.{suffix}"

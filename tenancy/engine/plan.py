@@ -1,0 +1,131 @@
+"""The plan: ledger + files → what each schema needs, in a constant number of queries.
+
+For every schema in scope: pending files, drift (an applied file whose content changed),
+files in the ledger but gone from disk, and new files numbered below what is applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from tenancy.engine import ledger
+from tenancy.engine.source import PUBLIC, TENANT, Migration, discover
+
+
+@dataclass(frozen=True)
+class Drift:
+    migration: Migration
+    recorded_checksum: str
+
+
+@dataclass
+class SchemaPlan:
+    schema: str
+    scope: str
+    pending: list[Migration] = field(default_factory=list)
+    drift: list[Drift] = field(default_factory=list)
+    missing: list[ledger.Applied] = field(default_factory=list)
+    out_of_order: list[Migration] = field(default_factory=list)
+    applied_count: int = 0
+    last_applied: ledger.Applied | None = None
+    schema_exists: bool = True
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.drift or self.missing or self.out_of_order or not self.schema_exists)
+
+
+@dataclass
+class Plan:
+    migrations: dict[str, list[Migration]]
+    schemas: list[SchemaPlan]
+
+    @property
+    def pending_count(self) -> int:
+        return sum(len(s.pending) for s in self.schemas)
+
+    @property
+    def with_pending(self) -> list[SchemaPlan]:
+        return [s for s in self.schemas if s.pending]
+
+    @property
+    def drifted(self) -> list[SchemaPlan]:
+        return [s for s in self.schemas if s.drift]
+
+    @property
+    def blocked(self) -> list[SchemaPlan]:
+        return [s for s in self.schemas if s.blocked]
+
+    def for_scope(self, scope: str) -> list[SchemaPlan]:
+        return [s for s in self.schemas if s.scope == scope]
+
+
+def version_key(version: str) -> int | str:
+    return int(version) if version.isdigit() else version
+
+
+def plan_schema(
+    schema: str,
+    scope: str,
+    migrations: list[Migration],
+    applied: dict[str, ledger.Applied],
+    *,
+    schema_exists: bool = True,
+) -> SchemaPlan:
+    """One schema's plan from its ledger rows; the pure core that every caller shares."""
+    by_number = {version_key(v): a for v, a in applied.items()}
+    numbers = {m.number for m in migrations}
+    plan = SchemaPlan(schema=schema, scope=scope, schema_exists=schema_exists)
+    plan.applied_count = len(applied)
+    if applied:
+        plan.last_applied = max(
+            applied.values(), key=lambda a: (a.applied_at is not None, a.applied_at, a.version)
+        )
+    highest_applied = max((k for k in by_number if isinstance(k, int)), default=-1)
+    for m in migrations:
+        row = by_number.get(m.number)
+        if row is None:
+            plan.pending.append(m)
+            if m.number < highest_applied:
+                plan.out_of_order.append(m)
+        elif row.checksum is not None and row.checksum != m.checksum:
+            plan.drift.append(Drift(m, row.checksum))
+    plan.missing = [a for k, a in sorted(by_number.items(), key=lambda kv: str(kv[0]))
+                    if k not in numbers]
+    return plan
+
+
+def build_plan(
+    conn: psycopg.Connection,
+    migrations_dir: Path | str,
+    *,
+    public: bool = True,
+    tenants: bool = True,
+    only: list[str] | None = None,
+) -> Plan:
+    """The plan for public and/or every registered tenant (or just ``only``).
+
+    Two queries in all: the registry and the ledger."""
+    migrations = {PUBLIC: discover(migrations_dir, PUBLIC), TENANT: discover(migrations_dir, TENANT)}
+    applied = ledger.applied_all(conn)
+    schemas: list[SchemaPlan] = []
+    wanted = set(only) if only is not None else None
+    if public and (wanted is None or PUBLIC in wanted):
+        schemas.append(plan_schema(PUBLIC, PUBLIC, migrations[PUBLIC], applied.get(PUBLIC, {})))
+    if tenants:
+        for tenant in ledger.registered_tenants(conn):
+            if wanted is not None and tenant.schema not in wanted:
+                continue
+            schemas.append(
+                plan_schema(
+                    tenant.schema,
+                    TENANT,
+                    migrations[TENANT],
+                    applied.get(tenant.schema, {}),
+                    schema_exists=tenant.schema_exists,
+                )
+            )
+    return Plan(migrations=migrations, schemas=schemas)

@@ -1,0 +1,45 @@
+"""What `make run` needs after migrating: the seed's demo tenant and an admin login."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandParser
+
+from tenancy.services.tenants import TenantError, create_tenant, list_tenants
+
+DEMO_ORG_ID = "org_ayHu5XNaTNHMasO5"
+DEMO_NAME = "Baltu Technologies"
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the demo tenant (Baltu Technologies, org_ayHu5XNaTNHMasO5) if missing, and "
+        "an admin user whose login is printed. The password is new on every call unless "
+        "ADMIN_PASSWORD is set."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--username", default=os.environ.get("ADMIN_USERNAME", "admin"))
+        parser.add_argument("--url", default="http://127.0.0.1:8000/admin/")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not any(t.org_id == DEMO_ORG_ID for t in list_tenants()):
+            try:
+                created = create_tenant(DEMO_ORG_ID, DEMO_NAME, actor="bootstrap_demo")
+                self.stdout.write(f"Created demo tenant {created.name} ({created.schema})")
+            except TenantError as exc:
+                self.stderr.write(self.style.WARNING(f"Demo tenant not created: {exc}"))
+        password = os.environ.get("ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        user_model = get_user_model()
+        user, _ = user_model.objects.get_or_create(username=options["username"])
+        user.is_staff = user.is_superuser = user.is_active = True
+        user.set_password(password)
+        user.save()
+        line = "=" * 64
+        self.stdout.write(self.style.SUCCESS(
+            f"{line}\n Employer Portal admin: {options['url']}\n"
+            f" username: {user.get_username()}\n password: {password}\n{line}"))

@@ -1,0 +1,165 @@
+"""The public tables: the tenant registry, the one migration ledger, audit and settings.
+
+Their table and column names are the seed guide's contract: its SQL runs verbatim against
+them. The guide's inserts name only some columns, so every other NOT NULL column carries a
+default in the database itself (``db_default``), not only in Python.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models.functions import Now
+from django_tenants.models import DomainMixin, TenantMixin
+
+
+class TenantStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    SUSPENDED = "suspended", "Suspended"
+    ARCHIVED = "archived", "Archived"
+
+
+class Tenant(TenantMixin):
+    """One employer organization, with its own schema ``tenant_<org id, lower-cased>``."""
+
+    organization_name = models.CharField(max_length=255)
+    auth0_org_id = models.CharField(max_length=64, unique=True)
+    status = models.CharField(
+        max_length=16,
+        choices=TenantStatus.choices,
+        default=TenantStatus.ACTIVE,
+        db_default=TenantStatus.ACTIVE,
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+
+    # Schemas are created and dropped by tenancy.services.tenants, in one transaction with
+    # their migrations, role and registry row; never as a side effect of Model.save().
+    auto_create_schema = False
+    auto_drop_schema = False
+
+    class Meta:
+        db_table = "tenant_registry"
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["active", "suspended", "archived"]),
+                name="tenant_registry_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization_name} ({self.schema_name})"
+
+
+class Domain(DomainMixin):
+    class Meta:
+        db_table = "tenant_domains"
+
+
+class TenantMigration(models.Model):
+    """The ledger: one row per (schema, migration) applied, for public and every tenant."""
+
+    tenant_schema = models.CharField(max_length=63)
+    migration_version = models.CharField(max_length=32)
+    migration_name = models.CharField(max_length=255)
+    checksum = models.CharField(max_length=64, null=True, blank=True)
+    rollback_sql = models.TextField(null=True, blank=True)
+    applied_at = models.DateTimeField(db_default=Now())
+    execution_time_ms = models.IntegerField(null=True, blank=True)
+    applied_by = models.CharField(max_length=150, null=True, blank=True)
+    run_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        db_table = "tenant_migrations"
+        ordering = ["tenant_schema", "migration_version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant_schema", "migration_version"],
+                name="tenant_migrations_schema_version_uniq",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_schema}: {self.migration_name}"
+
+
+class AuditLog(models.Model):
+    tenant_schema = models.CharField(max_length=63, null=True, blank=True, db_index=True)
+    action = models.CharField(max_length=64)
+    actor = models.CharField(max_length=150, db_default="system")
+    details = models.JSONField(default=dict, db_default={})
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "audit_logs"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.tenant_schema or ''} by {self.actor}"
+
+
+class SystemConfiguration(models.Model):
+    config_key = models.CharField(max_length=255, unique=True)
+    config_value = models.JSONField(db_default=None)
+    description = models.TextField(null=True, blank=True)
+    is_public = models.BooleanField(default=False, db_default=False)
+    created_at = models.DateTimeField(db_default=Now())
+    updated_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "system_configurations"
+        ordering = ["config_key"]
+
+    def __str__(self) -> str:
+        return self.config_key
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    REFUSED = "refused", "Refused"
+
+
+class MigrationRun(models.Model):
+    """One invocation of the engine (a migrate, a rollback, a creation's migrations)."""
+
+    kind = models.CharField(max_length=32, db_default="migrate")
+    actor = models.CharField(max_length=150, db_default="system")
+    status = models.CharField(max_length=16, choices=RunStatus.choices, db_default="running")
+    options = models.JSONField(db_default={})
+    total_schemas = models.IntegerField(db_default=0)
+    done_schemas = models.IntegerField(db_default=0)
+    failed_schemas = models.IntegerField(db_default=0)
+    backend_pid = models.IntegerField(null=True, blank=True)
+    error = models.TextField(null=True, blank=True)
+    started_at = models.DateTimeField(db_default=Now())
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "tenant_migration_runs"
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.kind}, {self.status})"
+
+
+class MigrationRunResult(models.Model):
+    """What one run did to one schema: the outcome the ledger alone cannot show."""
+
+    run = models.ForeignKey(MigrationRun, on_delete=models.CASCADE, related_name="results")
+    tenant_schema = models.CharField(max_length=63, db_index=True)
+    status = models.CharField(max_length=16)  # succeeded | failed
+    versions = models.JSONField(db_default=[])
+    error = models.TextField(null=True, blank=True)
+    duration_ms = models.IntegerField(db_default=0)
+    finished_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "tenant_migration_run_results"
+        ordering = ["-finished_at", "-id"]
+        indexes = [models.Index(fields=["tenant_schema", "-finished_at"], name="run_results_schema_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_schema}: {self.status}"

@@ -1,0 +1,450 @@
+"""Migration runs: plan, refuse on drift, execute public then tenants, record and audit.
+
+This is the one place a run is orchestrated; ``migrate_tenants``, ``migrate_schemas``,
+the admin's background job and the tests all call ``migrate``/``rollback`` here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from tenancy import conf
+from tenancy.engine import audit, db, ledger
+from tenancy.engine.executor import Event, Executor, SchemaResult
+from tenancy.engine.names import PUBLIC_SCHEMA, validate_schema_name
+from tenancy.engine.plan import Plan, build_plan
+from tenancy.engine.source import PUBLIC, TENANT
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_PENDING = 2
+EXIT_DRIFT = 3
+
+
+class RunError(Exception):
+    """A run that cannot start: bad arguments, no infrastructure, an unreadable file."""
+
+
+@dataclass
+class RunReport:
+    kind: str
+    plan: Plan | None
+    run_id: int | None = None
+    results: list[SchemaResult] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    exit_code: int = EXIT_OK
+    dry_run: bool = False
+    django_migrations: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[SchemaResult]:
+        return [r for r in self.results if r.failed]
+
+    def to_dict(self) -> dict[str, Any]:
+        plan = self.plan
+        return {
+            "kind": self.kind,
+            "run_id": self.run_id,
+            "dry_run": self.dry_run,
+            "exit_code": self.exit_code,
+            "refused": self.refused,
+            "django_migrations_pending": self.django_migrations,
+            "plan": [
+                {
+                    "schema": s.schema,
+                    "scope": s.scope,
+                    "applied": s.applied_count,
+                    "pending": [
+                        {"version": m.version, "name": m.name, "transactional": m.transactional}
+                        for m in s.pending
+                    ],
+                    "drift": [
+                        {"version": d.migration.version, "name": d.migration.name,
+                         "recorded_checksum": d.recorded_checksum,
+                         "file_checksum": d.migration.checksum}
+                        for d in s.drift
+                    ],
+                    "missing_files": [a.name for a in s.missing],
+                    "out_of_order": [m.name for m in s.out_of_order],
+                    "schema_exists": s.schema_exists,
+                }
+                for s in (plan.schemas if plan else [])
+            ],
+            "results": [
+                {
+                    "schema": r.schema,
+                    "status": r.status,
+                    "versions": r.versions,
+                    "error": r.error,
+                    "duration_ms": r.duration_ms,
+                    "invalid_indexes": r.invalid_indexes,
+                }
+                for r in self.results
+            ],
+            "summary": {
+                "schemas": len(plan.schemas) if plan else 0,
+                "pending_migrations": plan.pending_count if plan else 0,
+                "schemas_with_pending": len(plan.with_pending) if plan else 0,
+                "succeeded": sum(r.status == "succeeded" for r in self.results),
+                "failed": len(self.failed),
+            },
+        }
+
+
+# -- infrastructure ----------------------------------------------------------------------
+def infrastructure_ready(conn: psycopg.Connection) -> bool:
+    row = conn.execute(
+        "SELECT to_regclass('public.tenant_migrations') IS NOT NULL "
+        "AND to_regclass('public.tenant_registry') IS NOT NULL"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def pending_django_migrations() -> list[str]:
+    """Django migrations of the public schema not yet applied (the infrastructure)."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    connection.set_schema_to_public()
+    executor = MigrationExecutor(connection)
+    targets = executor.loader.graph.leaf_nodes()
+    return [f"{m.app_label}.{m.name}" for m, _ in executor.migration_plan(targets)]
+
+
+def ensure_infrastructure(verbosity: int = 0) -> list[str]:
+    """Apply the public schema's Django migrations (the seed's 'creates infrastructure')."""
+    pending = pending_django_migrations()
+    if pending:
+        from django.core.management import call_command
+
+        call_command(
+            "migrate_schemas", shared=True, interactive=False, verbosity=verbosity,
+            sql_migrations=False,
+        )
+    return pending
+
+
+# -- plans -------------------------------------------------------------------------------
+def _connect() -> psycopg.Connection:
+    return db.connect(conf.conninfo())
+
+
+def _scope(public: bool, tenants: bool, only: list[str] | None) -> tuple[bool, bool, list | None]:
+    if only:
+        only = [validate_schema_name(s) for s in only]
+        public = public or PUBLIC_SCHEMA in only
+        tenants = tenants or any(s != PUBLIC_SCHEMA for s in only)
+    return public, tenants, only
+
+
+def make_plan(
+    *, public: bool = True, tenants: bool = True, only: list[str] | None = None
+) -> Plan:
+    public, tenants, only = _scope(public, tenants, only)
+    with _connect() as conn:
+        if not infrastructure_ready(conn):
+            raise RunError(
+                "The public schema has no tenancy tables yet: run "
+                "`manage.py migrate_tenants --public` first."
+            )
+        plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=tenants, only=only)
+    _check_only(plan, only)
+    return plan
+
+
+def _check_only(plan: Plan, only: list[str] | None) -> None:
+    if only:
+        known = {s.schema for s in plan.schemas}
+        unknown = [s for s in only if s not in known]
+        if unknown:
+            raise RunError(
+                f"Not a registered tenant schema: {', '.join(unknown)}. "
+                "`manage.py tenant_list` shows the registered ones."
+            )
+
+
+def refusals(plan: Plan, *, allow_missing: bool, allow_out_of_order: bool) -> list[str]:
+    """Why the ledger and the files disagree; a run that finds any applies nothing."""
+    reasons: list[str] = []
+    drift: dict[str, list[str]] = {}
+    for s in plan.schemas:
+        for d in s.drift:
+            drift.setdefault(f"{d.migration.scope}/{d.migration.name}", []).append(s.schema)
+    for name, schemas in drift.items():
+        reasons.append(
+            f"drift: {name} changed after it was applied (checksum differs) in "
+            f"{_names(schemas)}; restore the file, or accept it with "
+            f"`migrate_tenants --accept-checksum {name.split('/')[1].split('_')[0]}`"
+        )
+    if not allow_missing:
+        missing: dict[str, list[str]] = {}
+        for s in plan.schemas:
+            for a in s.missing:
+                missing.setdefault(f"{s.scope}/{a.name}", []).append(s.schema)
+        for name, schemas in missing.items():
+            reasons.append(
+                f"missing file: {name} is recorded as applied in {_names(schemas)} but is not on "
+                "disk (pass --allow-missing to go on)"
+            )
+    if not allow_out_of_order:
+        late: dict[str, list[str]] = {}
+        for s in plan.schemas:
+            for m in s.out_of_order:
+                late.setdefault(f"{s.scope}/{m.name}", []).append(s.schema)
+        for name, schemas in late.items():
+            reasons.append(
+                f"out of order: {name} is numbered below migrations already applied in "
+                f"{_names(schemas)} (renumber it, or pass --allow-out-of-order)"
+            )
+    return reasons
+
+
+def _names(schemas: list[str], limit: int = 5) -> str:
+    shown = ", ".join(schemas[:limit])
+    return shown + (f" and {len(schemas) - limit} more" if len(schemas) > limit else "")
+
+
+# -- runs --------------------------------------------------------------------------------
+class _Recorder:
+    """Keeps the run's row current while it runs (for the admin and `migrate_status`)."""
+
+    def __init__(self, conn: psycopg.Connection, run_id: int, total: int):
+        self.conn, self.run_id, self.total = conn, run_id, total
+        self.done = self.failed = 0
+        self._last = 0.0
+
+    def on_result(self, result: SchemaResult) -> None:
+        self.done += 1
+        self.failed += result.failed
+        now = time.monotonic()
+        if now - self._last >= 0.5 or self.done == self.total:
+            self._last = now
+            self.flush()
+
+    def flush(self) -> None:
+        self.conn.execute(
+            "UPDATE public.tenant_migration_runs SET done_schemas = %s, failed_schemas = %s "
+            "WHERE id = %s",
+            [self.done, self.failed, self.run_id],
+        )
+
+
+def start_run(
+    conn: psycopg.Connection,
+    kind: str,
+    actor: str,
+    options: dict[str, Any],
+    total: int,
+    run_id: int | None = None,
+) -> int:
+    if run_id is not None:
+        conn.execute(
+            "UPDATE public.tenant_migration_runs SET status = 'running', started_at = now(), "
+            "total_schemas = %s, backend_pid = pg_backend_pid() WHERE id = %s",
+            [total, run_id],
+        )
+        return run_id
+    row = conn.execute(
+        "INSERT INTO public.tenant_migration_runs (kind, actor, options, total_schemas, "
+        "backend_pid) VALUES (%s, %s, %s, %s, pg_backend_pid()) RETURNING id",
+        [kind, actor, Jsonb(options), total],
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def finish_run(
+    conn: psycopg.Connection,
+    run_id: int,
+    results: list[SchemaResult],
+    *,
+    status: str,
+    error: str | None = None,
+) -> None:
+    touched = [r for r in results if r.status != "skipped"]
+    with conn.transaction():
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO public.tenant_migration_run_results "
+                "(run_id, tenant_schema, status, versions, error, duration_ms) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                [(run_id, r.schema, r.status, Jsonb(r.versions), r.error, r.duration_ms)
+                 for r in touched],
+            )
+        conn.execute(
+            "UPDATE public.tenant_migration_runs SET status = %s, error = %s, finished_at = now(),"
+            " done_schemas = %s, failed_schemas = %s WHERE id = %s",
+            [status, error, len(results), sum(r.failed for r in results), run_id],
+        )
+
+
+def migrate(
+    *,
+    public: bool = True,
+    tenants: bool = True,
+    only: list[str] | None = None,
+    dry_run: bool = False,
+    check: bool = False,
+    jobs: int = 1,
+    fail_fast: bool = False,
+    fake: bool = False,
+    allow_missing: bool = False,
+    allow_out_of_order: bool = False,
+    up_to: int | None = None,
+    actor: str = "system",
+    run_id: int | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+) -> RunReport:
+    public, tenants, only = _scope(public, tenants, only)
+    report = RunReport(kind="fake" if fake else "migrate", plan=None, dry_run=dry_run or check)
+    if public and not (dry_run or check):
+        report.django_migrations = ensure_infrastructure()
+    elif public:
+        with _connect() as conn:
+            ready = infrastructure_ready(conn)
+        report.django_migrations = pending_django_migrations() if ready else ["(all)"]
+    with _connect() as conn:
+        if not infrastructure_ready(conn):
+            raise RunError(
+                "The public schema has no tenancy tables yet: run "
+                "`manage.py migrate_tenants --public` first."
+            )
+        plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=tenants, only=only)
+        _check_only(plan, only)
+        if up_to is not None:  # a baseline: only the files up to that version
+            plan.migrations = {k: [m for m in v if m.number <= up_to]
+                               for k, v in plan.migrations.items()}
+            for s in plan.schemas:
+                s.pending = [m for m in s.pending if m.number <= up_to]
+        report.plan = plan
+        if on_plan:
+            on_plan(plan)
+        report.refused = refusals(
+            plan, allow_missing=allow_missing, allow_out_of_order=allow_out_of_order
+        )
+        if report.refused:
+            report.exit_code = EXIT_DRIFT
+            if not (dry_run or check):
+                audit.write(conn, "migrate.refused", actor=actor,
+                            details={"reasons": report.refused})
+                if run_id is not None:
+                    start_run(conn, "migrate", actor, {}, 0, run_id)
+                    finish_run(conn, run_id, [], status="refused",
+                               error="\n".join(report.refused))
+            return report
+        if dry_run or check:
+            pending = plan.pending_count or (report.django_migrations and public)
+            report.exit_code = EXIT_PENDING if (check and pending) else EXIT_OK
+            return report
+
+        todo = plan.with_pending
+        missing_schema = [s for s in plan.schemas if not s.schema_exists]
+        options = {"public": public, "tenants": tenants, "only": only, "jobs": jobs,
+                   "fail_fast": fail_fast, "fake": fake}
+        report.run_id = start_run(conn, report.kind, actor, options,
+                                  len(todo) + len(missing_schema), run_id)
+        recorder = _Recorder(conn, report.run_id, len(todo))
+
+        def handle(event: Event) -> None:
+            if event.kind == "schema_finished" and event.result is not None:
+                recorder.on_result(event.result)
+            if on_event:
+                on_event(event)
+
+        engine_options = conf.engine_options(
+            jobs=jobs, fail_fast=fail_fast, actor=actor, run_id=report.run_id, fake=fake
+        )
+        executor = Executor(conf.conninfo(), engine_options, handle)
+        for s in missing_schema:
+            result = SchemaResult(s.schema, "failed", error=(
+                f"schema {s.schema} does not exist although the tenant is registered; "
+                "recreate it with `manage.py tenant_recreate`"))
+            report.results.append(result)
+            handle(Event("schema_finished", s.schema, result=result))
+        stop_error: str | None = None
+        for scope in (PUBLIC, TENANT):
+            work = [(s.schema, plan.migrations[scope]) for s in todo
+                    if s.scope == scope and s.schema_exists]
+            if not work:
+                continue
+            if stop_error or (fail_fast and report.failed):
+                break
+            results = executor.migrate(work)
+            report.results.extend(results)
+            if scope == PUBLIC and any(r.failed for r in results):
+                stop_error = "public schema failed; tenant migrations were not attempted"
+        status = "failed" if report.failed else "succeeded"
+        finish_run(conn, report.run_id, report.results, status=status, error=stop_error)
+        audit.write(
+            conn,
+            "migrate.fake" if fake else "migrate.run",
+            actor=actor,
+            details={
+                "run_id": report.run_id,
+                "outcome": status,
+                "applied": {r.schema: r.versions for r in report.results if r.versions},
+                "failed": {r.schema: r.error for r in report.failed},
+            },
+        )
+        report.exit_code = EXIT_FAILED if report.failed else EXIT_OK
+        return report
+
+
+def rollback(
+    version: str,
+    *,
+    public: bool = False,
+    tenants: bool = True,
+    only: list[str] | None = None,
+    dry_run: bool = False,
+    jobs: int = 1,
+    actor: str = "system",
+    on_event: Callable[[Event], None] | None = None,
+) -> RunReport:
+    """Undo every migration numbered ``version`` or above, newest first, on the schemas
+    whose ledger shows them; each schema in its own transaction."""
+    if not version.isdigit():
+        raise RunError(f"--rollback takes a migration number such as 004, not {version!r}.")
+    public, tenants, only = _scope(public, tenants, only)
+    report = RunReport(kind="rollback", plan=None, dry_run=dry_run)
+    with _connect() as conn:
+        plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=tenants, only=only)
+        _check_only(plan, only)
+        report.plan = plan
+        targets: list[tuple[str, list]] = []
+        for s in plan.schemas:
+            rows = ledger.rollback_rows(conn, s.schema, int(version))
+            if rows:
+                targets.append((s.schema, rows))
+        if dry_run:
+            for schema, rows in targets:
+                missing = [n for _, n, down in rows if not (down and down.strip())]
+                report.results.append(SchemaResult(
+                    schema, "failed" if missing else "planned", versions=[v for v, _, _ in rows],
+                    error=("no rollback SQL recorded for " + ", ".join(missing)) if missing
+                    else None))
+                if on_event:
+                    for _, name, down in rows:
+                        on_event(Event("sql", schema, sql=down or "", message=name))
+            report.exit_code = EXIT_FAILED if report.failed else EXIT_OK
+            return report
+        report.run_id = start_run(conn, "rollback", actor,
+                                  {"version": version, "only": only}, len(targets))
+        executor = Executor(conf.conninfo(), conf.engine_options(jobs=jobs, actor=actor), on_event)
+        report.results = executor.rollback((schema, int(version)) for schema, _ in targets)
+        status = "failed" if report.failed else "succeeded"
+        finish_run(conn, report.run_id, report.results, status=status)
+        audit.write(conn, "migrate.rollback", actor=actor, details={
+            "run_id": report.run_id, "version": version, "outcome": status,
+            "rolled_back": {r.schema: r.versions for r in report.results if r.versions},
+            "failed": {r.schema: r.error for r in report.failed},
+        })
+        report.exit_code = EXIT_FAILED if report.failed else EXIT_OK
+        return report

@@ -1,0 +1,247 @@
+"""Tenant lifecycle: create (one transaction: schema, migrations, ledger, role, registry,
+domain, audit), and the registry reads that commands and the admin share."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from tenancy import conf
+from tenancy.engine import audit, db, ledger
+from tenancy.engine.executor import apply_in_transaction, placeholders
+from tenancy.engine.names import (
+    InvalidName,
+    domain_for_org,
+    role_for_schema,
+    schema_for_org,
+    validate_org_id,
+)
+from tenancy.engine.source import TENANT, Migration, discover
+from tenancy.services.runs import RunError, infrastructure_ready
+
+
+class TenantError(Exception):
+    """A tenant operation refused or failed; the message says why, for the user."""
+
+
+@dataclass
+class CreationContext:
+    conn: psycopg.Connection
+    org_id: str
+    name: str
+    schema: str
+    role: str
+    domain: str
+    actor: str
+    migrations: list[Migration]
+    tenant_id: int | None = None
+    applied: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CreatedTenant:
+    org_id: str
+    name: str
+    schema: str
+    role: str
+    domain: str
+    migrations_applied: list[str]
+    elapsed_ms: int
+
+
+def _check_free(ctx: CreationContext) -> None:
+    rows = ctx.conn.execute(
+        "SELECT auth0_org_id, schema_name FROM public.tenant_registry "
+        "WHERE auth0_org_id = %s OR schema_name = %s",
+        [ctx.org_id, ctx.schema],
+    ).fetchall()
+    for org_id, schema in rows:
+        if org_id == ctx.org_id:
+            raise TenantError(f"Tenant {ctx.org_id} already exists (schema {schema}).")
+        raise TenantError(
+            f"Organization id {ctx.org_id} differs only in letter case from the registered "
+            f"{org_id}, whose schema is {schema}. Schema names are lower case, so the two "
+            "cannot both have a schema: refused."
+        )
+    if db.schema_exists(ctx.conn, ctx.schema):
+        raise TenantError(
+            f"Schema {ctx.schema} already exists but no tenant is registered for it; "
+            "inspect it and drop it before creating this tenant."
+        )
+
+
+def _check_limits(ctx: CreationContext) -> None:
+    max_tenants = int(conf.setting("MAX_TENANTS"))
+    max_per_hour = int(conf.setting("MAX_CREATIONS_PER_HOUR"))
+    row = ctx.conn.execute(
+        """
+        SELECT (SELECT count(*) FROM public.tenant_registry WHERE schema_name <> 'public'),
+               (SELECT count(*) FROM public.audit_logs
+                 WHERE action = 'tenant.create' AND created_at > now() - interval '1 hour')
+        """
+    ).fetchone()
+    assert row is not None
+    tenants, recent = row
+    if tenants >= max_tenants:
+        raise TenantError(
+            f"Tenant limit reached: {tenants} tenants exist and TENANCY['MAX_TENANTS'] is "
+            f"{max_tenants}."
+        )
+    if recent >= max_per_hour:
+        raise TenantError(
+            f"Too many tenants created in the last hour ({recent}; the limit, "
+            f"TENANCY['MAX_CREATIONS_PER_HOUR'], is {max_per_hour}). Try again later."
+        )
+
+
+def _create_schema(ctx: CreationContext) -> None:
+    ctx.conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(ctx.schema)))
+
+
+def _create_role(ctx: CreationContext) -> None:
+    exists = ctx.conn.execute(
+        "SELECT 1 FROM pg_roles WHERE rolname = %s", [ctx.role]
+    ).fetchone()
+    if exists:
+        raise TenantError(f"Role {ctx.role} already exists; drop it before creating {ctx.org_id}.")
+    role, schema = sql.Identifier(ctx.role), sql.Identifier(ctx.schema)
+    for stmt in (
+        sql.SQL("CREATE ROLE {} NOLOGIN").format(role),
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, role),
+        # Tables that later migrations create get the same privileges.
+        sql.SQL(
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA {} "
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}"
+        ).format(schema, role),
+        sql.SQL(
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT USAGE, SELECT ON SEQUENCES TO {}"
+        ).format(schema, role),
+    ):
+        ctx.conn.execute(stmt)
+
+
+def _apply_migrations(ctx: CreationContext) -> None:
+    apply_in_transaction(
+        ctx.conn,
+        ctx.schema,
+        ctx.migrations,
+        placeholders(ctx.schema, ctx.conn.info.dbname),
+        lock_timeout_ms=int(conf.setting("LOCK_TIMEOUT_MS")),
+        actor=ctx.actor,
+        run_id=None,
+        new_schema=True,
+    )
+    ctx.conn.execute("RESET search_path")
+    ctx.applied = [m.version for m in ctx.migrations]
+
+
+def _register(ctx: CreationContext) -> None:
+    row = ctx.conn.execute(
+        "INSERT INTO public.tenant_registry (schema_name, organization_name, auth0_org_id) "
+        "VALUES (%s, %s, %s) RETURNING id",
+        [ctx.schema, ctx.name, ctx.org_id],
+    ).fetchone()
+    assert row is not None
+    ctx.tenant_id = int(row[0])
+
+
+def _add_domain(ctx: CreationContext) -> None:
+    ctx.conn.execute(
+        "INSERT INTO public.tenant_domains (domain, tenant_id, is_primary) VALUES (%s, %s, true)",
+        [ctx.domain, ctx.tenant_id],
+    )
+
+
+def _audit(ctx: CreationContext) -> None:
+    audit.write(
+        ctx.conn,
+        "tenant.create",
+        actor=ctx.actor,
+        tenant_schema=ctx.schema,
+        details={
+            "auth0_org_id": ctx.org_id,
+            "organization_name": ctx.name,
+            "role": ctx.role,
+            "domain": ctx.domain,
+            "migrations": ctx.applied,
+        },
+    )
+
+
+# The steps of a creation, in order, all inside one transaction. Named so that a failure
+# says where it happened (and so tests can inject one at each step).
+CREATION_STEPS: list[tuple[str, Callable[[CreationContext], None]]] = [
+    ("check registry", _check_free),
+    ("check limits", _check_limits),
+    ("create schema", _create_schema),
+    ("create role", _create_role),
+    ("apply migrations", _apply_migrations),
+    ("register", _register),
+    ("add domain", _add_domain),
+    ("audit", _audit),
+]
+
+
+def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system") -> CreatedTenant:
+    """Create a tenant, all or nothing. Raises ``InvalidName`` (bad id: no SQL ran) or
+    ``TenantError`` (refused or failed: nothing was left behind)."""
+    started = time.monotonic()
+    validate_org_id(org_id)
+    schema = schema_for_org(org_id)
+    name = (name or "").strip() or org_id
+    if len(name) > 255:
+        raise InvalidName("The organization name is longer than 255 characters.")
+    migrations = discover(conf.migrations_dir(), TENANT)
+    with db.connect(conf.conninfo()) as conn:
+        if not infrastructure_ready(conn):
+            raise RunError(
+                "The public schema has no tenancy tables yet: run "
+                "`manage.py migrate_tenants --public` first."
+            )
+        ctx = CreationContext(
+            conn=conn,
+            org_id=org_id,
+            name=name,
+            schema=schema,
+            role=role_for_schema(schema, conn.info.dbname),
+            domain=domain_for_org(org_id, conf.setting("DOMAIN_SUFFIX")),
+            actor=actor,
+            migrations=migrations,
+        )
+        step = ""
+        try:
+            with conn.transaction():
+                # Creations queue here, so limits and case twins are checked without races.
+                db.xact_lock(conn, db.CREATE_LOCK_NAME)
+                for step, action in CREATION_STEPS:
+                    action(ctx)
+        except TenantError:
+            raise
+        except Exception as exc:  # anything else: the transaction rolled back, say where
+            raise TenantError(
+                f"Creating tenant {org_id} failed at step '{step}': {exc}. "
+                "Nothing was created (the transaction was rolled back)."
+            ) from exc
+    return CreatedTenant(
+        org_id=org_id,
+        name=name,
+        schema=schema,
+        role=ctx.role,
+        domain=ctx.domain,
+        migrations_applied=ctx.applied,
+        elapsed_ms=int((time.monotonic() - started) * 1000),
+    )
+
+
+def list_tenants() -> list[ledger.RegisteredTenant]:
+    with db.connect(conf.conninfo()) as conn:
+        if not infrastructure_ready(conn):
+            raise RunError(
+                "The public schema has no tenancy tables yet: run "
+                "`manage.py migrate_tenants --public` first."
+            )
+        return ledger.registered_tenants(conn)

@@ -1,0 +1,198 @@
+"""Fixtures: every test runs on real PostgreSQL (the embedded server, or DATABASE_URL).
+
+The engine opens its own psycopg connections, so tests use committed data
+(``transactional_db``) and a cleanup that puts the test database back as it was:
+tenant schemas and roles dropped (roles belong to the whole server), tenancy tables
+emptied, and whatever public SQL migrations added to ``public`` removed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from django.core.management import call_command
+from psycopg import sql
+
+from tenancy import conf
+from tenancy.engine.names import app_role, role_prefix
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_DIR = Path(__file__).resolve().parent / "seed_files"
+TENANCY_TABLES = [
+    "tenant_migration_run_results",
+    "tenant_migration_runs",
+    "tenant_domains",
+    "tenant_registry",
+    "tenant_migrations",
+    "audit_logs",
+    "system_configurations",
+]
+
+
+def connect() -> psycopg.Connection:
+    return psycopg.connect(**conf.conninfo(), autocommit=True)
+
+
+def _public_objects(conn: psycopg.Connection) -> set[tuple[str, str]]:
+    rows = conn.execute(
+        """
+        SELECT 'rel', c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p', 'S')
+        UNION ALL
+        SELECT 'func', p.oid::regprocedure::text FROM pg_proc p
+          JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'
+        """
+    ).fetchall()
+    return {(kind, name) for kind, name in rows}
+
+
+@pytest.fixture(scope="session")
+def public_baseline(django_db_setup: None, django_db_blocker: Any) -> set[tuple[str, str]]:
+    with django_db_blocker.unblock(), connect() as conn:
+        return _public_objects(conn)
+
+
+def reset_database(baseline: set[tuple[str, str]]) -> None:
+    with connect() as conn:
+        db = conn.info.dbname
+        for (schema,) in conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('public', "
+            "'information_schema') AND nspname NOT LIKE 'pg\\_%'"
+        ).fetchall():
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        for kind, name in sorted(_public_objects(conn) - baseline, reverse=True):
+            if kind == "rel":
+                kind_row = conn.execute(
+                    "SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)",
+                    [f'public."{name}"'],
+                ).fetchone()
+                if kind_row is None:
+                    continue
+                verb = {"v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE"}.get(
+                    kind_row[0], "TABLE"
+                )
+                conn.execute(
+                    sql.SQL("DROP {} IF EXISTS {} CASCADE").format(
+                        sql.SQL(verb), sql.Identifier("public", name)
+                    )
+                )
+            else:
+                conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {} CASCADE").format(sql.SQL(name)))
+        conn.execute(
+            sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
+                sql.SQL(", ").join(sql.Identifier(t) for t in TENANCY_TABLES)
+            )
+        )
+        drop_roles(conn, db)
+
+
+def drop_roles(conn: psycopg.Connection, database: str) -> None:
+    """Roles are server-wide: drop every role this test database's tenants created."""
+    rows = conn.execute(
+        "SELECT rolname FROM pg_roles WHERE rolname LIKE %s OR rolname = %s",
+        [role_prefix(database).replace("_", "\\_") + "%", app_role(database)],
+    ).fetchall()
+    for (role,) in rows:
+        conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_roles_at_end(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    yield
+    with django_db_blocker.unblock(), connect() as conn:
+        drop_roles(conn, conn.info.dbname)
+
+
+@pytest.fixture
+def pg(transactional_db: None, public_baseline: set, settings: Any) -> Iterator[None]:
+    """A clean test database, reset after the test."""
+    reset_database(public_baseline)
+    yield
+    reset_database(public_baseline)
+
+
+@pytest.fixture
+def sql_dir(tmp_path: Path, settings: Any) -> Path:
+    """A private copy of migrations_sql/ that the test may add files to."""
+    target = tmp_path / "migrations_sql"
+    shutil.copytree(ROOT / "migrations_sql", target)
+    settings.TENANCY = {**settings.TENANCY, "MIGRATIONS_DIR": target}
+    return target
+
+
+@pytest.fixture
+def public_ready(pg: None) -> None:
+    """Public SQL migrations applied."""
+    call_command("migrate_tenants", "--public", verbosity=0)
+
+
+def query(text: str, params: list | None = None) -> list[tuple]:
+    with connect() as conn:
+        return conn.execute(text, params or []).fetchall()
+
+
+def tables_in(schema: str) -> set[str]:
+    return {r[0] for r in query(
+        "SELECT tablename FROM pg_tables WHERE schemaname = %s", [schema])}
+
+
+def ledger_versions(schema: str) -> list[str]:
+    return [r[0] for r in query(
+        "SELECT migration_version FROM public.tenant_migrations WHERE tenant_schema = %s "
+        "ORDER BY migration_version", [schema])]
+
+
+def run_command(*args: str) -> tuple[int, str, str]:
+    """call_command with the exit code a shell would see, and the captured output."""
+    from io import StringIO
+
+    from django.core.management.base import CommandError
+
+    out, err = StringIO(), StringIO()
+    try:
+        call_command(*args, stdout=out, stderr=err)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    except CommandError as exc:
+        err.write(str(exc))
+        code = exc.returncode
+    return code, out.getvalue(), err.getvalue()
+
+
+def subprocess_env(migrations_dir: Path | None = None) -> dict[str, str]:
+    """Environment for `python manage.py …` in a child process, on the test database."""
+    info = conf.conninfo()
+    env = dict(os.environ)
+    host = info.get("host", "")
+    if host.startswith("/"):
+        url = f"postgresql://{info.get('user', 'postgres')}@/{info['dbname']}?host={host}"
+    else:
+        url = (f"postgresql://{info.get('user', 'postgres')}@{host or '127.0.0.1'}:"
+               f"{info.get('port', 5432)}/{info['dbname']}")
+    env["EMPLOYER_PORTAL_DB_URL"] = url
+    env.pop("DATABASE_URL", None)
+    if migrations_dir is not None:
+        env["TENANCY_MIGRATIONS_DIR"] = str(migrations_dir)
+    return env
+
+
+def manage(*args: str, migrations_dir: Path | None = None, **kwargs: Any) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=subprocess_env(migrations_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
