@@ -1,4 +1,5 @@
 """URLs served on a tenant's own domain, from that tenant's schema."""
+
 from django.urls import path
 
 from employer_portal.portal import views

@@ -1,4 +1,5 @@
 """URLs of the public schema: the admin, the control room of every tenant."""
+
 from django.contrib import admin
 from django.urls import path
 from django.views.generic import RedirectView

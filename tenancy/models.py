@@ -159,7 +159,9 @@ class MigrationRunResult(models.Model):
     class Meta:
         db_table = "tenant_migration_run_results"
         ordering = ["-finished_at", "-id"]
-        indexes = [models.Index(fields=["tenant_schema", "-finished_at"], name="run_results_schema_idx")]
+        indexes = [
+            models.Index(fields=["tenant_schema", "-finished_at"], name="run_results_schema_idx")
+        ]
 
     def __str__(self) -> str:
         return f"{self.tenant_schema}: {self.status}"

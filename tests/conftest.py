@@ -141,14 +141,18 @@ def query(text: str, params: list | None = None) -> list[tuple]:
 
 
 def tables_in(schema: str) -> set[str]:
-    return {r[0] for r in query(
-        "SELECT tablename FROM pg_tables WHERE schemaname = %s", [schema])}
+    return {r[0] for r in query("SELECT tablename FROM pg_tables WHERE schemaname = %s", [schema])}
 
 
 def ledger_versions(schema: str) -> list[str]:
-    return [r[0] for r in query(
-        "SELECT migration_version FROM public.tenant_migrations WHERE tenant_schema = %s "
-        "ORDER BY migration_version", [schema])]
+    return [
+        r[0]
+        for r in query(
+            "SELECT migration_version FROM public.tenant_migrations WHERE tenant_schema = %s "
+            "ORDER BY migration_version",
+            [schema],
+        )
+    ]
 
 
 def run_command(*args: str) -> tuple[int, str, str]:
@@ -177,8 +181,10 @@ def subprocess_env(migrations_dir: Path | None = None) -> dict[str, str]:
     if host.startswith("/"):
         url = f"postgresql://{info.get('user', 'postgres')}@/{info['dbname']}?host={host}"
     else:
-        url = (f"postgresql://{info.get('user', 'postgres')}@{host or '127.0.0.1'}:"
-               f"{info.get('port', 5432)}/{info['dbname']}")
+        url = (
+            f"postgresql://{info.get('user', 'postgres')}@{host or '127.0.0.1'}:"
+            f"{info.get('port', 5432)}/{info['dbname']}"
+        )
     env["EMPLOYER_PORTAL_DB_URL"] = url
     env.pop("DATABASE_URL", None)
     if migrations_dir is not None:

@@ -221,7 +221,9 @@ class Executor:
             for segment in _segments(pending):
                 if segment[0].transactional or self.options.fake:
                     self._with_lock_retries(
-                        conn, schema, lambda seg=segment: self._apply_transaction(conn, schema, seg, ids)
+                        conn,
+                        schema,
+                        lambda seg=segment: self._apply_transaction(conn, schema, seg, ids),
                     )
                 else:
                     with self._alone:
@@ -280,8 +282,10 @@ class Executor:
         started = time.monotonic()
         try:
             conn.execute(db.search_path(schema, local=False))
-            conn.execute("SELECT set_config('lock_timeout', %s, false)",
-                         [f"{self.options.lock_timeout_ms}ms"])
+            conn.execute(
+                "SELECT set_config('lock_timeout', %s, false)",
+                [f"{self.options.lock_timeout_ms}ms"],
+            )
             for statement in statements.split(text):
                 self._with_lock_retries(conn, schema, lambda s=statement: conn.execute(s))
             ledger.record(
@@ -326,8 +330,10 @@ class Executor:
         def undo() -> None:
             with conn.transaction():
                 conn.execute(db.search_path(schema))
-                conn.execute("SELECT set_config('lock_timeout', %s, true)",
-                             [f"{self.options.lock_timeout_ms}ms"])
+                conn.execute(
+                    "SELECT set_config('lock_timeout', %s, true)",
+                    [f"{self.options.lock_timeout_ms}ms"],
+                )
                 for version, name, down in rows:
                     text = statements.render(down, ids)
                     self.emit(Event("sql", schema, sql=text, message=name))

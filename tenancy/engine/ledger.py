@@ -124,7 +124,9 @@ def rollback_rows(conn: psycopg.Connection, schema: str, from_version: int) -> l
 
 def delete(conn: psycopg.Connection, schema: str, versions: list[str] | None = None) -> int:
     if versions is None:
-        cur = conn.execute("DELETE FROM public.tenant_migrations WHERE tenant_schema = %s", [schema])
+        cur = conn.execute(
+            "DELETE FROM public.tenant_migrations WHERE tenant_schema = %s", [schema]
+        )
     else:
         cur = conn.execute(
             "DELETE FROM public.tenant_migrations "

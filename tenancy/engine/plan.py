@@ -93,8 +93,9 @@ def plan_schema(
                 plan.out_of_order.append(m)
         elif row.checksum is not None and row.checksum != m.checksum:
             plan.drift.append(Drift(m, row.checksum))
-    plan.missing = [a for k, a in sorted(by_number.items(), key=lambda kv: str(kv[0]))
-                    if k not in numbers]
+    plan.missing = [
+        a for k, a in sorted(by_number.items(), key=lambda kv: str(kv[0])) if k not in numbers
+    ]
     return plan
 
 
@@ -109,7 +110,10 @@ def build_plan(
     """The plan for public and/or every registered tenant (or just ``only``).
 
     Two queries in all: the registry and the ledger."""
-    migrations = {PUBLIC: discover(migrations_dir, PUBLIC), TENANT: discover(migrations_dir, TENANT)}
+    migrations = {
+        PUBLIC: discover(migrations_dir, PUBLIC),
+        TENANT: discover(migrations_dir, TENANT),
+    }
     applied = ledger.applied_all(conn)
     schemas: list[SchemaPlan] = []
     wanted = set(only) if only is not None else None

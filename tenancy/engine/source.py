@@ -114,7 +114,9 @@ def load(path: Path, scope: str) -> Migration:
 def split_up_down(text: str) -> tuple[str, str | None]:
     """(UP, DOWN) of a file; DOWN unwrapped from ``/* … */`` and None when empty."""
     down_match = _DOWN.search(text)
-    body, down = (text[: down_match.start()], text[down_match.end() :]) if down_match else (text, "")
+    body, down = (
+        (text[: down_match.start()], text[down_match.end() :]) if down_match else (text, "")
+    )
     up_match = _UP.search(body)
     up = body[up_match.end() :] if up_match else body
     down = down.strip()

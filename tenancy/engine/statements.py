@@ -102,8 +102,9 @@ def without_concurrently(statement: str) -> str:
             stmt.concurrent = False
             changed = True
         elif isinstance(stmt, ast.ReindexStmt) and stmt.params:
-            stmt.params = tuple(
-                p for p in stmt.params if getattr(p, "defname", None) != "concurrently"
-            ) or None
+            stmt.params = (
+                tuple(p for p in stmt.params if getattr(p, "defname", None) != "concurrently")
+                or None
+            )
             changed = True
     return RawStream()(parsed) if changed else statement

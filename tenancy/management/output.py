@@ -16,8 +16,16 @@ from tenancy.engine.plan import Plan
 class Progress:
     """A progress bar on a terminal; plain lines, each naming its schema, when piped."""
 
-    def __init__(self, out: OutputWrapper, style: Any, *, total: int, verbosity: int,
-                 show_sql: bool, tty: bool | None = None):
+    def __init__(
+        self,
+        out: OutputWrapper,
+        style: Any,
+        *,
+        total: int,
+        verbosity: int,
+        show_sql: bool,
+        tty: bool | None = None,
+    ):
         self.out, self.style = out, style
         self.total = total
         self.verbosity = verbosity
@@ -29,7 +37,9 @@ class Progress:
 
     def __call__(self, event: Event) -> None:
         if event.kind == "sql" and self.show_sql:
-            self._line(f"{event.schema}: -- {event.migration.name if event.migration else event.message}")
+            self._line(
+                f"{event.schema}: -- {event.migration.name if event.migration else event.message}"
+            )
             for line in (event.sql or "").rstrip().splitlines():
                 self._line(f"{event.schema}:   {line}")
         elif event.kind == "retry" and self.verbosity >= 1:

@@ -43,17 +43,25 @@ def accept_checksum(
         raise RecoveryError(f"No {scope} migration numbered {version} on disk.")
     migration = matches[0]
     with db.connect(conf.conninfo()) as conn, conn.transaction():
-        plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=not public,
-                          only=only)
-        schemas = [s.schema for s in plan.schemas if s.scope == scope
-                   and any(d.migration.number == migration.number for d in s.drift)]
+        plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=not public, only=only)
+        schemas = [
+            s.schema
+            for s in plan.schemas
+            if s.scope == scope and any(d.migration.number == migration.number for d in s.drift)
+        ]
         if not schemas:
             raise RecoveryError(f"{migration.name} shows no drift: nothing to accept.")
         rows = ledger.accept_checksum(conn, migration, schemas)
-        audit.write(conn, "migrate.accept_checksum", actor=actor, details={
-            "migration": f"{scope}/{migration.name}", "checksum": migration.checksum,
-            "schemas": schemas,
-        })
+        audit.write(
+            conn,
+            "migrate.accept_checksum",
+            actor=actor,
+            details={
+                "migration": f"{scope}/{migration.name}",
+                "checksum": migration.checksum,
+                "schemas": schemas,
+            },
+        )
     return Accepted(migration.name, rows)
 
 
@@ -62,8 +70,13 @@ def reset_tracking(schema: str, *, actor: str) -> int:
     validate_schema_name(schema)
     with db.connect(conf.conninfo()) as conn, conn.transaction():
         deleted = ledger.delete(conn, schema)
-        audit.write(conn, "migrate.reset_tracking", actor=actor, tenant_schema=schema,
-                    details={"deleted_rows": deleted})
+        audit.write(
+            conn,
+            "migrate.reset_tracking",
+            actor=actor,
+            tenant_schema=schema,
+            details={"deleted_rows": deleted},
+        )
     return deleted
 
 
@@ -73,5 +86,12 @@ def baseline(
     """Record migrations up to ``version`` as applied without running them."""
     if not version.isdigit():
         raise RecoveryError(f"--baseline takes a migration number, not {version!r}.")
-    return runs.migrate(public=public, tenants=tenants, only=only, fake=True,
-                        up_to=int(version), actor=actor, allow_out_of_order=True)
+    return runs.migrate(
+        public=public,
+        tenants=tenants,
+        only=only,
+        fake=True,
+        up_to=int(version),
+        actor=actor,
+        allow_out_of_order=True,
+    )

@@ -65,9 +65,12 @@ class RunReport:
                         for m in s.pending
                     ],
                     "drift": [
-                        {"version": d.migration.version, "name": d.migration.name,
-                         "recorded_checksum": d.recorded_checksum,
-                         "file_checksum": d.migration.checksum}
+                        {
+                            "version": d.migration.version,
+                            "name": d.migration.name,
+                            "recorded_checksum": d.recorded_checksum,
+                            "file_checksum": d.migration.checksum,
+                        }
                         for d in s.drift
                     ],
                     "missing_files": [a.name for a in s.missing],
@@ -124,7 +127,10 @@ def ensure_infrastructure(verbosity: int = 0) -> list[str]:
         from django.core.management import call_command
 
         call_command(
-            "migrate_schemas", shared=True, interactive=False, verbosity=verbosity,
+            "migrate_schemas",
+            shared=True,
+            interactive=False,
+            verbosity=verbosity,
             sql_migrations=False,
         )
     return pending
@@ -143,9 +149,7 @@ def _scope(public: bool, tenants: bool, only: list[str] | None) -> tuple[bool, b
     return public, tenants, only
 
 
-def make_plan(
-    *, public: bool = True, tenants: bool = True, only: list[str] | None = None
-) -> Plan:
+def make_plan(*, public: bool = True, tenants: bool = True, only: list[str] | None = None) -> Plan:
     public, tenants, only = _scope(public, tenants, only)
     with _connect() as conn:
         if not infrastructure_ready(conn):
@@ -274,8 +278,10 @@ def finish_run(
                 "INSERT INTO public.tenant_migration_run_results "
                 "(run_id, tenant_schema, status, versions, error, duration_ms) "
                 "VALUES (%s, %s, %s, %s, %s, %s)",
-                [(run_id, r.schema, r.status, Jsonb(r.versions), r.error, r.duration_ms)
-                 for r in touched],
+                [
+                    (run_id, r.schema, r.status, Jsonb(r.versions), r.error, r.duration_ms)
+                    for r in touched
+                ],
             )
         conn.execute(
             "UPDATE public.tenant_migration_runs SET status = %s, error = %s, finished_at = now(),"
@@ -319,8 +325,9 @@ def migrate(
         plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=tenants, only=only)
         _check_only(plan, only)
         if up_to is not None:  # a baseline: only the files up to that version
-            plan.migrations = {k: [m for m in v if m.number <= up_to]
-                               for k, v in plan.migrations.items()}
+            plan.migrations = {
+                k: [m for m in v if m.number <= up_to] for k, v in plan.migrations.items()
+            }
             for s in plan.schemas:
                 s.pending = [m for m in s.pending if m.number <= up_to]
         report.plan = plan
@@ -332,12 +339,12 @@ def migrate(
         if report.refused:
             report.exit_code = EXIT_DRIFT
             if not (dry_run or check):
-                audit.write(conn, "migrate.refused", actor=actor,
-                            details={"reasons": report.refused})
+                audit.write(
+                    conn, "migrate.refused", actor=actor, details={"reasons": report.refused}
+                )
                 if run_id is not None:
                     start_run(conn, "migrate", actor, {}, 0, run_id)
-                    finish_run(conn, run_id, [], status="refused",
-                               error="\n".join(report.refused))
+                    finish_run(conn, run_id, [], status="refused", error="\n".join(report.refused))
             return report
         if dry_run or check:
             pending = plan.pending_count or (report.django_migrations and public)
@@ -346,10 +353,17 @@ def migrate(
 
         todo = plan.with_pending
         missing_schema = [s for s in plan.schemas if not s.schema_exists]
-        options = {"public": public, "tenants": tenants, "only": only, "jobs": jobs,
-                   "fail_fast": fail_fast, "fake": fake}
-        report.run_id = start_run(conn, report.kind, actor, options,
-                                  len(todo) + len(missing_schema), run_id)
+        options = {
+            "public": public,
+            "tenants": tenants,
+            "only": only,
+            "jobs": jobs,
+            "fail_fast": fail_fast,
+            "fake": fake,
+        }
+        report.run_id = start_run(
+            conn, report.kind, actor, options, len(todo) + len(missing_schema), run_id
+        )
         recorder = _Recorder(conn, report.run_id, len(todo))
 
         def handle(event: Event) -> None:
@@ -363,15 +377,23 @@ def migrate(
         )
         executor = Executor(conf.conninfo(), engine_options, handle)
         for s in missing_schema:
-            result = SchemaResult(s.schema, "failed", error=(
-                f"schema {s.schema} does not exist although the tenant is registered; "
-                "recreate it with `manage.py tenant_recreate`"))
+            result = SchemaResult(
+                s.schema,
+                "failed",
+                error=(
+                    f"schema {s.schema} does not exist although the tenant is registered; "
+                    "recreate it with `manage.py tenant_recreate`"
+                ),
+            )
             report.results.append(result)
             handle(Event("schema_finished", s.schema, result=result))
         stop_error: str | None = None
         for scope in (PUBLIC, TENANT):
-            work = [(s.schema, plan.migrations[scope]) for s in todo
-                    if s.scope == scope and s.schema_exists]
+            work = [
+                (s.schema, plan.migrations[scope])
+                for s in todo
+                if s.scope == scope and s.schema_exists
+            ]
             if not work:
                 continue
             if stop_error or (fail_fast and report.failed):
@@ -426,25 +448,39 @@ def rollback(
         if dry_run:
             for schema, rows in targets:
                 missing = [n for _, n, down in rows if not (down and down.strip())]
-                report.results.append(SchemaResult(
-                    schema, "failed" if missing else "planned", versions=[v for v, _, _ in rows],
-                    error=("no rollback SQL recorded for " + ", ".join(missing)) if missing
-                    else None))
+                report.results.append(
+                    SchemaResult(
+                        schema,
+                        "failed" if missing else "planned",
+                        versions=[v for v, _, _ in rows],
+                        error=("no rollback SQL recorded for " + ", ".join(missing))
+                        if missing
+                        else None,
+                    )
+                )
                 if on_event:
                     for _, name, down in rows:
                         on_event(Event("sql", schema, sql=down or "", message=name))
             report.exit_code = EXIT_FAILED if report.failed else EXIT_OK
             return report
-        report.run_id = start_run(conn, "rollback", actor,
-                                  {"version": version, "only": only}, len(targets))
+        report.run_id = start_run(
+            conn, "rollback", actor, {"version": version, "only": only}, len(targets)
+        )
         executor = Executor(conf.conninfo(), conf.engine_options(jobs=jobs, actor=actor), on_event)
         report.results = executor.rollback((schema, int(version)) for schema, _ in targets)
         status = "failed" if report.failed else "succeeded"
         finish_run(conn, report.run_id, report.results, status=status)
-        audit.write(conn, "migrate.rollback", actor=actor, details={
-            "run_id": report.run_id, "version": version, "outcome": status,
-            "rolled_back": {r.schema: r.versions for r in report.results if r.versions},
-            "failed": {r.schema: r.error for r in report.failed},
-        })
+        audit.write(
+            conn,
+            "migrate.rollback",
+            actor=actor,
+            details={
+                "run_id": report.run_id,
+                "version": version,
+                "outcome": status,
+                "rolled_back": {r.schema: r.versions for r in report.results if r.versions},
+                "failed": {r.schema: r.error for r in report.failed},
+            },
+        )
         report.exit_code = EXIT_FAILED if report.failed else EXIT_OK
         return report

@@ -103,9 +103,7 @@ def _create_schema(ctx: CreationContext) -> None:
 
 
 def _create_role(ctx: CreationContext) -> None:
-    exists = ctx.conn.execute(
-        "SELECT 1 FROM pg_roles WHERE rolname = %s", [ctx.role]
-    ).fetchone()
+    exists = ctx.conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [ctx.role]).fetchone()
     if exists:
         raise TenantError(f"Role {ctx.role} already exists; drop it before creating {ctx.org_id}.")
     role, schema = sql.Identifier(ctx.role), sql.Identifier(ctx.schema)
@@ -217,7 +215,7 @@ def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system"
             with conn.transaction():
                 # Creations queue here, so limits and case twins are checked without races.
                 db.xact_lock(conn, db.CREATE_LOCK_NAME)
-                for step, action in CREATION_STEPS:
+                for step, action in CREATION_STEPS:  # noqa: B007 (named in the error)
                     action(ctx)
         except TenantError:
             raise

@@ -40,6 +40,9 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save()
         line = "=" * 64
-        self.stdout.write(self.style.SUCCESS(
-            f"{line}\n Employer Portal admin: {options['url']}\n"
-            f" username: {user.get_username()}\n password: {password}\n{line}"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{line}\n Employer Portal admin: {options['url']}\n"
+                f" username: {user.get_username()}\n password: {password}\n{line}"
+            )
+        )

@@ -29,15 +29,23 @@ class Command(MigrateSchemasCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
-        parser.add_argument("--no-sql", action="store_false", dest="sql_migrations",
-                            help="Only Django's migrations; skip migrations_sql/.")
-        parser.add_argument("--jobs", type=int, default=1,
-                            help="Workers for the SQL migrations of tenant schemas.")
+        parser.add_argument(
+            "--no-sql",
+            action="store_false",
+            dest="sql_migrations",
+            help="Only Django's migrations; skip migrations_sql/.",
+        )
+        parser.add_argument(
+            "--jobs", type=int, default=1, help="Workers for the SQL migrations of tenant schemas."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         # Tenant schemas get their tables from SQL files; when no tenant app has Django
         # migrations, visiting each schema for Django would only cost ~90 ms per tenant.
-        if not (options.get("schema_name") or options.get("tenant")) and not _tenant_apps_have_migrations():
+        if (
+            not (options.get("schema_name") or options.get("tenant"))
+            and not _tenant_apps_have_migrations()
+        ):
             options["shared"] = True
         super().handle(*args, **options)
         if not options.get("sql_migrations", True):
@@ -59,7 +67,9 @@ class Command(MigrateSchemasCommand):
             self.stderr.write(self.style.ERROR(f"{r.schema}: FAILED: {r.error}"))
         if options.get("verbosity", 1) >= 1:
             applied = sum(len(r.versions) for r in report.results)
-            self.stdout.write(f"SQL migrations: {applied} applied in "
-                              f"{sum(bool(r.versions) for r in report.results)} schema(s)")
+            self.stdout.write(
+                f"SQL migrations: {applied} applied in "
+                f"{sum(bool(r.versions) for r in report.results)} schema(s)"
+            )
         if report.exit_code:
             raise CommandError("SQL migrations did not complete.", returncode=report.exit_code)

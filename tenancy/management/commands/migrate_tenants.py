@@ -40,49 +40,109 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         scope = parser.add_argument_group("what to migrate")
-        scope.add_argument("--public", action="store_true",
-                           help="Only the public schema (on an empty database this first "
-                                "creates the infrastructure: Django's public migrations).")
+        scope.add_argument(
+            "--public",
+            action="store_true",
+            help="Only the public schema (on an empty database this first "
+            "creates the infrastructure: Django's public migrations).",
+        )
         scope.add_argument("--tenants", action="store_true", help="Only the tenant schemas.")
-        scope.add_argument("--tenant", action="append", metavar="SCHEMA", default=[],
-                           help="Only this tenant (schema name or Auth0 org id); repeatable.")
+        scope.add_argument(
+            "--tenant",
+            action="append",
+            metavar="SCHEMA",
+            default=[],
+            help="Only this tenant (schema name or Auth0 org id); repeatable.",
+        )
         run = parser.add_argument_group("how")
-        run.add_argument("--dry-run", action="store_true",
-                         help="Show each schema's pending migrations; apply nothing.")
-        run.add_argument("--check", action="store_true",
-                         help="Like --dry-run, but exit 2 when anything is pending (CI gate).")
-        run.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
-                         help="Migrate N schemas at once, each worker with its own connection.")
-        run.add_argument("--fail-fast", action="store_true",
-                         help="Stop at the first schema that fails (default: go on).")
-        run.add_argument("--verbose", action="store_true",
-                         help="Print the SQL of every migration, placeholders rendered.")
-        run.add_argument("--format", choices=["text", "json"], default="text",
-                         help="json: the plan and per-schema results, for CI.")
-        run.add_argument("--actor", default=None,
-                         help="Who to record in audit_logs (default: the OS user).")
-        run.add_argument("--noinput", "--no-input", action="store_false", dest="interactive",
-                         help="Do not prompt (for --reset-tracking).")
+        run.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Show each schema's pending migrations; apply nothing.",
+        )
+        run.add_argument(
+            "--check",
+            action="store_true",
+            help="Like --dry-run, but exit 2 when anything is pending (CI gate).",
+        )
+        run.add_argument(
+            "--jobs",
+            "-j",
+            type=int,
+            default=1,
+            metavar="N",
+            help="Migrate N schemas at once, each worker with its own connection.",
+        )
+        run.add_argument(
+            "--fail-fast",
+            action="store_true",
+            help="Stop at the first schema that fails (default: go on).",
+        )
+        run.add_argument(
+            "--verbose",
+            action="store_true",
+            help="Print the SQL of every migration, placeholders rendered.",
+        )
+        run.add_argument(
+            "--format",
+            choices=["text", "json"],
+            default="text",
+            help="json: the plan and per-schema results, for CI.",
+        )
+        run.add_argument(
+            "--actor", default=None, help="Who to record in audit_logs (default: the OS user)."
+        )
+        run.add_argument(
+            "--noinput",
+            "--no-input",
+            action="store_false",
+            dest="interactive",
+            help="Do not prompt (for --reset-tracking).",
+        )
         fix = parser.add_argument_group("recovery")
-        fix.add_argument("--rollback", metavar="VERSION",
-                         help="Undo migrations numbered VERSION and above, newest first, with "
-                              "the recorded rollback SQL (tenants unless --public).")
-        fix.add_argument("--fake", action="store_true",
-                         help="Record pending migrations as applied without running them.")
-        fix.add_argument("--baseline", metavar="VERSION",
-                         help="Record migrations up to VERSION as applied without running them.")
-        fix.add_argument("--accept-checksum", metavar="VERSION",
-                         help="Accept the current content of an applied, edited file (drift).")
-        fix.add_argument("--reset-tracking", action="store_true",
-                         help="Delete the ledger rows of one --tenant (the seed's 'Reset "
-                              "Migration Tracking'; DANGEROUS, asks for confirmation).")
-        fix.add_argument("--allow-missing", action="store_true",
-                         help="Go on although applied files are missing from disk.")
-        fix.add_argument("--allow-out-of-order", action="store_true",
-                         help="Apply new files numbered below already applied ones.")
+        fix.add_argument(
+            "--rollback",
+            metavar="VERSION",
+            help="Undo migrations numbered VERSION and above, newest first, with "
+            "the recorded rollback SQL (tenants unless --public).",
+        )
+        fix.add_argument(
+            "--fake",
+            action="store_true",
+            help="Record pending migrations as applied without running them.",
+        )
+        fix.add_argument(
+            "--baseline",
+            metavar="VERSION",
+            help="Record migrations up to VERSION as applied without running them.",
+        )
+        fix.add_argument(
+            "--accept-checksum",
+            metavar="VERSION",
+            help="Accept the current content of an applied, edited file (drift).",
+        )
+        fix.add_argument(
+            "--reset-tracking",
+            action="store_true",
+            help="Delete the ledger rows of one --tenant (the seed's 'Reset "
+            "Migration Tracking'; DANGEROUS, asks for confirmation).",
+        )
+        fix.add_argument(
+            "--allow-missing",
+            action="store_true",
+            help="Go on although applied files are missing from disk.",
+        )
+        fix.add_argument(
+            "--allow-out-of-order",
+            action="store_true",
+            help="Apply new files numbered below already applied ones.",
+        )
         create = parser.add_argument_group("tenants")
-        create.add_argument("--create-tenant", metavar="ORG_ID",
-                            help="Create a tenant (as tenant_create does) and exit.")
+        create.add_argument(
+            "--create-tenant",
+            metavar="ORG_ID",
+            help="Create a tenant (as tenant_create does) and exit.",
+        )
         create.add_argument("--name", help="Organization name for --create-tenant.")
 
     def handle(self, *args: Any, **o: Any) -> None:
@@ -122,8 +182,13 @@ class Command(BaseCommand):
         def on_plan(plan: Any) -> None:
             nonlocal progress
             if text and not dry:
-                progress = Progress(self.stdout, self.style, total=len(plan.with_pending),
-                                    verbosity=o["verbosity"], show_sql=o["verbose"])
+                progress = Progress(
+                    self.stdout,
+                    self.style,
+                    total=len(plan.with_pending),
+                    verbosity=o["verbosity"],
+                    show_sql=o["verbose"],
+                )
                 if plan.with_pending and o["verbosity"] >= 1:
                     self.stdout.write(
                         f"Applying {plan.pending_count} migration(s) to "
@@ -131,26 +196,41 @@ class Command(BaseCommand):
                     )
 
         report = runs.migrate(
-            public=public, tenants=tenants, only=only, dry_run=o["dry_run"], check=o["check"],
-            jobs=o["jobs"], fail_fast=o["fail_fast"], fake=o["fake"],
-            allow_missing=o["allow_missing"], allow_out_of_order=o["allow_out_of_order"],
-            actor=actor, on_plan=on_plan, on_event=lambda e: progress and progress(e),
+            public=public,
+            tenants=tenants,
+            only=only,
+            dry_run=o["dry_run"],
+            check=o["check"],
+            jobs=o["jobs"],
+            fail_fast=o["fail_fast"],
+            fake=o["fake"],
+            allow_missing=o["allow_missing"],
+            allow_out_of_order=o["allow_out_of_order"],
+            actor=actor,
+            on_plan=on_plan,
+            on_event=lambda e: progress and progress(e),
         )
         if not text:
             write_json(self.stdout, report.to_dict())
             return report.exit_code
         if report.django_migrations and o["verbosity"] >= 1:
             verb = "pending" if dry else "applied"
-            self.stdout.write(f"Django migrations {verb} in public: "
-                              f"{len(report.django_migrations)}")
+            self.stdout.write(
+                f"Django migrations {verb} in public: {len(report.django_migrations)}"
+            )
         for reason in report.refused:
             self.stderr.write(self.style.ERROR(f"Refused: {reason}"))
         if report.refused:
             self.stderr.write("Nothing was applied.")
             return report.exit_code
         if dry:
-            write_plan(self.stdout, self.style, report.plan, show_sql=o["verbose"],
-                       database=conf.conninfo()["dbname"])
+            write_plan(
+                self.stdout,
+                self.style,
+                report.plan,
+                show_sql=o["verbose"],
+                database=conf.conninfo()["dbname"],
+            )
             return report.exit_code
         self._summary(report)
         return report.exit_code
@@ -161,15 +241,17 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS("No pending migrations"))
             return
         applied = sum(len(r.versions) for r in done)
-        self.stdout.write(self.style.SUCCESS(
-            f"Run {report.run_id}: applied {applied} migration(s) to {len(done)} schema(s)"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Run {report.run_id}: applied {applied} migration(s) to {len(done)} schema(s)"
+            )
+        )
         if report.failed:
             self.stderr.write(self.style.ERROR(f"{len(report.failed)} schema(s) failed:"))
             for r in report.failed:
                 self.stderr.write(self.style.ERROR(f"  {r.schema}: {r.error}"))
 
-    def _rollback(self, o: dict, public: bool, tenants: bool, only: list | None,
-                  actor: str) -> int:
+    def _rollback(self, o: dict, public: bool, tenants: bool, only: list | None, actor: str) -> int:
         show = o["verbose"] or o["dry_run"]
 
         def on_event(e: Any) -> None:
@@ -179,15 +261,22 @@ class Command(BaseCommand):
                     self.stdout.write(f"{e.schema}:   {line}")
 
         report = runs.rollback(
-            o["rollback"], public=o["public"], tenants=not o["public"] or bool(only), only=only,
-            dry_run=o["dry_run"], jobs=o["jobs"], actor=actor, on_event=on_event,
+            o["rollback"],
+            public=o["public"],
+            tenants=not o["public"] or bool(only),
+            only=only,
+            dry_run=o["dry_run"],
+            jobs=o["jobs"],
+            actor=actor,
+            on_event=on_event,
         )
         if o["format"] == "json":
             write_json(self.stdout, report.to_dict())
             return report.exit_code
         if not report.results:
-            self.stdout.write(f"Nothing to roll back: no schema has migration {o['rollback']} "
-                              "or later recorded.")
+            self.stdout.write(
+                f"Nothing to roll back: no schema has migration {o['rollback']} or later recorded."
+            )
         for r in report.results:
             if r.failed:
                 self.stderr.write(self.style.ERROR(f"{r.schema}: FAILED: {r.error}"))
@@ -198,10 +287,14 @@ class Command(BaseCommand):
 
     def _accept(self, o: dict, actor: str) -> int:
         accepted = recovery.accept_checksum(
-            o["accept_checksum"], public=o["public"], only=[self._schema(t) for t in o["tenant"]]
-            or None, actor=actor)
-        self.stdout.write(f"Accepted the new checksum of {accepted.name} in "
-                          f"{accepted.rows} schema(s).")
+            o["accept_checksum"],
+            public=o["public"],
+            only=[self._schema(t) for t in o["tenant"]] or None,
+            actor=actor,
+        )
+        self.stdout.write(
+            f"Accepted the new checksum of {accepted.name} in {accepted.rows} schema(s)."
+        )
         return 0
 
     def _reset(self, o: dict, only: list | None, actor: str) -> int:
@@ -211,28 +304,33 @@ class Command(BaseCommand):
         if o["interactive"]:
             answer = input(
                 f"This deletes every ledger row of {schema}: its migrations will run again.\n"
-                f"Type the schema name to confirm: ")
+                f"Type the schema name to confirm: "
+            )
             if answer.strip() != schema:
                 raise CommandError("Not confirmed; nothing was deleted.")
         deleted = recovery.reset_tracking(schema, actor=actor)
         self.stdout.write(f"Deleted {deleted} ledger row(s) of {schema}.")
         return 0
 
-    def _baseline(self, o: dict, public: bool, tenants: bool, only: list | None,
-                  actor: str) -> int:
-        report = recovery.baseline(o["baseline"], public=public, tenants=tenants, only=only,
-                                   actor=actor)
+    def _baseline(self, o: dict, public: bool, tenants: bool, only: list | None, actor: str) -> int:
+        report = recovery.baseline(
+            o["baseline"], public=public, tenants=tenants, only=only, actor=actor
+        )
         if o["format"] == "json":
             write_json(self.stdout, report.to_dict())
         else:
             recorded = sum(len(r.versions) for r in report.results)
-            self.stdout.write(f"Recorded {recorded} migration(s) as applied (not run) up to "
-                              f"{o['baseline']}.")
+            self.stdout.write(
+                f"Recorded {recorded} migration(s) as applied (not run) up to {o['baseline']}."
+            )
         return report.exit_code
 
     def _create(self, org_id: str, name: str | None, actor: str) -> None:
         created = create_tenant(org_id, name, actor=actor)
-        self.stdout.write(self.style.SUCCESS(
-            f"Created tenant {created.name}: schema {created.schema}, "
-            f"{len(created.migrations_applied)} migration(s), role {created.role}, "
-            f"domain {created.domain} ({created.elapsed_ms} ms)"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Created tenant {created.name}: schema {created.schema}, "
+                f"{len(created.migrations_applied)} migration(s), role {created.role}, "
+                f"domain {created.domain} ({created.elapsed_ms} ms)"
+            )
+        )

@@ -23,10 +23,21 @@ class Command(BaseCommand):
         except RunError as exc:
             raise CommandError(str(exc)) from exc
         if options["format"] == "json":
-            self.stdout.write(json.dumps([
-                {"organization_name": t.name, "schema_name": t.schema, "auth0_org_id": t.org_id,
-                 "status": t.status, "schema_exists": t.schema_exists} for t in tenants
-            ], indent=2))
+            self.stdout.write(
+                json.dumps(
+                    [
+                        {
+                            "organization_name": t.name,
+                            "schema_name": t.schema,
+                            "auth0_org_id": t.org_id,
+                            "status": t.status,
+                            "schema_exists": t.schema_exists,
+                        }
+                        for t in tenants
+                    ],
+                    indent=2,
+                )
+            )
             return
         if not tenants:
             self.stdout.write("No tenants registered yet")
