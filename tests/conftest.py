@@ -137,7 +137,7 @@ def public_ready(pg: None) -> None:
 
 def query(text: str, params: list | None = None) -> list[tuple]:
     with connect() as conn:
-        return conn.execute(text, params or []).fetchall()
+        return conn.execute(text, params).fetchall()
 
 
 def tables_in(schema: str) -> set[str]:
