@@ -1,0 +1,127 @@
+"""Reports: each tenant's migration state, size and activity, in a constant number of
+queries whatever the number of tenants. The admin, `tenant_status` and the tests share it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from tenancy import conf
+from tenancy.engine import db
+from tenancy.engine.plan import build_plan
+from tenancy.services.runs import RunError, infrastructure_ready
+
+
+@dataclass
+class SchemaState:
+    schema: str
+    scope: str
+    org_id: str | None
+    name: str | None
+    status: str | None
+    schema_exists: bool
+    applied: int
+    pending: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+    last_migration: str | None = None
+    last_applied_at: datetime | None = None
+    failed: bool = False
+    last_error: str | None = None
+    last_run_at: datetime | None = None
+    size_bytes: int | None = None
+    activity_count: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": self.schema,
+            "scope": self.scope,
+            "auth0_org_id": self.org_id,
+            "organization_name": self.name,
+            "status": self.status,
+            "schema_exists": self.schema_exists,
+            "applied": self.applied,
+            "pending": self.pending,
+            "drift": self.drift,
+            "last_migration": self.last_migration,
+            "last_applied_at": self.last_applied_at.isoformat() if self.last_applied_at else None,
+            "failed": self.failed,
+            "last_error": self.last_error,
+            "size_bytes": self.size_bytes,
+            "activity_count": self.activity_count,
+        }
+
+
+def schema_states(
+    *, include_public: bool = True, only: list[str] | None = None, sizes: bool = False
+) -> list[SchemaState]:
+    """One row per schema. A schema is 'failed' when its latest attempt failed and the
+    migration it failed on is still pending (a later success clears it)."""
+    with db.connect(conf.conninfo()) as conn:
+        if not infrastructure_ready(conn):
+            raise RunError(
+                "The public schema has no tenancy tables yet: run "
+                "`manage.py migrate_tenants --public` first."
+            )
+        plan = build_plan(conn, conf.migrations_dir(), public=include_public, only=only)
+        registry = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                "SELECT schema_name, auth0_org_id, organization_name, status "
+                "FROM public.tenant_registry"
+            ).fetchall()
+        }
+        latest = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                """
+                SELECT DISTINCT ON (tenant_schema) tenant_schema, status, error, finished_at
+                FROM public.tenant_migration_run_results
+                ORDER BY tenant_schema, finished_at DESC, id DESC
+                """
+            ).fetchall()
+        }
+        activity = dict(
+            conn.execute(
+                "SELECT tenant_schema, count(*) FROM public.audit_logs "
+                "WHERE tenant_schema IS NOT NULL GROUP BY tenant_schema"
+            ).fetchall()
+        )
+        size_of: dict[str, int] = {}
+        if sizes:
+            size_of = dict(
+                conn.execute(
+                    """
+                    SELECT n.nspname, sum(pg_total_relation_size(c.oid))::bigint
+                    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.relkind IN ('r', 'p', 'm')
+                      AND (n.nspname = 'public' OR n.nspname LIKE 'tenant\\_%%')
+                    GROUP BY n.nspname
+                    """
+                ).fetchall()
+            )
+    states: list[SchemaState] = []
+    for s in plan.schemas:
+        org_id, name, status = registry.get(s.schema, (None, None, None))
+        last_status, last_error, last_at = latest.get(s.schema, (None, None, None))
+        failed = last_status == "failed" and bool(s.pending or not s.schema_exists)
+        states.append(
+            SchemaState(
+                schema=s.schema,
+                scope=s.scope,
+                org_id=org_id,
+                name=name,
+                status=status,
+                schema_exists=s.schema_exists,
+                applied=s.applied_count,
+                pending=[m.name for m in s.pending],
+                drift=[d.migration.name for d in s.drift],
+                last_migration=s.last_applied.name if s.last_applied else None,
+                last_applied_at=s.last_applied.applied_at if s.last_applied else None,
+                failed=failed,
+                last_error=last_error if failed else None,
+                last_run_at=last_at,
+                size_bytes=size_of.get(s.schema) if sizes else None,
+                activity_count=int(activity.get(s.schema, 0)),
+            )
+        )
+    return states
