@@ -20,10 +20,21 @@ run: install
 	$(PY) manage.py migrate_tenants --public
 	$(PY) manage.py migrate_tenants
 	$(PY) manage.py bootstrap_demo
+	@# The admin's background job worker runs beside the web server and stops with it.
+	$(PY) manage.py db_worker --queue-name '*' & WORKER=$$!; \
+	trap 'kill $$WORKER 2>/dev/null; wait $$WORKER 2>/dev/null' EXIT INT TERM; \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-test: install
+test: install e2e-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The browser tests (pytest -m e2e) drive Debian's chromium through Playwright; never
+# `playwright install` (its downloads are not reachable). CI runs as root with apt.
+e2e-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+		else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; \
+	fi
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -60,6 +60,9 @@ SHARED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # The admin's background job queue: tasks live in a public table, run by `db_worker`.
+    "django_tasks",
+    "django_tasks_db",
 ]
 TENANT_APPS = ["employer_portal.portal"]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
@@ -129,6 +132,11 @@ TENANCY = {
     # Development domains: <org id>.localhost
     "DOMAIN_SUFFIX": env.str("TENANCY_DOMAIN_SUFFIX", default="localhost"),
 }
+
+# --- background jobs (django-tasks, database backend) ----------------------------------------
+# The admin enqueues migration runs here; `manage.py db_worker` (started by `make run`)
+# executes them in its own process, never in a web request.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 LOGGING = {
     "version": 1,

@@ -140,6 +140,8 @@ class MigrationRun(models.Model):
     class Meta:
         db_table = "tenant_migration_runs"
         ordering = ["-started_at", "-id"]
+        # Who may start a run from the admin (the admin's actions check it).
+        permissions = [("run_migrations", "Can run pending migrations")]
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.kind}, {self.status})"
