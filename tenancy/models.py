@@ -120,6 +120,7 @@ class RunStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     REFUSED = "refused", "Refused"
+    INTERRUPTED = "interrupted", "Interrupted"
 
 
 class MigrationRun(models.Model):

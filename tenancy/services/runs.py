@@ -247,6 +247,14 @@ def start_run(
     total: int,
     run_id: int | None = None,
 ) -> int:
+    # A run whose process died (SIGKILL, lost host) left its row 'running': its backend is
+    # gone, so say what happened to it. Its schemas were rolled back by the server.
+    conn.execute(
+        "UPDATE public.tenant_migration_runs SET status = 'interrupted', finished_at = now(), "
+        "error = 'the process running it stopped before it finished' "
+        "WHERE status = 'running' AND (backend_pid IS NULL OR backend_pid NOT IN "
+        "(SELECT pid FROM pg_stat_activity))"
+    )
     if run_id is not None:
         conn.execute(
             "UPDATE public.tenant_migration_runs SET status = 'running', started_at = now(), "
