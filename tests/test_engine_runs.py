@@ -203,6 +203,11 @@ def test_killed_run_leaves_no_half_migrated_schema_and_a_rerun_finishes(public_r
     assert rerun.returncode == 0, err
     assert all(ledger_versions(s)[-1] == "004" for s in schemas)
     assert query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [(0,)]
+    # The killed run's record says so; the re-run's says it succeeded.
+    assert query(
+        "SELECT status FROM public.tenant_migration_runs WHERE kind = 'migrate' "
+        "ORDER BY id DESC LIMIT 2"
+    ) == [("succeeded",), ("interrupted",)]
 
 
 CONCURRENT_INDEX = """-- Description: an index built without blocking writes
@@ -378,3 +383,71 @@ def test_public_failure_stops_before_tenants(tenants5, sql_dir):
     code, _, err = run_command("migrate_tenants")
     assert code == 1 and "public: 002_broken.sql: division by zero" in err
     assert all("notes" not in tables_in(s) for s in tenants5)
+
+
+def test_failed_concurrent_index_is_reported_as_left_invalid(public_ready, sql_dir):
+    schema = make_tenants(1)[0]
+    with connect() as conn:
+        conn.execute(
+            f'INSERT INTO "{schema}".organizations (auth0_org_id, name) '
+            "VALUES ('org_a', 'Same'), ('org_b', 'Same')"
+        )
+    add(
+        sql_dir,
+        "004_unique_name.sql",
+        "CREATE UNIQUE INDEX CONCURRENTLY idx_org_name ON organizations (name);\n",
+    )
+    report = runs.migrate(public=False)
+    assert report.exit_code == 1
+    result = report.failed[0]
+    assert result.invalid_indexes == ["idx_org_name"]
+    assert "left INVALID: idx_org_name" in result.error
+    assert ledger_versions(schema)[-1] == "003"
+
+
+def test_workers_never_open_more_than_jobs_plus_one_connections(public_ready, sql_dir):
+    make_tenants(12)
+    add(sql_dir, "004_slowish.sql", "CREATE TABLE s (id int);\nSELECT pg_sleep(0.05);\n")
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        with connect() as conn:
+            while not stop.is_set():
+                n = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                    "current_database() AND application_name = 'tenancy' "
+                    "AND pid <> pg_backend_pid()"
+                ).fetchone()[0]
+                peak = max(peak, n)
+                time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        report = runs.migrate(public=False, jobs=3)
+    finally:
+        stop.set()
+        sampler.join()
+    assert report.exit_code == 0 and len(report.results) == 12
+    assert 3 <= peak <= 4  # 3 workers + the coordinator
+
+
+def test_progress_bar_on_a_terminal(tenants5, sql_dir):
+    from io import StringIO
+
+    from django.core.management.base import OutputWrapper
+    from django.core.management.color import no_style
+
+    from tenancy.management.output import Progress
+
+    add(sql_dir, "004_notes.sql", "CREATE TABLE notes (id int);\n")
+    buffer = StringIO()
+    progress = Progress(
+        OutputWrapper(buffer), no_style(), total=5, verbosity=1, show_sql=False, tty=True
+    )
+    assert runs.migrate(public=False, on_event=progress).exit_code == 0
+    text = buffer.getvalue()
+    assert "[" + "#" * 30 + "] 5/5  failed 0" in text and "ETA" in text
+    assert "\r" in text  # redrawn in place, not one line per schema
