@@ -1,0 +1,978 @@
+#!/usr/bin/env python
+"""Benchmark of the tenant migration engine, each step beside its raw lower bound.
+
+A script that prints a table, not a test: it never asserts, it reports PASS/MISS per target.
+It creates its own database (``bench_employer_portal`` by default) on the configured server
+(the embedded one, or ``--database-url``/``EMPLOYER_PORTAL_DB_URL``/``DATABASE_URL``: only
+the server is taken from the URL, the database is always the bench's own) and drops it,
+with the tenant roles it created, at the end unless ``--keep``.
+
+The "raw" bound of a step is the same SQL sent through one psycopg connection, one
+transaction per schema, no engine: what a perfect engine could not beat on one connection.
+
+    .venv/bin/python bench/bench_migrations.py --tenants 1000 --jobs 1,2,4
+    make bench BENCH_ARGS="--tenants 10000 --prepare bulk --json /tmp/bench.json"
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DEFAULT_DB = "bench_employer_portal"
+# Prefix of every org id the bench creates: letters and digits only, as Auth0 ids are.
+PREP, SAMPLE_ENGINE, SAMPLE_RAW, SAMPLE_RAW_FULL = (
+    "org_bench",
+    "org_cengine",
+    "org_craw",
+    "org_cfull",
+)
+LOCKS_CHECK_TENANTS = 2000
+BULK_BATCH = 20  # tenants per transaction in the bulk preparation path (~40 relations each)
+
+# The migration that the "apply" step adds to every tenant: a table with a foreign key and
+# two indexes, and a column added to an existing table.
+APPLY_SLUG = "bench_job_tags"
+APPLY_SQL = """-- Migration: {name}
+-- Description: Benchmark migration: a tagged table and a column on job_postings
+
+-- UP: Apply migration
+
+CREATE TABLE bench_job_tags (
+    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    organization_id UUID NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+    tag VARCHAR(64) NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT NOW()
+);
+CREATE INDEX idx_bench_job_tags_org ON bench_job_tags (organization_id);
+CREATE UNIQUE INDEX idx_bench_job_tags_org_tag ON bench_job_tags (organization_id, lower(tag));
+
+ALTER TABLE job_postings ADD COLUMN bench_priority SMALLINT;
+
+-- DOWN: Rollback migration (commented for safety)
+/*
+DROP TABLE IF EXISTS bench_job_tags;
+ALTER TABLE job_postings DROP COLUMN IF EXISTS bench_priority;
+*/
+"""
+LOCKS_SLUG = "bench_locks_check"
+LOCKS_SQL = """-- Migration: {name}
+-- Description: Benchmark migration for the max_locks_per_transaction check
+
+-- UP: Apply migration
+
+CREATE TABLE bench_notes (
+    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    job_posting_id UUID REFERENCES job_postings(id) ON DELETE CASCADE,
+    body TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX idx_bench_notes_job ON bench_notes (job_posting_id);
+ALTER TABLE candidates ADD COLUMN bench_score INTEGER;
+ALTER TABLE applications ADD COLUMN bench_flag BOOLEAN;
+
+-- DOWN: Rollback migration (commented for safety)
+/*
+DROP TABLE IF EXISTS bench_notes;
+ALTER TABLE candidates DROP COLUMN IF EXISTS bench_score;
+ALTER TABLE applications DROP COLUMN IF EXISTS bench_flag;
+*/
+"""
+
+
+# -- environment, before Django --------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--tenants", type=int, default=1000, help="tenants to prepare (default 1000)")
+    p.add_argument(
+        "--jobs", default="1,2,4", help="engine worker counts for the apply step (default 1,2,4)"
+    )
+    p.add_argument(
+        "--create-sample",
+        type=int,
+        default=100,
+        help="tenants created per variant in the creation step (default 100)",
+    )
+    p.add_argument(
+        "--prepare",
+        choices=["engine", "bulk"],
+        default="engine",
+        help="engine: every tenant through create_tenant (timed); bulk: the first through "
+        "create_tenant, the rest by raw SQL in batched transactions (preparation only, "
+        "not a measurement; the same end state)",
+    )
+    p.add_argument("--repeat", type=int, default=3, help="repeats of the status/no-op steps")
+    p.add_argument("--database-url", help="server to use (its database name is ignored)")
+    p.add_argument("--db-name", default=DEFAULT_DB, help=f"bench database (default {DEFAULT_DB})")
+    p.add_argument("--keep", action="store_true", help="keep the bench database and its roles")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="cProfile every engine step; write DIR/<step>.prof and print the top functions",
+    )
+    p.add_argument(
+        "--skip-locks-check",
+        action="store_true",
+        help=f"skip the {LOCKS_CHECK_TENANTS}-tenant max_locks_per_transaction step",
+    )
+    args = p.parse_args(argv)
+    args.jobs = sorted({int(j) for j in str(args.jobs).split(",") if j.strip()})
+    if not args.db_name.startswith("bench"):
+        p.error("--db-name must start with 'bench': the bench drops its database at the end")
+    if args.tenants < 1 or args.create_sample < 0 or any(j < 1 for j in args.jobs):
+        p.error("--tenants and --jobs must be positive")
+    return args
+
+
+def configure_environment(args: argparse.Namespace) -> None:
+    """Point the project's settings at the bench database, never at the project's own."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "employer_portal.settings"
+    url = (
+        args.database_url
+        or os.environ.get("EMPLOYER_PORTAL_DB_URL")
+        or os.environ.get("DATABASE_URL")
+    )
+    os.environ.pop("DATABASE_URL", None)
+    if url:
+        parts = urlsplit(url)
+        os.environ["EMPLOYER_PORTAL_DB_URL"] = urlunsplit(parts._replace(path="/" + args.db_name))
+        # The database may not exist yet: settings do not connect, we create it below.
+    else:
+        os.environ.pop("EMPLOYER_PORTAL_DB_URL", None)
+        os.environ["EMPLOYER_PORTAL_DB_NAME"] = args.db_name
+
+
+# -- measurement helpers ---------------------------------------------------------------------
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+class ConnectionSampler(threading.Thread):
+    """Polls pg_stat_activity of the bench database from its own connection."""
+
+    def __init__(self, conninfo: dict[str, Any], interval: float = 0.01):
+        super().__init__(daemon=True)
+        import psycopg
+
+        self.conn = psycopg.connect(**{**conninfo, "application_name": "bench-sampler"})
+        self.conn.autocommit = True
+        self.interval = interval
+        self.peak = 0
+        self._halt = threading.Event()
+
+    def sample(self) -> None:
+        row = self.conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        ).fetchone()
+        self.peak = max(self.peak, int(row[0]) - 1)  # minus the sampler itself
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.sample()
+            self._halt.wait(self.interval)
+
+    def stop(self) -> int:
+        self._halt.set()
+        self.join()
+        self.sample()
+        self.conn.close()
+        return self.peak
+
+
+@dataclass
+class Measure:
+    seconds: float = 0.0
+    max_connections: int = 0
+    peak_rss_mb: float = 0.0
+
+
+@dataclass
+class Row:
+    step: str
+    schemas: int
+    engine_s: float | None
+    raw_s: float | None
+    engine_conns: int | None = None
+    raw_conns: int | None = None
+    peak_rss_mb: float = 0.0
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.engine_s is None or not self.raw_s:
+            return None
+        return self.engine_s / self.raw_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ratio": self.ratio}
+
+
+@dataclass
+class Results:
+    machine: dict[str, Any] = field(default_factory=dict)
+    rows: list[Row] = field(default_factory=list)
+    preparation: dict[str, Any] = field(default_factory=dict)
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    profiles: dict[str, str] = field(default_factory=dict)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.results = Results()
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    def connect(self, dbname: str | None = None):
+        import psycopg
+
+        from tenancy import conf
+
+        info = {**conf.conninfo(), "application_name": "bench"}
+        if dbname:
+            info["dbname"] = dbname
+        return psycopg.connect(**info, autocommit=True)
+
+    @contextmanager
+    def measured(self, out: Measure, profile_name: str | None = None) -> Iterator[None]:
+        """Times the block; samples connections meanwhile; optionally cProfiles it."""
+        from django.db import connections
+
+        from tenancy import conf
+
+        connections.close_all()  # Django's own connection must not count against a step
+        sampler = ConnectionSampler(conf.conninfo())
+        sampler.start()
+        profiler = cProfile.Profile() if (profile_name and self.args.profile) else None
+        started = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        try:
+            yield
+        finally:
+            if profiler:
+                profiler.disable()
+            out.seconds = time.perf_counter() - started
+            out.max_connections = sampler.stop()
+            out.peak_rss_mb = peak_rss_mb()
+            connections.close_all()
+            if profiler and profile_name:
+                self.save_profile(profiler, profile_name)
+
+    def save_profile(self, profiler: cProfile.Profile, name: str) -> None:
+        directory = Path(self.args.profile)
+        directory.mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(directory / f"{name}.prof")
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text).strip_dirs().sort_stats("tottime")
+        stats.print_stats(15)
+        self.results.profiles[name] = text.getvalue()
+        self.log(f"profile {name} (top by tottime):\n{text.getvalue()}")
+
+    # -- database lifecycle ------------------------------------------------------------------
+    def recreate_database(self) -> None:
+        """Drop a leftover bench database (and its roles), create an empty one."""
+        from psycopg import sql
+
+        with self.connect("postgres") as conn:
+            self.drop_database(conn)
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.args.db_name)))
+
+    def drop_database(self, conn) -> None:
+        from psycopg import sql
+
+        from tenancy.engine.names import app_role, role_prefix
+
+        name = self.args.db_name
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        # Roles are server-wide: drop those the bench's tenants created (their grants went
+        # with the database).
+        roles = [
+            r[0]
+            for r in conn.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname LIKE %s OR rolname = %s",
+                [role_prefix(name).replace("_", "\\_") + "%", app_role(name)],
+            ).fetchall()
+        ]
+        for start in range(0, len(roles), 500):
+            with conn.transaction():
+                for role in roles[start : start + 500]:
+                    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+        if roles:
+            self.log(f"dropped {len(roles)} tenant roles of {name}")
+
+    # -- machine -----------------------------------------------------------------------------
+    def describe_machine(self) -> None:
+        cpu = ""
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+            mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+        except OSError:
+            mem_kb = 0
+        from tenancy import conf
+
+        info = conf.conninfo()
+        with self.connect() as conn:
+            settings_rows = conn.execute(
+                "SELECT name, setting, unit, source FROM pg_settings WHERE name = ANY(%s)",
+                [
+                    [
+                        "max_locks_per_transaction",
+                        "max_connections",
+                        "shared_buffers",
+                        "fsync",
+                        "synchronous_commit",
+                        "max_prepared_transactions",
+                    ]
+                ],
+            ).fetchall()
+            version = conn.execute("SHOW server_version").fetchone()[0]
+        self.results.machine = {
+            "cpu": cpu,
+            "cores": os.cpu_count(),
+            "memory_gb": round(mem_kb / 1024 / 1024, 1),
+            "os": platform.platform(),
+            "python": platform.python_version(),
+            "postgresql": version,
+            "connection": "unix socket"
+            if str(info.get("host", "")).startswith("/")
+            else f"tcp {info.get('host')}",
+            "database": info["dbname"],
+            "settings": {n: (f"{s}{' ' + u if u else ''}", src) for n, s, u, src in settings_rows},
+        }
+        self.log(f"machine: {json.dumps(self.results.machine)}")
+
+    # -- preparation ---------------------------------------------------------------------------
+    def prepare(self) -> None:
+        from django.conf import settings
+        from django.core.management import call_command
+
+        self.sql_dir = Path(tempfile.mkdtemp(prefix="bench_migrations_sql_"))
+        shutil.copytree(ROOT / "migrations_sql", self.sql_dir, dirs_exist_ok=True)
+        settings.TENANCY = {
+            **settings.TENANCY,
+            "MIGRATIONS_DIR": self.sql_dir,
+            # The bench creates thousands of tenants in minutes: lift the safety limits.
+            "MAX_TENANTS": 10**9,
+            "MAX_CREATIONS_PER_HOUR": 10**9,
+        }
+        started = time.perf_counter()
+        call_command("migrate_tenants", "--public", verbosity=0, stdout=io.StringIO())
+        self.results.preparation["public_migrations_s"] = time.perf_counter() - started
+        self.log(f"public migrations in {self.results.preparation['public_migrations_s']:.2f}s")
+        n = self.args.tenants
+        if self.args.prepare == "engine":
+            times = self.create_with_engine(PREP, 0, n, progress=True)
+            self.results.preparation.update(
+                {
+                    "mode": "engine (create_tenant for every tenant)",
+                    "tenants": n,
+                    "total_s": sum(times),
+                    "per_tenant_ms_mean": 1000 * statistics.fmean(times),
+                    "per_tenant_ms_p50": 1000 * statistics.median(times),
+                    "per_tenant_ms_p95": 1000 * quantile(times, 0.95),
+                    "per_tenant_ms_first_100": 1000 * statistics.fmean(times[:100]),
+                    "per_tenant_ms_last_100": 1000 * statistics.fmean(times[-100:]),
+                }
+            )
+        else:
+            first = self.create_with_engine(PREP, 0, 1)
+            started = time.perf_counter()
+            self.bulk_create(PREP, 1, n - 1)
+            self.results.preparation.update(
+                {
+                    "mode": "bulk (first tenant by create_tenant, the rest by raw SQL in "
+                    f"transactions of {BULK_BATCH}; not a measurement)",
+                    "tenants": n,
+                    "first_tenant_ms": 1000 * first[0],
+                    "bulk_total_s": time.perf_counter() - started,
+                }
+            )
+        self.log(f"prepared: {self.results.preparation}")
+
+    def tenant_migrations(self) -> list:
+        from tenancy import conf
+        from tenancy.engine.source import TENANT, discover
+
+        return discover(conf.migrations_dir(), TENANT)
+
+    def create_with_engine(
+        self, prefix: str, start: int, count: int, progress: bool = False
+    ) -> list[float]:
+        from tenancy.services.tenants import create_tenant
+
+        times: list[float] = []
+        for i in range(start, start + count):
+            t0 = time.perf_counter()
+            create_tenant(org_id(prefix, i), f"Bench organization {i}", actor="bench")
+            times.append(time.perf_counter() - t0)
+            if progress and (i + 1) % max(1, count // 10) == 0:
+                self.log(
+                    f"created {i + 1}/{count} tenants, last {len(times[-100:])} at "
+                    f"{1000 * statistics.fmean(times[-100:]):.1f} ms each"
+                )
+        return times
+
+    def raw_create(self, conn, prefix: str, i: int, migrations: list, *, full: bool) -> None:
+        """One tenant in the caller's transaction: schema, migration SQL, ledger, registry
+        (and, ``full``, what create_tenant adds: role and grants, domain, audit row)."""
+        from psycopg import sql
+        from psycopg.types.json import Jsonb
+
+        from tenancy import conf
+        from tenancy.engine import db, statements
+        from tenancy.engine.executor import placeholders
+        from tenancy.engine.names import domain_for_org, role_for_schema, schema_for_org
+
+        oid = org_id(prefix, i)
+        schema = schema_for_org(oid)
+        ids = placeholders(schema, conn.info.dbname)
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        if full:
+            role = sql.Identifier(role_for_schema(schema, conn.info.dbname))
+            ident = sql.Identifier(schema)
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(role))
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(ident, role))
+            conn.execute(
+                sql.SQL(
+                    "ALTER DEFAULT PRIVILEGES IN SCHEMA {} "
+                    "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}"
+                ).format(ident, role)
+            )
+            conn.execute(
+                sql.SQL(
+                    "ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT USAGE, SELECT ON SEQUENCES TO {}"
+                ).format(ident, role)
+            )
+        conn.execute(db.search_path(schema))
+        for m in migrations:
+            conn.execute(sql.SQL(statements.render(m.up_sql, ids)))
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO public.tenant_migrations (tenant_schema, migration_version, "
+                "migration_name, checksum, rollback_sql, applied_by) "
+                "VALUES (%s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (tenant_schema, migration_version) DO NOTHING",
+                [(schema, m.version, m.name, m.checksum, m.down_sql, "bench") for m in migrations],
+            )
+        row = conn.execute(
+            "INSERT INTO public.tenant_registry (schema_name, organization_name, auth0_org_id) "
+            "VALUES (%s, %s, %s) RETURNING id",
+            [schema, f"Bench organization {i}", oid],
+        ).fetchone()
+        conn.execute("RESET search_path")
+        if full:
+            conn.execute(
+                "INSERT INTO public.tenant_domains (domain, tenant_id, is_primary) "
+                "VALUES (%s, %s, true)",
+                [domain_for_org(oid, conf.setting("DOMAIN_SUFFIX")), row[0]],
+            )
+            conn.execute(
+                "INSERT INTO public.audit_logs (tenant_schema, action, actor, details) "
+                "VALUES (%s, 'tenant.create', 'bench', %s)",
+                [schema, Jsonb({"auth0_org_id": oid, "bench": True})],
+            )
+
+    def bulk_create(self, prefix: str, start: int, count: int) -> None:
+        """Preparation only: full-state tenants by raw SQL, BULK_BATCH per transaction."""
+        migrations = self.tenant_migrations()
+        with self.connect() as conn:
+            for batch in range(start, start + count, BULK_BATCH):
+                with conn.transaction():
+                    for i in range(batch, min(batch + BULK_BATCH, start + count)):
+                        self.raw_create(conn, prefix, i, migrations, full=True)
+                done = min(batch + BULK_BATCH, start + count) - start
+                if done % max(BULK_BATCH, (count // 10) // BULK_BATCH * BULK_BATCH) == 0:
+                    self.log(f"bulk-created {done}/{count} tenants")
+
+    def tenant_schemas(self) -> list[str]:
+        with self.connect() as conn:
+            return [
+                r[0]
+                for r in conn.execute(
+                    "SELECT schema_name FROM public.tenant_registry WHERE schema_name <> 'public' "
+                    "ORDER BY created_at, id"
+                ).fetchall()
+            ]
+
+    # -- step 1: status ----------------------------------------------------------------------
+    def step_status(self) -> None:
+        from tenancy.engine.ledger import _APPLIED_COLUMNS
+        from tenancy.services import reports, runs
+
+        schemas = len(self.tenant_schemas())
+        plan_m, states_m, both = [], [], []
+        for r in range(self.args.repeat):
+            m1, m2 = Measure(), Measure()
+            with self.measured(m1, "status_make_plan" if r == 0 else None):
+                plan = runs.make_plan()
+            with self.measured(m2, "status_schema_states" if r == 0 else None):
+                states = reports.schema_states()
+            assert len(plan.schemas) == schemas + 1 and len(states) == schemas + 1
+            plan_m.append(m1)
+            states_m.append(m2)
+            both.append(m1.seconds + m2.seconds)
+        raw: list[Measure] = []
+        for _ in range(self.args.repeat):
+            m = Measure()
+            with self.connect() as conn, self.measured(m):
+                conn.execute(f"SELECT {_APPLIED_COLUMNS} FROM public.tenant_migrations").fetchall()
+                conn.execute(
+                    "SELECT tr.schema_name, tr.auth0_org_id, tr.organization_name, tr.status, "
+                    "(n.oid IS NOT NULL) FROM public.tenant_registry tr "
+                    "LEFT JOIN pg_namespace n ON n.nspname = tr.schema_name "
+                    "WHERE tr.schema_name <> 'public' ORDER BY tr.created_at, tr.id"
+                ).fetchall()
+            raw.append(m)
+        raw_s = statistics.median(m.seconds for m in raw)
+        note = f"median of {self.args.repeat}; raw = the two SELECTs on an open connection"
+        self.results.rows += [
+            Row(
+                "status: make_plan()",
+                schemas,
+                statistics.median(m.seconds for m in plan_m),
+                raw_s,
+                max(m.max_connections for m in plan_m),
+                max(m.max_connections for m in raw),
+                peak_rss_mb(),
+                note,
+            ),
+            Row(
+                "status: schema_states()",
+                schemas,
+                statistics.median(m.seconds for m in states_m),
+                raw_s,
+                max(m.max_connections for m in states_m),
+                max(m.max_connections for m in raw),
+                peak_rss_mb(),
+                note,
+            ),
+            Row(
+                "status: both (dry run + status)",
+                schemas,
+                statistics.median(both),
+                raw_s,
+                max(m.max_connections for m in plan_m + states_m),
+                max(m.max_connections for m in raw),
+                peak_rss_mb(),
+                note,
+            ),
+        ]
+        self.status_s = statistics.median(both)
+        self.status_schemas = schemas
+
+    # -- step 2: a run with nothing to do ---------------------------------------------------
+    def step_noop(self) -> None:
+        from tenancy.services import runs
+
+        schemas = len(self.tenant_schemas())
+        raw_s = self.results.rows[-1].raw_s
+        for jobs in self.args.jobs:
+            ms: list[Measure] = []
+            for r in range(self.args.repeat):
+                m = Measure()
+                with self.measured(m, f"noop_jobs{jobs}" if r == 0 else None):
+                    report = runs.migrate(jobs=jobs, actor="bench")
+                assert report.exit_code == 0 and not report.results, report.to_dict()["summary"]
+                ms.append(m)
+            self.results.rows.append(
+                Row(
+                    f"no-op run: migrate(jobs={jobs})",
+                    schemas,
+                    statistics.median(m.seconds for m in ms),
+                    raw_s,
+                    max(m.max_connections for m in ms),
+                    1,
+                    peak_rss_mb(),
+                    f"median of {self.args.repeat}; raw = the two SELECTs",
+                )
+            )
+
+    # -- step 3: apply one new migration ------------------------------------------------------
+    def write_migration(self, slug: str, template: str):
+        from tenancy.engine.source import TENANT, load
+
+        existing = self.tenant_migrations()
+        version = f"{max(m.number for m in existing) + 1:03d}"
+        path = self.sql_dir / TENANT / f"{version}_{slug}.sql"
+        path.write_text(template.format(name=path.name))
+        return load(path, TENANT)
+
+    def raw_apply(self, schemas: list[str], migration) -> Measure:
+        """Per schema: BEGIN; SET LOCAL search_path; the SQL; the ledger row; COMMIT."""
+        from psycopg import sql
+
+        from tenancy.engine import db, statements
+        from tenancy.engine.executor import placeholders
+
+        with self.connect() as conn:
+            dbname = conn.info.dbname
+            texts = [
+                (s, sql.SQL(statements.render(migration.up_sql, placeholders(s, dbname))))
+                for s in schemas
+            ]
+            m = Measure()
+            with self.measured(m):
+                for schema, text in texts:
+                    with conn.transaction():
+                        conn.execute(db.search_path(schema))
+                        conn.execute(text)
+                        conn.execute(
+                            "INSERT INTO public.tenant_migrations (tenant_schema, "
+                            "migration_version, migration_name, checksum, rollback_sql, "
+                            "applied_by) VALUES (%s, %s, %s, %s, %s, 'bench-raw')",
+                            [
+                                schema,
+                                migration.version,
+                                migration.name,
+                                migration.checksum,
+                                migration.down_sql,
+                            ],
+                        )
+        return m
+
+    def undo(self, schemas: list[str], migration) -> None:
+        """Not timed: the migration's DOWN and its ledger rows, one transaction per schema."""
+        from psycopg import sql
+
+        from tenancy.engine import db
+
+        started = time.perf_counter()
+        with self.connect() as conn:
+            for schema in schemas:
+                with conn.transaction():
+                    conn.execute(db.search_path(schema))
+                    conn.execute(sql.SQL(migration.down_sql))
+                    conn.execute(
+                        "DELETE FROM public.tenant_migrations WHERE tenant_schema = %s "
+                        "AND migration_version = %s",
+                        [schema, migration.version],
+                    )
+        self.log(f"rolled back {migration.name} in {time.perf_counter() - started:.1f}s")
+
+    def verify_applied(self, schemas: list[str], migration, column: str) -> None:
+        with self.connect() as conn:
+            ledger_rows, columns = conn.execute(
+                """
+                SELECT (SELECT count(*) FROM public.tenant_migrations
+                         WHERE migration_version = %s AND tenant_schema = ANY(%s)),
+                       (SELECT count(*) FROM pg_attribute a
+                          JOIN pg_class c ON c.oid = a.attrelid
+                          JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE a.attname = %s AND NOT a.attisdropped
+                           AND n.nspname = ANY(%s))
+                """,
+                [migration.version, schemas, column, schemas],
+            ).fetchone()
+        if ledger_rows != len(schemas) or columns != len(schemas):
+            raise SystemExit(
+                f"{migration.name}: {ledger_rows} ledger rows and {columns} '{column}' columns "
+                f"for {len(schemas)} schemas: the step did not do what it measured"
+            )
+
+    def step_apply(self) -> None:
+        from tenancy.services import runs
+
+        migration = self.write_migration(APPLY_SLUG, APPLY_SQL)
+        schemas = self.tenant_schemas()
+        n = len(schemas)
+        self.log(f"apply {migration.name} to {n} schemas: raw, then jobs {self.args.jobs}")
+        raw = self.raw_apply(schemas, migration)
+        self.verify_applied(schemas, migration, "bench_priority")
+        self.log(f"raw apply: {raw.seconds:.2f}s")
+        self.apply_raw_s = raw.seconds
+        self.apply_engine: dict[int, float] = {}
+        for jobs in self.args.jobs:
+            self.undo(schemas, migration)
+            m = Measure()
+            with self.measured(m, f"apply_jobs{jobs}"):
+                report = runs.migrate(jobs=jobs, actor="bench")
+            ok = sum(r.status == "succeeded" for r in report.results)
+            if report.exit_code != 0 or ok != n:
+                raise SystemExit(f"engine apply jobs={jobs}: exit {report.exit_code}, {ok}/{n} ok")
+            self.verify_applied(schemas, migration, "bench_priority")
+            self.log(f"engine apply jobs={jobs}: {m.seconds:.2f}s")
+            self.apply_engine[jobs] = m.seconds
+            self.results.rows.append(
+                Row(
+                    f"apply 1 migration: migrate(jobs={jobs})",
+                    n,
+                    m.seconds,
+                    raw.seconds,
+                    m.max_connections,
+                    raw.max_connections,
+                    peak_rss_mb(),
+                    f"{1000 * m.seconds / n:.2f} ms/schema engine, "
+                    f"{1000 * raw.seconds / n:.2f} ms/schema raw (1 connection)",
+                )
+            )
+        # The last engine variant stays applied: later tenants get every file.
+
+    # -- step 4: tenant creation -----------------------------------------------------------------
+    def step_create(self) -> None:
+        k = self.args.create_sample
+        if k <= 0:
+            return
+        migrations = self.tenant_migrations()
+        engine = Measure()
+        with self.measured(engine, "create_tenant"):
+            self.create_with_engine(SAMPLE_ENGINE, 0, k)
+        raw, raw_full = Measure(), Measure()
+        for measure, prefix, full in ((raw, SAMPLE_RAW, False), (raw_full, SAMPLE_RAW_FULL, True)):
+            with self.connect() as conn, self.measured(measure):
+                for i in range(k):
+                    with conn.transaction():
+                        self.raw_create(conn, prefix, i, migrations, full=full)
+        schemas = len(self.tenant_schemas())
+        self.create_ratio = engine.seconds / raw.seconds
+        self.results.rows += [
+            Row(
+                f"create tenant x{k}: create_tenant",
+                schemas,
+                engine.seconds,
+                raw.seconds,
+                engine.max_connections,
+                raw.max_connections,
+                peak_rss_mb(),
+                f"{1000 * engine.seconds / k:.1f} ms/tenant engine, {1000 * raw.seconds / k:.1f}"
+                f" raw; {len(migrations)} files; raw = schema + SQL + ledger + registry",
+            ),
+            Row(
+                f"create tenant x{k}: vs raw + same extras",
+                schemas,
+                engine.seconds,
+                raw_full.seconds,
+                engine.max_connections,
+                raw_full.max_connections,
+                peak_rss_mb(),
+                f"{1000 * raw_full.seconds / k:.1f} ms/tenant raw incl. role, grants, domain, "
+                "audit (what create_tenant also does): information, not a target",
+            ),
+        ]
+
+    # -- step 5: lock slots ----------------------------------------------------------------------
+    def step_locks(self) -> None:
+        from tenancy.services import runs
+
+        with self.connect() as conn:
+            setting, source = conn.execute(
+                "SELECT setting, source FROM pg_settings WHERE name = 'max_locks_per_transaction'"
+            ).fetchone()
+            max_conn = int(conn.execute("SHOW max_connections").fetchone()[0])
+            prepared = int(conn.execute("SHOW max_prepared_transactions").fetchone()[0])
+        have = len(self.tenant_schemas())
+        if have < LOCKS_CHECK_TENANTS:
+            self.log(f"locks check: bulk-creating {LOCKS_CHECK_TENANTS - have} more tenants")
+            self.bulk_create(PREP, self.args.tenants, LOCKS_CHECK_TENANTS - have)
+        migration = self.write_migration(LOCKS_SLUG, LOCKS_SQL)
+        schemas = self.tenant_schemas()
+        m = Measure()
+        with self.measured(m, "locks_check"):
+            report = runs.migrate(jobs=1, actor="bench")
+        ok = sum(r.status == "succeeded" for r in report.results)
+        self.verify_applied(schemas, migration, "bench_flag")
+        slots = int(setting) * (max_conn + prepared)
+        self.locks = {
+            "max_locks_per_transaction": int(setting),
+            "source": source,
+            "shared_lock_slots": slots,
+            "schemas": len(schemas),
+            "succeeded": ok,
+            "exit_code": report.exit_code,
+        }
+        self.results.rows.append(
+            Row(
+                "locks check: migrate(jobs=1)",
+                len(schemas),
+                m.seconds,
+                None,
+                m.max_connections,
+                None,
+                peak_rss_mb(),
+                f"max_locks_per_transaction={setting} ({source}), lock table ~{slots} slots; "
+                f"{ok}/{len(schemas)} schemas succeeded",
+            )
+        )
+
+    # -- report --------------------------------------------------------------------------------
+    def evaluate_targets(self) -> None:
+        t = self.results.targets
+
+        def add(name: str, ok: bool | None, detail: str) -> None:
+            t.append(
+                {
+                    "target": name,
+                    "result": "N/A" if ok is None else "PASS" if ok else "MISS",
+                    "detail": detail,
+                }
+            )
+
+        if self.status_schemas >= 10000:
+            add(
+                "status (make_plan + schema_states) for 10,000 tenants < 1 s",
+                self.status_s < 1.0,
+                f"{self.status_s:.3f} s for {self.status_schemas} tenants",
+            )
+        else:
+            projected = self.status_s * 10000 / self.status_schemas
+            add(
+                "status (make_plan + schema_states) for 10,000 tenants < 1 s",
+                None,
+                f"{self.status_s:.3f} s for {self.status_schemas} tenants (linear projection "
+                f"{projected:.2f} s); run --tenants 10000 to decide",
+            )
+        if 1 in self.apply_engine:
+            ratio = self.apply_engine[1] / self.apply_raw_s
+            add("apply at --jobs 1 within 1.2x raw", ratio <= 1.2, f"{ratio:.2f}x")
+        for jobs, seconds in sorted(self.apply_engine.items()):
+            if jobs >= 2:
+                ratio = seconds / self.apply_raw_s
+                add(f"apply at --jobs {jobs} faster than raw", ratio < 1.0, f"{ratio:.2f}x")
+        if self.args.create_sample > 0:
+            add(
+                "create_tenant within 1.2x raw (jobs 1)",
+                self.create_ratio <= 1.2,
+                f"{self.create_ratio:.2f}x",
+            )
+        if hasattr(self, "locks"):
+            lk = self.locks
+            add(
+                f"{LOCKS_CHECK_TENANTS:,} tenants migrated with the server's "
+                "max_locks_per_transaction",
+                lk["exit_code"] == 0 and lk["succeeded"] == lk["schemas"],
+                f"{lk['succeeded']}/{lk['schemas']} schemas; max_locks_per_transaction="
+                f"{lk['max_locks_per_transaction']} ({lk['source']})",
+            )
+
+    def print_table(self) -> None:
+        mc = self.results.machine
+        print()
+        print(
+            f"Machine: {mc['cpu']}, {mc['cores']} cores, {mc['memory_gb']} GB; PostgreSQL "
+            f"{mc['postgresql']} over {mc['connection']}; Python {mc['python']}"
+        )
+        print("Server settings: " + ", ".join(f"{k}={v[0]}" for k, v in mc["settings"].items()))
+        print(f"Preparation: {json.dumps(_rounded(self.results.preparation))}")
+        print()
+        header = (
+            f"{'step':<42} {'schemas':>7} {'engine s':>9} {'raw s':>8} {'ratio':>6} "
+            f"{'conns e/r':>9} {'RSS MB':>7}  note"
+        )
+        print(header)
+        print("-" * len(header))
+        for r in self.results.rows:
+            conns = f"{fmt(r.engine_conns, 'd')}/{fmt(r.raw_conns, 'd')}"
+            print(
+                f"{r.step:<42} {r.schemas:>7} {fmt(r.engine_s, '.3f'):>9} {fmt(r.raw_s, '.3f'):>8}"
+                f" {fmt(r.ratio, '.2f'):>6} {conns:>9} {r.peak_rss_mb:>7.0f}  {r.note}"
+            )
+        print()
+        print("Targets:")
+        for t in self.results.targets:
+            print(f"  {t['result']:<4}  {t['target']}: {t['detail']}")
+        print()
+
+    def run(self) -> int:
+        import django
+
+        django.setup()
+        self.recreate_database()
+        try:
+            self.describe_machine()
+            self.prepare()
+            self.step_status()
+            self.step_noop()
+            self.step_create()
+            self.step_apply()
+            if not self.args.skip_locks_check:
+                self.step_locks()
+            self.evaluate_targets()
+            self.print_table()
+            if self.args.json:
+                Path(self.args.json).write_text(
+                    json.dumps(
+                        {
+                            "machine": self.results.machine,
+                            "preparation": self.results.preparation,
+                            "rows": [r.to_dict() for r in self.results.rows],
+                            "targets": self.results.targets,
+                            "profiles": self.results.profiles,
+                            "args": {k: v for k, v in vars(self.args).items()},
+                        },
+                        indent=2,
+                        default=str,
+                    )
+                )
+        finally:
+            self.cleanup()
+        return 0
+
+    def cleanup(self) -> None:
+        from django.db import connections
+
+        connections.close_all()
+        if getattr(self, "sql_dir", None):
+            shutil.rmtree(self.sql_dir, ignore_errors=True)
+        if self.args.keep:
+            self.log(f"kept database {self.args.db_name} (--keep)")
+            return
+        with self.connect("postgres") as conn:
+            self.drop_database(conn)
+        self.log(f"dropped database {self.args.db_name}")
+
+
+def org_id(prefix: str, i: int) -> str:
+    return f"{prefix}{i:06d}"
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def fmt(value: float | int | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _rounded(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 2) if isinstance(v, float) else v for k, v in values.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_environment(args)
+    return Bench(args).run()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
