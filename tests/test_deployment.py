@@ -108,7 +108,7 @@ def test_migrate_schemas_also_applies_sql_migrations(pg, sql_dir):
     call_command("migrate_tenants", "--public", verbosity=0)
     call_command("tenant_create", "org_one", verbosity=0)
     (sql_dir / "tenant" / "004_tags.sql").write_text("CREATE TABLE tags (name text);\n")
-    (sql_dir / "public" / "002_flags.sql").write_text("CREATE TABLE public.flags (k text);\n")
+    (sql_dir / "public" / "090_flags.sql").write_text("CREATE TABLE public.flags (k text);\n")
     code, out, err = run_command("migrate_schemas", "--noinput")
     assert code == 0, err
     assert "tags" in tables_in("tenant_org_one")

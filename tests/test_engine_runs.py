@@ -378,10 +378,10 @@ def test_placeholders_reach_sql_as_quoted_identifiers(public_ready, sql_dir):
 
 
 def test_public_failure_stops_before_tenants(tenants5, sql_dir):
-    add(sql_dir, "002_broken.sql", "SELECT 1/0;\n", scope="public")
+    add(sql_dir, "090_broken.sql", "SELECT 1/0;\n", scope="public")
     add(sql_dir, "004_notes.sql", "CREATE TABLE notes (id int);\n")
     code, _, err = run_command("migrate_tenants")
-    assert code == 1 and "public: 002_broken.sql: division by zero" in err
+    assert code == 1 and "public: 090_broken.sql: division by zero" in err
     assert all("notes" not in tables_in(s) for s in tenants5)
 
 

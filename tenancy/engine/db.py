@@ -63,6 +63,17 @@ def search_path(schema: str, *, local: bool = True) -> sql.Composed:
     return sql.SQL("{} search_path TO {}, public").format(verb, sql.Identifier(schema))
 
 
+def configure(
+    conn: psycopg.Connection, schema: str, lock_timeout_ms: int, *, local: bool = True
+) -> None:
+    """search_path (the schema, then public) and lock_timeout, in one round trip."""
+    path = "public" if schema == "public" else f"{sql.Identifier(schema).as_string(conn)}, public"
+    conn.execute(
+        "SELECT set_config('search_path', %s, %s), set_config('lock_timeout', %s, %s)",
+        [path, local, f"{lock_timeout_ms}ms", local],
+    )
+
+
 def schema_exists(conn: psycopg.Connection, schema: str) -> bool:
     row = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]).fetchone()
     return row is not None

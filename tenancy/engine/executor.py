@@ -181,7 +181,8 @@ class Executor:
                 conn.close()
 
     def _attempt(self, conn: psycopg.Connection, item: _Item, task: Callable) -> None:
-        if not db.try_lock(conn, item.schema):
+        held, applied = ledger.try_lock_and_read(conn, item.schema)
+        if not held:
             now = time.monotonic()
             item.busy_since = item.busy_since or now
             if now - item.busy_since >= self.options.schema_lock_wait_s:
@@ -200,19 +201,23 @@ class Executor:
             return
         try:
             self.emit(Event("schema_started", item.schema))
-            self._finish(task(conn, item.schema, item.payload))
+            self._finish(task(conn, item.schema, item.payload, applied))
         finally:
             if not conn.closed and not conn.broken:
                 db.unlock(conn, item.schema)
 
     # -- tasks --------------------------------------------------------------------------
     def _migrate_schema(
-        self, conn: psycopg.Connection, schema: str, migrations: list[Migration]
+        self,
+        conn: psycopg.Connection,
+        schema: str,
+        migrations: list[Migration],
+        applied: dict[str, ledger.Applied],
     ) -> SchemaResult:
         started = time.monotonic()
         result = SchemaResult(schema, "succeeded")
-        # Re-read under the lock: another run may have applied some of them meanwhile.
-        pending = plan_schema(schema, "", migrations, ledger.applied_for(conn, schema)).pending
+        # ``applied`` was read under the lock: another run may have applied some meanwhile.
+        pending = plan_schema(schema, "", migrations, applied).pending
         if not pending:
             result.status = "skipped"
             return result
@@ -281,11 +286,7 @@ class Executor:
         self.emit(Event("sql", schema, migration=migration, sql=text))
         started = time.monotonic()
         try:
-            conn.execute(db.search_path(schema, local=False))
-            conn.execute(
-                "SELECT set_config('lock_timeout', %s, false)",
-                [f"{self.options.lock_timeout_ms}ms"],
-            )
+            db.configure(conn, schema, self.options.lock_timeout_ms, local=False)
             for statement in statements.split(text):
                 self._with_lock_retries(conn, schema, lambda s=statement: conn.execute(s))
             ledger.record(
@@ -312,7 +313,7 @@ class Executor:
                 conn.execute("RESET lock_timeout")
 
     def _rollback_schema(
-        self, conn: psycopg.Connection, schema: str, from_version: int
+        self, conn: psycopg.Connection, schema: str, from_version: int, _applied: dict
     ) -> SchemaResult:
         started = time.monotonic()
         result = SchemaResult(schema, "succeeded")
@@ -329,11 +330,7 @@ class Executor:
 
         def undo() -> None:
             with conn.transaction():
-                conn.execute(db.search_path(schema))
-                conn.execute(
-                    "SELECT set_config('lock_timeout', %s, true)",
-                    [f"{self.options.lock_timeout_ms}ms"],
-                )
+                db.configure(conn, schema, self.options.lock_timeout_ms)
                 for version, name, down in rows:
                     text = statements.render(down, ids)
                     self.emit(Event("sql", schema, sql=text, message=name))
@@ -396,9 +393,8 @@ def apply_in_transaction(
     """Apply ``migrations`` to ``schema`` inside the caller's open transaction and record
     them in the ledger. With ``new_schema`` (tenant creation: every table is empty), the
     statements that cannot run in a transaction are built non-concurrently instead."""
-    conn.execute(db.search_path(schema))
-    conn.execute("SELECT set_config('lock_timeout', %s, true)", [f"{lock_timeout_ms}ms"])
-    for m in migrations:
+    db.configure(conn, schema, lock_timeout_ms)
+    for index, m in enumerate(migrations):
         started = time.monotonic()
         if not fake:
             text = _render(m, ids)
@@ -412,8 +408,9 @@ def apply_in_transaction(
                 raise
             except psycopg.Error as exc:
                 raise MigrationError(m, _error_text(exc)) from exc
-            # A migration may change search_path (set_config); put ours back for the next.
-            conn.execute(db.search_path(schema))
+            if index + 1 < len(migrations):
+                # A migration may change search_path (set_config); put ours back for the next.
+                db.configure(conn, schema, lock_timeout_ms)
         ledger.record(
             conn,
             schema,

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import psycopg
 
+from tenancy.engine.db import LOCK_NAMESPACE
 from tenancy.engine.source import Migration
 
 
@@ -49,12 +50,20 @@ def applied_all(conn: psycopg.Connection) -> dict[str, dict[str, Applied]]:
     return _rows_to_map(rows)
 
 
-def applied_for(conn: psycopg.Connection, schema: str) -> dict[str, Applied]:
+def try_lock_and_read(conn: psycopg.Connection, schema: str) -> tuple[bool, dict[str, Applied]]:
+    """Try the schema's advisory lock and read its ledger rows in one round trip; the rows
+    only count when the lock was granted (they were read after it was taken)."""
     rows = conn.execute(
-        f"SELECT {_APPLIED_COLUMNS} FROM public.tenant_migrations WHERE tenant_schema = %s",
-        [schema],
+        f"""
+        WITH lock AS (SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS held)
+        SELECT lock.held, {_APPLIED_COLUMNS}
+        FROM lock LEFT JOIN public.tenant_migrations ON lock.held AND tenant_schema = %s
+        """,
+        [LOCK_NAMESPACE, schema, schema],
     ).fetchall()
-    return _rows_to_map(rows).get(schema, {})
+    held = bool(rows and rows[0][0])
+    applied = [r[1:] for r in rows if r[1] is not None] if held else []
+    return held, _rows_to_map(applied).get(schema, {})
 
 
 def record(

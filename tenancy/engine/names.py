@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 
 PUBLIC_SCHEMA = "public"
 SCHEMA_PREFIX = "tenant_"
@@ -16,6 +17,10 @@ MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are sile
 _ORG_ID = re.compile(r"org_[A-Za-z0-9]+")
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]*")
 _RESERVED = ("public", "information_schema")
+MAX_ORG_NAME_CHARS = 255  # tenant_registry.organization_name is VARCHAR(255)
+
+# The custom setting that names the request's tenant: RLS policies compare rows with it.
+CURRENT_TENANT_SETTING = "app.current_tenant"
 
 
 class InvalidName(ValueError):
@@ -39,6 +44,26 @@ def validate_org_id(org_id: str) -> str:
             "(names are refused, never truncated)."
         )
     return org_id
+
+
+def validate_org_name(name: str | None, org_id: str) -> str:
+    """The display name of an organization: any Unicode text (companies have accented names),
+    stripped, at most 255 characters, without control characters (NUL cannot be stored and
+    line breaks or escapes would forge lines in listings and logs). Empty: the org id."""
+    if name is not None and not isinstance(name, str):
+        raise InvalidName("The organization name must be text.")
+    name = (name or "").strip() or org_id
+    if len(name) > MAX_ORG_NAME_CHARS:
+        raise InvalidName(
+            f"The organization name is {len(name)} characters long; at most "
+            f"{MAX_ORG_NAME_CHARS} are allowed."
+        )
+    bad = sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c) in {"Cc", "Cs"}})
+    if bad:
+        raise InvalidName(
+            f"The organization name {name!r} contains control characters ({', '.join(bad)})."
+        )
+    return name
 
 
 def schema_for_org(org_id: str) -> str:
