@@ -6,8 +6,15 @@ from django.core.management import call_command
 
 from tests.conftest import ledger_versions, query, run_command, tables_in
 
-TENANT_TABLES = {"organizations", "users", "departments", "job_postings", "candidates",
-                 "applications", "interviews"}
+TENANT_TABLES = {
+    "organizations",
+    "users",
+    "departments",
+    "job_postings",
+    "candidates",
+    "applications",
+    "interviews",
+}
 
 
 def _drop_infrastructure() -> None:
@@ -16,9 +23,15 @@ def _drop_infrastructure() -> None:
 
     with connect() as conn:
         conn.execute("DROP VIEW IF EXISTS public.tenant_migration_summary")
-        for table in ["tenant_migration_run_results", "tenant_migration_runs", "tenant_domains",
-                      "tenant_registry", "tenant_migrations", "audit_logs",
-                      "system_configurations"]:
+        for table in [
+            "tenant_migration_run_results",
+            "tenant_migration_runs",
+            "tenant_domains",
+            "tenant_registry",
+            "tenant_migrations",
+            "audit_logs",
+            "system_configurations",
+        ]:
             conn.execute(f'DROP TABLE IF EXISTS public."{table}" CASCADE')
         conn.execute("DELETE FROM django_migrations WHERE app = 'tenancy'")
 
@@ -40,8 +53,9 @@ def test_step_1_public_creates_infrastructure_on_an_empty_database(pg):
 
 def test_steps_2_to_4_create_list_migrate_dry_run(pg):
     assert run_command("migrate_tenants", "--public")[0] == 0
-    code, out, err = run_command("tenant_create", "org_ayHu5XNaTNHMasO5", "--name",
-                                 "Baltu Technologies")
+    code, out, err = run_command(
+        "tenant_create", "org_ayHu5XNaTNHMasO5", "--name", "Baltu Technologies"
+    )
     assert code == 0, err
 
     code, out, _ = run_command("tenant_list")
@@ -64,14 +78,15 @@ def test_steps_2_to_4_create_list_migrate_dry_run(pg):
     assert TENANT_TABLES <= tables_in(schema)
     assert not (TENANT_TABLES & tables_in("public"))
     assert ledger_versions(schema) == ["001", "002", "003"]
-    assert query("SELECT auth0_org_id, status FROM public.tenant_registry "
-                 "WHERE schema_name = %s", [schema]) == [("org_newcompany456", "active")]
+    assert query(
+        "SELECT auth0_org_id, status FROM public.tenant_registry WHERE schema_name = %s", [schema]
+    ) == [("org_newcompany456", "active")]
     role = query("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", [f"%\\_{schema}"])
     assert len(role) == 1
-    assert query("SELECT has_schema_privilege(%s, %s, 'USAGE')", [role[0][0], schema]) == [
-        (True,)]
-    assert query("SELECT has_table_privilege(%s, %s, 'SELECT')",
-                 [role[0][0], f"{schema}.job_postings"]) == [(True,)]
+    assert query("SELECT has_schema_privilege(%s, %s, 'USAGE')", [role[0][0], schema]) == [(True,)]
+    assert query(
+        "SELECT has_table_privilege(%s, %s, 'SELECT')", [role[0][0], f"{schema}.job_postings"]
+    ) == [(True,)]
     code, out, _ = run_command("migrate_tenants", "--dry-run")
     assert "No pending migrations" in out
 
@@ -89,8 +104,9 @@ def test_dry_run_lists_pending_then_nothing(pg, sql_dir):
     assert "004_add_notes.sql" in out
     assert "notes" not in tables_in("tenant_org_acme1")  # a dry run applies nothing
 
-    code, out, _ = run_command("migrate_tenants", "--dry-run", "--tenant",
-                               "tenant_org_acme1", "--verbose")
+    code, out, _ = run_command(
+        "migrate_tenants", "--dry-run", "--tenant", "tenant_org_acme1", "--verbose"
+    )
     assert "CREATE TABLE notes" in out and "acme2" not in out
 
     code, _, _ = run_command("migrate_tenants", "--check")
@@ -115,3 +131,16 @@ def test_migrate_schemas_also_applies_sql_migrations(pg, sql_dir):
     assert "flags" in tables_in("public")
     # Django's migrations were not replayed in the tenant schema.
     assert "django_migrations" not in tables_in("tenant_org_one")
+
+
+def test_two_public_runs_on_an_empty_database_both_succeed(pg):
+    from tests.conftest import manage
+
+    _drop_infrastructure()
+    procs = [manage("migrate_tenants", "--public") for _ in range(2)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert ledger_versions("public")[0] == "001"
+    assert query(
+        "SELECT count(*) FROM django_migrations WHERE app = 'tenancy' AND name = '0001_initial'"
+    ) == [(1,)]

@@ -25,6 +25,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_PENDING = 2
 EXIT_DRIFT = 3
+INFRASTRUCTURE_LOCK = "tenancy:django-public"
 
 
 class RunError(Exception):
@@ -122,17 +123,26 @@ def pending_django_migrations() -> list[str]:
 
 def ensure_infrastructure(verbosity: int = 0) -> list[str]:
     """Apply the public schema's Django migrations (the seed's 'creates infrastructure')."""
-    pending = pending_django_migrations()
-    if pending:
-        from django.core.management import call_command
+    if not pending_django_migrations():
+        return []
+    from django.core.management import call_command
 
-        call_command(
-            "migrate_schemas",
-            shared=True,
-            interactive=False,
-            verbosity=verbosity,
-            sql_migrations=False,
-        )
+    # Two runs on an empty database must not both create the tables: queue on a lock.
+    with _connect() as conn:
+        if not db.wait_lock(conn, INFRASTRUCTURE_LOCK, float(conf.setting("SCHEMA_LOCK_WAIT_S"))):
+            raise RunError("Another process kept the infrastructure lock; try again.")
+        try:
+            pending = pending_django_migrations()
+            if pending:
+                call_command(
+                    "migrate_schemas",
+                    shared=True,
+                    interactive=False,
+                    verbosity=verbosity,
+                    sql_migrations=False,
+                )
+        finally:
+            db.unlock(conn, INFRASTRUCTURE_LOCK)
     return pending
 
 
