@@ -1,0 +1,160 @@
+"""What the admin pages need beyond ModelAdmin: the create-tenant form, a tenant's page
+data, enqueueing a run, a run's progress. Thin: every decision is the services'."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.db import transaction
+from django.db.models import Q
+from django.http import HttpRequest
+
+from tenancy import conf
+from tenancy.engine import statements
+from tenancy.engine.executor import placeholders
+from tenancy.engine.source import TENANT, SourceError, discover
+from tenancy.models import AuditLog, MigrationRun, MigrationRunResult, RunStatus, TenantMigration
+from tenancy.services import reports
+from tenancy.services.reports import SchemaState
+from tenancy.services.runs import RunError
+from tenancy.tasks import run_migrations
+
+ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+_STATES_ATTR = "_tenancy_schema_states"
+
+
+def actor_for(request: HttpRequest) -> str:
+    return f"admin:{request.user.get_username()}"
+
+
+class CreateTenantForm(forms.Form):
+    auth0_org_id = forms.CharField(
+        label="Auth0 organization id",
+        max_length=64,
+        help_text="org_ followed by letters and digits, e.g. org_ayHu5XNaTNHMasO5.",
+        widget=forms.TextInput(attrs={"autofocus": True, "class": "vTextField"}),
+    )
+    organization_name = forms.CharField(
+        label="Organization name",
+        max_length=255,
+        required=False,
+        help_text="Defaults to the organization id.",
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+    )
+
+
+# -- the tenant list ---------------------------------------------------------------------
+def schema_states_for(request: HttpRequest) -> dict[str, SchemaState]:
+    """Every tenant's migration state, computed once per request (filters and columns
+    share it): reports.schema_states answers in a constant number of queries."""
+    cached = getattr(request, _STATES_ATTR, None)
+    if cached is None:
+        try:
+            cached = {s.schema: s for s in reports.schema_states(include_public=False)}
+        except (RunError, SourceError) as exc:
+            messages.error(request, f"Migration state unavailable: {exc}")
+            cached = {}
+        setattr(request, _STATES_ATTR, cached)
+    return cached
+
+
+# -- a tenant's page ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class PendingFile:
+    version: str
+    name: str
+    transactional: bool
+    sql: str
+
+
+def tenant_page_context(request: HttpRequest, schema: str) -> dict[str, Any]:
+    """History from the ledger, latest run results, pending files with the SQL a run
+    would execute in this schema, and the audit rows about it."""
+    state: SchemaState | None = None
+    pending: list[PendingFile] = []
+    try:
+        states = reports.schema_states(include_public=False, only=[schema])
+        state = states[0] if states else None
+        if state and state.pending:
+            names = set(state.pending)
+            values = placeholders(schema, str(conf.conninfo()["dbname"]))
+            pending = [
+                PendingFile(m.version, m.name, m.transactional, statements.render(m.up_sql, values))
+                for m in discover(conf.migrations_dir(), TENANT)
+                if m.name in names
+            ]
+    except (RunError, SourceError) as exc:
+        messages.error(request, f"Migration state unavailable: {exc}")
+    # Run audit rows name their schemas inside details, not in tenant_schema.
+    about_schema = (
+        Q(tenant_schema=schema)
+        | Q(details__applied__has_key=schema)
+        | Q(details__failed__has_key=schema)
+        | Q(details__schemas__contains=[schema])
+    )
+    return {
+        "state": state,
+        "history": TenantMigration.objects.filter(tenant_schema=schema).order_by(
+            "migration_version"
+        ),
+        "run_results": MigrationRunResult.objects.filter(tenant_schema=schema)
+        .select_related("run")
+        .order_by("-finished_at", "-id")[:10],
+        "pending_files": pending,
+        "audit_rows": AuditLog.objects.filter(about_schema).order_by("-created_at", "-id")[:50],
+    }
+
+
+# -- runs --------------------------------------------------------------------------------
+def enqueue_run(request: HttpRequest, *, only: list[str] | None, public: bool) -> MigrationRun:
+    """Record a queued run and hand it to the worker; the row and the job commit together,
+    so the worker never picks up a job whose run row it cannot see."""
+    actor = actor_for(request)
+    options: dict[str, Any] = {"only": only, "public": public, "tenants": True}
+    with transaction.atomic():
+        run = MigrationRun.objects.create(
+            kind="migrate",
+            actor=actor,
+            status=RunStatus.QUEUED,
+            options=options,
+            total_schemas=len(only) if only else 0,
+        )
+        job = run_migrations.enqueue(
+            run_id=run.pk, only=only, public=public, tenants=True, actor=actor
+        )
+        run.options = {**options, "job_id": str(job.id)}
+        run.save(update_fields=["options"])
+        AuditLog.objects.create(
+            action="migrate.queued",
+            actor=actor,
+            details={"run_id": run.pk, "only": only, "public": public, "job_id": str(job.id)},
+        )
+    return run
+
+
+def run_progress(run: MigrationRun) -> dict[str, Any]:
+    """The JSON the run page polls while a run is queued or running."""
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "active": run.status in ACTIVE_RUN_STATUSES,
+        "total": run.total_schemas,
+        "done": run.done_schemas,
+        "failed": run.failed_schemas,
+        "error": run.error,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "results": [
+            {
+                "schema": r.tenant_schema,
+                "status": r.status,
+                "versions": r.versions,
+                "error": r.error,
+                "duration_ms": r.duration_ms,
+            }
+            for r in run.results.order_by("tenant_schema")
+        ],
+    }

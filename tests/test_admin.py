@@ -1,0 +1,452 @@
+"""The admin control room, through Django's test client on the real test database:
+permissions, creating a tenant, the tenant list's state and query count, the tenant page,
+runs queued for the background worker, audit and settings pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse as django_reverse
+
+from tenancy.models import AuditLog, MigrationRun, SystemConfiguration, Tenant
+from tenancy.services import reports, tenants
+from tests.conftest import ledger_versions, manage, query, tables_in
+
+CHANGELIST = "/admin/tenancy/tenant/"
+ADD = "/admin/tenancy/tenant/add/"
+RUN_ALL = "/admin/tenancy/tenant/run-all/"
+
+FEATURE_SQL = """-- Migration: 004_feature_data.sql
+-- Description: a feature table in every tenant
+
+-- UP: Apply migration
+CREATE TABLE IF NOT EXISTS feature_data (id serial PRIMARY KEY, label text NOT NULL);
+GRANT SELECT ON feature_data TO {{tenant_role}};
+
+-- DOWN: Rollback migration
+/*
+DROP TABLE IF EXISTS feature_data;
+*/
+"""
+
+BROKEN_SQL = """-- Migration: 004_broken.sql
+-- UP
+CREATE TABLE feature_data (id serial PRIMARY KEY, organization_id uuid REFERENCES nowhere(id));
+"""
+
+
+def reverse(name: str, args: list | None = None) -> str:
+    # The admin lives in the public schema's URLconf (tenant hosts get the portal's).
+    return django_reverse(name, args=args, urlconf="employer_portal.urls")
+
+
+def add_file(sql_dir: Path, name: str, text: str) -> None:
+    (sql_dir / "tenant" / name).write_text(text)
+
+
+def user(username: str, *perms: str, staff: bool = True) -> User:
+    u = User.objects.create_user(username, password="pw-for-tests-only", is_staff=staff)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        u.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return u
+
+
+def client_for(u: User) -> Client:
+    c = Client()
+    c.force_login(u)
+    return c
+
+
+@pytest.fixture
+def ready(public_ready: None, sql_dir: Path) -> Path:
+    return sql_dir
+
+
+@pytest.fixture
+def superuser() -> User:
+    return User.objects.create_superuser("root", "root@example.com", "pw-for-tests-only")
+
+
+def admin_runs() -> Any:
+    """Runs started from the admin (public_ready's own run is the command line's)."""
+    return MigrationRun.objects.filter(actor__startswith="admin:")
+
+
+def run_worker(sql_dir: Path) -> None:
+    """The real `manage.py db_worker`, in its own process, until the queue is empty."""
+    proc = manage(
+        "db_worker", "--batch", "--no-startup-delay", "--interval", "0.1", migrations_dir=sql_dir
+    )
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+
+
+# -- permissions -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "url", [CHANGELIST, ADD, "/admin/tenancy/migrationrun/", "/admin/tenancy/auditlog/"]
+)
+def test_anonymous_is_redirected_to_login(pg: None, url: str) -> None:
+    response = Client().get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+def test_anonymous_cannot_create_or_run(ready: Path) -> None:
+    c = Client()
+    assert c.post(ADD, {"auth0_org_id": "org_anon1"}).status_code == 302
+    assert c.post(RUN_ALL).status_code == 302
+    assert not Tenant.objects.exists() and not admin_runs().exists()
+    assert "tenant_org_anon1" not in {r[0] for r in query("SELECT nspname FROM pg_namespace")}
+
+
+def test_non_staff_is_refused_even_with_permissions(ready: Path) -> None:
+    c = client_for(user("outsider", "tenancy.add_tenant", "tenancy.run_migrations", staff=False))
+    for response in (
+        c.get(CHANGELIST),
+        c.post(ADD, {"auth0_org_id": "org_outsider1"}),
+        c.post(RUN_ALL),
+    ):
+        assert response.status_code == 302
+        assert response["Location"].startswith("/admin/login/")
+    assert not Tenant.objects.exists() and not admin_runs().exists()
+
+
+def test_staff_without_add_permission_cannot_create(ready: Path) -> None:
+    c = client_for(user("viewer", "tenancy.view_tenant"))
+    page = c.get(CHANGELIST)
+    assert page.status_code == 200
+    assert "Create tenant" not in page.content.decode()
+    assert c.get(ADD).status_code == 403
+    assert c.post(ADD, {"auth0_org_id": "org_viewer1"}).status_code == 403
+    assert not Tenant.objects.exists()
+    assert "tenant_org_viewer1" not in {r[0] for r in query("SELECT nspname FROM pg_namespace")}
+
+
+def test_staff_without_run_permission_cannot_run(ready: Path) -> None:
+    tenant = tenants.create_tenant("org_norun1", actor="test")
+    c = client_for(user("viewer", "tenancy.view_tenant", "tenancy.add_tenant"))
+    page = c.get(CHANGELIST).content.decode()
+    assert "Run pending migrations" not in page and "Run all pending migrations" not in page
+    pk = Tenant.objects.get(schema_name=tenant.schema).pk
+    assert 'name="action"' not in page  # no action on offer to this user
+    c.post(CHANGELIST, {"action": "run_pending_migrations", "_selected_action": [pk], "index": 0})
+    assert c.post(RUN_ALL).status_code == 403
+    assert c.post(f"{CHANGELIST}{pk}/run/").status_code == 403
+    assert not admin_runs().exists()
+    assert not AuditLog.objects.filter(action="migrate.queued").exists()
+
+
+def test_run_views_refuse_get(ready: Path, superuser: User) -> None:
+    tenants.create_tenant("org_getrun1", actor="test")
+    c = client_for(superuser)
+    assert c.get(RUN_ALL).status_code == 403
+    assert not admin_runs().exists()
+
+
+def test_csrf_is_enforced_on_create(ready: Path, superuser: User) -> None:
+    c = Client(enforce_csrf_checks=True)
+    c.force_login(superuser)
+    assert c.post(ADD, {"auth0_org_id": "org_csrf1"}).status_code == 403
+    assert not Tenant.objects.exists()
+
+
+def test_tenant_rows_cannot_be_edited_or_deleted(ready: Path, superuser: User) -> None:
+    tenants.create_tenant("org_readonly1", "Before", actor="test")
+    pk = Tenant.objects.get().pk
+    c = client_for(superuser)
+    page = c.get(f"{CHANGELIST}{pk}/change/")
+    assert page.status_code == 200 and 'name="organization_name"' not in page.content.decode()
+    c.post(f"{CHANGELIST}{pk}/change/", {"organization_name": "After"})
+    assert c.post(f"{CHANGELIST}{pk}/delete/", {"post": "yes"}).status_code == 403
+    assert Tenant.objects.get().organization_name == "Before"
+    assert "organizations" in tables_in("tenant_org_readonly1")
+
+
+# -- creating a tenant -------------------------------------------------------------------
+def test_create_tenant_through_the_form(ready: Path) -> None:
+    c = client_for(user("alice", "tenancy.view_tenant", "tenancy.add_tenant"))
+    assert "Create tenant" in c.get(CHANGELIST).content.decode()
+    assert c.get(ADD).status_code == 200
+    response = c.post(ADD, {"auth0_org_id": "org_Acme42", "organization_name": "Acme"}, follow=True)
+    assert response.redirect_chain[-1][0] == reverse("admin:tenancy_tenant_changelist")
+    schema = "tenant_org_acme42"
+    assert {"organizations", "job_postings", "candidates"} <= tables_in(schema)
+    assert ledger_versions(schema) == ["001", "002", "003"]
+    assert query("SELECT organization_name, auth0_org_id FROM public.tenant_registry") == [
+        ("Acme", "org_Acme42")
+    ]
+    assert query(
+        "SELECT action, actor FROM public.audit_logs WHERE tenant_schema = %s", [schema]
+    ) == [("tenant.create", "admin:alice")]
+    row = response.content.decode()
+    assert "org_Acme42" in row and "0 pending" in row and "003_candidates" in row
+
+
+@pytest.mark.parametrize(
+    ("org_id", "message"),
+    [("org bad!", "Invalid Auth0 organization id"), ("org_" + "x" * 70, "Ensure this value")],
+)
+def test_invalid_org_id_is_a_form_error(
+    ready: Path, superuser: User, org_id: str, message: str
+) -> None:
+    response = client_for(superuser).post(ADD, {"auth0_org_id": org_id})
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not Tenant.objects.exists()
+
+
+def test_refused_creation_is_a_form_error_and_leaves_nothing(ready: Path, superuser: User) -> None:
+    tenants.create_tenant("org_Twin1", actor="test")
+    c = client_for(superuser)
+    duplicate = c.post(ADD, {"auth0_org_id": "org_Twin1"}).content.decode()
+    assert "already exists" in duplicate and 'class="errornote"' in duplicate
+    twin = c.post(ADD, {"auth0_org_id": "org_TWIN1"}).content.decode()
+    assert "differs only in letter case" in twin
+    assert Tenant.objects.count() == 1
+
+
+# -- the tenant list ---------------------------------------------------------------------
+def _cell(html: str, org_id: str) -> str:
+    """The table row of one tenant, as text."""
+    start = html.index(f">{org_id}<")
+    return html[html.rindex("<tr", 0, start) : html.index("</tr>", start)]
+
+
+def test_list_shows_state_and_filters_by_pending_and_failures(ready: Path, superuser: User) -> None:
+    tenants.create_tenant("org_alpha1", "Alpha", actor="test")
+    tenants.create_tenant("org_beta1", "Beta", actor="test")
+    add_file(ready, "004_broken.sql", BROKEN_SQL)
+    from tenancy.services import runs
+
+    runs.migrate(only=["tenant_org_alpha1"], public=False, actor="test")  # fails
+    c = client_for(superuser)
+    html = c.get(CHANGELIST).content.decode()
+    assert "1 pending" in _cell(html, "org_alpha1") and "1 failed" in _cell(html, "org_alpha1")
+    assert "1 pending" in _cell(html, "org_beta1") and "0 failed" in _cell(html, "org_beta1")
+
+    failures = c.get(CHANGELIST, {"has_failures": "yes"}).content.decode()
+    assert "org_alpha1" in failures and "org_beta1" not in failures
+    no_failures = c.get(CHANGELIST, {"has_failures": "no"}).content.decode()
+    assert "org_beta1" in no_failures and "org_alpha1" not in no_failures
+
+    (ready / "tenant" / "004_broken.sql").unlink()
+    add_file(ready, "004_feature_data.sql", FEATURE_SQL)
+    runs.migrate(only=["tenant_org_beta1"], public=False, actor="test")
+    pending = c.get(CHANGELIST, {"has_pending": "yes"}).content.decode()
+    assert "org_alpha1" in pending and "org_beta1" not in pending
+    up_to_date = c.get(CHANGELIST, {"has_pending": "no"}).content.decode()
+    assert "org_beta1" in up_to_date and "org_alpha1" not in up_to_date
+    assert "004_feature_data" in _cell(up_to_date, "org_beta1")
+
+
+def test_search_by_name_org_id_and_schema(ready: Path, superuser: User) -> None:
+    tenants.create_tenant("org_gamma1", "Gamma Corp", actor="test")
+    tenants.create_tenant("org_delta1", "Delta Inc", actor="test")
+    c = client_for(superuser)
+    for term in ("Gamma", "org_gamma1", "tenant_org_gamma1"):
+        html = c.get(CHANGELIST, {"q": term}).content.decode()
+        assert "org_gamma1" in html and "org_delta1" not in html, term
+
+
+def _count_list_queries(c: Client, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, int]:
+    calls: list[Any] = []
+    original = reports.schema_states
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        calls.append(result)
+        return result
+
+    monkeypatch.setattr(reports, "schema_states", spy)
+    with CaptureQueriesContext(connection) as ctx:
+        response = c.get(CHANGELIST, {"has_pending": "no"})
+    assert response.status_code == 200
+    rows = response.content.decode().count('<td class="field-auth0_org_id">')
+    return len(ctx.captured_queries), len(calls), rows
+
+
+def test_list_query_count_does_not_grow_with_tenants(
+    ready: Path, superuser: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = client_for(superuser)
+    for i in range(2):
+        tenants.create_tenant(f"org_q{i}", actor="test")
+    few, calls_few, rows_few = _count_list_queries(c, monkeypatch)
+    for i in range(2, 20):
+        tenants.create_tenant(f"org_q{i}", actor="test")
+    many, calls_many, rows_many = _count_list_queries(c, monkeypatch)
+    assert (rows_few, rows_many) == (2, 20)
+    assert (calls_few, calls_many) == (1, 1)  # one schema_states (its own connection)
+    assert many == few
+
+
+# -- the tenant page ---------------------------------------------------------------------
+def test_tenant_page_shows_history_pending_sql_results_and_audit(
+    ready: Path, superuser: User
+) -> None:
+    tenants.create_tenant("org_page1", "Paged", actor="admin:root")
+    add_file(ready, "004_feature_data.sql", FEATURE_SQL)
+    pk = Tenant.objects.get().pk
+    html = client_for(superuser).get(f"{CHANGELIST}{pk}/change/").content.decode()
+    history = html[html.index('id="migration-history"') : html.index('id="run-results"')]
+    for version in ("001", "002", "003"):
+        assert f"<td>{version}</td>" in history
+    pending = html[html.index('id="pending-files"') : html.index('id="migration-history"')]
+    assert "004_feature_data.sql" in pending
+    from tenancy.engine.names import role_for_schema
+
+    role = role_for_schema("tenant_org_page1", connection.settings_dict["NAME"])
+    assert (
+        f"GRANT SELECT ON feature_data TO &quot;{role}&quot;" in pending
+    )  # rendered, not {{tenant_role}}
+    audit = html[html.index('id="audit-rows"') :]
+    assert "tenant.create" in audit and "admin:root" in audit
+
+
+# -- runs ----------------------------------------------------------------------------------
+def test_run_action_queues_and_the_worker_runs_it(ready: Path) -> None:
+    from django_tasks_db.models import DBTaskResult
+
+    tenants.create_tenant("org_runa1", actor="test")
+    tenants.create_tenant("org_runb1", actor="test")
+    add_file(ready, "004_feature_data.sql", FEATURE_SQL)
+    c = client_for(user("bob", "tenancy.view_tenant", "tenancy.run_migrations"))
+    pk = Tenant.objects.get(schema_name="tenant_org_runa1").pk
+    response = c.post(CHANGELIST, {"action": "run_pending_migrations", "_selected_action": [pk]})
+    run = admin_runs().get()
+    assert response["Location"] == reverse("admin:tenancy_migrationrun_change", args=[run.pk])
+    assert (run.status, run.kind, run.actor) == ("queued", "migrate", "admin:bob")
+    assert run.options["only"] == ["tenant_org_runa1"] and run.options["public"] is False
+    assert DBTaskResult.objects.filter(status="READY").count() == 1
+    # Nothing ran in the request.
+    assert "feature_data" not in tables_in("tenant_org_runa1")
+    assert "Queued" in c.get(response["Location"]).content.decode()
+
+    run_worker(ready)
+
+    run.refresh_from_db()
+    assert (run.status, run.done_schemas, run.total_schemas, run.failed_schemas) == (
+        "succeeded",
+        1,
+        1,
+        0,
+    )
+    assert "feature_data" in tables_in("tenant_org_runa1")
+    assert "feature_data" not in tables_in("tenant_org_runb1")  # not selected: untouched
+    progress = c.get(reverse("admin:tenancy_migrationrun_progress", args=[run.pk])).json()
+    assert progress["status"] == "succeeded" and progress["active"] is False
+    assert [(r["schema"], r["status"], r["versions"]) for r in progress["results"]] == [
+        ("tenant_org_runa1", "succeeded", ["004"])
+    ]
+    assert query(
+        "SELECT actor, details->>'outcome' FROM public.audit_logs "
+        "WHERE action = 'migrate.run' AND actor LIKE 'admin:%'"
+    ) == [("admin:bob", "succeeded")]
+    assert query("SELECT actor FROM public.audit_logs WHERE action = 'migrate.queued'") == [
+        ("admin:bob",)
+    ]
+    page = c.get(reverse("admin:tenancy_migrationrun_change", args=[run.pk])).content.decode()
+    assert "Succeeded" in page and "1 / 1" in page and "tenant_org_runa1" in page
+
+
+def test_failed_run_shows_the_error_per_schema(ready: Path, superuser: User) -> None:
+    tenants.create_tenant("org_fail1", actor="test")
+    add_file(ready, "004_broken.sql", BROKEN_SQL)
+    c = client_for(superuser)
+    pk = Tenant.objects.get().pk
+    c.post(f"{CHANGELIST}{pk}/run/")
+    run_worker(ready)
+    run = admin_runs().get()
+    assert (run.status, run.failed_schemas) == ("failed", 1)
+    page = c.get(reverse("admin:tenancy_migrationrun_change", args=[run.pk])).content.decode()
+    assert "nowhere" in page  # the PostgreSQL error, in the per-schema row
+    tenant_page = c.get(f"{CHANGELIST}{pk}/change/").content.decode()
+    results = tenant_page[tenant_page.index('id="run-results"') :]
+    assert "failed" in results and "nowhere" in results
+
+
+def test_run_all_button_runs_public_and_every_tenant(ready: Path, superuser: User) -> None:
+    tenants.create_tenant("org_all1", actor="test")
+    tenants.create_tenant("org_all2", actor="test")
+    add_file(ready, "004_feature_data.sql", FEATURE_SQL)
+    c = client_for(superuser)
+    assert "Run all pending migrations" in c.get(CHANGELIST).content.decode()
+    c.post(RUN_ALL)
+    run = admin_runs().get()
+    assert run.options["only"] is None and run.options["public"] is True
+    run_worker(ready)
+    run.refresh_from_db()
+    assert (run.status, run.done_schemas) == ("succeeded", 2)
+    assert all("feature_data" in tables_in(f"tenant_org_all{i}") for i in (1, 2))
+
+
+def test_a_run_that_cannot_start_is_marked_failed(ready: Path, superuser: User) -> None:
+    tenants.create_tenant("org_gone1", actor="test")
+    c = client_for(superuser)
+    c.post(f"{CHANGELIST}{Tenant.objects.get().pk}/run/")
+    query("DELETE FROM public.tenant_domains RETURNING 1")
+    query("DELETE FROM public.tenant_registry RETURNING 1")  # dropped while queued
+    run_worker(ready)
+    run = admin_runs().get()
+    assert run.status == "failed" and "Not a registered tenant schema" in (run.error or "")
+    assert query(
+        "SELECT actor FROM public.audit_logs WHERE action = 'migrate.run' AND actor LIKE 'admin:%'"
+    ) == [("admin:root",)]
+
+
+def test_runs_list_refreshes_only_while_a_run_is_active(ready: Path, superuser: User) -> None:
+    tenants.create_tenant("org_refresh1", actor="test")
+    c = client_for(superuser)
+    c.post(RUN_ALL)
+    assert 'http-equiv="refresh"' in c.get("/admin/tenancy/migrationrun/").content.decode()
+    run = admin_runs().get()
+    assert (
+        "progress.json"
+        in c.get(reverse("admin:tenancy_migrationrun_change", args=[run.pk])).content.decode()
+    )
+    run_worker(ready)
+    assert 'http-equiv="refresh"' not in c.get("/admin/tenancy/migrationrun/").content.decode()
+
+
+def test_progress_endpoint_needs_permission(ready: Path) -> None:
+    run = MigrationRun.objects.create(status="queued", actor="admin:x")
+    url = reverse("admin:tenancy_migrationrun_progress", args=[run.pk])
+    assert Client().get(url).status_code == 302
+    assert client_for(user("nobody")).get(url).status_code == 403
+    assert client_for(user("watcher", "tenancy.view_migrationrun")).get(url).json()["status"] == (
+        "queued"
+    )
+
+
+# -- audit log and settings --------------------------------------------------------------
+def test_audit_log_is_read_only(ready: Path, superuser: User) -> None:
+    tenants.create_tenant("org_audit1", actor="admin:root")
+    c = client_for(superuser)
+    html = c.get("/admin/tenancy/auditlog/").content.decode()
+    assert "tenant.create" in html and "admin:root" in html
+    assert c.get("/admin/tenancy/auditlog/add/").status_code == 403
+    pk = AuditLog.objects.get(action="tenant.create").pk
+    assert c.post(f"/admin/tenancy/auditlog/{pk}/delete/", {"post": "yes"}).status_code == 403
+    assert AuditLog.objects.filter(pk=pk).exists()
+
+
+def test_system_configuration_changes_are_audited(ready: Path, superuser: User) -> None:
+    c = client_for(superuser)
+    response = c.post(
+        "/admin/tenancy/systemconfiguration/add/",
+        {"config_key": "feature_enabled", "config_value": '"true"', "description": "x"},
+    )
+    assert response.status_code == 302
+    assert SystemConfiguration.objects.get().config_value == "true"
+    assert query(
+        "SELECT actor, details->>'config_key' FROM public.audit_logs WHERE action = 'config.create'"
+    ) == [("admin:root", "feature_enabled")]
