@@ -123,6 +123,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "not a measurement; the same end state)",
     )
     p.add_argument("--repeat", type=int, default=3, help="repeats of the status/no-op steps")
+    p.add_argument(
+        "--prepare-jobs",
+        type=int,
+        default=2,
+        help="connections used by --prepare bulk and the locks check's top-up (default 2)",
+    )
     p.add_argument("--database-url", help="server to use (its database name is ignored)")
     p.add_argument("--db-name", default=DEFAULT_DB, help=f"bench database (default {DEFAULT_DB})")
     p.add_argument("--keep", action="store_true", help="keep the bench database and its roles")
@@ -259,8 +265,12 @@ class Bench:
         return psycopg.connect(**info, autocommit=True)
 
     @contextmanager
-    def measured(self, out: Measure, profile_name: str | None = None) -> Iterator[None]:
-        """Times the block; samples connections meanwhile; optionally cProfiles it."""
+    def measured(
+        self, out: Measure, profile: str | cProfile.Profile | None = None
+    ) -> Iterator[None]:
+        """Times the block (adding to ``out``); samples connections meanwhile; with
+        ``--profile``, cProfiles it (a name: saved now; a Profile: accumulated by the caller).
+        cProfile sees the calling thread only: with jobs >= 2 the workers are not in it."""
         from django.db import connections
 
         from tenancy import conf
@@ -268,7 +278,9 @@ class Bench:
         connections.close_all()  # Django's own connection must not count against a step
         sampler = ConnectionSampler(conf.conninfo())
         sampler.start()
-        profiler = cProfile.Profile() if (profile_name and self.args.profile) else None
+        profiler: cProfile.Profile | None = None
+        if self.args.profile and profile is not None:
+            profiler = cProfile.Profile() if isinstance(profile, str) else profile
         started = time.perf_counter()
         if profiler:
             profiler.enable()
@@ -277,12 +289,12 @@ class Bench:
         finally:
             if profiler:
                 profiler.disable()
-            out.seconds = time.perf_counter() - started
-            out.max_connections = sampler.stop()
+            out.seconds += time.perf_counter() - started
+            out.max_connections = max(out.max_connections, sampler.stop())
             out.peak_rss_mb = peak_rss_mb()
             connections.close_all()
-            if profiler and profile_name:
-                self.save_profile(profiler, profile_name)
+            if profiler and isinstance(profile, str):
+                self.save_profile(profiler, profile)
 
     def save_profile(self, profiler: cProfile.Profile, name: str) -> None:
         directory = Path(self.args.profile)
@@ -408,11 +420,12 @@ class Bench:
         else:
             first = self.create_with_engine(PREP, 0, 1)
             started = time.perf_counter()
-            self.bulk_create(PREP, 1, n - 1)
+            self.bulk_create(PREP, 1, n - 1, self.args.prepare_jobs)
             self.results.preparation.update(
                 {
                     "mode": "bulk (first tenant by create_tenant, the rest by raw SQL in "
-                    f"transactions of {BULK_BATCH}; not a measurement)",
+                    f"transactions of {BULK_BATCH} over {self.args.prepare_jobs} connections; "
+                    "not a measurement)",
                     "tenants": n,
                     "first_tenant_ms": 1000 * first[0],
                     "bulk_total_s": time.perf_counter() - started,
@@ -503,17 +516,43 @@ class Bench:
                 [schema, Jsonb({"auth0_org_id": oid, "bench": True})],
             )
 
-    def bulk_create(self, prefix: str, start: int, count: int) -> None:
-        """Preparation only: full-state tenants by raw SQL, BULK_BATCH per transaction."""
+    def bulk_create(self, prefix: str, start: int, count: int, workers: int = 2) -> None:
+        """Preparation only: full-state tenants by raw SQL, BULK_BATCH per transaction,
+        ``workers`` connections at once (each batch holds ~40 relation locks per tenant)."""
         migrations = self.tenant_migrations()
-        with self.connect() as conn:
-            for batch in range(start, start + count, BULK_BATCH):
-                with conn.transaction():
-                    for i in range(batch, min(batch + BULK_BATCH, start + count)):
-                        self.raw_create(conn, prefix, i, migrations, full=True)
-                done = min(batch + BULK_BATCH, start + count) - start
-                if done % max(BULK_BATCH, (count // 10) // BULK_BATCH * BULK_BATCH) == 0:
-                    self.log(f"bulk-created {done}/{count} tenants")
+        batches = [
+            (b, min(b + BULK_BATCH, start + count)) for b in range(start, start + count, BULK_BATCH)
+        ]
+        lock = threading.Lock()
+        done = [0]
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with self.connect() as conn:
+                    while True:
+                        with lock:
+                            if not batches or errors:
+                                return
+                            first, end = batches.pop(0)
+                        with conn.transaction():
+                            for i in range(first, end):
+                                self.raw_create(conn, prefix, i, migrations, full=True)
+                        with lock:
+                            before, done[0] = done[0], done[0] + end - first
+                            step = max(BULK_BATCH, count // 10)
+                            if before // step != done[0] // step:
+                                self.log(f"bulk-created {done[0]}/{count} tenants")
+            except BaseException as exc:  # re-raised in the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(max(1, workers))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
 
     def tenant_schemas(self) -> list[str]:
         with self.connect() as conn:
@@ -701,17 +740,21 @@ class Bench:
             )
 
     def step_apply(self) -> None:
+        """Untimed warm-up (raw apply + undo: the first pass over N schemas reads their
+        catalog rows from disk), then raw, the engine at each --jobs, raw again; the raw
+        bound is the faster of the two raw passes. Undone between passes, not timed."""
         from tenancy.services import runs
 
         migration = self.write_migration(APPLY_SLUG, APPLY_SQL)
         schemas = self.tenant_schemas()
         n = len(schemas)
-        self.log(f"apply {migration.name} to {n} schemas: raw, then jobs {self.args.jobs}")
-        raw = self.raw_apply(schemas, migration)
+        self.log(f"apply {migration.name} to {n} schemas: raw, jobs {self.args.jobs}, raw")
+        self.raw_apply(schemas, migration)
+        self.undo(schemas, migration)
+        raws = [self.raw_apply(schemas, migration)]
         self.verify_applied(schemas, migration, "bench_priority")
-        self.log(f"raw apply: {raw.seconds:.2f}s")
-        self.apply_raw_s = raw.seconds
-        self.apply_engine: dict[int, float] = {}
+        self.log(f"raw apply: {raws[0].seconds:.2f}s")
+        engine: dict[int, Measure] = {}
         for jobs in self.args.jobs:
             self.undo(schemas, migration)
             m = Measure()
@@ -722,7 +765,16 @@ class Bench:
                 raise SystemExit(f"engine apply jobs={jobs}: exit {report.exit_code}, {ok}/{n} ok")
             self.verify_applied(schemas, migration, "bench_priority")
             self.log(f"engine apply jobs={jobs}: {m.seconds:.2f}s")
-            self.apply_engine[jobs] = m.seconds
+            engine[jobs] = m
+        self.undo(schemas, migration)
+        raws.append(self.raw_apply(schemas, migration))
+        self.verify_applied(schemas, migration, "bench_priority")
+        self.log(f"raw apply again: {raws[1].seconds:.2f}s")
+        # Left applied: tenants created later get every file, as the engine would give them.
+        raw = min(raws, key=lambda m: m.seconds)
+        self.apply_raw_s = raw.seconds
+        self.apply_engine = {jobs: m.seconds for jobs, m in engine.items()}
+        for jobs, m in engine.items():
             self.results.rows.append(
                 Row(
                     f"apply 1 migration: migrate(jobs={jobs})",
@@ -733,26 +785,44 @@ class Bench:
                     raw.max_connections,
                     peak_rss_mb(),
                     f"{1000 * m.seconds / n:.2f} ms/schema engine, "
-                    f"{1000 * raw.seconds / n:.2f} ms/schema raw (1 connection)",
+                    f"{1000 * raw.seconds / n:.2f} raw (1 connection; raw passes "
+                    f"{raws[0].seconds:.2f}s before, {raws[1].seconds:.2f}s after)",
                 )
             )
-        # The last engine variant stays applied: later tenants get every file.
 
     # -- step 4: tenant creation -----------------------------------------------------------------
     def step_create(self) -> None:
+        """Engine and raw creations interleaved in chunks (rotating which goes first), so
+        that background load and a growing catalog weigh on every variant alike."""
         k = self.args.create_sample
         if k <= 0:
             return
         migrations = self.tenant_migrations()
-        engine = Measure()
-        with self.measured(engine, "create_tenant"):
-            self.create_with_engine(SAMPLE_ENGINE, 0, k)
-        raw, raw_full = Measure(), Measure()
-        for measure, prefix, full in ((raw, SAMPLE_RAW, False), (raw_full, SAMPLE_RAW_FULL, True)):
+        engine, raw, raw_full = Measure(), Measure(), Measure()
+        profiler = cProfile.Profile() if self.args.profile else None
+
+        def run_engine(start: int, count: int) -> None:
+            with self.measured(engine, profiler):
+                self.create_with_engine(SAMPLE_ENGINE, start, count)
+
+        def run_raw(measure: Measure, prefix: str, full: bool, start: int, count: int) -> None:
             with self.connect() as conn, self.measured(measure):
-                for i in range(k):
+                for i in range(start, start + count):
                     with conn.transaction():
                         self.raw_create(conn, prefix, i, migrations, full=full)
+
+        variants: list = [
+            run_engine,
+            lambda start, count: run_raw(raw, SAMPLE_RAW, False, start, count),
+            lambda start, count: run_raw(raw_full, SAMPLE_RAW_FULL, True, start, count),
+        ]
+        chunk = max(1, min(10, k // 5))
+        for n, start in enumerate(range(0, k, chunk)):
+            count = min(chunk, k - start)
+            for variant in variants[n % 3 :] + variants[: n % 3]:
+                variant(start, count)
+        if profiler:
+            self.save_profile(profiler, "create_tenant")
         schemas = len(self.tenant_schemas())
         self.create_ratio = engine.seconds / raw.seconds
         self.results.rows += [
@@ -765,7 +835,8 @@ class Bench:
                 raw.max_connections,
                 peak_rss_mb(),
                 f"{1000 * engine.seconds / k:.1f} ms/tenant engine, {1000 * raw.seconds / k:.1f}"
-                f" raw; {len(migrations)} files; raw = schema + SQL + ledger + registry",
+                f" raw; {len(migrations)} files; raw = schema + SQL + ledger + registry; "
+                f"interleaved in chunks of {chunk}",
             ),
             Row(
                 f"create tenant x{k}: vs raw + same extras",
@@ -793,9 +864,12 @@ class Bench:
         have = len(self.tenant_schemas())
         if have < LOCKS_CHECK_TENANTS:
             self.log(f"locks check: bulk-creating {LOCKS_CHECK_TENANTS - have} more tenants")
-            self.bulk_create(PREP, self.args.tenants, LOCKS_CHECK_TENANTS - have)
+            self.bulk_create(
+                PREP, self.args.tenants, LOCKS_CHECK_TENANTS - have, self.args.prepare_jobs
+            )
         migration = self.write_migration(LOCKS_SLUG, LOCKS_SQL)
         schemas = self.tenant_schemas()
+        per_schema = self.locks_held(schemas[0], migration)
         m = Measure()
         with self.measured(m, "locks_check"):
             report = runs.migrate(jobs=1, actor="bench")
@@ -806,6 +880,7 @@ class Bench:
             "max_locks_per_transaction": int(setting),
             "source": source,
             "shared_lock_slots": slots,
+            "locks_per_schema_transaction": per_schema,
             "schemas": len(schemas),
             "succeeded": ok,
             "exit_code": report.exit_code,
@@ -819,10 +894,27 @@ class Bench:
                 m.max_connections,
                 None,
                 peak_rss_mb(),
-                f"max_locks_per_transaction={setting} ({source}), lock table ~{slots} slots; "
+                f"max_locks_per_transaction={setting} ({source}): ~{slots} lock slots on the "
+                f"server; one schema's transaction holds {per_schema} locks, so one transaction "
+                f"over {len(schemas)} schemas would need ~{per_schema * len(schemas)}; "
                 f"{ok}/{len(schemas)} schemas succeeded",
             )
         )
+
+    def locks_held(self, schema: str, migration) -> int:
+        """Locks one schema's transaction holds at COMMIT time (measured, rolled back)."""
+        from psycopg import sql
+
+        from tenancy.engine import db
+
+        with self.connect() as conn, conn.transaction(force_rollback=True):
+            conn.execute(db.search_path(schema))
+            conn.execute(sql.SQL(migration.up_sql))
+            row = conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() "
+                "AND locktype <> 'virtualxid'"
+            ).fetchone()
+        return int(row[0])
 
     # -- report --------------------------------------------------------------------------------
     def evaluate_targets(self) -> None:
