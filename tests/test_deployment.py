@@ -46,7 +46,7 @@ def test_step_1_public_creates_infrastructure_on_an_empty_database(pg):
     assert {"tenant_registry", "tenant_migrations", "audit_logs", "system_configurations"} <= (
         tables_in("public")
     )
-    assert ledger_versions("public") == ["001"]
+    assert ledger_versions("public") == ["001", "002"]
     code, out, _ = run_command("tenant_list")
     assert code == 0 and out.strip() == "No tenants registered yet"
 

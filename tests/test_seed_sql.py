@@ -67,7 +67,7 @@ GROUP BY tenant_schema
 ORDER BY tenant_schema;
 """)
     assert [(r[0], r[1]) for r in rows] == [
-        ("public", 1), ("tenant_org_ayhu5xnatnhmaso5", 3), ("tenant_org_xyz123", 3)]
+        ("public", 2), ("tenant_org_ayhu5xnatnhmaso5", 3), ("tenant_org_xyz123", 3)]
     assert all(r[2] is not None for r in rows)
 
     # Check schema sizes

@@ -14,11 +14,12 @@ from tenancy import conf
 from tenancy.engine import audit, db, ledger
 from tenancy.engine.executor import apply_in_transaction, placeholders
 from tenancy.engine.names import (
-    InvalidName,
+    app_role,
     domain_for_org,
     role_for_schema,
     schema_for_org,
     validate_org_id,
+    validate_org_name,
 )
 from tenancy.engine.source import TENANT, Migration, discover
 from tenancy.services.runs import RunError, infrastructure_ready
@@ -102,13 +103,34 @@ def _create_schema(ctx: CreationContext) -> None:
     ctx.conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(ctx.schema)))
 
 
+def ensure_app_role(conn: psycopg.Connection) -> str:
+    """The application role, base of every tenant role (public migration 002 creates it too,
+    with its grants on shared tables; a tenant created before that migration still needs it
+    to exist). It owns nothing, cannot log in and does not bypass RLS."""
+    role = app_role(conn.info.dbname)
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone() is None:
+        conn.execute(
+            sql.SQL(
+                "CREATE ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS"
+            ).format(sql.Identifier(role))
+        )
+    return role
+
+
 def _create_role(ctx: CreationContext) -> None:
     exists = ctx.conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [ctx.role]).fetchone()
     if exists:
         raise TenantError(f"Role {ctx.role} already exists; drop it before creating {ctx.org_id}.")
     role, schema = sql.Identifier(ctx.role), sql.Identifier(ctx.schema)
+    base = sql.Identifier(ensure_app_role(ctx.conn))
     for stmt in (
-        sql.SQL("CREATE ROLE {} NOLOGIN").format(role),
+        # Requests of this tenant run under this role (tenancy.middleware: SET ROLE). It may use
+        # its own schema only: a query naming another tenant's table is refused.
+        sql.SQL(
+            "CREATE ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS INHERIT"
+        ).format(role),
+        # Shared tables (audit_logs, under RLS) are reached through the app role's grants.
+        sql.SQL("GRANT {} TO {}").format(base, role),
         sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, role),
         # Tables that later migrations create get the same privileges.
         sql.SQL(
@@ -120,6 +142,12 @@ def _create_role(ctx: CreationContext) -> None:
         ).format(schema, role),
     ):
         ctx.conn.execute(stmt)
+    superuser = ctx.conn.execute(
+        "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    if not (superuser and superuser[0]):
+        # A superuser may SET ROLE to any role; anyone else must be a member of it.
+        ctx.conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(role))
 
 
 def _apply_migrations(ctx: CreationContext) -> None:
@@ -190,9 +218,7 @@ def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system"
     started = time.monotonic()
     validate_org_id(org_id)
     schema = schema_for_org(org_id)
-    name = (name or "").strip() or org_id
-    if len(name) > 255:
-        raise InvalidName("The organization name is longer than 255 characters.")
+    name = validate_org_name(name, org_id)
     migrations = discover(conf.migrations_dir(), TENANT)
     with db.connect(conf.conninfo()) as conn:
         if not infrastructure_ready(conn):

@@ -1,0 +1,64 @@
+"""Drop a tenant for good: schema and data, role, ledger rows, domains, registry row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from tenancy.engine.names import InvalidName
+from tenancy.services import lifecycle
+from tenancy.services.recovery import default_actor
+from tenancy.services.runs import RunError
+from tenancy.services.tenants import TenantError
+
+
+class Command(BaseCommand):
+    help = (
+        "Drop a tenant: its schema with every table and row, its role, its ledger rows, its "
+        "domains and its registry row, in one transaction, audited. Asks for the schema name "
+        "as confirmation unless --noinput is given. This cannot be undone."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("tenant", help="Auth0 org id (org_…) or schema name (tenant_org_…)")
+        parser.add_argument(
+            "--noinput",
+            "--no-input",
+            action="store_false",
+            dest="interactive",
+            help="Do not ask for confirmation (for scripts).",
+        )
+        parser.add_argument("--reason", help="Why; recorded in audit_logs.")
+        parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            tenant = lifecycle.get_tenant(options["tenant"])
+            confirmation = tenant.schema
+            if options["interactive"]:
+                self.stdout.write(
+                    f"This drops {tenant.name} ({tenant.org_id}, status {tenant.status}): schema "
+                    f"{tenant.schema} with all its data, its role, ledger rows, domains and "
+                    "registry row. It cannot be undone."
+                )
+                try:
+                    confirmation = input(f"Type the schema name ({tenant.schema}) to confirm: ")
+                except EOFError:
+                    confirmation = ""
+                if confirmation.strip() != tenant.schema:
+                    raise CommandError("Drop cancelled: the schema name did not match.")
+            dropped = lifecycle.drop_tenant(
+                options["tenant"],
+                actor=options["actor"] or default_actor(),
+                expected_schema=confirmation.strip(),
+                reason=options["reason"],
+            )
+        except (InvalidName, TenantError, RunError) as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(self.style.SUCCESS(f"Dropped tenant {dropped.tenant.name}"))
+        if options["verbosity"] >= 1:
+            self.stdout.write(f"   Schema: {dropped.tenant.schema}")
+            self.stdout.write(f"   Role: {dropped.role}")
+            self.stdout.write(f"   Ledger rows deleted: {dropped.ledger_rows}")
+            self.stdout.write(f"   Took: {dropped.elapsed_ms} ms")

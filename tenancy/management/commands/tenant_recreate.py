@@ -1,0 +1,66 @@
+"""The seed's "Recreate Tenant": rebuild a tenant's schema from every tenant migration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from tenancy.engine.names import InvalidName
+from tenancy.services import lifecycle
+from tenancy.services.recovery import default_actor
+from tenancy.services.runs import RunError
+from tenancy.services.tenants import TenantError
+
+
+class Command(BaseCommand):
+    help = (
+        "Recreate a tenant whose schema is corrupted or missing: drop its schema (its data is "
+        "lost), role and ledger rows, then create them again with every tenant migration, in "
+        "one transaction. The tenant keeps its registry row (name, org id, status) and domain. "
+        "Asks for the schema name as confirmation unless --noinput is given."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("tenant", help="Auth0 org id (org_…) or schema name (tenant_org_…)")
+        parser.add_argument(
+            "--noinput",
+            "--no-input",
+            action="store_false",
+            dest="interactive",
+            help="Do not ask for confirmation (for scripts).",
+        )
+        parser.add_argument("--reason", help="Why; recorded in audit_logs.")
+        parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            tenant = lifecycle.get_tenant(options["tenant"])
+            if options["interactive"]:
+                self.stdout.write(
+                    f"This rebuilds schema {tenant.schema} of {tenant.name} from the migration "
+                    "files: every row in it is lost."
+                    + ("" if tenant.schema_exists else " (The schema is missing now.)")
+                )
+                try:
+                    answer = input(f"Type the schema name ({tenant.schema}) to confirm: ")
+                except EOFError:
+                    answer = ""
+                if answer.strip() != tenant.schema:
+                    raise CommandError("Recreate cancelled: the schema name did not match.")
+            done = lifecycle.recreate_tenant(
+                options["tenant"],
+                actor=options["actor"] or default_actor(),
+                reason=options["reason"],
+            )
+        except (InvalidName, TenantError, RunError) as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(self.style.SUCCESS(f"Recreated tenant {done.tenant.name}"))
+        if options["verbosity"] >= 1:
+            self.stdout.write(f"   Schema: {done.tenant.schema}")
+            self.stdout.write(f"   Auth0 Org ID: {done.tenant.org_id}")
+            self.stdout.write(f"   Status: {done.tenant.status}")
+            self.stdout.write(f"   Migrations applied: {len(done.migrations_applied)}")
+            self.stdout.write(f"   Role: {done.role}")
+            self.stdout.write(f"   Domain: {done.domain}")
+            self.stdout.write(f"   Took: {done.elapsed_ms} ms")

@@ -1,0 +1,85 @@
+"""Per-tenant status: migrations applied, last one and when, pending, failed, size, activity."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from tenancy.engine.names import InvalidName
+from tenancy.services.reports import schema_states
+from tenancy.services.runs import RunError
+
+COLUMNS = ("SCHEMA", "STATUS", "APPLIED", "LAST MIGRATION", "APPLIED AT", "PENDING", "FAILED",
+           "SIZE", "ACTIVITY")  # fmt: skip
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.0f} {unit}"
+        value /= 1024
+    return f"{size} bytes"  # pragma: no cover
+
+
+class Command(BaseCommand):
+    help = (
+        "Show every tenant's state: migrations applied, the last one and when, pending ones, "
+        "whether its last run failed, its schema size and its activity (audit rows). A "
+        "constant number of queries, whatever the number of tenants. Exit code 1 when any "
+        "schema failed or is missing, with --check."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--format", choices=["table", "json"], default="table")
+        parser.add_argument(
+            "--tenant", action="append", help="Only this schema (repeatable), e.g. tenant_org_x."
+        )
+        parser.add_argument("--public", action="store_true", help="Include the public schema.")
+        parser.add_argument(
+            "--check", action="store_true", help="Exit 1 if any schema failed or is missing."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            states = schema_states(
+                include_public=options["public"], only=options["tenant"], sizes=True
+            )
+        except (InvalidName, RunError) as exc:
+            raise CommandError(str(exc)) from exc
+        if not options["public"]:
+            states = [s for s in states if s.scope != "public"]
+        if options["format"] == "json":
+            self.stdout.write(json.dumps([s.to_dict() for s in states], indent=2))
+        elif not states:
+            self.stdout.write("No tenants registered yet")
+        else:
+            rows = [COLUMNS] + [
+                (
+                    s.schema,
+                    s.status or "-",
+                    str(s.applied),
+                    s.last_migration or "-",
+                    s.last_applied_at.strftime("%Y-%m-%d %H:%M") if s.last_applied_at else "-",
+                    str(len(s.pending)),
+                    "MISSING" if not s.schema_exists else ("yes" if s.failed else "no"),
+                    human_size(s.size_bytes),
+                    str(s.activity_count),
+                )
+                for s in states
+            ]
+            widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+            for number, row in enumerate(rows):
+                line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+                self.stdout.write(line.rstrip())
+                if number == 0:
+                    self.stdout.write("  ".join("-" * w for w in widths))
+            for s in states:
+                if s.failed and s.last_error and options["verbosity"] >= 2:
+                    self.stderr.write(f"{s.schema}: {s.last_error}")
+        if options["check"] and any(s.failed or not s.schema_exists for s in states):
+            raise CommandError("Some schemas failed or are missing.")

@@ -1,0 +1,51 @@
+"""Suspend a tenant: its domain answers 403 until it is reactivated; nothing is deleted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from tenancy.engine.names import InvalidName
+from tenancy.services import lifecycle
+from tenancy.services.recovery import default_actor
+from tenancy.services.runs import RunError
+from tenancy.services.tenants import TenantError
+
+
+class StatusCommand(BaseCommand):
+    """Shared shell of tenant_suspend, tenant_archive and tenant_reactivate."""
+
+    status = "suspended"
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("tenant", help="Auth0 org id (org_…) or schema name (tenant_org_…)")
+        parser.add_argument("--reason", help="Why; recorded in audit_logs.")
+        parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            change = lifecycle.set_status(
+                options["tenant"],
+                self.status,
+                actor=options["actor"] or default_actor(),
+                reason=options["reason"],
+            )
+        except (InvalidName, TenantError, RunError) as exc:
+            raise CommandError(str(exc)) from exc
+        t = change.tenant
+        if not change.changed:
+            if options["verbosity"] >= 1:
+                self.stdout.write(f"{t.name} ({t.schema}) is already {t.status}; nothing to do.")
+            return
+        self.stdout.write(
+            self.style.SUCCESS(f"{t.name} ({t.schema}): {change.old} -> {change.new}")
+        )
+
+
+class Command(StatusCommand):
+    help = (
+        "Suspend a tenant (status 'suspended'): requests to its domain are refused with 403; "
+        "its schema and data stay. Audited. `tenant_reactivate` undoes it."
+    )
+    status = "suspended"
