@@ -19,6 +19,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django_tasks_db import admin as _tasks_admin  # noqa: F401 (registers DBTaskResult)
+from django_tasks_db.models import DBTaskResult
 
 from tenancy.admin_views import (
     ACTIVE_RUN_STATUSES,
@@ -42,6 +44,14 @@ from tenancy.services.reports import SchemaState
 from tenancy.services.runs import RunError
 
 RUN_PERMISSION = "tenancy.run_migrations"
+
+# The job queue's own admin (DBTaskResult) is hidden: runs are followed on the Migration runs
+# pages, and a job that fails before runs.migrate starts marks its run failed with the
+# error. (django-tenants' app list would also mislabel it "Not available for this type of
+# schema", since its app label differs from its module name.) Imported first so that it is
+# registered before we unregister it, whatever the order of INSTALLED_APPS.
+if admin.site.is_registered(DBTaskResult):
+    admin.site.unregister(DBTaskResult)
 
 
 # -- the tenant list ---------------------------------------------------------------------

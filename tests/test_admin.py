@@ -450,3 +450,10 @@ def test_system_configuration_changes_are_audited(ready: Path, superuser: User) 
     assert query(
         "SELECT actor, details->>'config_key' FROM public.audit_logs WHERE action = 'config.create'"
     ) == [("admin:root", "feature_enabled")]
+
+
+def test_admin_index_lists_the_control_room(pg: None, superuser: User) -> None:
+    html = client_for(superuser).get("/admin/").content.decode()
+    for name in ("Tenants", "Migration runs", "Audit logs", "System configurations"):
+        assert name in html
+    assert "Not available for this type of schema" not in html  # the job queue's own admin
