@@ -1,0 +1,215 @@
+"""Tenant creation, hardened: all or nothing at every step, hostile ids refused before any
+SQL, limits, and an audit row with its actor."""
+
+from __future__ import annotations
+
+import pytest
+
+from tenancy.engine.names import InvalidName, role_for_schema, validate_org_id
+from tenancy.services import tenants
+from tenancy.services.tenants import CREATION_STEPS, TenantError, create_tenant
+from tests.conftest import connect, query, run_command, tables_in
+
+
+def snapshot() -> dict:
+    """Everything a creation could leave behind, in this test database and on the server."""
+    with connect() as conn:
+        db = conn.info.dbname
+        prefix = role_for_schema("", db)
+
+        def rows(text: str, params: list | None = None) -> list:
+            return sorted(map(tuple, conn.execute(text, params).fetchall()), key=repr)
+
+        return {
+            "schemas": rows("SELECT nspname FROM pg_namespace"),
+            "roles": rows(
+                "SELECT rolname FROM pg_roles WHERE rolname LIKE %s",
+                [prefix.replace("_", "\\_") + "%"],
+            ),
+            "registry": rows("SELECT auth0_org_id, schema_name, status FROM tenant_registry"),
+            "domains": rows("SELECT domain FROM tenant_domains"),
+            "ledger": rows("SELECT tenant_schema, migration_version FROM tenant_migrations"),
+            "audit": rows("SELECT tenant_schema, action FROM audit_logs"),
+            "runs": rows("SELECT id FROM tenant_migration_runs"),
+        }
+
+
+@pytest.fixture
+def ready(public_ready: None) -> None:
+    create_tenant("org_acme1", "Acme", actor="test")
+
+
+# -- one transaction, whatever step fails -------------------------------------------------
+@pytest.mark.parametrize("index", range(len(CREATION_STEPS)), ids=[n for n, _ in CREATION_STEPS])
+def test_failure_at_any_step_leaves_nothing_behind(ready, monkeypatch, index):
+    name, real = CREATION_STEPS[index]
+
+    def step_then_fail(ctx: tenants.CreationContext) -> None:
+        real(ctx)  # the step does its work, then the creation fails: all must be undone
+        raise RuntimeError("injected failure")
+
+    patched = list(CREATION_STEPS)
+    patched[index] = (name, step_then_fail)
+    monkeypatch.setattr(tenants, "CREATION_STEPS", patched)  # create_tenant reads the global
+    before = snapshot()
+    with pytest.raises(TenantError) as info:
+        create_tenant("org_victim2", "Victim", actor="test")
+    assert f"failed at step '{name}'" in str(info.value)
+    assert "Nothing was created" in str(info.value)
+    assert snapshot() == before
+    # And a creation afterwards is not hindered by leftovers.
+    monkeypatch.undo()
+    create_tenant("org_victim2", "Victim", actor="test")
+    assert "job_postings" in tables_in("tenant_org_victim2")
+
+
+def test_creation_steps_are_the_documented_ones():
+    assert [n for n, _ in CREATION_STEPS] == [
+        "check registry",
+        "check limits",
+        "create schema",
+        "create role",
+        "apply migrations",
+        "register",
+        "add domain",
+        "audit",
+    ]
+
+
+# -- hostile ids --------------------------------------------------------------------------
+HOSTILE = [
+    ("", "required"),
+    ("   ", "Invalid Auth0 organization id"),
+    (" org_acme", "Invalid"),
+    ("org_acme ", "Invalid"),
+    ("org_acme\n", "Invalid"),
+    ("org_", "Invalid"),
+    ("ORG_acme", "Invalid"),
+    ("org_a'b", "Invalid"),
+    ('org_a"b', "Invalid"),
+    ("org_a;b", "Invalid"),
+    ("org_x'; DROP SCHEMA public CASCADE; --", "Invalid"),
+    ('org_x"; DROP ROLE postgres; --', "Invalid"),
+    ("org_x) OR (1=1", "Invalid"),
+    ("org_a-b", "Invalid"),
+    ("org_a_b", "Invalid"),
+    ("org_a.b", "Invalid"),
+    ("org_a\x00b", "Invalid"),
+    ("org_ünïcode", "Invalid"),
+    ("org_\uff11\uff12\uff13", "Invalid"),  # fullwidth digits: \d would accept them
+    ("org_acme\u200b", "Invalid"),  # zero-width space
+    ("org_аcme", "Invalid"),  # Cyrillic 'а', looks like Latin
+    ("pg_catalog", "Invalid"),
+    ("pg_org_x", "Invalid"),
+    ("public", "Invalid"),
+    ("information_schema", "Invalid"),
+    ("tenant_org_acme", "Invalid"),
+    ("org_" + "a" * 53, "too long"),  # schema tenant_org_aaa… is 64 bytes
+    ("org_" + "a" * 500, "too long"),
+]
+
+
+@pytest.mark.parametrize("org_id,message", HOSTILE, ids=[repr(h[0])[:40] for h in HOSTILE])
+def test_hostile_ids_are_refused_before_any_sql(ready, org_id, message):
+    before = snapshot()
+    with pytest.raises(InvalidName, match=message):
+        create_tenant(org_id, "Hostile", actor="test")
+    assert snapshot() == before
+
+
+def test_hostile_id_through_the_command_is_a_clear_error_and_exit_1(ready):
+    before = snapshot()
+    code, out, err = run_command("tenant_create", "org_x'; DROP TABLE tenant_registry; --")
+    assert code == 1
+    assert "expected 'org_' followed by letters and digits only" in err
+    assert snapshot() == before
+
+
+def test_non_text_id_is_refused(ready):
+    with pytest.raises(InvalidName, match="required"):
+        create_tenant(None, "x", actor="test")  # type: ignore[arg-type]
+
+
+def test_longest_id_that_fits_creates_and_its_role_name_fits(ready):
+    org_id = "org_" + "b" * 52  # schema: 63 bytes, PostgreSQL's limit
+    assert validate_org_id(org_id) == org_id
+    created = create_tenant(org_id, actor="test")
+    assert len(created.schema.encode()) == 63
+    assert len(created.role.encode()) <= 63
+    assert query("SELECT 1 FROM pg_roles WHERE rolname = %s", [created.role]) == [(1,)]
+    assert query("SELECT 1 FROM pg_namespace WHERE nspname = %s", [created.schema]) == [(1,)]
+
+
+def test_case_twin_is_refused(ready):
+    before = snapshot()
+    with pytest.raises(TenantError, match="differs only in letter case from the registered"):
+        create_tenant("org_Acme1", actor="test")
+    with pytest.raises(TenantError, match="already exists"):
+        create_tenant("org_acme1", actor="test")
+    assert snapshot() == before
+
+
+def test_unregistered_schema_in_the_way_is_refused(ready):
+    with connect() as conn:
+        conn.execute("CREATE SCHEMA tenant_org_squatter")
+    before = snapshot()
+    with pytest.raises(TenantError, match="already exists but no tenant is registered"):
+        create_tenant("org_squatter", actor="test")
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize(
+    "name,message",
+    [("x" * 256, "at most 255"), ("Evil\x00Corp", "control characters"), ("A\nB", "control")],
+)
+def test_bad_organization_names_are_refused(ready, name, message):
+    before = snapshot()
+    with pytest.raises(InvalidName, match=message):
+        create_tenant("org_named1", name, actor="test")
+    assert snapshot() == before
+
+
+def test_names_are_data_not_sql(ready):
+    name = "Bobby'); DROP TABLE tenant_registry; -- Ünïcødé 株式会社"
+    create_tenant("org_bobby1", name, actor="test")
+    assert query(
+        "SELECT organization_name FROM tenant_registry WHERE auth0_org_id = 'org_bobby1'"
+    ) == [(name,)]
+
+
+# -- limits -------------------------------------------------------------------------------
+def test_tenant_limit(ready, settings):
+    settings.TENANCY = {**settings.TENANCY, "MAX_TENANTS": 2}
+    create_tenant("org_second2", actor="test")
+    before = snapshot()
+    with pytest.raises(TenantError, match=r"Tenant limit reached: 2 tenants exist .*MAX_TENANTS"):
+        create_tenant("org_third3", actor="test")
+    assert snapshot() == before
+    code, _, err = run_command("tenant_create", "org_third3")
+    assert code == 1 and "Tenant limit reached" in err
+
+
+def test_creations_per_hour_limit(ready, settings):
+    settings.TENANCY = {**settings.TENANCY, "MAX_CREATIONS_PER_HOUR": 2}
+    create_tenant("org_second2", actor="test")
+    before = snapshot()
+    with pytest.raises(TenantError, match=r"Too many tenants created in the last hour \(2"):
+        create_tenant("org_third3", actor="test")
+    assert snapshot() == before
+    # Creations older than an hour no longer count.
+    with connect() as conn:
+        conn.execute(
+            "UPDATE audit_logs SET created_at = now() - interval '2 hours' "
+            "WHERE action = 'tenant.create'"
+        )
+    create_tenant("org_third3", actor="test")
+
+
+def test_creation_is_audited_with_its_actor(public_ready):
+    code, _, err = run_command("tenant_create", "org_audited1", "--actor", "alice@example.com")
+    assert code == 0, err
+    rows = query(
+        "SELECT actor, details->>'auth0_org_id', details->'migrations' FROM audit_logs "
+        "WHERE action = 'tenant.create' AND tenant_schema = 'tenant_org_audited1'"
+    )
+    assert rows == [("alice@example.com", "org_audited1", ["001", "002", "003"])]
