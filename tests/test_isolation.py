@@ -141,7 +141,8 @@ def test_tenant_sees_only_its_own_audit_rows(two_tenants):
     with as_role(tenant_role(A), A) as conn:
         assert audit_schemas(conn) == [(A, "portal.login"), (A, "tenant.create")]
         # Even asked for by name, B's rows do not exist for A.
-        assert conn.execute("SELECT count(*) FROM audit_logs WHERE tenant_schema = %s", [B]).fetchone() == (0,)  # fmt: skip
+        named = "SELECT count(*) FROM audit_logs WHERE tenant_schema = %s"
+        assert conn.execute(named, [B]).fetchone() == (0,)
     with as_role(tenant_role(B), B) as conn:
         assert audit_schemas(conn) == [(B, "portal.login"), (B, "tenant.create")]
 
@@ -182,15 +183,17 @@ def test_forged_inserts_are_rejected(two_tenants):
             conn.execute("UPDATE audit_logs SET action = 'x'")
         with pytest.raises(errors.InsufficientPrivilege):
             conn.execute("DELETE FROM audit_logs")
-    with as_role(tenant_role(A), B) as conn:  # with the setting forged too
-        with pytest.raises(errors.InsufficientPrivilege, match="row-level security"):
-            conn.execute("INSERT INTO audit_logs (tenant_schema, action) VALUES (%s, 'f')", [B])
-    with as_role(the_app_role(), A) as conn:
-        with pytest.raises(errors.InsufficientPrivilege, match="row-level security"):
-            conn.execute("INSERT INTO audit_logs (tenant_schema, action) VALUES (%s, 'f')", [A])
-    assert query("SELECT count(*) FROM public.audit_logs WHERE action IN ('forged', 'f')") == [
-        (0,)
-    ]
+    insert = "INSERT INTO audit_logs (tenant_schema, action) VALUES (%s, 'f')"
+
+    def rls():
+        return pytest.raises(errors.InsufficientPrivilege, match="row-level security")
+
+    with as_role(tenant_role(A), B) as conn, rls():  # with the setting forged too
+        conn.execute(insert, [B])
+    with as_role(the_app_role(), A) as conn, rls():
+        conn.execute(insert, [A])
+    forged = "SELECT count(*) FROM public.audit_logs WHERE action IN ('forged', 'f')"
+    assert query(forged) == [(0,)]
     assert query("SELECT tenant_schema FROM public.audit_logs WHERE action = 'ok'") == [(A,)]
 
 
@@ -202,9 +205,8 @@ def test_the_engine_still_sees_and_writes_every_row(two_tenants):
         assert len(audit_schemas(conn)) == 6
         conn.execute("INSERT INTO audit_logs (tenant_schema, action) VALUES (%s, 'engine')", [B])
     create_tenant("org_gamma3", actor="test")  # writes its audit row under FORCE RLS
-    assert query("SELECT count(*) FROM public.audit_logs WHERE action = 'tenant.create'") == [
-        (3,)
-    ]
+    creations = "SELECT count(*) FROM public.audit_logs WHERE action = 'tenant.create'"
+    assert query(creations) == [(3,)]
 
 
 def test_public_migration_002_is_idempotent_over_an_existing_app_role(two_tenants):
@@ -225,21 +227,18 @@ def test_public_migration_002_is_idempotent_over_an_existing_app_role(two_tenant
 # -- the seed's recovery SQL ----------------------------------------------------------------
 def test_seed_create_tenant_schema_runs_verbatim_and_points_to_the_command(public_ready):
     statement = "SELECT public.create_tenant_schema('org_ayHu5XNaTNHMasO5', 'Baltu Technologies');"
-    with connect() as conn:
-        with pytest.raises(errors.FeatureNotSupported) as info:
-            conn.execute(statement)
+    with connect() as conn, pytest.raises(errors.FeatureNotSupported) as info:
+        conn.execute(statement)
     assert "not registered" in str(info.value)
     assert info.value.diag.message_hint == (
         "Run: python manage.py tenant_create org_ayHu5XNaTNHMasO5 --name 'Baltu Technologies'"
     )
     create_tenant("org_ayHu5XNaTNHMasO5", "Baltu Technologies", actor="test")
-    with connect() as conn:
-        with pytest.raises(errors.FeatureNotSupported) as info:
-            conn.execute(statement)
+    with connect() as conn, pytest.raises(errors.FeatureNotSupported) as info:
+        conn.execute(statement)
     assert "tenant_org_ayhu5xnatnhmaso5" in str(info.value)
     assert info.value.diag.message_hint == (
         "Run: python manage.py tenant_recreate org_ayHu5XNaTNHMasO5"
     )
-    with connect() as conn:
-        with pytest.raises(errors.InvalidParameterValue):
-            conn.execute("SELECT public.create_tenant_schema('x''; DROP TABLE y; --', 'n')")
+    with connect() as conn, pytest.raises(errors.InvalidParameterValue):
+        conn.execute("SELECT public.create_tenant_schema('x''; DROP TABLE y; --', 'n')")
