@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenancy.engine.names import InvalidName
+from tenancy.engine.names import InvalidName, validate_schema_name
 from tenancy.services.reports import schema_states
 from tenancy.services.runs import RunError
 
@@ -45,12 +45,18 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        only = options["tenant"]
         try:
-            states = schema_states(
-                include_public=options["public"], only=options["tenant"], sizes=True
-            )
+            only = [validate_schema_name(s) for s in only] if only else None
+            states = schema_states(include_public=options["public"], only=only, sizes=True)
         except (InvalidName, RunError) as exc:
             raise CommandError(str(exc)) from exc
+        unknown = sorted(set(only or ()) - {s.schema for s in states})
+        if unknown:
+            raise CommandError(
+                f"Not a registered tenant schema: {', '.join(unknown)}. "
+                "`manage.py tenant_list` shows the registered ones."
+            )
         if not options["public"]:
             states = [s for s in states if s.scope != "public"]
         if options["format"] == "json":
