@@ -211,7 +211,10 @@ class TenantAdmin(admin.ModelAdmin):
                     f"{len(created.migrations_applied)} migrations applied in "
                     f"{created.elapsed_ms} ms.",
                 )
-                return HttpResponseRedirect(reverse("admin:tenancy_tenant_changelist"))
+                target = "admin:tenancy_tenant_changelist"
+                if not self.has_view_permission(request):
+                    target = "admin:index"
+                return HttpResponseRedirect(reverse(target))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,

@@ -48,6 +48,7 @@ def worker(public_ready: None, sql_dir: Path) -> Iterator[subprocess.Popen]:
         "--interval",
         "0.2",
         "--no-startup-delay",
+        "--no-reload",  # one process: terminate() reaches the worker itself
         migrations_dir=sql_dir,
     )
     yield proc
