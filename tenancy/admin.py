@@ -177,7 +177,7 @@ class TenantAdmin(admin.ModelAdmin):
         view = self.admin_site.admin_view
         return [
             path("run-all/", view(self.run_all_view), name="tenancy_tenant_run_all"),
-            path("<path:object_id>/run/", view(self.run_one_view), name="tenancy_tenant_run"),
+            path("<int:object_id>/run/", view(self.run_one_view), name="tenancy_tenant_run"),
             *super().get_urls(),
         ]
 
@@ -250,7 +250,7 @@ class TenantAdmin(admin.ModelAdmin):
         self._check_can_run(request)
         return self._start(request, only=None, public=True)
 
-    def run_one_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+    def run_one_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         self._check_can_run(request)
         tenant = get_object_or_404(Tenant, pk=object_id)
         return self._start(request, only=[tenant.schema_name], public=False)
@@ -339,14 +339,14 @@ class MigrationRunAdmin(ReadOnlyAdmin):
     def get_urls(self) -> list:
         return [
             path(
-                "<path:object_id>/progress.json",
+                "<int:object_id>/progress.json",
                 self.admin_site.admin_view(self.progress_view),
                 name="tenancy_migrationrun_progress",
             ),
             *super().get_urls(),
         ]
 
-    def progress_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+    def progress_view(self, request: HttpRequest, object_id: int) -> JsonResponse:
         run = get_object_or_404(MigrationRun, pk=object_id)
         if not self.has_view_permission(request, run):
             raise PermissionDenied

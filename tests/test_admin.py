@@ -457,3 +457,11 @@ def test_admin_index_lists_the_control_room(pg: None, superuser: User) -> None:
     for name in ("Tenants", "Migration runs", "Audit logs", "System configurations"):
         assert name in html
     assert "Not available for this type of schema" not in html  # the job queue's own admin
+
+
+def test_run_urls_take_numeric_ids_only(pg: None, superuser: User) -> None:
+    c = client_for(superuser)
+    # Not a server error, and no run: the admin's catch-all redirects to "not found".
+    assert c.get("/admin/tenancy/migrationrun/abc/progress.json").status_code in (301, 302, 404)
+    assert c.post(f"{CHANGELIST}abc/run/").status_code in (301, 302, 404)
+    assert not admin_runs().exists()
