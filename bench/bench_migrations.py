@@ -1038,6 +1038,7 @@ class Bench:
             self.evaluate_targets()
             self.print_table()
             if self.args.json:
+                Path(self.args.json).parent.mkdir(parents=True, exist_ok=True)
                 Path(self.args.json).write_text(
                     json.dumps(
                         {
