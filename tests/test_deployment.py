@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from django.core.management import call_command
+from psycopg import sql
 
-from tests.conftest import ledger_versions, query, run_command, tables_in
+from tests.conftest import (
+    TENANCY_TABLES,
+    connect,
+    ledger_versions,
+    manage,
+    query,
+    run_command,
+    tables_in,
+)
 
 TENANT_TABLES = {
     "organizations",
@@ -19,20 +28,12 @@ TENANT_TABLES = {
 
 def _drop_infrastructure() -> None:
     """An empty database: no tenancy tables, nothing in django_migrations for tenancy."""
-    from tests.conftest import connect
-
     with connect() as conn:
         conn.execute("DROP VIEW IF EXISTS public.tenant_migration_summary")
-        for table in [
-            "tenant_migration_run_results",
-            "tenant_migration_runs",
-            "tenant_domains",
-            "tenant_registry",
-            "tenant_migrations",
-            "audit_logs",
-            "system_configurations",
-        ]:
-            conn.execute(f'DROP TABLE IF EXISTS public."{table}" CASCADE')
+        for table in TENANCY_TABLES:
+            conn.execute(
+                sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier("public", table))
+            )
         conn.execute("DELETE FROM django_migrations WHERE app = 'tenancy'")
 
 
@@ -134,8 +135,6 @@ def test_migrate_schemas_also_applies_sql_migrations(pg, sql_dir):
 
 
 def test_two_public_runs_on_an_empty_database_both_succeed(pg):
-    from tests.conftest import manage
-
     _drop_infrastructure()
     procs = [manage("migrate_tenants", "--public") for _ in range(2)]
     outputs = [p.communicate(timeout=120) for p in procs]

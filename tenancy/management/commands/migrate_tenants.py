@@ -11,6 +11,7 @@ from tenancy import conf
 from tenancy.engine.names import InvalidName, schema_for_org
 from tenancy.engine.source import SourceError
 from tenancy.management.output import Progress, write_json, write_plan
+from tenancy.management.prompts import confirm_schema
 from tenancy.services import recovery, runs
 from tenancy.services.tenants import TenantError, create_tenant
 
@@ -302,12 +303,12 @@ class Command(BaseCommand):
             raise CommandError("--reset-tracking needs exactly one --tenant SCHEMA.")
         schema = only[0]
         if o["interactive"]:
-            answer = input(
-                f"This deletes every ledger row of {schema}: its migrations will run again.\n"
-                f"Type the schema name to confirm: "
+            confirm_schema(
+                self,
+                schema,
+                f"This deletes every ledger row of {schema}: its migrations will run again.",
+                "Reset",
             )
-            if answer.strip() != schema:
-                raise CommandError("Not confirmed; nothing was deleted.")
         deleted = recovery.reset_tracking(schema, actor=actor)
         self.stdout.write(f"Deleted {deleted} ledger row(s) of {schema}.")
         return 0

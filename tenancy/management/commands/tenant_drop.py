@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.names import InvalidName
+from tenancy.management.prompts import add_tenant_arguments, confirm_schema
 from tenancy.services import lifecycle
 from tenancy.services.recovery import default_actor
 from tenancy.services.runs import RunError
@@ -21,37 +22,25 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("tenant", help="Auth0 org id (org_…) or schema name (tenant_org_…)")
-        parser.add_argument(
-            "--noinput",
-            "--no-input",
-            action="store_false",
-            dest="interactive",
-            help="Do not ask for confirmation (for scripts).",
-        )
-        parser.add_argument("--reason", help="Why; recorded in audit_logs.")
-        parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
+        add_tenant_arguments(parser, confirm=True)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             tenant = lifecycle.get_tenant(options["tenant"])
             confirmation = tenant.schema
             if options["interactive"]:
-                self.stdout.write(
+                confirmation = confirm_schema(
+                    self,
+                    tenant.schema,
                     f"This drops {tenant.name} ({tenant.org_id}, status {tenant.status}): schema "
                     f"{tenant.schema} with all its data, its role, ledger rows, domains and "
-                    "registry row. It cannot be undone."
+                    "registry row. It cannot be undone.",
+                    "Drop",
                 )
-                try:
-                    confirmation = input(f"Type the schema name ({tenant.schema}) to confirm: ")
-                except EOFError:
-                    confirmation = ""
-                if confirmation.strip() != tenant.schema:
-                    raise CommandError("Drop cancelled: the schema name did not match.")
             dropped = lifecycle.drop_tenant(
                 options["tenant"],
                 actor=options["actor"] or default_actor(),
-                expected_schema=confirmation.strip(),
+                expected_schema=confirmation,
                 reason=options["reason"],
             )
         except (InvalidName, TenantError, RunError) as exc:

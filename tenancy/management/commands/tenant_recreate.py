@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.names import InvalidName
+from tenancy.management.prompts import add_tenant_arguments, confirm_schema
 from tenancy.services import lifecycle
 from tenancy.services.recovery import default_actor
 from tenancy.services.runs import RunError
@@ -22,32 +23,20 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("tenant", help="Auth0 org id (org_…) or schema name (tenant_org_…)")
-        parser.add_argument(
-            "--noinput",
-            "--no-input",
-            action="store_false",
-            dest="interactive",
-            help="Do not ask for confirmation (for scripts).",
-        )
-        parser.add_argument("--reason", help="Why; recorded in audit_logs.")
-        parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
+        add_tenant_arguments(parser, confirm=True)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             tenant = lifecycle.get_tenant(options["tenant"])
             if options["interactive"]:
-                self.stdout.write(
+                confirm_schema(
+                    self,
+                    tenant.schema,
                     f"This rebuilds schema {tenant.schema} of {tenant.name} from the migration "
                     "files: every row in it is lost."
-                    + ("" if tenant.schema_exists else " (The schema is missing now.)")
+                    + ("" if tenant.schema_exists else " (The schema is missing now.)"),
+                    "Recreate",
                 )
-                try:
-                    answer = input(f"Type the schema name ({tenant.schema}) to confirm: ")
-                except EOFError:
-                    answer = ""
-                if answer.strip() != tenant.schema:
-                    raise CommandError("Recreate cancelled: the schema name did not match.")
             done = lifecycle.recreate_tenant(
                 options["tenant"],
                 actor=options["actor"] or default_actor(),

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.names import InvalidName
+from tenancy.management.prompts import add_tenant_arguments
 from tenancy.services import lifecycle
 from tenancy.services.recovery import default_actor
 from tenancy.services.runs import RunError
@@ -19,9 +20,7 @@ class StatusCommand(BaseCommand):
     status = "suspended"
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("tenant", help="Auth0 org id (org_…) or schema name (tenant_org_…)")
-        parser.add_argument("--reason", help="Why; recorded in audit_logs.")
-        parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
+        add_tenant_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
