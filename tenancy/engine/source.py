@@ -10,6 +10,7 @@ that cannot run in one (``CREATE INDEX CONCURRENTLY``, …) are recognised by th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -82,6 +83,13 @@ def load(path: Path, scope: str) -> Migration:
         raise SourceError(f"{path}: not UTF-8 ({exc}).") from exc
     # Line endings do not change what a migration does: a checkout with CRLF is not drift.
     text = text.replace("\r\n", "\n")
+    return _parse(path, scope, match["version"], match["slug"], text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(path: Path, scope: str, version: str, slug: str, text: str) -> Migration:
+    """Parsing is the costly part (PostgreSQL's parser, twice): done once per content, so
+    every tenant creation and run re-reads the files but does not re-parse them."""
     checksum = hashlib.sha256(text.encode()).hexdigest()
     headers = _headers(text)
     up_sql, down_sql = split_up_down(text)
@@ -99,9 +107,9 @@ def load(path: Path, scope: str) -> Migration:
         reason = reason or "marked '-- transactional: false'"
     return Migration(
         scope=scope,
-        version=match["version"],
+        version=version,
         name=path.name,
-        description=headers.get("description", match["slug"].replace("_", " ")),
+        description=headers.get("description", slug.replace("_", " ")),
         path=path,
         up_sql=up_sql,
         down_sql=down_sql,
