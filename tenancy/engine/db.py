@@ -63,14 +63,43 @@ def search_path(schema: str, *, local: bool = True) -> sql.Composed:
     return sql.SQL("{} search_path TO {}, public").format(verb, sql.Identifier(schema))
 
 
+def _search_path_value(conn: psycopg.Connection, schema: str) -> str:
+    if schema == "public":
+        return "public"
+    return f"{sql.Identifier(schema).as_string(conn)}, public"
+
+
+def settings_statement(
+    conn: psycopg.Connection, schema: str, lock_timeout_ms: int, *, local: bool = True
+) -> sql.Composed:
+    """``search_path`` (the schema, then public) and ``lock_timeout`` as one statement."""
+    return sql.SQL(
+        "SELECT set_config('search_path', {}, {}), set_config('lock_timeout', {}, {})"
+    ).format(
+        sql.Literal(_search_path_value(conn, schema)),
+        sql.Literal(local),
+        sql.Literal(f"{lock_timeout_ms}ms"),
+        sql.Literal(local),
+    )
+
+
 def configure(
     conn: psycopg.Connection, schema: str, lock_timeout_ms: int, *, local: bool = True
 ) -> None:
-    """search_path (the schema, then public) and lock_timeout, in one round trip."""
-    path = "public" if schema == "public" else f"{sql.Identifier(schema).as_string(conn)}, public"
-    conn.execute(
-        "SELECT set_config('search_path', %s, %s), set_config('lock_timeout', %s, %s)",
-        [path, local, f"{lock_timeout_ms}ms", local],
+    conn.execute(settings_statement(conn, schema, lock_timeout_ms, local=local))
+
+
+def begin_locked(conn: psycopg.Connection, schema: str, lock_timeout_ms: int) -> sql.Composed:
+    """``BEGIN`` and, in the same round trip, the schema's transaction-level lock (freed by
+    COMMIT or ROLLBACK) with the session settings. Its second result is the lock's."""
+    return sql.SQL(
+        "BEGIN; SELECT pg_try_advisory_xact_lock({}, hashtext({})), "
+        "set_config('search_path', {}, true), set_config('lock_timeout', {}, true)"
+    ).format(
+        sql.Literal(LOCK_NAMESPACE),
+        sql.Literal(schema),
+        sql.Literal(_search_path_value(conn, schema)),
+        sql.Literal(f"{lock_timeout_ms}ms"),
     )
 
 

@@ -104,9 +104,15 @@ class Executor:
         self.results: list[SchemaResult] = []
 
     # -- public verbs -------------------------------------------------------------------
-    def migrate(self, work: Iterable[tuple[str, list[Migration]]]) -> list[SchemaResult]:
-        """``work``: (schema, the scope's migrations). Pending is decided under the lock."""
-        return self._run(work, self._migrate_schema)
+    def migrate(
+        self, work: Iterable[tuple[str, list[Migration], list[Migration]]]
+    ) -> list[SchemaResult]:
+        """``work``: (schema, the scope's migrations, the plan's pending ones). What is
+        pending is decided again under the schema's lock."""
+        return self._run(
+            ((schema, (migrations, planned)) for schema, migrations, planned in work),
+            self._migrate_schema,
+        )
 
     def rollback(self, work: Iterable[tuple[str, int]]) -> list[SchemaResult]:
         """``work``: (schema, version): undo every migration at or above ``version``."""
@@ -181,43 +187,145 @@ class Executor:
                 conn.close()
 
     def _attempt(self, conn: psycopg.Connection, item: _Item, task: Callable) -> None:
-        held, applied = ledger.try_lock_and_read(conn, item.schema)
-        if not held:
-            now = time.monotonic()
-            item.busy_since = item.busy_since or now
-            if now - item.busy_since >= self.options.schema_lock_wait_s:
-                self._finish(
-                    SchemaResult(
-                        item.schema,
-                        "failed",
-                        error=f"another run held the lock on {item.schema} for "
-                        f"{self.options.schema_lock_wait_s:g}s",
-                    )
-                )
-                return
-            item.not_before = now + item.delay
-            item.delay = min(item.delay * 2, 1.0)
-            self._requeue(item)
+        if task == self._migrate_schema and self._fast_path(conn, item):
+            return
+        if not db.try_lock(conn, item.schema):
+            self._busy(item)
             return
         try:
             self.emit(Event("schema_started", item.schema))
-            self._finish(task(conn, item.schema, item.payload, applied))
+            self._finish(task(conn, item.schema, item.payload))
         finally:
             if not conn.closed and not conn.broken:
                 db.unlock(conn, item.schema)
+
+    def _busy(self, item: _Item) -> None:
+        """The schema is locked by another run: come back to it later, not in a blocking
+        wait, and give up after ``schema_lock_wait_s``."""
+        now = time.monotonic()
+        item.busy_since = item.busy_since or now
+        if now - item.busy_since >= self.options.schema_lock_wait_s:
+            self._finish(
+                SchemaResult(
+                    item.schema,
+                    "failed",
+                    error=f"another run held the lock on {item.schema} for "
+                    f"{self.options.schema_lock_wait_s:g}s",
+                )
+            )
+            return
+        item.not_before = now + item.delay
+        item.delay = min(item.delay * 2, 1.0)
+        self._requeue(item)
+
+    # -- the common case: every pending file is transactional ---------------------------
+    def _fast_path(self, conn: psycopg.Connection, item: _Item) -> bool:
+        """Migrate a schema whose pending files are all transactional under a
+        transaction-level lock: four round trips for one file (BEGIN with the lock and the
+        session settings; the ledger read; the file; the ledger row with COMMIT), fewer
+        than the plain BEGIN/SET/file/INSERT/COMMIT. False: use the session-lock path."""
+        migrations, planned = item.payload
+        if not all(m.transactional for m in planned) and not self.options.fake:
+            return False
+        schema = item.schema
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                outcome = self._fast_once(conn, schema, migrations)
+            except errors.LockNotAvailable as exc:
+                _rollback(conn)
+                attempt += 1
+                if attempt > self.options.lock_retries:
+                    self._finish(self._lock_timeout_result(schema, attempt, exc, started))
+                    return True
+                self.emit(Event("retry", schema, message=f"lock_timeout, retry {attempt}"))
+                time.sleep(_retry_delay(attempt))
+                continue
+            except MigrationError as exc:
+                _rollback(conn)
+                self._finish(
+                    SchemaResult(schema, "failed", error=str(exc), duration_ms=_ms_since(started))
+                )
+                return True
+            except BaseException:
+                _rollback(conn)
+                raise
+            if outcome is None:  # another run holds the schema
+                self._busy(item)
+                return True
+            if outcome is False:  # a non-transactional file became pending meanwhile
+                return False
+            outcome.duration_ms = _ms_since(started)
+            self._finish(outcome)
+            return True
+
+    def _fast_once(
+        self, conn: psycopg.Connection, schema: str, migrations: list[Migration]
+    ) -> SchemaResult | bool | None:
+        cur = conn.execute(db.begin_locked(conn, schema, self.options.lock_timeout_ms))
+        cur.nextset()
+        row = cur.fetchone()
+        if not (row and row[0]):
+            _rollback(conn)
+            return None
+        # A statement of its own, after the lock: see ledger.applied_for.
+        pending = plan_schema(schema, "", migrations, ledger.applied_for(conn, schema)).pending
+        if not pending:
+            _rollback(conn)
+            return SchemaResult(schema, "skipped")
+        if not self.options.fake and not all(m.transactional for m in pending):
+            _rollback(conn)
+            return False
+        self.emit(Event("schema_started", schema))
+        ids = placeholders(schema, conn.info.dbname)
+        for index, m in enumerate(pending):
+            step_started = time.monotonic()
+            if not self.options.fake:
+                text = _render(m, ids)
+                self.emit(Event("sql", schema, migration=m, sql=text))
+                _execute_migration(conn, m, text)
+            last = index + 1 == len(pending)
+            after = (
+                sql.SQL("COMMIT")
+                if last
+                # A migration may change search_path (set_config): ours again for the next.
+                else db.settings_statement(conn, schema, self.options.lock_timeout_ms)
+            )
+            record = ledger.record_statement(
+                schema,
+                m,
+                elapsed_ms=_ms_since(step_started),
+                actor=self.options.actor,
+                run_id=self.options.run_id,
+            )
+            conn.execute(sql.SQL("{}; {}").format(record, after))
+        return SchemaResult(schema, "succeeded", versions=[m.version for m in pending])
+
+    def _lock_timeout_result(
+        self, schema: str, attempts: int, exc: BaseException, started: float
+    ) -> SchemaResult:
+        return SchemaResult(
+            schema,
+            "failed",
+            error=f"gave up after {attempts} attempts: a table lock was not granted within "
+            f"lock_timeout ({self.options.lock_timeout_ms} ms): {_error_text(exc)}",
+            duration_ms=_ms_since(started),
+        )
 
     # -- tasks --------------------------------------------------------------------------
     def _migrate_schema(
         self,
         conn: psycopg.Connection,
         schema: str,
-        migrations: list[Migration],
-        applied: dict[str, ledger.Applied],
+        payload: tuple[list[Migration], list[Migration]],
     ) -> SchemaResult:
+        """The session-lock path: the lock outlives the transactions, for the files that
+        must run outside one."""
         started = time.monotonic()
         result = SchemaResult(schema, "succeeded")
-        # ``applied`` was read under the lock: another run may have applied some meanwhile.
-        pending = plan_schema(schema, "", migrations, applied).pending
+        # Read under the lock: another run may have applied some meanwhile.
+        pending = plan_schema(schema, "", payload[0], ledger.applied_for(conn, schema)).pending
         if not pending:
             result.status = "skipped"
             return result
@@ -253,10 +361,10 @@ class Executor:
                     raise MigrationError(
                         None,
                         f"gave up after {attempt} attempts: a table lock was not granted within "
-                        f"lock_timeout ({self.options.lock_timeout_ms} ms): {exc}",
+                        f"lock_timeout ({self.options.lock_timeout_ms} ms): {_error_text(exc)}",
                     ) from exc
                 self.emit(Event("retry", schema, message=f"lock_timeout, retry {attempt}"))
-                time.sleep(min(0.25 * 2 ** (attempt - 1), 5.0))
+                time.sleep(_retry_delay(attempt))
 
     def _apply_transaction(
         self, conn: psycopg.Connection, schema: str, migrations: list[Migration], ids: dict
@@ -313,7 +421,7 @@ class Executor:
                 conn.execute("RESET lock_timeout")
 
     def _rollback_schema(
-        self, conn: psycopg.Connection, schema: str, from_version: int, _applied: dict
+        self, conn: psycopg.Connection, schema: str, from_version: int
     ) -> SchemaResult:
         started = time.monotonic()
         result = SchemaResult(schema, "succeeded")
@@ -350,6 +458,30 @@ class Executor:
             result.error = str(exc)
         result.duration_ms = int((time.monotonic() - started) * 1000)
         return result
+
+
+def _retry_delay(attempt: int) -> float:
+    return min(0.25 * 2 ** (attempt - 1), 5.0)
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _rollback(conn: psycopg.Connection) -> None:
+    if conn.closed or conn.broken:
+        return
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.execute("ROLLBACK")
+
+
+def _execute_migration(conn: psycopg.Connection, migration: Migration, text: str) -> None:
+    try:
+        conn.execute(sql.SQL(text))
+    except errors.LockNotAvailable:
+        raise
+    except psycopg.Error as exc:
+        raise MigrationError(migration, _error_text(exc)) from exc
 
 
 def _segments(pending: list[Migration]) -> list[list[Migration]]:
@@ -402,12 +534,7 @@ def apply_in_transaction(
                 text = ";\n".join(_in_transaction(m, s) for s in statements.split(text))
             if on_sql:
                 on_sql(m, text)
-            try:
-                conn.execute(sql.SQL(text))
-            except errors.LockNotAvailable:
-                raise
-            except psycopg.Error as exc:
-                raise MigrationError(m, _error_text(exc)) from exc
+            _execute_migration(conn, m, text)
             if index + 1 < len(migrations):
                 # A migration may change search_path (set_config); put ours back for the next.
                 db.configure(conn, schema, lock_timeout_ms)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+from psycopg import sql
 
-from tenancy.engine.db import LOCK_NAMESPACE
 from tenancy.engine.source import Migration
 
 
@@ -50,20 +50,56 @@ def applied_all(conn: psycopg.Connection) -> dict[str, dict[str, Applied]]:
     return _rows_to_map(rows)
 
 
-def try_lock_and_read(conn: psycopg.Connection, schema: str) -> tuple[bool, dict[str, Applied]]:
-    """Try the schema's advisory lock and read its ledger rows in one round trip; the rows
-    only count when the lock was granted (they were read after it was taken)."""
+def applied_for(conn: psycopg.Connection, schema: str) -> dict[str, Applied]:
+    """One schema's rows. Under a lock, read them in a statement of their own, after the
+    one that took the lock: a statement's snapshot is taken when it starts, so rows a
+    previous holder committed just before releasing the lock would be invisible to a
+    statement that read and locked at once."""
     rows = conn.execute(
-        f"""
-        WITH lock AS (SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS held)
-        SELECT lock.held, {_APPLIED_COLUMNS}
-        FROM lock LEFT JOIN public.tenant_migrations ON lock.held AND tenant_schema = %s
-        """,
-        [LOCK_NAMESPACE, schema, schema],
+        f"SELECT {_APPLIED_COLUMNS} FROM public.tenant_migrations WHERE tenant_schema = %s",
+        [schema],
     ).fetchall()
-    held = bool(rows and rows[0][0])
-    applied = [r[1:] for r in rows if r[1] is not None] if held else []
-    return held, _rows_to_map(applied).get(schema, {})
+    return _rows_to_map(rows).get(schema, {})
+
+
+def record_statement(
+    schema: str,
+    migration: Migration,
+    *,
+    elapsed_ms: int | None,
+    actor: str,
+    run_id: int | None,
+) -> sql.Composed:
+    """The upsert of an applied migration's ledger row, values as quoted literals, so that
+    it can share a round trip with the statement after it (``COMMIT``)."""
+    values = [
+        schema,
+        migration.version,
+        migration.name,
+        migration.checksum,
+        migration.down_sql,
+        elapsed_ms,
+        actor,
+        run_id,
+    ]
+    return sql.SQL(_RECORD).format(sql.SQL(", ").join(sql.Literal(v) for v in values))
+
+
+# A file may write its own row, as the seed's 003 does; the upsert then fills in what the
+# file could not know (checksum, timing, run) instead of failing on the unique key.
+_RECORD = """
+    INSERT INTO public.tenant_migrations AS tm (
+        tenant_schema, migration_version, migration_name, checksum, rollback_sql,
+        execution_time_ms, applied_by, run_id)
+    VALUES ({})
+    ON CONFLICT (tenant_schema, migration_version) DO UPDATE SET
+        migration_name = EXCLUDED.migration_name,
+        checksum = EXCLUDED.checksum,
+        rollback_sql = COALESCE(EXCLUDED.rollback_sql, tm.rollback_sql),
+        execution_time_ms = EXCLUDED.execution_time_ms,
+        applied_by = EXCLUDED.applied_by,
+        run_id = EXCLUDED.run_id
+"""
 
 
 def record(
@@ -75,34 +111,9 @@ def record(
     actor: str,
     run_id: int | None,
 ) -> None:
-    """Write (or complete) the ledger row of an applied migration.
-
-    A file may write its own row, as the seed's 003 does; the upsert then fills in what the
-    file could not know (checksum, timing, run) instead of failing on the unique key."""
+    """Write (or complete) the ledger row of an applied migration."""
     conn.execute(
-        """
-        INSERT INTO public.tenant_migrations AS tm (
-            tenant_schema, migration_version, migration_name, checksum, rollback_sql,
-            execution_time_ms, applied_by, run_id)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (tenant_schema, migration_version) DO UPDATE SET
-            migration_name = EXCLUDED.migration_name,
-            checksum = EXCLUDED.checksum,
-            rollback_sql = COALESCE(EXCLUDED.rollback_sql, tm.rollback_sql),
-            execution_time_ms = EXCLUDED.execution_time_ms,
-            applied_by = EXCLUDED.applied_by,
-            run_id = EXCLUDED.run_id
-        """,
-        [
-            schema,
-            migration.version,
-            migration.name,
-            migration.checksum,
-            migration.down_sql,
-            elapsed_ms,
-            actor,
-            run_id,
-        ],
+        record_statement(schema, migration, elapsed_ms=elapsed_ms, actor=actor, run_id=run_id)
     )
 
 

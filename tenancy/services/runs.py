@@ -408,7 +408,7 @@ def migrate(
         stop_error: str | None = None
         for scope in (PUBLIC, TENANT):
             work = [
-                (s.schema, plan.migrations[scope])
+                (s.schema, plan.migrations[scope], s.pending)
                 for s in todo
                 if s.scope == scope and s.schema_exists
             ]
