@@ -93,6 +93,8 @@ class AuditLog(models.Model):
     class Meta:
         db_table = "audit_logs"
         ordering = ["-created_at", "-id"]
+        # The hourly tenant-creation limit counts recent rows of one action.
+        indexes = [models.Index(fields=["action", "created_at"], name="audit_logs_action_idx")]
 
     def __str__(self) -> str:
         return f"{self.action} {self.tenant_schema or ''} by {self.actor}"

@@ -22,6 +22,7 @@ from django.core.management import call_command
 from psycopg import sql
 
 from tenancy import conf
+from tenancy.engine.db import close_idle
 from tenancy.engine.names import app_role, role_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,6 +109,8 @@ def drop_roles(conn: psycopg.Connection, database: str) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def _drop_roles_at_end(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     yield
+    # Pooled engine connections would keep the test database from being dropped.
+    close_idle()
     with django_db_blocker.unblock(), connect() as conn:
         drop_roles(conn, conn.info.dbname)
 

@@ -8,8 +8,11 @@ index: a deadlock. A lock dies with its connection, so a killed run frees its sc
 
 from __future__ import annotations
 
+import atexit
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -24,6 +27,63 @@ ConnInfo = Mapping[str, Any]
 
 def connect(conninfo: ConnInfo, *, autocommit: bool = True) -> psycopg.Connection:
     return psycopg.connect(**dict(conninfo), autocommit=autocommit)
+
+
+# Idle connections kept for reuse by short operations (a tenant creation, a status page):
+# opening one costs ~2 ms, more than the work of several statements.
+_IDLE_MAX = 4
+_IDLE_SECONDS = 30.0
+_idle: dict[tuple, list[tuple[float, psycopg.Connection]]] = {}
+_idle_lock = threading.Lock()
+
+
+@contextmanager
+def pooled(conninfo: ConnInfo) -> Iterator[psycopg.Connection]:
+    """An autocommit connection, reused when one is idle. It goes back to the pool only
+    when the block ended cleanly with no transaction open; otherwise it is closed, so no
+    session state of a failed operation can leak into the next."""
+    key = tuple(sorted((k, str(v)) for k, v in conninfo.items()))
+    conn: psycopg.Connection | None = None
+    with _idle_lock:
+        stack = _idle.get(key, [])
+        while stack and conn is None:
+            since, candidate = stack.pop()
+            if time.monotonic() - since < _IDLE_SECONDS and not candidate.broken:
+                conn = candidate
+            else:
+                candidate.close()
+    if conn is None:
+        conn = connect(conninfo)
+    clean = False
+    try:
+        yield conn
+        clean = True
+    finally:
+        reusable = (
+            clean
+            and not conn.closed
+            and not conn.broken
+            and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        )
+        with _idle_lock:
+            stack = _idle.setdefault(key, [])
+            if reusable and len(stack) < _IDLE_MAX:
+                stack.append((time.monotonic(), conn))
+                conn = None
+        if conn is not None:
+            conn.close()
+
+
+def close_idle() -> None:
+    """Close every pooled connection (before dropping a database, at exit)."""
+    with _idle_lock:
+        conns = [c for stack in _idle.values() for _, c in stack]
+        _idle.clear()
+    for conn in conns:
+        conn.close()
+
+
+atexit.register(close_idle)
 
 
 def try_lock(conn: psycopg.Connection, name: str) -> bool:

@@ -278,28 +278,19 @@ class Executor:
             _rollback(conn)
             return False
         self.emit(Event("schema_started", schema))
-        ids = placeholders(schema, conn.info.dbname)
-        for index, m in enumerate(pending):
-            step_started = time.monotonic()
-            if not self.options.fake:
-                text = _render(m, ids)
-                self.emit(Event("sql", schema, migration=m, sql=text))
-                _execute_migration(conn, m, text)
-            last = index + 1 == len(pending)
-            after = (
-                sql.SQL("COMMIT")
-                if last
-                # A migration may change search_path (set_config): ours again for the next.
-                else db.settings_statement(conn, schema, self.options.lock_timeout_ms)
-            )
-            record = ledger.record_statement(
-                schema,
-                m,
-                elapsed_ms=_ms_since(step_started),
-                actor=self.options.actor,
-                run_id=self.options.run_id,
-            )
-            conn.execute(sql.SQL("{}; {}").format(record, after))
+        apply_in_transaction(
+            conn,
+            schema,
+            pending,
+            placeholders(schema, conn.info.dbname),
+            lock_timeout_ms=self.options.lock_timeout_ms,
+            actor=self.options.actor,
+            run_id=self.options.run_id,
+            fake=self.options.fake,
+            on_sql=lambda m, text: self.emit(Event("sql", schema, migration=m, sql=text)),
+            configured=True,
+            commit=True,
+        )
         return SchemaResult(schema, "succeeded", versions=[m.version for m in pending])
 
     def _lock_timeout_result(
@@ -521,11 +512,16 @@ def apply_in_transaction(
     fake: bool = False,
     new_schema: bool = False,
     on_sql: Callable[[Migration, str], None] | None = None,
+    configured: bool = False,
+    commit: bool = False,
 ) -> None:
     """Apply ``migrations`` to ``schema`` inside the caller's open transaction and record
-    them in the ledger. With ``new_schema`` (tenant creation: every table is empty), the
-    statements that cannot run in a transaction are built non-concurrently instead."""
-    db.configure(conn, schema, lock_timeout_ms)
+    them in the ledger; with ``commit``, the last ledger row travels with the COMMIT.
+    ``configured``: search_path and lock_timeout are set already. With ``new_schema``
+    (tenant creation: every table is empty), the statements that cannot run in a
+    transaction are built non-concurrently instead."""
+    if not configured:
+        db.configure(conn, schema, lock_timeout_ms)
     for index, m in enumerate(migrations):
         started = time.monotonic()
         if not fake:
@@ -535,17 +531,16 @@ def apply_in_transaction(
             if on_sql:
                 on_sql(m, text)
             _execute_migration(conn, m, text)
-            if index + 1 < len(migrations):
-                # A migration may change search_path (set_config); put ours back for the next.
-                db.configure(conn, schema, lock_timeout_ms)
-        ledger.record(
-            conn,
-            schema,
-            m,
-            elapsed_ms=int((time.monotonic() - started) * 1000),
-            actor=actor,
-            run_id=run_id,
+        record = ledger.record_statement(
+            schema, m, elapsed_ms=_ms_since(started), actor=actor, run_id=run_id
         )
+        if index + 1 < len(migrations):
+            # A migration may change search_path (set_config): ours again for the next.
+            after: sql.Composable | None = db.settings_statement(conn, schema, lock_timeout_ms)
+        else:
+            after = sql.SQL("COMMIT") if commit else None
+        # The ledger row shares its round trip with what follows it.
+        conn.execute(record if after is None else sql.SQL("{}; {}").format(record, after))
 
 
 def _in_transaction(migration: Migration, statement: str) -> str:

@@ -56,7 +56,7 @@ def schema_states(
 ) -> list[SchemaState]:
     """One row per schema. A schema is 'failed' when its latest attempt failed and the
     migration it failed on is still pending (a later success clears it)."""
-    with db.connect(conf.conninfo()) as conn:
+    with db.pooled(conf.conninfo()) as conn:
         if not infrastructure_ready(conn):
             raise RunError(
                 "The public schema has no tenancy tables yet: run "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,8 +148,10 @@ def ensure_infrastructure(verbosity: int = 0) -> list[str]:
 
 
 # -- plans -------------------------------------------------------------------------------
-def _connect() -> psycopg.Connection:
-    return db.connect(conf.conninfo())
+def _connect() -> AbstractContextManager[psycopg.Connection]:
+    """The coordinator's connection (pooled: a run started right after another operation
+    reuses its connection, so a run holds at most jobs + 1)."""
+    return db.pooled(conf.conninfo())
 
 
 def _scope(public: bool, tenants: bool, only: list[str] | None) -> tuple[bool, bool, list | None]:

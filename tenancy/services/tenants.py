@@ -41,6 +41,46 @@ class CreationContext:
     migrations: list[Migration]
     tenant_id: int | None = None
     applied: list[str] = field(default_factory=list)
+    facts: Facts | None = None
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a creation checks, read in one query after the creation lock is held."""
+
+    registered: list[tuple[str, str]]  # (auth0_org_id, schema_name) rows in the way
+    schema_exists: bool
+    role_exists: bool
+    app_role_exists: bool
+    superuser: bool
+    tenants: int
+    recent_creations: int
+
+
+def _read_facts(ctx: CreationContext) -> Facts:
+    row = ctx.conn.execute(
+        """
+        SELECT
+          ARRAY(SELECT ARRAY[auth0_org_id, schema_name] FROM public.tenant_registry
+                WHERE auth0_org_id = %(org)s OR schema_name = %(schema)s),
+          EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s),
+          EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %(role)s),
+          EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %(app)s),
+          (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+          (SELECT count(*) FROM public.tenant_registry),
+          (SELECT count(*) FROM public.audit_logs
+            WHERE action = 'tenant.create' AND created_at > now() - interval '1 hour')
+        """,
+        {
+            "org": ctx.org_id,
+            "schema": ctx.schema,
+            "role": ctx.role,
+            "app": app_role(ctx.conn.info.dbname),
+        },
+    ).fetchone()
+    assert row is not None
+    registered, *rest = row
+    return Facts([(r[0], r[1]) for r in registered], *rest)
 
 
 @dataclass(frozen=True)
@@ -55,12 +95,8 @@ class CreatedTenant:
 
 
 def _check_free(ctx: CreationContext) -> None:
-    rows = ctx.conn.execute(
-        "SELECT auth0_org_id, schema_name FROM public.tenant_registry "
-        "WHERE auth0_org_id = %s OR schema_name = %s",
-        [ctx.org_id, ctx.schema],
-    ).fetchall()
-    for org_id, schema in rows:
+    ctx.facts = facts = _read_facts(ctx)
+    for org_id, schema in facts.registered:
         if org_id == ctx.org_id:
             raise TenantError(f"Tenant {ctx.org_id} already exists (schema {schema}).")
         raise TenantError(
@@ -68,7 +104,7 @@ def _check_free(ctx: CreationContext) -> None:
             f"{org_id}, whose schema is {schema}. Schema names are lower case, so the two "
             "cannot both have a schema: refused."
         )
-    if db.schema_exists(ctx.conn, ctx.schema):
+    if facts.schema_exists:
         raise TenantError(
             f"Schema {ctx.schema} already exists but no tenant is registered for it; "
             "inspect it and drop it before creating this tenant."
@@ -76,25 +112,17 @@ def _check_free(ctx: CreationContext) -> None:
 
 
 def _check_limits(ctx: CreationContext) -> None:
+    facts = ctx.facts or _read_facts(ctx)
     max_tenants = int(conf.setting("MAX_TENANTS"))
     max_per_hour = int(conf.setting("MAX_CREATIONS_PER_HOUR"))
-    row = ctx.conn.execute(
-        """
-        SELECT (SELECT count(*) FROM public.tenant_registry WHERE schema_name <> 'public'),
-               (SELECT count(*) FROM public.audit_logs
-                 WHERE action = 'tenant.create' AND created_at > now() - interval '1 hour')
-        """
-    ).fetchone()
-    assert row is not None
-    tenants, recent = row
-    if tenants >= max_tenants:
+    if facts.tenants >= max_tenants:
         raise TenantError(
-            f"Tenant limit reached: {tenants} tenants exist and TENANCY['MAX_TENANTS'] is "
-            f"{max_tenants}."
+            f"Tenant limit reached: {facts.tenants} tenants exist and TENANCY['MAX_TENANTS'] "
+            f"is {max_tenants}."
         )
-    if recent >= max_per_hour:
+    if facts.recent_creations >= max_per_hour:
         raise TenantError(
-            f"Too many tenants created in the last hour ({recent}; the limit, "
+            f"Too many tenants created in the last hour ({facts.recent_creations}; the limit, "
             f"TENANCY['MAX_CREATIONS_PER_HOUR'], is {max_per_hour}). Try again later."
         )
 
@@ -103,27 +131,18 @@ def _create_schema(ctx: CreationContext) -> None:
     ctx.conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(ctx.schema)))
 
 
-def ensure_app_role(conn: psycopg.Connection) -> str:
-    """The application role, base of every tenant role (public migration 002 creates it too,
-    with its grants on shared tables; a tenant created before that migration still needs it
-    to exist). It owns nothing, cannot log in and does not bypass RLS."""
-    role = app_role(conn.info.dbname)
-    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone() is None:
-        conn.execute(
-            sql.SQL(
-                "CREATE ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS"
-            ).format(sql.Identifier(role))
-        )
-    return role
+APP_ROLE_DDL = "CREATE ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS"
 
 
 def _create_role(ctx: CreationContext) -> None:
-    exists = ctx.conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [ctx.role]).fetchone()
-    if exists:
+    # Recreation calls this without the creation's facts (it has just dropped the role).
+    facts = ctx.facts or _read_facts(ctx)
+    if facts.role_exists:
         raise TenantError(f"Role {ctx.role} already exists; drop it before creating {ctx.org_id}.")
     role, schema = sql.Identifier(ctx.role), sql.Identifier(ctx.schema)
-    base = sql.Identifier(ensure_app_role(ctx.conn))
-    for stmt in (
+    base_name = app_role(ctx.conn.info.dbname)
+    base = sql.Identifier(base_name)
+    statements = [
         # Requests of this tenant run under this role (tenancy.middleware: SET ROLE). It may use
         # its own schema only: a query naming another tenant's table is refused.
         sql.SQL(
@@ -140,14 +159,15 @@ def _create_role(ctx: CreationContext) -> None:
         sql.SQL(
             "ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT USAGE, SELECT ON SEQUENCES TO {}"
         ).format(schema, role),
-    ):
-        ctx.conn.execute(stmt)
-    superuser = ctx.conn.execute(
-        "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
-    ).fetchone()
-    if not (superuser and superuser[0]):
+    ]
+    if not facts.app_role_exists:
+        # Public migration 002 creates it with its grants on shared tables; a tenant created
+        # before that migration still needs it to exist.
+        statements.insert(0, sql.SQL(APP_ROLE_DDL).format(base))
+    if not facts.superuser:
         # A superuser may SET ROLE to any role; anyone else must be a member of it.
-        ctx.conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(role))
+        statements.append(sql.SQL("GRANT {} TO CURRENT_USER").format(role))
+    ctx.conn.execute(sql.SQL("; ").join(statements))  # one round trip
 
 
 def _apply_migrations(ctx: CreationContext) -> None:
@@ -161,7 +181,6 @@ def _apply_migrations(ctx: CreationContext) -> None:
         run_id=None,
         new_schema=True,
     )
-    ctx.conn.execute("RESET search_path")
     ctx.applied = [m.version for m in ctx.migrations]
 
 
@@ -220,7 +239,7 @@ def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system"
     schema = schema_for_org(org_id)
     name = validate_org_name(name, org_id)
     migrations = discover(conf.migrations_dir(), TENANT)
-    with db.connect(conf.conninfo()) as conn:
+    with db.pooled(conf.conninfo()) as conn:
         if not infrastructure_ready(conn):
             raise RunError(
                 "The public schema has no tenancy tables yet: run "
@@ -262,7 +281,7 @@ def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system"
 
 
 def list_tenants() -> list[ledger.RegisteredTenant]:
-    with db.connect(conf.conninfo()) as conn:
+    with db.pooled(conf.conninfo()) as conn:
         if not infrastructure_ready(conn):
             raise RunError(
                 "The public schema has no tenancy tables yet: run "
