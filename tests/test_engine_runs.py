@@ -454,3 +454,10 @@ def test_progress_bar_on_a_terminal(tenants5, sql_dir):
     text = buffer.getvalue()
     assert "[" + "#" * 30 + "] 5/5  failed 0" in text and "ETA" in text
     assert "\r" in text  # redrawn in place, not one line per schema
+
+
+def test_bad_arguments_exit_1_not_the_pending_code(public_ready):
+    proc = manage("migrate_tenants", "--check", "--jobs", "0")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "--jobs/-j: must be 1 or more, not 0" in err
