@@ -19,7 +19,7 @@ install: $(VENV)/.installed
 run: install
 	$(PY) manage.py migrate_tenants --public
 	$(PY) manage.py migrate_tenants
-	$(PY) manage.py bootstrap_demo
+	$(PY) manage.py bootstrap_demo --url http://$(HOST):$(PORT)/admin/
 	@# The admin's background job worker runs beside the web server and stops with it.
 	$(PY) manage.py db_worker --queue-name '*' & WORKER=$$!; \
 	trap 'kill $$WORKER 2>/dev/null; wait $$WORKER 2>/dev/null' EXIT INT TERM; \
