@@ -27,7 +27,7 @@ from tenancy.engine.names import (
     validate_schema_name,
 )
 from tenancy.engine.source import TENANT, discover
-from tenancy.services.runs import RunError, infrastructure_ready
+from tenancy.services.runs import RunError, require_infrastructure
 from tenancy.services.tenants import (
     CreationContext,
     TenantError,
@@ -101,12 +101,11 @@ class InactiveTenant:
 # -- lookup ------------------------------------------------------------------------------
 def _connect() -> psycopg.Connection:
     conn = db.connect(conf.conninfo())
-    if not infrastructure_ready(conn):
+    try:
+        require_infrastructure(conn)
+    except RunError:
         conn.close()
-        raise RunError(
-            "The public schema has no tenancy tables yet: run "
-            "`manage.py migrate_tenants --public` first."
-        )
+        raise
     return conn
 
 

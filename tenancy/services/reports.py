@@ -9,7 +9,7 @@ from datetime import datetime
 from tenancy import conf
 from tenancy.engine import db
 from tenancy.engine.plan import build_plan
-from tenancy.services.runs import RunError, infrastructure_ready
+from tenancy.services.runs import require_infrastructure
 
 
 @dataclass
@@ -57,11 +57,7 @@ def schema_states(
     """One row per schema. A schema is 'failed' when its latest attempt failed and the
     migration it failed on is still pending (a later success clears it)."""
     with db.pooled(conf.conninfo()) as conn:
-        if not infrastructure_ready(conn):
-            raise RunError(
-                "The public schema has no tenancy tables yet: run "
-                "`manage.py migrate_tenants --public` first."
-            )
+        require_infrastructure(conn)
         plan = build_plan(conn, conf.migrations_dir(), public=include_public, only=only)
         registry = {
             r[0]: r[1:]

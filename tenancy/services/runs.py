@@ -111,6 +111,14 @@ def infrastructure_ready(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
+def require_infrastructure(conn: psycopg.Connection) -> None:
+    if not infrastructure_ready(conn):
+        raise RunError(
+            "The public schema has no tenancy tables yet: run "
+            "`manage.py migrate_tenants --public` first."
+        )
+
+
 def pending_django_migrations() -> list[str]:
     """Django migrations of the public schema not yet applied (the infrastructure)."""
     from django.db import connection
@@ -165,11 +173,7 @@ def _scope(public: bool, tenants: bool, only: list[str] | None) -> tuple[bool, b
 def make_plan(*, public: bool = True, tenants: bool = True, only: list[str] | None = None) -> Plan:
     public, tenants, only = _scope(public, tenants, only)
     with _connect() as conn:
-        if not infrastructure_ready(conn):
-            raise RunError(
-                "The public schema has no tenancy tables yet: run "
-                "`manage.py migrate_tenants --public` first."
-            )
+        require_infrastructure(conn)
         plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=tenants, only=only)
     _check_only(plan, only)
     return plan
@@ -338,11 +342,7 @@ def migrate(
             ready = infrastructure_ready(conn)
         report.django_migrations = pending_django_migrations() if ready else ["(all)"]
     with _connect() as conn:
-        if not infrastructure_ready(conn):
-            raise RunError(
-                "The public schema has no tenancy tables yet: run "
-                "`manage.py migrate_tenants --public` first."
-            )
+        require_infrastructure(conn)
         plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=tenants, only=only)
         _check_only(plan, only)
         if up_to is not None:  # a baseline: only the files up to that version

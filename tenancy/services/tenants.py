@@ -22,7 +22,7 @@ from tenancy.engine.names import (
     validate_org_name,
 )
 from tenancy.engine.source import TENANT, Migration, discover
-from tenancy.services.runs import RunError, infrastructure_ready
+from tenancy.services.runs import require_infrastructure
 
 
 class TenantError(Exception):
@@ -240,11 +240,7 @@ def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system"
     name = validate_org_name(name, org_id)
     migrations = discover(conf.migrations_dir(), TENANT)
     with db.pooled(conf.conninfo()) as conn:
-        if not infrastructure_ready(conn):
-            raise RunError(
-                "The public schema has no tenancy tables yet: run "
-                "`manage.py migrate_tenants --public` first."
-            )
+        require_infrastructure(conn)
         ctx = CreationContext(
             conn=conn,
             org_id=org_id,
@@ -282,9 +278,5 @@ def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system"
 
 def list_tenants() -> list[ledger.RegisteredTenant]:
     with db.pooled(conf.conninfo()) as conn:
-        if not infrastructure_ready(conn):
-            raise RunError(
-                "The public schema has no tenancy tables yet: run "
-                "`manage.py migrate_tenants --public` first."
-            )
+        require_infrastructure(conn)
         return ledger.registered_tenants(conn)
