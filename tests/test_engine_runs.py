@@ -461,3 +461,26 @@ def test_bad_arguments_exit_1_not_the_pending_code(public_ready):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert "--jobs/-j: must be 1 or more, not 0" in err
+
+
+def test_an_unexpected_error_fails_that_schema_and_the_run_goes_on(tenants5, sql_dir, monkeypatch):
+    from tenancy.engine import executor
+
+    add(sql_dir, "004_notes.sql", "CREATE TABLE notes (id int);\n")
+    real = executor.apply_in_transaction
+    broken = tenants5[1]
+
+    def flaky(conn, schema, *args, **kwargs):
+        if schema == broken:
+            raise RuntimeError("boom")
+        return real(conn, schema, *args, **kwargs)
+
+    monkeypatch.setattr(executor, "apply_in_transaction", flaky)
+    report = runs.migrate(public=False, jobs=2)
+    assert report.exit_code == 1
+    assert [(r.schema, r.error) for r in report.failed] == [(broken, "RuntimeError: boom")]
+    assert ledger_versions(broken)[-1] == "003" and "notes" not in tables_in(broken)
+    assert all("notes" in tables_in(s) for s in tenants5 if s != broken)
+    assert query("SELECT status FROM public.tenant_migration_runs ORDER BY id DESC LIMIT 1") == [
+        ("failed",)
+    ]

@@ -182,6 +182,14 @@ class Executor:
                 except psycopg.OperationalError as exc:
                     self._finish(SchemaResult(item.schema, "failed", error=f"connection: {exc}"))
                     conn = None
+                except Exception as exc:  # a bug or an unforeseen error: that schema fails,
+                    # the run goes on, and the connection (state unknown) is replaced.
+                    self._finish(
+                        SchemaResult(item.schema, "failed", error=f"{type(exc).__name__}: {exc}")
+                    )
+                    if conn is not None:
+                        conn.close()
+                    conn = None
         finally:
             if conn is not None and not conn.closed:
                 conn.close()
