@@ -213,3 +213,26 @@ def test_creation_is_audited_with_its_actor(public_ready):
         "WHERE action = 'tenant.create' AND tenant_schema = 'tenant_org_audited1'"
     )
     assert rows == [("alice@example.com", "org_audited1", ["001", "002", "003"])]
+
+
+def test_concurrent_creations_respect_the_limit_and_case_twins(ready, settings):
+    """Creations queue on one advisory lock, so checks made by one see the others' rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings.TENANCY = {**settings.TENANCY, "MAX_TENANTS": 4}
+
+    def attempt(org_id: str) -> str:
+        try:
+            return create_tenant(org_id, actor="test").schema
+        except TenantError as exc:
+            return f"refused: {exc}"
+
+    # Case twins and plain ids, all at once: 3 places left under the limit of 4.
+    ids = ["org_Twin7", "org_twin7", "org_TWIN7", "org_solo8", "org_solo9", "org_solo10"]
+    with ThreadPoolExecutor(max_workers=len(ids)) as pool:
+        outcomes = list(pool.map(attempt, ids))
+    created = [o for o in outcomes if not o.startswith("refused")]
+    assert len(created) == 3
+    assert sum(o.startswith("tenant_org_twin7") for o in created) <= 1
+    assert query("SELECT count(*) FROM public.tenant_registry") == [(4,)]
+    assert query("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant\\_%%'") == [(4,)]
