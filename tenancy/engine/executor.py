@@ -307,9 +307,14 @@ class Executor:
         return SchemaResult(
             schema,
             "failed",
-            error=f"gave up after {attempts} attempts: a table lock was not granted within "
-            f"lock_timeout ({self.options.lock_timeout_ms} ms): {_error_text(exc)}",
+            error=self._lock_timeout_message(attempts, exc),
             duration_ms=_ms_since(started),
+        )
+
+    def _lock_timeout_message(self, attempts: int, exc: BaseException) -> str:
+        return (
+            f"gave up after {attempts} attempts: a table lock was not granted within "
+            f"lock_timeout ({self.options.lock_timeout_ms} ms): {_error_text(exc)}"
         )
 
     # -- tasks --------------------------------------------------------------------------
@@ -357,11 +362,7 @@ class Executor:
             except errors.LockNotAvailable as exc:
                 attempt += 1
                 if attempt > self.options.lock_retries:
-                    raise MigrationError(
-                        None,
-                        f"gave up after {attempt} attempts: a table lock was not granted within "
-                        f"lock_timeout ({self.options.lock_timeout_ms} ms): {_error_text(exc)}",
-                    ) from exc
+                    raise MigrationError(None, self._lock_timeout_message(attempt, exc)) from exc
                 self.emit(Event("retry", schema, message=f"lock_timeout, retry {attempt}"))
                 time.sleep(_retry_delay(attempt))
 
