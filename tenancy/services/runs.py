@@ -127,7 +127,11 @@ def pending_django_migrations() -> list[str]:
     connection.set_schema_to_public()
     executor = MigrationExecutor(connection)
     targets = executor.loader.graph.leaf_nodes()
-    return [f"{m.app_label}.{m.name}" for m, _ in executor.migration_plan(targets)]
+    pending = [f"{m.app_label}.{m.name}" for m, _ in executor.migration_plan(targets)]
+    if not pending and not connection.in_atomic_block:
+        # The engine works on its own connections: a run holds jobs + 1, not one more idle.
+        connection.close()
+    return pending
 
 
 def ensure_infrastructure(verbosity: int = 0) -> list[str]:
