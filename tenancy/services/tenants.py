@@ -53,8 +53,8 @@ class Facts:
     role_exists: bool
     app_role_exists: bool
     superuser: bool
-    tenants: int
-    recent_creations: int
+    tenants: int  # counted up to TENANCY["MAX_TENANTS"]
+    recent_creations: int  # counted up to TENANCY["MAX_CREATIONS_PER_HOUR"]
 
 
 def _read_facts(ctx: CreationContext) -> Facts:
@@ -67,15 +67,20 @@ def _read_facts(ctx: CreationContext) -> Facts:
           EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %(role)s),
           EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %(app)s),
           (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
-          (SELECT count(*) FROM public.tenant_registry),
-          (SELECT count(*) FROM public.audit_logs
-            WHERE action = 'tenant.create' AND created_at > now() - interval '1 hour')
+          -- Counted up to the limits only: all a check needs, whatever the table sizes.
+          (SELECT count(*) FROM (SELECT 1 FROM public.tenant_registry
+            LIMIT %(max_tenants)s) AS t),
+          (SELECT count(*) FROM (SELECT 1 FROM public.audit_logs
+            WHERE action = 'tenant.create' AND created_at > now() - interval '1 hour'
+            LIMIT %(max_per_hour)s) AS c)
         """,
         {
             "org": ctx.org_id,
             "schema": ctx.schema,
             "role": ctx.role,
             "app": app_role(ctx.conn.info.dbname),
+            "max_tenants": int(conf.setting("MAX_TENANTS")),
+            "max_per_hour": int(conf.setting("MAX_CREATIONS_PER_HOUR")),
         },
     ).fetchone()
     assert row is not None
