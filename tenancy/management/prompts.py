@@ -8,15 +8,20 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 def add_tenant_arguments(parser: CommandParser, *, confirm: bool = False) -> None:
     parser.add_argument("tenant", help="Auth0 org id (org_…) or schema name (tenant_org_…)")
     if confirm:
-        parser.add_argument(
-            "--noinput",
-            "--no-input",
-            action="store_false",
-            dest="interactive",
-            help="Do not ask for confirmation (for scripts).",
-        )
+        add_noinput_argument(parser)
     parser.add_argument("--reason", help="Why; recorded in audit_logs.")
     parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
+
+
+def add_noinput_argument(parser: CommandParser) -> None:
+    """Django's convention: ``--noinput`` sets ``interactive`` to False."""
+    parser.add_argument(
+        "--noinput",
+        "--no-input",
+        action="store_false",
+        dest="interactive",
+        help="Do not ask for confirmation (for scripts).",
+    )
 
 
 def confirm_schema(command: BaseCommand, schema: str, warning: str, verb: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from tenancy.management.prompts import add_noinput_argument
 from tenancy.services import lifecycle
 from tenancy.services.recovery import default_actor
 from tenancy.services.runs import RunError
@@ -30,13 +31,7 @@ class Command(BaseCommand):
             help="Only tenants with this status (repeatable; default: suspended and archived).",
         )
         parser.add_argument("--dry-run", action="store_true", help="List, drop nothing.")
-        parser.add_argument(
-            "--noinput",
-            "--no-input",
-            action="store_false",
-            dest="interactive",
-            help="Do not ask for confirmation (for scripts).",
-        )
+        add_noinput_argument(parser)
         parser.add_argument("--format", choices=["text", "json"], default="text")
         parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
 
