@@ -163,11 +163,6 @@ def begin_locked(conn: psycopg.Connection, schema: str, lock_timeout_ms: int) ->
     )
 
 
-def schema_exists(conn: psycopg.Connection, schema: str) -> bool:
-    row = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]).fetchone()
-    return row is not None
-
-
 def invalid_indexes(conn: psycopg.Connection, schema: str) -> list[str]:
     """Indexes left INVALID in ``schema`` (a failed CREATE INDEX CONCURRENTLY leaves one)."""
     rows = conn.execute(
