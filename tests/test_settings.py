@@ -16,15 +16,28 @@ PRINT_DB = (
 
 def run(code: str, **env: str) -> subprocess.CompletedProcess:
     base = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "XDG_RUNTIME_DIR": "/tmp"}
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**base, **env},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_employer_portal_db_url_wins_over_database_url():
-    out = run(PRINT_DB, EMPLOYER_PORTAL_DB_URL="postgresql://u:p@dbhost:6543/portal",
-              DATABASE_URL="postgresql://u:p@other:5432/other")
-    assert out.stdout.split() == ["dbhost", "6543", "portal",
-                                  "django_tenants.postgresql_backend"], out.stderr
+    out = run(
+        PRINT_DB,
+        EMPLOYER_PORTAL_DB_URL="postgresql://u:p@dbhost:6543/portal",
+        DATABASE_URL="postgresql://u:p@other:5432/other",
+    )
+    assert out.stdout.split() == [
+        "dbhost",
+        "6543",
+        "portal",
+        "django_tenants.postgresql_backend",
+    ], out.stderr
     out = run(PRINT_DB, DATABASE_URL="postgresql://u:p@other:5432/other")
     assert out.stdout.split()[:3] == ["other", "5432", "other"], out.stderr
 
@@ -33,6 +46,11 @@ def test_production_requires_secret_key_and_allowed_hosts():
     out = run(PRINT_DB, DEBUG="false", DATABASE_URL="postgresql://u:p@h:5432/d")
     assert out.returncode != 0
     assert "SECRET_KEY" in out.stderr and "required when DEBUG is off" in out.stderr
-    out = run(PRINT_DB, DEBUG="false", SECRET_KEY="x" * 50, ALLOWED_HOSTS="portal.example",
-              DATABASE_URL="postgresql://u:p@h:5432/d")
+    out = run(
+        PRINT_DB,
+        DEBUG="false",
+        SECRET_KEY="x" * 50,
+        ALLOWED_HOSTS="portal.example",
+        DATABASE_URL="postgresql://u:p@h:5432/d",
+    )
     assert out.returncode == 0, out.stderr
