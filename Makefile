@@ -43,6 +43,11 @@ bench: install
 	$(PY) bench/bench_migrations.py $(BENCH_ARGS)
 
 # Stops the embedded PostgreSQL and deletes its data folder.
+# (pg_ctl refuses root; the server runs as pgserver's own user, so signal it: SIGINT is
+# PostgreSQL's fast shutdown.)
 clean-db:
-	-$(VENV)/lib/*/site-packages/pgserver/pginstall/bin/pg_ctl -D .pgdata stop -m fast
+	-@if [ -f .pgdata/postmaster.pid ]; then \
+		pid=$$(head -1 .pgdata/postmaster.pid); kill -INT $$pid; \
+		while kill -0 $$pid 2>/dev/null; do sleep 0.2; done; \
+	fi
 	rm -rf .pgdata
