@@ -138,6 +138,21 @@ def public_ready(pg: None) -> None:
     call_command("migrate_tenants", "--public", verbosity=0)
 
 
+def fail_after_step(monkeypatch: Any, module: Any, attribute: str, index: int) -> str:
+    """Make step ``index`` of ``module.attribute`` (a list of named steps) do its work and
+    then raise, as a failure injected right after it; returns the step's name."""
+    steps = list(getattr(module, attribute))
+    name, real = steps[index]
+
+    def step_then_fail(ctx: Any) -> None:
+        real(ctx)  # the step does its work, then the operation fails: all must be undone
+        raise RuntimeError("injected failure")
+
+    steps[index] = (name, step_then_fail)
+    monkeypatch.setattr(module, attribute, steps)  # the services read the global each call
+    return name
+
+
 def query(text: str, params: list | None = None) -> list[tuple]:
     with connect() as conn:
         return conn.execute(text, params).fetchall()

@@ -13,7 +13,7 @@ from tenancy.engine.names import role_for_schema
 from tenancy.services import lifecycle
 from tenancy.services.lifecycle import DROP_STEPS, RECREATE_STEPS
 from tenancy.services.tenants import TenantError, create_tenant
-from tests.conftest import connect, ledger_versions, query, run_command, tables_in
+from tests.conftest import connect, fail_after_step, ledger_versions, query, run_command, tables_in
 from tests.test_tenants_creation import snapshot
 
 ACME, OTHER = "tenant_org_acme1", "tenant_org_other2"
@@ -157,15 +157,7 @@ def test_drop_confirmation_must_match_in_the_service_too(tenants_ready):
 
 @pytest.mark.parametrize("index", range(len(DROP_STEPS)), ids=[n for n, _ in DROP_STEPS])
 def test_drop_failure_at_any_step_changes_nothing(tenants_ready, monkeypatch, index):
-    name, real = DROP_STEPS[index]
-
-    def step_then_fail(ctx: lifecycle.LifecycleContext) -> None:
-        real(ctx)
-        raise RuntimeError("injected failure")
-
-    patched = list(DROP_STEPS)
-    patched[index] = (name, step_then_fail)
-    monkeypatch.setattr(lifecycle, "DROP_STEPS", patched)
+    name = fail_after_step(monkeypatch, lifecycle, "DROP_STEPS", index)
     before = snapshot()
     with pytest.raises(TenantError, match=f"failed at step '{name}'.*Nothing was changed"):
         lifecycle.drop_tenant("org_acme1", actor="t")
@@ -239,15 +231,7 @@ def test_recreate_a_missing_schema_and_a_lost_domain(tenants_ready):
 
 @pytest.mark.parametrize("index", range(len(RECREATE_STEPS)), ids=[n for n, _ in RECREATE_STEPS])
 def test_recreate_failure_at_any_step_changes_nothing(tenants_ready, monkeypatch, index):
-    name, real = RECREATE_STEPS[index]
-
-    def step_then_fail(ctx: lifecycle.LifecycleContext) -> None:
-        real(ctx)
-        raise RuntimeError("injected failure")
-
-    patched = list(RECREATE_STEPS)
-    patched[index] = (name, step_then_fail)
-    monkeypatch.setattr(lifecycle, "RECREATE_STEPS", patched)
+    name = fail_after_step(monkeypatch, lifecycle, "RECREATE_STEPS", index)
     before = snapshot()
     with pytest.raises(TenantError, match=f"failed at step '{name}'"):
         lifecycle.recreate_tenant("org_acme1", actor="t")

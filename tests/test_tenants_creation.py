@@ -8,7 +8,7 @@ import pytest
 from tenancy.engine.names import InvalidName, role_for_schema, validate_org_id
 from tenancy.services import tenants
 from tenancy.services.tenants import CREATION_STEPS, TenantError, create_tenant
-from tests.conftest import connect, query, run_command, tables_in
+from tests.conftest import connect, fail_after_step, query, run_command, tables_in
 
 
 def snapshot() -> dict:
@@ -42,15 +42,7 @@ def ready(public_ready: None) -> None:
 # -- one transaction, whatever step fails -------------------------------------------------
 @pytest.mark.parametrize("index", range(len(CREATION_STEPS)), ids=[n for n, _ in CREATION_STEPS])
 def test_failure_at_any_step_leaves_nothing_behind(ready, monkeypatch, index):
-    name, real = CREATION_STEPS[index]
-
-    def step_then_fail(ctx: tenants.CreationContext) -> None:
-        real(ctx)  # the step does its work, then the creation fails: all must be undone
-        raise RuntimeError("injected failure")
-
-    patched = list(CREATION_STEPS)
-    patched[index] = (name, step_then_fail)
-    monkeypatch.setattr(tenants, "CREATION_STEPS", patched)  # create_tenant reads the global
+    name = fail_after_step(monkeypatch, tenants, "CREATION_STEPS", index)
     before = snapshot()
     with pytest.raises(TenantError) as info:
         create_tenant("org_victim2", "Victim", actor="test")

@@ -110,6 +110,14 @@ def wait_lock(conn: psycopg.Connection, name: str, timeout_s: float) -> bool:
         delay = min(delay * 2, 1.0)
 
 
+def try_xact_lock(conn: psycopg.Connection, name: str) -> bool:
+    """A transaction-level lock if free now; the same lock a run holds on a schema."""
+    row = conn.execute(
+        "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", [LOCK_NAMESPACE, name]
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def xact_lock(conn: psycopg.Connection, name: str) -> None:
     """A transaction-level lock (released at COMMIT/ROLLBACK), for short critical sections."""
     conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [LOCK_NAMESPACE, name])

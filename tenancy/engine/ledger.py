@@ -128,18 +128,28 @@ def accept_checksum(conn: psycopg.Connection, migration: Migration, schemas: lis
     return cur.rowcount
 
 
+_ROLLBACK_ROWS = """
+    SELECT tenant_schema, migration_version, migration_name, rollback_sql
+    FROM public.tenant_migrations
+    WHERE tenant_schema = ANY(%s) AND migration_version ~ '^[0-9]+$'
+      AND migration_version::bigint >= %s
+    ORDER BY tenant_schema, migration_version::bigint DESC
+"""
+
+
+def rollback_rows_by_schema(
+    conn: psycopg.Connection, schemas: list[str], from_version: int
+) -> dict[str, list[tuple]]:
+    """For each schema, (version, name, rollback_sql) of its rows at or above
+    ``from_version``, newest first (the order a rollback runs them in). One query."""
+    found: dict[str, list[tuple]] = {}
+    for schema, *row in conn.execute(_ROLLBACK_ROWS, [schemas, from_version]).fetchall():
+        found.setdefault(schema, []).append(tuple(row))
+    return found
+
+
 def rollback_rows(conn: psycopg.Connection, schema: str, from_version: int) -> list[tuple]:
-    """(version, name, rollback_sql) of the schema's rows at or above ``from_version``,
-    newest first: the order a rollback runs them in."""
-    return conn.execute(
-        """
-        SELECT migration_version, migration_name, rollback_sql FROM public.tenant_migrations
-        WHERE tenant_schema = %s AND migration_version ~ '^[0-9]+$'
-          AND migration_version::bigint >= %s
-        ORDER BY migration_version::bigint DESC
-        """,
-        [schema, from_version],
-    ).fetchall()
+    return rollback_rows_by_schema(conn, [schema], from_version).get(schema, [])
 
 
 def delete(conn: psycopg.Connection, schema: str, versions: list[str] | None = None) -> int:

@@ -27,13 +27,14 @@ from tenancy.engine.names import (
     validate_schema_name,
 )
 from tenancy.engine.source import TENANT, discover
-from tenancy.services.runs import RunError, require_infrastructure
+from tenancy.services.runs import connect_ready
 from tenancy.services.tenants import (
     CreationContext,
     TenantError,
     _apply_migrations,
     _create_role,
     _create_schema,
+    run_steps,
 )
 
 STATUSES = ("active", "suspended", "archived")
@@ -99,16 +100,6 @@ class InactiveTenant:
 
 
 # -- lookup ------------------------------------------------------------------------------
-def _connect() -> psycopg.Connection:
-    conn = db.connect(conf.conninfo())
-    try:
-        require_infrastructure(conn)
-    except RunError:
-        conn.close()
-        raise
-    return conn
-
-
 def _key(ident: str) -> tuple[str, str]:
     """(column, value) of a tenant named by its Auth0 org id or by its schema name."""
     if isinstance(ident, str) and ident.startswith(SCHEMA_PREFIX):
@@ -162,7 +153,7 @@ def _fetch(conn: psycopg.Connection, ident: str, *, lock: bool) -> TenantRecord:
 
 def get_tenant(ident: str) -> TenantRecord:
     """A registered tenant by Auth0 org id (``org_…``) or schema name (``tenant_org_…``)."""
-    with _connect() as conn:
+    with connect_ready() as conn:
         return _fetch(conn, ident, lock=False)
 
 
@@ -170,10 +161,7 @@ def _lock_schema(conn: psycopg.Connection, schema: str) -> None:
     """Take the creation lock, then the schema's advisory lock (the one a migration run
     holds while it migrates the schema), for this transaction only; refuse if busy."""
     db.xact_lock(conn, db.CREATE_LOCK_NAME)
-    row = conn.execute(
-        "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", [db.LOCK_NAMESPACE, schema]
-    ).fetchone()
-    if not (row and row[0]):
+    if not db.try_xact_lock(conn, schema):
         raise TenantError(
             f"A migration run is working on {schema} right now; try again when it has finished."
         )
@@ -186,7 +174,7 @@ def set_status(ident: str, status: str, *, actor: str, reason: str | None = None
     Setting the status it already has changes nothing and writes no audit row."""
     if status not in STATUSES:
         raise TenantError(f"Unknown status {status!r}; expected one of {', '.join(STATUSES)}.")
-    with _connect() as conn, conn.transaction():
+    with connect_ready() as conn, conn.transaction():
         tenant = _fetch(conn, ident, lock=True)
         if tenant.status == status:
             return StatusChange(tenant, tenant.status, status)
@@ -301,25 +289,6 @@ DROP_STEPS: list[tuple[str, Callable[[LifecycleContext], None]]] = [
 ]
 
 
-def _run_steps(
-    ctx: LifecycleContext,
-    steps: list[tuple[str, Callable[[LifecycleContext], None]]],
-    verb: str,
-) -> None:
-    step = ""
-    try:
-        with ctx.conn.transaction():
-            for step, action in steps:  # noqa: B007 (named in the error)
-                action(ctx)
-    except TenantError:
-        raise
-    except Exception as exc:
-        raise TenantError(
-            f"{verb.capitalize()} of tenant {ctx.tenant.org_id} failed at step '{step}': "
-            f"{exc}. Nothing was changed (the transaction was rolled back)."
-        ) from exc
-
-
 def drop_tenant(
     ident: str,
     *,
@@ -334,7 +303,7 @@ def drop_tenant(
     ``only_statuses``: refuse unless the tenant still has one of these statuses once locked
     (cleanup: a tenant reactivated meanwhile is kept)."""
     started = time.monotonic()
-    with _connect() as conn:
+    with connect_ready() as conn:
         tenant = _fetch(conn, ident, lock=False)
         if expected_schema is not None and expected_schema != tenant.schema:
             raise TenantError(
@@ -346,7 +315,7 @@ def drop_tenant(
         )
 
         ctx.only_statuses = only_statuses
-        _run_steps(ctx, DROP_STEPS, "drop")
+        run_steps(conn, DROP_STEPS, ctx, f"Drop of tenant {tenant.org_id}", "changed")
     return Dropped(
         ctx.tenant,
         ctx.role,
@@ -431,12 +400,12 @@ def recreate_tenant(ident: str, *, actor: str, reason: str | None = None) -> Rec
     the tenant keeps its identity and its address. Tenant limits do not apply: no tenant
     is added."""
     started = time.monotonic()
-    with _connect() as conn:
+    with connect_ready() as conn:
         tenant = _fetch(conn, ident, lock=False)
         ctx = LifecycleContext(
             conn, tenant, role_for_schema(tenant.schema, conn.info.dbname), actor, reason
         )
-        _run_steps(ctx, RECREATE_STEPS, "recreate")
+        run_steps(conn, RECREATE_STEPS, ctx, f"Recreate of tenant {tenant.org_id}", "changed")
         after = _fetch(conn, ident, lock=False)
     creation = ctx.details["creation"]
     return Recreated(
@@ -461,7 +430,7 @@ def inactive_tenants(days: int, *, statuses: tuple[str, ...] = INACTIVE_STATUSES
             f"Only {' or '.join(INACTIVE_STATUSES)} tenants can be cleaned up, not "
             f"{', '.join(bad) or 'none'}."
         )
-    with _connect() as conn:
+    with connect_ready() as conn:
         rows = conn.execute(
             sql.SQL(
                 _SELECT.format(

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tenancy import conf
-from tenancy.engine import db
 from tenancy.engine.plan import build_plan
-from tenancy.services.runs import require_infrastructure
+from tenancy.services.runs import connect_ready
 
 
 @dataclass
@@ -56,8 +55,7 @@ def schema_states(
 ) -> list[SchemaState]:
     """One row per schema. A schema is 'failed' when its latest attempt failed and the
     migration it failed on is still pending (a later success clears it)."""
-    with db.pooled(conf.conninfo()) as conn:
-        require_infrastructure(conn)
+    with connect_ready() as conn:
         plan = build_plan(conn, conf.migrations_dir(), public=include_public, only=only)
         registry = {
             r[0]: r[1:]

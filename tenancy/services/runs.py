@@ -7,8 +7,8 @@ the admin's background job and the tests all call ``migrate``/``rollback`` here.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,6 +160,14 @@ def ensure_infrastructure(verbosity: int = 0) -> list[str]:
 
 
 # -- plans -------------------------------------------------------------------------------
+@contextmanager
+def connect_ready() -> Iterator[psycopg.Connection]:
+    """A pooled connection to a database whose tenancy tables exist (else RunError)."""
+    with db.pooled(conf.conninfo()) as conn:
+        require_infrastructure(conn)
+        yield conn
+
+
 def _connect() -> AbstractContextManager[psycopg.Connection]:
     """The coordinator's connection (pooled: a run started right after another operation
     reuses its connection, so a run holds at most jobs + 1)."""
@@ -176,8 +184,7 @@ def _scope(public: bool, tenants: bool, only: list[str] | None) -> tuple[bool, b
 
 def make_plan(*, public: bool = True, tenants: bool = True, only: list[str] | None = None) -> Plan:
     public, tenants, only = _scope(public, tenants, only)
-    with _connect() as conn:
-        require_infrastructure(conn)
+    with connect_ready() as conn:
         plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=tenants, only=only)
     _check_only(plan, only)
     return plan
@@ -345,8 +352,7 @@ def migrate(
         with _connect() as conn:
             ready = infrastructure_ready(conn)
         report.django_migrations = pending_django_migrations() if ready else ["(all)"]
-    with _connect() as conn:
-        require_infrastructure(conn)
+    with connect_ready() as conn:
         plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=tenants, only=only)
         _check_only(plan, only)
         if up_to is not None:  # a baseline: only the files up to that version
@@ -461,15 +467,12 @@ def rollback(
         raise RunError(f"--rollback takes a migration number such as 004, not {version!r}.")
     public, tenants, only = _scope(public, tenants, only)
     report = RunReport(kind="rollback", plan=None, dry_run=dry_run)
-    with _connect() as conn:
+    with connect_ready() as conn:
         plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=tenants, only=only)
         _check_only(plan, only)
         report.plan = plan
-        targets: list[tuple[str, list]] = []
-        for s in plan.schemas:
-            rows = ledger.rollback_rows(conn, s.schema, int(version))
-            if rows:
-                targets.append((s.schema, rows))
+        found = ledger.rollback_rows_by_schema(conn, [s.schema for s in plan.schemas], int(version))
+        targets = [(s.schema, found[s.schema]) for s in plan.schemas if s.schema in found]
         if dry_run:
             for schema, rows in targets:
                 missing = [n for _, n, down in rows if not (down and down.strip())]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -22,7 +23,7 @@ from tenancy.engine.names import (
     validate_org_name,
 )
 from tenancy.engine.source import TENANT, Migration, discover
-from tenancy.services.runs import require_infrastructure
+from tenancy.services.runs import connect_ready
 
 
 class TenantError(Exception):
@@ -236,6 +237,29 @@ CREATION_STEPS: list[tuple[str, Callable[[CreationContext], None]]] = [
 ]
 
 
+def run_steps(
+    conn: psycopg.Connection,
+    steps: list[tuple[str, Callable[[Any], None]]],
+    ctx: Any,
+    what: str,
+    outcome: str,
+) -> None:
+    """Run named steps in one transaction; a failure names its step and says that nothing
+    was ``outcome`` (the transaction was rolled back). TenantError passes through as is."""
+    step = ""
+    try:
+        with conn.transaction():
+            for step, action in steps:  # noqa: B007 (named in the error)
+                action(ctx)
+    except TenantError:
+        raise
+    except Exception as exc:
+        raise TenantError(
+            f"{what} failed at step '{step}': {exc}. "
+            f"Nothing was {outcome} (the transaction was rolled back)."
+        ) from exc
+
+
 def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system") -> CreatedTenant:
     """Create a tenant, all or nothing. Raises ``InvalidName`` (bad id: no SQL ran) or
     ``TenantError`` (refused or failed: nothing was left behind)."""
@@ -244,8 +268,7 @@ def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system"
     schema = schema_for_org(org_id)
     name = validate_org_name(name, org_id)
     migrations = discover(conf.migrations_dir(), TENANT)
-    with db.pooled(conf.conninfo()) as conn:
-        require_infrastructure(conn)
+    with connect_ready() as conn:
         ctx = CreationContext(
             conn=conn,
             org_id=org_id,
@@ -256,20 +279,9 @@ def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system"
             actor=actor,
             migrations=migrations,
         )
-        step = ""
-        try:
-            with conn.transaction():
-                # Creations queue here, so limits and case twins are checked without races.
-                db.xact_lock(conn, db.CREATE_LOCK_NAME)
-                for step, action in CREATION_STEPS:  # noqa: B007 (named in the error)
-                    action(ctx)
-        except TenantError:
-            raise
-        except Exception as exc:  # anything else: the transaction rolled back, say where
-            raise TenantError(
-                f"Creating tenant {org_id} failed at step '{step}': {exc}. "
-                "Nothing was created (the transaction was rolled back)."
-            ) from exc
+        # Creations queue on one lock, so limits and case twins are checked without races.
+        lock = ("lock", lambda c: db.xact_lock(c.conn, db.CREATE_LOCK_NAME))
+        run_steps(conn, [lock, *CREATION_STEPS], ctx, f"Creating tenant {org_id}", "created")
     return CreatedTenant(
         org_id=org_id,
         name=name,
@@ -282,6 +294,5 @@ def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system"
 
 
 def list_tenants() -> list[ledger.RegisteredTenant]:
-    with db.pooled(conf.conninfo()) as conn:
-        require_infrastructure(conn)
+    with connect_ready() as conn:
         return ledger.registered_tenants(conn)
