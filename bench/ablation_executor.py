@@ -62,8 +62,9 @@ def variant(lock=False, read=False, upsert=False, setconfig=False):
     c = psycopg.connect(**conf.conninfo(), autocommit=True)
     t = time.perf_counter()
     for s in schemas:
-        if read:
-            ledger.try_lock_and_read(c, s)
+        if read:  # the session-lock path: lock, then the ledger in a statement of its own
+            db.try_lock(c, s)
+            ledger.applied_for(c, s)
         elif lock:
             db.try_lock(c, s)
         with c.transaction():
@@ -86,7 +87,7 @@ def variant(lock=False, read=False, upsert=False, setconfig=False):
 def executor():
     t = time.perf_counter()
     res = Executor(conf.conninfo(), conf.engine_options(jobs=1), None).migrate(
-        (s, [mig]) for s in schemas
+        (s, [mig], [mig]) for s in schemas
     )
     assert all(r.status == "succeeded" for r in res), res[:2]
     return time.perf_counter() - t
@@ -104,7 +105,7 @@ def runs_migrate():
 cases = [
     ("raw", lambda: variant()),
     ("raw + session lock/unlock", lambda: variant(lock=True)),
-    ("raw + try_lock_and_read/unlock", lambda: variant(read=True)),
+    ("raw + try_lock, ledger read, unlock", lambda: variant(read=True)),
     ("raw + ledger.record upsert", lambda: variant(upsert=True)),
     ("raw + db.configure", lambda: variant(setconfig=True)),
     ("all four (engine's SQL sequence)", lambda: variant(read=True, upsert=True, setconfig=True)),
