@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install lint bench clean-db e2e-deps
+.PHONY: run test install lint bench bench-pooler clean-db test-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,15 +25,18 @@ run: install
 	trap 'kill $$WORKER 2>/dev/null; wait $$WORKER 2>/dev/null' EXIT INT TERM; \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-test: install e2e-deps
+test: install test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The browser tests (pytest -m e2e) drive Debian's chromium through Playwright; never
-# `playwright install` (its downloads are not reachable). CI runs as root with apt.
-e2e-deps:
-	@if [ ! -x /usr/bin/chromium ]; then \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
-		else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; \
+# Real parts the tests start: Debian's chromium (the browser tests, driven by Playwright;
+# never `playwright install`, its downloads are not reachable) and Debian's pgbouncer (the
+# pooler tests). Installed with apt-get when missing; CI runs as root.
+TEST_PACKAGES := $(if $(wildcard /usr/bin/chromium),,chromium) \
+	$(if $(wildcard /usr/sbin/pgbouncer),,pgbouncer)
+test-deps:
+	@if [ -n "$(strip $(TEST_PACKAGES))" ]; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $(TEST_PACKAGES); \
 	fi
 
 lint: install
@@ -41,6 +44,9 @@ lint: install
 
 bench: install
 	$(PY) bench/bench_migrations.py $(BENCH_ARGS)
+
+bench-pooler: install test-deps
+	$(PY) bench/bench_pooler.py $(BENCH_ARGS)
 
 # Stops the embedded PostgreSQL and deletes its data folder.
 # (pg_ctl refuses root; the server runs as pgserver's own user, so signal it: SIGINT is

@@ -31,18 +31,49 @@ else:
         raise ImproperlyConfigured(f"{exc} (required when DEBUG is off)") from exc
 
 # --- database -----------------------------------------------------------------------------
-_db_url = env.str("EMPLOYER_PORTAL_DB_URL", default="") or env.str("DATABASE_URL", default="")
-if _db_url:
-    _db = env.db_url_config(_db_url)
-else:
-    from employer_portal.embedded_db import embedded_database_settings
+# The app's URL may go through a connection pooler; EMPLOYER_PORTAL_DB_POOLER says which kind
+# (none, session or transaction). Sessions are needed by the migration engine (session-level
+# advisory locks), the job worker and long runs: EMPLOYER_PORTAL_DIRECT_DB_URL, when set, is a
+# direct connection to the same database that the engine always uses, and that management
+# commands (manage.py marks its process; runserver excepted) use for everything.
+# docs/deployment.md explains each setup.
+POOLER_MODES = ("none", "session", "transaction")
+_app_url = env.str("EMPLOYER_PORTAL_DB_URL", default="") or env.str("DATABASE_URL", default="")
+_direct_url = env.str("EMPLOYER_PORTAL_DIRECT_DB_URL", default="")
+_pooler = env.str("EMPLOYER_PORTAL_DB_POOLER", default="none").lower()
+if _pooler not in POOLER_MODES:
+    raise ImproperlyConfigured(
+        f"EMPLOYER_PORTAL_DB_POOLER must be one of {', '.join(POOLER_MODES)}, not {_pooler!r}"
+    )
+_command_process = env.str("EMPLOYER_PORTAL_PROCESS", default="") == "command"
+_default_is_direct = bool(_direct_url) and _command_process
 
-    _db = embedded_database_settings(env.str("EMPLOYER_PORTAL_DB_NAME", default="employer_portal"))
-_db["ENGINE"] = "django_tenants.postgresql_backend"
-_db.setdefault("TEST", {})["NAME"] = env.str(
-    "EMPLOYER_PORTAL_TEST_DB_NAME", default=f"test_{_db['NAME']}"
-)
+
+def _database(url: str) -> dict:
+    if url:
+        db = env.db_url_config(url)
+    else:
+        from employer_portal.embedded_db import embedded_database_settings
+
+        db = embedded_database_settings(
+            env.str("EMPLOYER_PORTAL_DB_NAME", default="employer_portal")
+        )
+    # django-tenants' backend with the tenant context kept in transactions (no session state).
+    db["ENGINE"] = "tenancy.postgresql_backend"
+    db.setdefault("TEST", {})["NAME"] = env.str(
+        "EMPLOYER_PORTAL_TEST_DB_NAME", default=f"test_{db['NAME']}"
+    )
+    return db
+
+
+_db = _database(_direct_url if _default_is_direct else _app_url)
+# Django's own connection pool (psycopg_pool), off by default: its maximum size.
+_pool_size = env.int("EMPLOYER_PORTAL_DB_POOL", default=0)
+if _pool_size > 0:
+    _db.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": _pool_size}
 DATABASES = {"default": _db}
+if _direct_url:
+    DATABASES["direct"] = {**_database(_direct_url), "TEST": {"MIRROR": "default"}}
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -131,6 +162,9 @@ TENANCY = {
     "MAX_CREATIONS_PER_HOUR": env.int("TENANCY_MAX_CREATIONS_PER_HOUR", default=100),
     # Development domains: <org id>.localhost
     "DOMAIN_SUFFIX": env.str("TENANCY_DOMAIN_SUFFIX", default="localhost"),
+    # The database alias the engine connects to, and the pooler between it and PostgreSQL.
+    "ENGINE_DATABASE": "direct" if _direct_url else "default",
+    "ENGINE_POOLER": "none" if _direct_url else _pooler,
 }
 
 # --- background jobs (django-tasks, database backend) ----------------------------------------

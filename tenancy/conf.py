@@ -18,6 +18,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_TENANTS": 10000,
     "MAX_CREATIONS_PER_HOUR": 100,
     "DOMAIN_SUFFIX": "localhost",
+    "ENGINE_DATABASE": "default",
+    "ENGINE_POOLER": "none",
 }
 
 
@@ -29,9 +31,16 @@ def migrations_dir() -> Path:
     return Path(setting("MIGRATIONS_DIR"))
 
 
-def conninfo(alias: str = "default") -> dict[str, Any]:
-    """psycopg connection parameters of a Django database (the test database in tests)."""
-    sd = connections[alias].settings_dict
+def engine_through_transaction_pooler() -> bool:
+    """True when the engine's connections go through a transaction-pooling pooler, where
+    a session (and so a session-level lock) lasts one transaction only."""
+    return setting("ENGINE_POOLER") == "transaction"
+
+
+def conninfo(alias: str | None = None) -> dict[str, Any]:
+    """psycopg connection parameters of the engine's database (the direct one when
+    configured; the test database in tests), or of the Django database ``alias``."""
+    sd = connections[alias or setting("ENGINE_DATABASE")].settings_dict
     params: dict[str, Any] = {
         "dbname": sd["NAME"],
         "user": sd.get("USER") or None,
@@ -43,7 +52,11 @@ def conninfo(alias: str = "default") -> dict[str, Any]:
     for key, value in (sd.get("OPTIONS") or {}).items():
         if key not in {"pool", "server_side_binding", "isolation_level", "assume_role"}:
             params[key] = value
-    return {k: v for k, v in params.items() if v is not None}
+    params = {k: v for k, v in params.items() if v is not None}
+    if alias is None and engine_through_transaction_pooler():
+        # A prepared statement lives in one server session: the pooler would lose it.
+        params["prepare_threshold"] = None
+    return params
 
 
 def engine_options(**overrides: Any) -> Options:
@@ -51,6 +64,7 @@ def engine_options(**overrides: Any) -> Options:
         lock_timeout_ms=setting("LOCK_TIMEOUT_MS"),
         lock_retries=setting("LOCK_RETRIES"),
         schema_lock_wait_s=setting("SCHEMA_LOCK_WAIT_S"),
+        transaction_pooler=engine_through_transaction_pooler(),
     )
     for key, value in overrides.items():
         if value is not None:

@@ -1,97 +1,88 @@
-"""Routes a request to its tenant's schema by host, and runs it under that tenant's role.
+"""Routes a request to its tenant by host and serves it in a tenant transaction.
 
-django-tenants picks the tenant from the host and sets ``search_path``. That alone isolates
-nothing: a query may still name ``tenant_org_other.job_postings``. So, for a tenant's
-request, this middleware also switches the connection to the tenant's NOLOGIN role
-(``SET ROLE``), which may use its own schema only, and sets ``app.current_tenant``, which
-the row-level security policies of shared tables (``public.audit_logs``) compare rows with.
-When the request ends, however it ends, the role and setting are reset and the connection
-is back on ``public`` as the connecting user; a reset that fails closes the connection, so
-no later request can inherit a tenant's role. Tenants that are not active are refused (403).
+django-tenants finds the tenant from the host (a query on ``public`` as the connecting
+user). A tenant's request then runs inside ``tenancy.context.tenant_transaction``: one
+transaction whose first statement switches to the tenant's NOLOGIN role (which may use its
+own schema only), its ``search_path`` and ``app.current_tenant`` (which the row-level
+security of ``public.audit_logs`` compares rows with), all with transaction scope. COMMIT or
+ROLLBACK ends all three on the server, so the context cannot outlive the request on a
+persistent connection, in Django's pool, or behind a transaction-pooling PgBouncer.
 
-The connecting user must be allowed to ``SET ROLE`` to tenant roles: a superuser is; any
-other user is made a member of each tenant role when the tenant is created
+A response with a 5xx status rolls the request's writes back. Tenants that are not active
+are refused (403); a tenant whose role is missing gets 503, never a page served as the
+connecting user. Hosts of no tenant (the admin) run on ``public`` with no tenant context.
+
+The connecting user must be allowed to take tenant roles: a superuser is; any other user
+is made a member of each tenant role when the tenant is created
 (tenancy.services.tenants._create_role).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
-from django.db import DatabaseError, connection
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.db import DatabaseError, connection, transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseForbidden
 from django_tenants.middleware.main import TenantMainMiddleware
+from django_tenants.utils import get_public_schema_name
 
-from tenancy.engine.names import CURRENT_TENANT_SETTING, role_for_schema
+from tenancy.context import tenant_transaction
 from tenancy.models import TenantStatus
 
 logger = logging.getLogger(__name__)
 
-# Marks a Django connection whose session is under a tenant's role.
-_ROLE_ATTR = "tenancy_role"
-
-
-def enter_tenant(schema: str) -> str:
-    """Run the connection's next queries under ``schema``'s role, with RLS keyed on it."""
-    role = role_for_schema(schema, connection.settings_dict["NAME"])
-    with connection.cursor() as cursor:
-        # Values, not identifiers: set_config takes the role name as a parameter.
-        cursor.execute(
-            "SELECT set_config(%s, %s, false), set_config('role', %s, false)",
-            [CURRENT_TENANT_SETTING, schema, role],
-        )
-    setattr(connection, _ROLE_ATTR, role)
-    return role
-
-
-def leave_tenant() -> None:
-    """Back to the connecting user, no current tenant, ``public``. Idempotent."""
-    if getattr(connection, _ROLE_ATTR, None) is None:
-        return
-    setattr(connection, _ROLE_ATTR, None)
-    try:
-        if connection.connection is not None and not connection.needs_rollback:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT set_config('role', 'none', false), set_config(%s, '', false)",
-                    [CURRENT_TENANT_SETTING],
-                )
-        else:
-            connection.close()
-    except DatabaseError:
-        logger.exception("Could not reset the tenant role; closing the connection")
-        connection.close()
-    connection.set_schema_to_public()
+ROLE_MISSING = (
+    "This organization is not available right now (its database role is missing; an "
+    "operator can run `manage.py tenant_recreate`)."
+)
 
 
 class TenantMiddleware(TenantMainMiddleware):
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        try:
-            return super().__call__(request)
-        finally:
-            leave_tenant()
+    async_capable = False
 
-    def process_request(self, request: HttpRequest) -> HttpResponse | None:
-        leave_tenant()  # whatever a previous request on this connection left behind
-        response = super().process_request(request)
-        if response is not None:
-            return response
-        tenant = getattr(request, "tenant", None)
-        if tenant is None or tenant.schema_name == "public":
-            return None
-        if tenant.status != TenantStatus.ACTIVE:
-            connection.set_schema_to_public()
-            return HttpResponseForbidden(f"This organization is {tenant.status}.")
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         try:
-            enter_tenant(tenant.schema_name)
-        except DatabaseError:
-            # Fail closed: never serve a tenant's page as the connecting user.
-            logger.exception("Cannot switch to the role of %s", tenant.schema_name)
+            response = self.process_request(request)  # the host's tenant, looked up on public
+            if response is None:
+                response = self._dispatch(request)
+            return response
+        finally:
             connection.set_schema_to_public()
-            return HttpResponse(
-                "This organization is not available right now (its database role is "
-                "missing; an operator can run `manage.py tenant_recreate`).",
-                status=503,
-                content_type="text/plain",
-            )
-        return None
+
+    def _dispatch(self, request: HttpRequest) -> HttpResponseBase:
+        tenant = getattr(request, "tenant", None)
+        connection.set_schema_to_public()  # a tenant's queries run only in serve_as_tenant
+        if tenant is None or tenant.schema_name == get_public_schema_name():
+            return self.get_response(request)
+        if tenant.status != TenantStatus.ACTIVE:
+            return HttpResponseForbidden(f"This organization is {tenant.status}.")
+        return serve_as_tenant(request, tenant, self.get_response)
+
+
+def serve_as_tenant(
+    request: HttpRequest, tenant: Any, get_response: Callable[[HttpRequest], HttpResponseBase]
+) -> HttpResponseBase:
+    entered = False
+    try:
+        with tenant_transaction(tenant):
+            entered = True
+            response = get_response(request)
+            if response.status_code >= 500:
+                transaction.set_rollback(True)
+    except DatabaseError:
+        if entered:
+            raise
+        # Fail closed: never serve a tenant's page as the connecting user.
+        logger.exception("Cannot switch to the role of %s", tenant.schema_name)
+        return HttpResponse(ROLE_MISSING, status=503, content_type="text/plain")
+    if response.streaming:
+        # The iterator runs after this function returned: give it a transaction of its own.
+        response.streaming_content = _stream_as(tenant, response.streaming_content)
+    return response
+
+
+def _stream_as(tenant: Any, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    with tenant_transaction(tenant):
+        yield from chunks

@@ -131,10 +131,11 @@ def search_path(schema: str, *, local: bool = True) -> sql.Composed:
     return sql.SQL("{} search_path TO {}, public").format(verb, sql.Identifier(schema))
 
 
-def _search_path_value(conn: psycopg.Connection, schema: str) -> str:
+def search_path_value(schema: str) -> str:
+    """The value of ``search_path`` for ``schema``: the schema, then public."""
     if schema == "public":
         return "public"
-    return f"{sql.Identifier(schema).as_string(conn)}, public"
+    return f"{sql.Identifier(schema).as_string()}, public"
 
 
 def settings_statement(
@@ -144,7 +145,7 @@ def settings_statement(
     return sql.SQL(
         "SELECT set_config('search_path', {}, {}), set_config('lock_timeout', {}, {})"
     ).format(
-        sql.Literal(_search_path_value(conn, schema)),
+        sql.Literal(search_path_value(schema)),
         sql.Literal(local),
         sql.Literal(f"{lock_timeout_ms}ms"),
         sql.Literal(local),
@@ -166,7 +167,7 @@ def begin_locked(conn: psycopg.Connection, schema: str, lock_timeout_ms: int) ->
     ).format(
         sql.Literal(LOCK_NAMESPACE),
         sql.Literal(schema),
-        sql.Literal(_search_path_value(conn, schema)),
+        sql.Literal(search_path_value(schema)),
         sql.Literal(f"{lock_timeout_ms}ms"),
     )
 

@@ -37,6 +37,14 @@ class Options:
     actor: str = "system"
     run_id: int | None = None
     fake: bool = False
+    # The connections go through a transaction-mode pooler: no session-level locks.
+    transaction_pooler: bool = False
+
+
+NEEDS_SESSION = (
+    "needs a session-level advisory lock, which a transaction-mode pooler would lose "
+    "between transactions; refused, nothing changed"
+)
 
 
 @dataclass
@@ -196,6 +204,9 @@ class Executor:
 
     def _attempt(self, conn: psycopg.Connection, item: _Item, task: Callable) -> None:
         if task == self._migrate_schema and self._fast_path(conn, item):
+            return
+        if self.options.transaction_pooler:
+            self._finish(SchemaResult(item.schema, "failed", error=NEEDS_SESSION))
             return
         if not db.try_lock(conn, item.schema):
             self._busy(item)

@@ -33,6 +33,19 @@ class RunError(Exception):
     """A run that cannot start: bad arguments, no infrastructure, an unreadable file."""
 
 
+def require_session(what: str) -> None:
+    """Refuse, before anything changes, work that needs a session-level lock when the
+    engine's connection goes through a transaction-mode pooler (it would lose the lock)."""
+    if conf.engine_through_transaction_pooler():
+        raise RunError(
+            f"{what} needs a session-level advisory lock, and the database connection goes "
+            "through a transaction-mode pooler (EMPLOYER_PORTAL_DB_POOLER=transaction), which "
+            "would silently lose it between transactions. Nothing was changed. Set "
+            "EMPLOYER_PORTAL_DIRECT_DB_URL to a direct connection to the database (see "
+            "docs/deployment.md)."
+        )
+
+
 @dataclass
 class RunReport:
     kind: str
@@ -141,6 +154,7 @@ def ensure_infrastructure(verbosity: int = 0) -> list[str]:
     from django.core.management import call_command
 
     # Two runs on an empty database must not both create the tables: queue on a lock.
+    require_session("Creating the public schema's tables")
     with _connect() as conn:
         if not db.wait_lock(conn, INFRASTRUCTURE_LOCK, float(conf.setting("SCHEMA_LOCK_WAIT_S"))):
             raise RunError("Another process kept the infrastructure lock; try again.")
@@ -383,6 +397,11 @@ def migrate(
             return report
 
         todo = plan.with_pending
+        alone = sorted(
+            {f"{m.scope}/{m.name}" for s in todo for m in s.pending if not m.transactional}
+        )
+        if alone and not fake:
+            require_session(f"Non-transactional migration {', '.join(alone)}")
         missing_schema = [s for s in plan.schemas if not s.schema_exists]
         options = {
             "public": public,
@@ -491,6 +510,7 @@ def rollback(
                         on_event(Event("sql", schema, sql=down or "", message=name))
             report.exit_code = EXIT_FAILED if report.failed else EXIT_OK
             return report
+        require_session("A rollback")
         report.run_id = start_run(
             conn, "rollback", actor, {"version": version, "only": only}, len(targets)
         )

@@ -41,11 +41,10 @@ class Command(MigrateSchemasCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         # Tenant schemas get their tables from SQL files; when no tenant app has Django
-        # migrations, visiting each schema for Django would only cost ~90 ms per tenant.
-        if (
-            not (options.get("schema_name") or options.get("tenant"))
-            and not _tenant_apps_have_migrations()
-        ):
+        # migrations, visiting each schema for Django would only cost ~90 ms per tenant
+        # (and would need the tenant's search_path at session level, which our backend
+        # never sets: tenancy/postgresql_backend).
+        if not _tenant_apps_have_migrations():
             options["shared"] = True
         super().handle(*args, **options)
         if not options.get("sql_migrations", True):
