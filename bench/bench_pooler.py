@@ -111,7 +111,8 @@ def raw(params: dict[str, Any], clients: int, total: int) -> float:
     per_client = total // clients
 
     def loop(index: int) -> None:
-        with psycopg.connect(**params, autocommit=True) as conn:
+        # No prepared statements: as Django's backend, and a transaction pooler loses them.
+        with psycopg.connect(**params, autocommit=True, prepare_threshold=None) as conn:
             for i in range(per_client):
                 org = TENANTS[(i + index) % 2][0]
                 schema = f"tenant_{org}"
