@@ -248,3 +248,23 @@ def test_a_migration_through_the_direct_url_works_while_the_app_uses_the_pooler(
     # The app, still through the pooler, serves its pages.
     figures = serve_pages(TENANTS, clients=2, total=40, close_each=False)
     assert figures["ok"] == 40, figures["samples"]
+
+
+def test_creation_and_transactional_runs_work_through_the_pooler(
+    two_tenants, through_bouncer, settings, sql_dir
+):
+    """The admin's Create tenant runs in the web process: through a transaction pooler
+    (no direct URL), creation and all-transactional runs need no session."""
+    settings.TENANCY = {**settings.TENANCY, "ENGINE_POOLER": "transaction"}
+    assert conf.conninfo()["port"] == str(through_bouncer)
+    create_tenant("org_gamma3", "Gamma", actor="test")
+    (sql_dir / "tenant" / "099_notes.sql").write_text(
+        "-- UP: Apply migration\nCREATE TABLE notes (id int);\n"
+        "-- DOWN: Rollback migration\nDROP TABLE notes;\n"
+    )
+    from tenancy.services import runs
+
+    report = runs.migrate(public=False, actor="test")
+    assert report.exit_code == 0, [r.error for r in report.failed]
+    for schema in (A, B, "tenant_org_gamma3"):
+        assert query("SELECT to_regclass(%s)", [f"{schema}.notes"])[0][0] is not None
