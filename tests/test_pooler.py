@@ -88,7 +88,9 @@ def test_pgbouncer_serves_each_tenant_its_own_rows(two_tenants, mode):
 
 def test_django_pool_serves_each_tenant_its_own_rows(two_tenants):
     info = conf.conninfo()
-    with default_database(info.get("host", ""), info.get("port", ""), pool={"min_size": 1, "max_size": 2}):
+    with default_database(
+        info.get("host", ""), info.get("port", ""), pool={"min_size": 1, "max_size": 2}
+    ):
         figures = serve_pages(TENANTS, clients=4, total=500, close_each=True)
     assert_all_own_rows(figures)
 
