@@ -96,12 +96,33 @@ def role_for_schema(schema: str, database: str) -> str:
 
 
 def role_prefix(database: str) -> str:
-    return "tr" + hashlib.sha256(database.encode()).hexdigest()[:6] + "_"
+    return "tr" + _db_hash(database) + "_"
+
+
+def owner_role_for_schema(schema: str, database: str) -> str:
+    """The NOLOGIN role that owns a tenant's schema and every object in it: the tenant's
+    migrations run under it (it may change its own schema only). Requests never use it."""
+    prefix = owner_role_prefix(database)
+    return prefix + _fit(schema, MAX_IDENTIFIER_BYTES - len(prefix))
+
+
+def owner_role_prefix(database: str) -> str:
+    return "to" + _db_hash(database) + "_"
+
+
+def owner_group_role(database: str) -> str:
+    """The group of every tenant owner role: what tenant migrations may use in ``public``
+    is granted to it (nothing by default; see docs/migrations.md)."""
+    return "tg" + _db_hash(database) + "_owners"
+
+
+def _db_hash(database: str) -> str:
+    return hashlib.sha256(database.encode()).hexdigest()[:6]
 
 
 def app_role(database: str) -> str:
     """The role that request handling switches to: owns nothing, bypasses no RLS."""
-    return "ta" + hashlib.sha256(database.encode()).hexdigest()[:6] + "_app"
+    return "ta" + _db_hash(database) + "_app"
 
 
 def _fit(name: str, limit: int) -> str:
