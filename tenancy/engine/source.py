@@ -45,6 +45,8 @@ class Migration:
     checksum: str
     transactional: bool
     non_transactional_reason: str | None = None
+    # 1-based line of the file where ``up_sql`` (stripped) begins: for file:line messages.
+    up_line: int = 1
 
     @property
     def number(self) -> int:
@@ -116,6 +118,7 @@ def _parse(path: Path, scope: str, version: str, slug: str, text: str) -> Migrat
         checksum=checksum,
         transactional=reason is None,
         non_transactional_reason=reason,
+        up_line=up_line(text),
     )
 
 
@@ -132,6 +135,18 @@ def split_up_down(text: str) -> tuple[str, str | None]:
     if wrapped:
         down = wrapped["body"].strip()
     return up.strip() + "\n", (down + "\n") if statements.has_statements(down) else None
+
+
+def up_line(text: str) -> int:
+    """The 1-based line of ``text`` where the UP part's first non-blank character is, as
+    :func:`split_up_down` finds it (after the UP marker, before the DOWN marker)."""
+    down_match = _DOWN.search(text)
+    body = text[: down_match.start()] if down_match else text
+    up_match = _UP.search(body)
+    start = up_match.end() if up_match else 0
+    rest = body[start:]
+    offset = start + len(rest) - len(rest.lstrip())
+    return text.count("\n", 0, offset) + 1
 
 
 def _headers(text: str) -> dict[str, str]:
