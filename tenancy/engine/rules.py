@@ -1,0 +1,864 @@
+"""Rules for migration files: refusals (a file that breaks one never runs) and lint
+(risky statements, configurable), read by PostgreSQL's own parser (pglast) and squawk.
+
+``refusals`` guards the engine's own guarantees: one transaction per schema, the
+``search_path`` and role the engine sets, a tenant file changing only its own schema.
+``lint`` adds the safety rules (locks, rewrites, destructive changes) and squawk's.
+The linter catches mistakes, not malice: SQL built at run time cannot be read here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pglast
+from pglast import ast
+from pglast.enums import (
+    ConstrType,
+    GrantTargetType,
+    ObjectType,
+    TransactionStmtKind,
+    VariableSetKind,
+)
+
+from tenancy.engine.source import TENANT, Migration
+
+ERROR, WARNING, OFF = "error", "warning", "off"
+LEVELS = (ERROR, WARNING, OFF)
+
+# Always errors: they cannot be turned off in settings nor ignored in a file.
+REFUSAL_RULES = (
+    "syntax-error",
+    "transaction-control",
+    "session-state",
+    "foreign-schema",
+    "writes-public",
+    "role-in-body",
+)
+# Rule → default severity; settings (TENANCY["LINT"]) may change them or turn them "off".
+SAFETY_RULES: dict[str, str] = {
+    "index-not-concurrent": WARNING,
+    "add-column-not-null-without-default": ERROR,
+    "alter-column-type": WARNING,
+    "drop-column": WARNING,
+    "drop-table": WARNING,
+    "constraint-without-not-valid": WARNING,
+    "missing-down": WARNING,
+}
+SQUAWK = "squawk"  # settings key for every squawk rule at once ("off" skips squawk)
+SQUAWK_EXCLUDED = frozenset(
+    {
+        # Ours already check these, knowing which tables the same file creates (new, empty)
+        # and honouring `-- lint: ignore`; squawk would report each one twice.
+        "require-concurrent-index-creation",
+        "adding-required-field",
+        "changing-column-type",
+        "ban-drop-column",
+        "ban-drop-table",
+        "constraint-missing-not-valid",
+        "adding-foreign-key-constraint",
+        "transaction-nesting",
+        "ban-uncommitted-transaction",
+        # The engine sets lock_timeout for every file and retries on it; a statement_timeout
+        # would cut a legitimate long CREATE INDEX CONCURRENTLY.
+        "require-timeout-settings",
+        "require-lock-timeout",
+        "require-statement-timeout",
+        # A file runs in one transaction with its ledger row: a failure undoes all of it, so
+        # IF NOT EXISTS guards are not needed to re-run it.
+        "prefer-robust-stmts",
+        # Column type taste, not migration safety; noisy on the shipped schema (VARCHAR(n),
+        # a SMALLINT rating, an INTEGER duration, a CHAR(3) currency code).
+        "prefer-text-field",
+        "prefer-bigint-over-int",
+        "prefer-bigint-over-smallint",
+        "ban-char-field",
+    }
+)
+
+# Placeholders rendered so the parser reads the file and {{schema}} stays recognisable.
+TENANT_SCHEMA = "__tenant_schema__"
+_OTHER_PLACEHOLDER = "__placeholder__"
+_SQUAWK_PLACEHOLDER = '"tenant_schema_placeholder"'
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
+_SHARED_SCHEMAS = frozenset({"public", "pg_catalog"})
+_TENANT_MAY_NAME = _SHARED_SCHEMAS | {TENANT_SCHEMA}
+_SESSION_SETTINGS = frozenset({"search_path", "role", "session_authorization"})
+_IGNORE = re.compile(r"--\s*lint:\s*ignore\b(?P<names>[^\n]*)", re.IGNORECASE)
+_BODY_ROLE_CHANGE = re.compile(
+    r"\b(set|reset)\s+(local\s+|session\s+)?(role|session\s+authorization|search_path)\b"
+    r"|set_config",
+    re.IGNORECASE,
+)
+_BODY_EXECUTE = re.compile(r"\bexecute\b", re.IGNORECASE)
+_LINE_COMMENT = re.compile(r"--[^\n]*")
+_LEADING_BLANKS = re.compile(rb"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
+_SERIAL_TYPES = frozenset({"serial", "bigserial", "smallserial", "serial2", "serial4", "serial8"})
+
+
+class LintConfigError(ValueError):
+    """A severity mapping that names an unknown rule or level, or tries to relax a refusal."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str  # the file's path (str(migration.path))
+    line: int  # 1-based line in the file where the offending statement starts
+    rule: str  # e.g. "transaction-control", "squawk:renaming-column"
+    severity: str  # "error" | "warning"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.severity} [{self.rule}] {self.message}"
+
+
+@dataclass(frozen=True)
+class _Statement:
+    node: ast.Node
+    line: int  # file lines, 1-based
+    end_line: int
+    ignored: frozenset[str]  # rules named by `-- lint: ignore` above or on its first line
+
+
+# --- public API -----------------------------------------------------------------------------
+
+
+def refusals(migration: Migration) -> list[Problem]:
+    """Rules a file must pass before anything runs (always errors, never ignorable)."""
+    return list(_refusals(migration))
+
+
+def lint(
+    migrations: Sequence[Migration], severities: Mapping[str, str] | None = None
+) -> list[Problem]:
+    """refusals() plus the safety rules plus squawk, for files of one or both scopes.
+    `migrations` are in version order per scope; rules that need 'earlier files'
+    (tables created by earlier files of the same scope) use that order."""
+    levels = _levels(severities or {})
+    problems: list[Problem] = []
+    for group in _groups(migrations):
+        problems += _lint_group(group, levels)
+    if migrations and levels.get(SQUAWK) != OFF:
+        problems += _squawk_problems(migrations, levels)
+    return sorted(problems, key=lambda p: (p.path, p.line, p.rule))
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+
+def _render(text: str, schema: str, other: str) -> str:
+    return _PLACEHOLDER.sub(lambda m: schema if m[1] == "schema" else other, text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _statements(migration: Migration) -> tuple[_Statement, ...]:
+    """The UP part's statements with their file lines. Raises pglast's ParseError."""
+    text = _render(migration.up_sql, f'"{TENANT_SCHEMA}"', f'"{_OTHER_PLACEHOLDER}"')
+    data = text.encode()  # stmt_location and stmt_len are byte offsets
+    lines = text.split("\n")
+    found = []
+    for raw in pglast.parse_sql(text):
+        start = _LEADING_BLANKS.match(data, raw.stmt_location).end()
+        end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(data)
+        first = data.count(b"\n", 0, start)  # 0-based line of up_sql (placeholders hold none)
+        last = data.count(b"\n", 0, max(start, end - 1))
+        found.append(
+            _Statement(
+                raw.stmt,
+                migration.up_line + first,
+                migration.up_line + last,
+                _ignored_above(lines, first),
+            )
+        )
+    return tuple(found)
+
+
+def _ignored_above(lines: list[str], first: int) -> frozenset[str]:
+    """Rules named in `-- lint: ignore` at the end of line ``first`` or in the comment lines
+    directly above it."""
+    names = _ignore_names(lines[first])
+    index = first - 1
+    while index >= 0 and lines[index].lstrip().startswith("--"):
+        names |= _ignore_names(lines[index])
+        index -= 1
+    return frozenset(names)
+
+
+def _ignore_names(line: str) -> set[str]:
+    match = _IGNORE.search(line)
+    return {n for n in re.split(r"[,\s]+", match["names"]) if n} if match else set()
+
+
+def _walk(value: object) -> Iterator[ast.Node]:
+    """Every node of a statement tree, the statement itself first."""
+    if isinstance(value, ast.Node):
+        yield value
+        for name in value:
+            yield from _walk(getattr(value, name))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _walk(item)
+
+
+# --- statement kinds, for messages -----------------------------------------------------------
+
+_KINDS: dict[type, str] = {
+    ast.CreateStmt: "CREATE TABLE",
+    ast.IndexStmt: "CREATE INDEX",
+    ast.ViewStmt: "CREATE VIEW",
+    ast.InsertStmt: "INSERT INTO",
+    ast.UpdateStmt: "UPDATE",
+    ast.DeleteStmt: "DELETE FROM",
+    ast.MergeStmt: "MERGE INTO",
+    ast.TruncateStmt: "TRUNCATE",
+    ast.CopyStmt: "COPY FROM",
+    ast.CreateSeqStmt: "CREATE SEQUENCE",
+    ast.AlterSeqStmt: "ALTER SEQUENCE",
+    ast.CreateTrigStmt: "CREATE TRIGGER",
+    ast.CreatePolicyStmt: "CREATE POLICY",
+    ast.AlterPolicyStmt: "ALTER POLICY",
+    ast.CompositeTypeStmt: "CREATE TYPE",
+    ast.CreateEnumStmt: "CREATE TYPE",
+    ast.CreateRangeStmt: "CREATE TYPE",
+    ast.AlterEnumStmt: "ALTER TYPE",
+    ast.CreateDomainStmt: "CREATE DOMAIN",
+    ast.AlterDomainStmt: "ALTER DOMAIN",
+    ast.AlterFunctionStmt: "ALTER FUNCTION",
+    ast.RuleStmt: "CREATE RULE",
+    ast.RefreshMatViewStmt: "REFRESH MATERIALIZED VIEW",
+    ast.CreateSchemaStmt: "CREATE SCHEMA",
+    ast.AlterDefaultPrivilegesStmt: "ALTER DEFAULT PRIVILEGES",
+}
+
+
+def _objtype(objtype: ObjectType) -> str:
+    words = {"MATVIEW": "MATERIALIZED VIEW", "TABCONSTRAINT": "CONSTRAINT"}
+    name = objtype.name.removeprefix("OBJECT_")
+    return words.get(name, name.replace("_", " "))
+
+
+def _kind(node: ast.Node) -> str:
+    """The statement's kind as SQL words (CREATE TABLE, DROP SCHEMA, …)."""
+    if isinstance(node, ast.DropStmt):
+        return f"DROP {_objtype(node.removeType)}"
+    if isinstance(node, ast.GrantStmt):
+        return "GRANT" if node.is_grant else "REVOKE"
+    if isinstance(node, ast.SelectStmt):
+        return "SELECT INTO" if node.intoClause else "SELECT"
+    if isinstance(node, ast.CreateFunctionStmt):
+        return "CREATE PROCEDURE" if node.is_procedure else "CREATE FUNCTION"
+    if isinstance(node, ast.AlterTableStmt):
+        return f"ALTER {_objtype(node.objtype)}"
+    if isinstance(node, ast.RenameStmt):
+        return f"ALTER {_objtype(node.renameType)} … RENAME"
+    if isinstance(node, ast.AlterObjectSchemaStmt):
+        return f"ALTER {_objtype(node.objectType)} … SET SCHEMA"
+    if isinstance(node, ast.AlterOwnerStmt):
+        return f"ALTER {_objtype(node.objectType)} … OWNER TO"
+    if isinstance(node, ast.CommentStmt):
+        return f"COMMENT ON {_objtype(node.objtype)}"
+    if isinstance(node, ast.DefineStmt):
+        return f"CREATE {_objtype(node.kind)}"
+    if isinstance(node, ast.CreateTableAsStmt):
+        return f"CREATE {_objtype(node.objtype)} AS"
+    if isinstance(node, ast.TransactionStmt):
+        return _TRANSACTION_KINDS[node.kind]
+    if isinstance(node, ast.VariableSetStmt):
+        return _set_kind(node)
+    camel = type(node).__name__.removesuffix("Stmt")
+    return _KINDS.get(type(node)) or re.sub(r"(?<!^)(?=[A-Z])", " ", camel).upper()
+
+
+_TRANSACTION_KINDS = {
+    TransactionStmtKind.TRANS_STMT_BEGIN: "BEGIN",
+    TransactionStmtKind.TRANS_STMT_START: "START TRANSACTION",
+    TransactionStmtKind.TRANS_STMT_COMMIT: "COMMIT",
+    TransactionStmtKind.TRANS_STMT_ROLLBACK: "ROLLBACK",
+    TransactionStmtKind.TRANS_STMT_SAVEPOINT: "SAVEPOINT",
+    TransactionStmtKind.TRANS_STMT_RELEASE: "RELEASE SAVEPOINT",
+    TransactionStmtKind.TRANS_STMT_ROLLBACK_TO: "ROLLBACK TO SAVEPOINT",
+    TransactionStmtKind.TRANS_STMT_PREPARE: "PREPARE TRANSACTION",
+    TransactionStmtKind.TRANS_STMT_COMMIT_PREPARED: "COMMIT PREPARED",
+    TransactionStmtKind.TRANS_STMT_ROLLBACK_PREPARED: "ROLLBACK PREPARED",
+}
+
+
+def _set_kind(node: ast.VariableSetStmt) -> str:
+    if node.kind == VariableSetKind.VAR_RESET_ALL:
+        return "RESET ALL"
+    verb = "RESET" if node.kind == VariableSetKind.VAR_RESET else "SET"
+    return f"{verb}{' LOCAL' if node.is_local else ''} {node.name}"
+
+
+# --- names: qualified references and write targets -------------------------------------------
+
+# Nodes whose attribute is a (possibly qualified) name list: schema.name.
+_NAME_LISTS: dict[type, tuple[str, ...]] = {
+    ast.FuncCall: ("funcname",),
+    ast.TypeName: ("names",),
+    ast.CreateFunctionStmt: ("funcname",),
+    ast.ObjectWithArgs: ("objname",),
+    ast.CreateEnumStmt: ("typeName",),
+    ast.CreateRangeStmt: ("typeName",),
+    ast.AlterEnumStmt: ("typeName",),
+    ast.DefineStmt: ("defnames",),
+    ast.CreateDomainStmt: ("domainname",),
+    ast.AlterDomainStmt: ("typeName",),
+    ast.CollateClause: ("collname",),
+    ast.IndexElem: ("opclass", "collation"),
+    ast.CreateTrigStmt: ("funcname",),
+    ast.CreateStatsStmt: ("defnames",),
+    ast.A_Expr: ("name",),  # OPERATOR(schema.op)
+}
+# Objects whose last name is a part of a table: schema.table.part.
+_SUB_OBJECTS = frozenset(
+    {
+        ObjectType.OBJECT_COLUMN,
+        ObjectType.OBJECT_TRIGGER,
+        ObjectType.OBJECT_POLICY,
+        ObjectType.OBJECT_RULE,
+        ObjectType.OBJECT_TABCONSTRAINT,
+    }
+)
+
+
+def _strings(items: object) -> list[str]:
+    return [i.sval for i in (items or ()) if isinstance(i, ast.String)]  # type: ignore[attr-defined]
+
+
+def _split(names: list[str]) -> tuple[str | None, str]:
+    """(schema or None, object name) of a name list."""
+    return (names[-2] if len(names) >= 2 else None, names[-1] if names else "")
+
+
+def _object(objtype: ObjectType, obj: object) -> tuple[str | None, str]:
+    """(schema, name) of an object of DROP/COMMENT/GRANT/…; a schema is ("its name", "")."""
+    if objtype == ObjectType.OBJECT_SCHEMA and isinstance(obj, ast.String):
+        return obj.sval, ""
+    if isinstance(obj, ast.RangeVar):
+        return obj.schemaname, obj.relname
+    if isinstance(obj, ast.ObjectWithArgs):
+        return _split(_strings(obj.objname))
+    if isinstance(obj, ast.TypeName):
+        return _split(_strings(obj.names))
+    if isinstance(obj, ast.String):
+        return None, obj.sval
+    names = _strings(obj) if isinstance(obj, (list, tuple)) else []
+    return _split(names[:-1] if objtype in _SUB_OBJECTS else names)
+
+
+def _objects(node: ast.Node) -> Iterator[tuple[str | None, str]]:
+    """The objects a DROP, COMMENT, GRANT, RENAME, OWNER TO or SET SCHEMA acts on."""
+    if isinstance(node, ast.DropStmt):
+        for obj in node.objects or ():
+            yield _object(node.removeType, obj)
+    elif isinstance(node, ast.GrantStmt):
+        in_schema = node.targtype == GrantTargetType.ACL_TARGET_ALL_IN_SCHEMA
+        objtype = ObjectType.OBJECT_SCHEMA if in_schema else node.objtype
+        for obj in node.objects or ():
+            yield _object(objtype, obj)
+    elif isinstance(node, ast.CommentStmt) and node.object is not None:
+        yield _object(node.objtype, node.object)
+    elif isinstance(node, (ast.RenameStmt, ast.AlterOwnerStmt, ast.AlterObjectSchemaStmt)):
+        objtype = node.renameType if isinstance(node, ast.RenameStmt) else node.objectType
+        if node.relation is not None:
+            yield node.relation.schemaname, node.relation.relname
+        elif node.object is not None:
+            yield _object(objtype, node.object)
+    elif isinstance(node, ast.AlterDefaultPrivilegesStmt):
+        for option in node.options or ():
+            if option.defname == "schemas":
+                yield from ((schema, "") for schema in _strings(option.arg))
+
+
+def _schemas(node: ast.Node) -> Iterator[str]:
+    """Schemas this node names explicitly (qualified names, schema objects)."""
+    if isinstance(node, ast.RangeVar) and node.schemaname:
+        yield node.schemaname
+    elif isinstance(node, ast.ColumnRef) and len(node.fields or ()) >= 3:
+        yield from _strings(node.fields[-3:-2])  # schema.table.column
+    elif isinstance(node, ast.DefElem) and node.defname == "schema":
+        yield from _strings([node.arg])  # CREATE EXTENSION … SCHEMA x
+    for schema, _ in _objects(node):
+        if schema:
+            yield schema
+    for attr in _NAME_LISTS.get(type(node), ()):
+        schema, _ = _split(_strings(getattr(node, attr)))
+        if schema:
+            yield schema
+
+
+# Statements (and nodes) whose attribute names the relation they create or change.
+_RELATION_TARGETS: dict[type, str] = {
+    ast.CreateStmt: "relation",
+    ast.ViewStmt: "view",
+    ast.IndexStmt: "relation",
+    ast.CreateSeqStmt: "sequence",
+    ast.AlterSeqStmt: "sequence",
+    ast.CompositeTypeStmt: "typevar",
+    ast.InsertStmt: "relation",
+    ast.UpdateStmt: "relation",
+    ast.DeleteStmt: "relation",
+    ast.MergeStmt: "relation",
+    ast.AlterTableStmt: "relation",
+    ast.CreateTrigStmt: "relation",
+    ast.CreatePolicyStmt: "table",
+    ast.AlterPolicyStmt: "table",
+    ast.RuleStmt: "relation",
+    ast.RefreshMatViewStmt: "relation",
+    ast.ClusterStmt: "relation",
+    ast.ReindexStmt: "relation",
+}
+_NAME_TARGETS: dict[type, str] = {
+    ast.CreateFunctionStmt: "funcname",
+    ast.CreateEnumStmt: "typeName",
+    ast.CreateRangeStmt: "typeName",
+    ast.AlterEnumStmt: "typeName",
+    ast.DefineStmt: "defnames",
+    ast.CreateDomainStmt: "domainname",
+    ast.AlterDomainStmt: "typeName",
+    ast.CreateStatsStmt: "defnames",
+}
+
+
+def _targets(node: ast.Node) -> Iterator[tuple[str | None, str]]:
+    """(schema, name) of what this node creates, writes or changes (not what it reads)."""
+    relation = getattr(node, _RELATION_TARGETS.get(type(node), "-"), None)
+    if isinstance(relation, ast.RangeVar):
+        yield relation.schemaname, relation.relname
+    if type(node) in _NAME_TARGETS:
+        yield _split(_strings(getattr(node, _NAME_TARGETS[type(node)])))
+    into = getattr(node, "into", None) or getattr(node, "intoClause", None)
+    if isinstance(into, ast.IntoClause):  # CREATE TABLE AS, SELECT INTO
+        yield into.rel.schemaname, into.rel.relname
+    if isinstance(node, ast.TruncateStmt):
+        yield from ((r.schemaname, r.relname) for r in node.relations or ())
+    if isinstance(node, ast.CopyStmt) and node.is_from and node.relation is not None:
+        yield node.relation.schemaname, node.relation.relname
+    if isinstance(node, ast.AlterFunctionStmt):
+        yield _split(_strings(node.func.objname))
+    yield from _objects(node)
+
+
+def _write_label(node: ast.Node, schema: str, name: str) -> str:
+    """'CREATE TABLE public.x', 'GRANT ON SCHEMA public', …"""
+    on = " ON" if isinstance(node, (ast.GrantStmt, ast.AlterDefaultPrivilegesStmt)) else ""
+    return f"{_kind(node)}{on} {f'{schema}.{name}' if name else f'SCHEMA {schema}'}"
+
+
+# --- refusal rules ---------------------------------------------------------------------------
+
+Check = Callable[[ast.Node], str | None]
+
+
+def _transaction_control(node: ast.Node) -> str | None:
+    if not isinstance(node, ast.TransactionStmt):
+        return None
+    return (
+        f"{_kind(node)} in a migration file: the engine runs each schema's files in one "
+        "transaction that it commits with their ledger rows; a file's own transaction "
+        "control would commit or discard part of that work behind the ledger's back. "
+        "Remove it (a file that must run outside a transaction says '-- transactional: false')."
+    )
+
+
+def _session_state(node: ast.Node) -> str | None:
+    kind = None
+    if isinstance(node, ast.VariableSetStmt) and (
+        node.kind == VariableSetKind.VAR_RESET_ALL or node.name in _SESSION_SETTINGS
+    ):
+        kind = _kind(node)
+    elif isinstance(node, ast.DiscardStmt):
+        kind = "DISCARD"
+    else:
+        kind = next(filter(None, map(_set_config_call, _walk(node))), None)
+    if kind is None:
+        return None
+    return (
+        f"{kind} in a migration file: the engine sets each schema's search_path and role "
+        "for its files; changing them would run the rest of the file, and the files after "
+        "it, against another schema or as another role. Name the schema instead "
+        "({{schema}}.table in a tenant file, public.table in a public file)."
+    )
+
+
+def _set_config_call(node: ast.Node) -> str | None:
+    """ "set_config('x', …)" when the call may change search_path, role or the session user."""
+    if not isinstance(node, ast.FuncCall) or not node.args:
+        return None
+    names = _strings(node.funcname)
+    if names[-1:] != ["set_config"] or names[:-1] not in ([], ["pg_catalog"]):
+        return None
+    first = node.args[0]
+    if isinstance(first, ast.A_Const) and isinstance(first.val, ast.String):
+        setting = first.val.sval.lower()
+        return f"set_config('{setting}', …)" if setting in _SESSION_SETTINGS else None
+    return "set_config() with a computed setting name"
+
+
+def _foreign_schema(node: ast.Node) -> str | None:
+    if _is_schema_ddl(node):
+        return (
+            f"{_kind(node)} in a tenant file: a tenant file runs once in every tenant schema "
+            "and may change only that schema; creating, dropping, renaming or moving "
+            "schemas is the engine's job (tenant_create, tenant_drop)."
+        )
+    foreign = sorted({s for n in _walk(node) for s in _schemas(n)} - _TENANT_MAY_NAME)
+    if not foreign:
+        return None
+    return (
+        f"{_kind(node)} names schema {', '.join(foreign)}: a tenant file runs in every "
+        "tenant schema and may name only its own ({{schema}}, or unqualified names), "
+        "public and pg_catalog; another schema is another tenant's data or no tenant's."
+    )
+
+
+def _is_schema_ddl(node: ast.Node) -> bool:
+    schema = ObjectType.OBJECT_SCHEMA
+    return (
+        isinstance(node, (ast.CreateSchemaStmt, ast.AlterObjectSchemaStmt))
+        or (isinstance(node, ast.DropStmt) and node.removeType == schema)
+        or (isinstance(node, ast.RenameStmt) and node.renameType == schema)
+        or (isinstance(node, ast.AlterOwnerStmt) and node.objectType == schema)
+    )
+
+
+def _writes_public(node: ast.Node) -> str | None:
+    writes = sorted(
+        {
+            _write_label(n, schema, name)
+            for n in _walk(node)
+            for schema, name in _targets(n)
+            if schema in _SHARED_SCHEMAS
+        }
+    )
+    if not writes:
+        return None
+    return (
+        f"{'; '.join(writes)} in a tenant file: a tenant file runs once per tenant, so a "
+        "change to a shared schema would run once per tenant (and as the tenant's role, "
+        "which may not change it). Tenant files may read public (SELECT, REFERENCES "
+        "public.x); shared objects belong in a public migration."
+    )
+
+
+def _body(options: Iterable[ast.Node] | None) -> str:
+    """The source text of a DO block or function body (its 'as' option)."""
+    for option in options or ():
+        if isinstance(option, ast.DefElem) and option.defname == "as":
+            parts = option.arg if isinstance(option.arg, (list, tuple)) else [option.arg]
+            return _LINE_COMMENT.sub("", "\n".join(_strings(parts)))
+    return ""
+
+
+def _role_in_body(node: ast.Node) -> str | None:
+    if isinstance(node, ast.DoStmt):
+        body, what = _body(node.args), "DO block"
+    elif isinstance(node, ast.CreateFunctionStmt):
+        body, what = _body(node.options), f"{_kind(node)} body"
+    else:
+        return None
+    change = _BODY_ROLE_CHANGE.search(body)
+    if change:
+        return (
+            f"{what} changes the role, session user or search_path ({change[0]!r}): a tenant "
+            "file runs as the tenant's owner role on its own schema; code that changes "
+            "either can act on other schemas, during the migration or whenever it is called."
+        )
+    if what == "DO block" and _BODY_EXECUTE.search(body):
+        return (
+            "DO block with dynamic EXECUTE in a tenant file: it runs during the migration as "
+            "SQL built at run time, which these checks cannot read. Write the statements "
+            "out in the file."
+        )
+    return None
+
+
+_REFUSALS: tuple[tuple[str, Check], ...] = (
+    ("transaction-control", _transaction_control),
+    ("session-state", _session_state),
+)
+_TENANT_REFUSALS: tuple[tuple[str, Check], ...] = (
+    *_REFUSALS,
+    ("foreign-schema", _foreign_schema),
+    ("writes-public", _writes_public),
+    ("role-in-body", _role_in_body),
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _refusals(migration: Migration) -> tuple[Problem, ...]:
+    """Cached: tenant creation checks the same files for every new tenant."""
+    path = str(migration.path)
+    try:
+        found = _statements(migration)
+    except pglast.parser.ParseError as exc:
+        return (
+            Problem(path, migration.up_line, "syntax-error", ERROR, f"SQL syntax error: {exc}"),
+        )
+    checks = _TENANT_REFUSALS if migration.scope == TENANT else _REFUSALS
+    return tuple(
+        Problem(path, stmt.line, rule, ERROR, message)
+        for stmt in found
+        for rule, check in checks
+        if (message := check(stmt.node))
+    )
+
+
+# --- safety rules ----------------------------------------------------------------------------
+
+
+def _table_key(relation: ast.RangeVar) -> str:
+    """A table's name as the rules compare it: its own schema's tables unqualified."""
+    if relation.schemaname in (None, TENANT_SCHEMA, "public"):
+        return relation.relname
+    return f"{relation.schemaname}.{relation.relname}"
+
+
+def _created_tables(found: Iterable[_Statement]) -> set[str]:
+    created = set()
+    for stmt in found:
+        node = stmt.node
+        if isinstance(node, ast.CreateStmt):
+            created.add(_table_key(node.relation))
+        into = getattr(node, "into", None) or getattr(node, "intoClause", None)
+        if isinstance(into, ast.IntoClause):
+            created.add(_table_key(into.rel))
+    return created
+
+
+def _existing(table: str, earlier: Mapping[str, str]) -> str:
+    where = f"created by {earlier[table]}" if table in earlier else "not created in this file"
+    return f"{table} ({where})"
+
+
+def _safety(node: ast.Node, new: set[str], earlier: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+    """(rule, message) of the safety rules this statement breaks. Tables the same file
+    creates are new and empty: nothing on them can lock or lose anyone's data."""
+    if isinstance(node, ast.IndexStmt) and not node.concurrent:
+        table = _table_key(node.relation)
+        if table not in new:
+            yield (
+                "index-not-concurrent",
+                (
+                    f"CREATE INDEX on {_existing(table, earlier)} without CONCURRENTLY blocks "
+                    "writes to the table while the index builds. Write CREATE INDEX CONCURRENTLY: "
+                    "the engine runs such a file alone outside a transaction (and builds it "
+                    "plainly when it creates a new tenant)."
+                ),
+            )
+    elif isinstance(node, ast.AlterTableStmt) and node.objtype == ObjectType.OBJECT_TABLE:
+        table = _table_key(node.relation)
+        if table not in new:
+            for cmd in node.cmds or ():
+                yield from _alter_table_cmd(cmd, _existing(table, earlier))
+    elif isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_TABLE:
+        for schema, name in _objects(node):
+            table = _table_key(ast.RangeVar(schemaname=schema, relname=name))
+            if table not in new:
+                yield (
+                    "drop-table",
+                    (
+                        f"DROP TABLE {table} deletes its data while code of the running release "
+                        "may still use it: stop using it in one deploy, drop it in a later one."
+                    ),
+                )
+
+
+def _alter_table_cmd(cmd: ast.AlterTableCmd, table: str) -> Iterator[tuple[str, str]]:
+    subtype = cmd.subtype.name
+    if subtype == "AT_AddColumn" and _required_without_value(cmd.def_):
+        yield (
+            "add-column-not-null-without-default",
+            (
+                f"ADD COLUMN {cmd.def_.colname} NOT NULL without a DEFAULT on {table} fails in "
+                "every schema whose table has rows. Add it nullable, backfill, then enforce NOT "
+                "NULL (a CHECK … NOT VALID, VALIDATE, SET NOT NULL), or give it a DEFAULT."
+            ),
+        )
+    elif subtype == "AT_AlterColumnType":
+        yield (
+            "alter-column-type",
+            (
+                f"ALTER COLUMN {cmd.name} TYPE on {table} usually rewrites the table and its "
+                "indexes under an ACCESS EXCLUSIVE lock, blocking reads and writes meanwhile. "
+                "Add a new column, backfill and switch to it across deploys."
+            ),
+        )
+    elif subtype == "AT_DropColumn":
+        yield (
+            "drop-column",
+            (
+                f"DROP COLUMN {cmd.name} on {table} while code of the running release may still "
+                "read or write it: stop using it in one deploy, drop it in a later one."
+            ),
+        )
+    elif subtype == "AT_AddConstraint" and _validated_on_add(cmd.def_):
+        kind = "FOREIGN KEY" if cmd.def_.contype == ConstrType.CONSTR_FOREIGN else "CHECK"
+        yield (
+            "constraint-without-not-valid",
+            (
+                f"ADD CONSTRAINT {cmd.def_.conname or ''} {kind} on {table} without NOT VALID "
+                "checks every row while holding a lock that blocks writes. Add it NOT VALID, "
+                "then VALIDATE CONSTRAINT in a later deploy."
+            ),
+        )
+
+
+def _required_without_value(column: ast.ColumnDef) -> bool:
+    """NOT NULL (or PRIMARY KEY) with nothing to fill existing rows."""
+    kinds = {c.contype for c in column.constraints or ()}
+    required = column.is_not_null or kinds & {ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY}
+    filled = kinds & {
+        ConstrType.CONSTR_DEFAULT,
+        ConstrType.CONSTR_IDENTITY,
+        ConstrType.CONSTR_GENERATED,
+    }
+    type_names = _strings(column.typeName.names) if column.typeName else []
+    serial = bool(type_names) and type_names[-1] in _SERIAL_TYPES  # an implicit DEFAULT
+    return bool(required) and not filled and not serial
+
+
+def _validated_on_add(constraint: object) -> bool:
+    return (
+        isinstance(constraint, ast.Constraint)
+        and constraint.contype in (ConstrType.CONSTR_FOREIGN, ConstrType.CONSTR_CHECK)
+        and not constraint.skip_validation
+    )
+
+
+# --- lint: grouping, severities, squawk ------------------------------------------------------
+
+
+def _levels(severities: Mapping[str, str]) -> dict[str, str]:
+    """Every safety rule's severity, defaults first; squawk entries as given."""
+    levels = dict(SAFETY_RULES)
+    for rule, level in severities.items():
+        if level not in LEVELS:
+            raise LintConfigError(f"Lint severity of {rule!r} is {level!r}; expected {LEVELS}.")
+        if rule in REFUSAL_RULES:
+            if level != ERROR:
+                raise LintConfigError(f"{rule!r} is a refusal rule: always an error.")
+        elif rule not in SAFETY_RULES and rule != SQUAWK and not rule.startswith("squawk:"):
+            known = ", ".join([*SAFETY_RULES, SQUAWK, "squawk:<rule>"])
+            raise LintConfigError(f"Unknown lint rule {rule!r}; known: {known}.")
+        levels[rule] = level
+    return levels
+
+
+def _groups(migrations: Iterable[Migration]) -> list[list[Migration]]:
+    """Files by scope and folder, in version order: 'earlier files' are within a group."""
+    groups: dict[tuple[str, Path], list[Migration]] = {}
+    for migration in migrations:
+        groups.setdefault((migration.scope, migration.path.parent), []).append(migration)
+    return [sorted(group, key=lambda m: m.number) for group in groups.values()]
+
+
+def _lint_group(group: list[Migration], levels: Mapping[str, str]) -> list[Problem]:
+    problems: list[Problem] = []
+    earlier: dict[str, str] = {}  # table → the earlier file that created it
+    for migration in group:
+        problems += refusals(migration)
+        try:
+            found = _statements(migration)
+        except pglast.parser.ParseError:
+            continue  # reported by refusals()
+        new = _created_tables(found)
+        for stmt in found:
+            for rule, message in _safety(stmt.node, new, earlier):
+                if levels[rule] != OFF and rule not in stmt.ignored:
+                    problems.append(
+                        Problem(str(migration.path), stmt.line, rule, levels[rule], message)
+                    )
+        problems += _missing_down(migration, levels["missing-down"])
+        for table in new:
+            earlier.setdefault(table, f"{migration.scope}/{migration.name}")
+    return problems
+
+
+def _missing_down(migration: Migration, level: str) -> list[Problem]:
+    """A file-level rule: `-- lint: ignore missing-down` anywhere in the file silences it."""
+    if migration.down_sql is not None or level == OFF:
+        return []
+    try:
+        text = migration.path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = migration.up_sql
+    if any("missing-down" in _ignore_names(line) for line in text.splitlines()):
+        return []
+    message = (
+        "no DOWN section: `migrate_tenants --rollback` cannot undo this file. Add a "
+        "'-- DOWN' marker and the SQL that reverses it (it may stay inside /* … */)."
+    )
+    return [Problem(str(migration.path), 1, "missing-down", level, message)]
+
+
+def squawk_binary() -> str | None:
+    """squawk from squawk-cli: beside this Python (a virtualenv's bin/), else on PATH."""
+    beside = Path(sys.executable).parent / "squawk"
+    return str(beside) if beside.is_file() else shutil.which("squawk")
+
+
+def _squawk_problems(migrations: Sequence[Migration], levels: Mapping[str, str]) -> list[Problem]:
+    binary = squawk_binary()
+    if binary is None:
+        return [_squawk_note("unavailable", "squawk not found (install squawk-cli): not run.")]
+    with tempfile.TemporaryDirectory(prefix="tenancy-lint-") as folder:
+        files = {}
+        for index, migration in enumerate(migrations):
+            path = Path(folder) / f"{index:05d}.sql"
+            # Blank lines in front keep squawk's line numbers the file's.
+            rendered = _render(migration.up_sql, _SQUAWK_PLACEHOLDER, _SQUAWK_PLACEHOLDER)
+            path.write_text("\n" * (migration.up_line - 1) + rendered, encoding="utf-8")
+            files[path.name] = migration
+        command = [binary, "--reporter", "json", "--exclude", ",".join(sorted(SQUAWK_EXCLUDED))]
+        try:
+            done = subprocess.run(
+                [*command, *files], cwd=folder, capture_output=True, text=True, timeout=300
+            )
+            violations = json.loads(done.stdout or "[]")
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            return [_squawk_note("failed", f"squawk could not lint the files: {exc}")]
+    problems = []
+    for violation in violations:
+        migration = files.get(Path(violation.get("file", "")).name)
+        if migration is not None:
+            problems += _squawk_problem(migration, violation, levels)
+    return problems
+
+
+def _squawk_note(what: str, message: str) -> Problem:
+    return Problem(SQUAWK, 0, f"squawk:{what}", WARNING, message)
+
+
+def _squawk_problem(
+    migration: Migration, violation: dict, levels: Mapping[str, str]
+) -> list[Problem]:
+    rule = f"squawk:{violation.get('rule_name', 'unknown')}"
+    level = levels.get(rule, levels.get(SQUAWK, WARNING))
+    line = int(violation.get("line", 0)) + 1  # squawk counts lines from 0
+    stmt = _statement_at(migration, line)
+    ignored = stmt.ignored if stmt else frozenset()
+    if level == OFF or rule in ignored or SQUAWK in ignored:
+        return []
+    message = violation.get("message", "")
+    if violation.get("help"):
+        message += f" ({violation['help']})"
+    return [Problem(str(migration.path), stmt.line if stmt else line, rule, level, message)]
+
+
+def _statement_at(migration: Migration, line: int) -> _Statement | None:
+    try:
+        found = _statements(migration)
+    except pglast.parser.ParseError:
+        return None
+    return next((s for s in found if s.line <= line <= s.end_line), None)
