@@ -23,7 +23,7 @@ from psycopg import sql
 
 from tenancy import conf
 from tenancy.engine.db import close_idle
-from tenancy.engine.names import app_role, role_prefix
+from tenancy.engine.names import app_role, owner_group_role, owner_role_prefix, role_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_DIR = Path(__file__).resolve().parent / "seed_files"
@@ -97,9 +97,12 @@ def reset_database(baseline: set[tuple[str, str]]) -> None:
 
 def drop_roles(conn: psycopg.Connection, database: str) -> None:
     """Roles are server-wide: drop every role this test database's tenants created."""
+    prefixes = [
+        p.replace("_", "\\_") + "%" for p in (role_prefix(database), owner_role_prefix(database))
+    ]
     rows = conn.execute(
-        "SELECT rolname FROM pg_roles WHERE rolname LIKE %s OR rolname = %s",
-        [role_prefix(database).replace("_", "\\_") + "%", app_role(database)],
+        "SELECT rolname FROM pg_roles WHERE rolname LIKE ANY(%s) OR rolname = ANY(%s)",
+        [prefixes, [app_role(database), owner_group_role(database)]],
     ).fetchall()
     for (role,) in rows:
         conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))

@@ -82,8 +82,11 @@ def test_steps_2_to_4_create_list_migrate_dry_run(pg):
     assert query(
         "SELECT auth0_org_id, status FROM public.tenant_registry WHERE schema_name = %s", [schema]
     ) == [("org_newcompany456", "active")]
-    role = query("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", [f"%\\_{schema}"])
+    role = query("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", [f"tr%\\_{schema}"])
     assert len(role) == 1
+    # The schema and its tables belong to the tenant's owner role, not to the web role.
+    owner = query("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = %s", [schema])
+    assert owner[0][0].startswith("to") and owner[0][0].endswith(schema)
     assert query("SELECT has_schema_privilege(%s, %s, 'USAGE')", [role[0][0], schema]) == [(True,)]
     assert query(
         "SELECT has_table_privilege(%s, %s, 'SELECT')", [role[0][0], f"{schema}.job_postings"]

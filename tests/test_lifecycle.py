@@ -121,7 +121,7 @@ def test_drop_removes_everything_of_the_tenant_and_nothing_else(tenants_ready):
     assert query("SELECT domain FROM tenant_domains") == [("org-other2.localhost",)]
     [(schema, actor, details)] = audit_rows("tenant.drop")
     assert (schema, actor, details["auth0_org_id"]) == (ACME, "ops@x", "org_acme1")
-    assert details["ledger_rows_deleted"] == 3 and details["role_dropped"] == role
+    assert details["ledger_rows_deleted"] == 3 and details["roles_dropped"][0] == role
     other_tenant_intact()
     # The org id is free again.
     create_tenant("org_acme1", actor="test")

@@ -59,8 +59,8 @@ def test_creation_steps_are_the_documented_ones():
     assert [n for n, _ in CREATION_STEPS] == [
         "check registry",
         "check limits",
-        "create schema",
         "create role",
+        "create schema",
         "apply migrations",
         "register",
         "add domain",

@@ -22,7 +22,13 @@ import psycopg
 from psycopg import errors, sql
 
 from tenancy.engine import db, ledger, statements
-from tenancy.engine.names import PUBLIC_SCHEMA, app_role, role_for_schema
+from tenancy.engine.names import (
+    PUBLIC_SCHEMA,
+    app_role,
+    owner_group_role,
+    owner_role_for_schema,
+    role_for_schema,
+)
 from tenancy.engine.plan import plan_schema
 from tenancy.engine.source import Migration
 
@@ -91,7 +97,11 @@ class _Item:
 
 
 def placeholders(schema: str, database: str) -> dict[str, str]:
-    values = {"schema": schema, "app_role": app_role(database)}
+    values = {
+        "schema": schema,
+        "app_role": app_role(database),
+        "owner_group": owner_group_role(database),
+    }
     if schema != PUBLIC_SCHEMA:
         values["tenant_role"] = role_for_schema(schema, database)
     return values
@@ -404,10 +414,17 @@ class Executor:
         text = _render(migration, ids)
         self.emit(Event("sql", schema, migration=migration, sql=text))
         started = time.monotonic()
+        owner = tenant_owner(schema, conn.info.dbname)
+        parts: list[str] = []
+        index = 0
         try:
             db.configure(conn, schema, self.options.lock_timeout_ms, local=False)
-            for statement in statements.split(text):
+            parts = statements.split(text)
+            if owner:  # statements outside a transaction: the role is the session's, for now
+                conn.execute(_set_role(owner, local=False))
+            for index, statement in enumerate(parts, 1):  # noqa: B007 (named in the error)
                 self._with_lock_retries(conn, schema, lambda s=statement: conn.execute(s))
+            conn.execute("RESET ROLE")
             ledger.record(
                 conn,
                 schema,
@@ -423,13 +440,13 @@ class Executor:
                 if result.invalid_indexes
                 else ""
             )
-            raise MigrationError(migration, f"{_error_text(exc)}{note}") from exc
+            where = _statement_label(index, parts) if parts and index else ""
+            raise MigrationError(migration, f"{where}{_error_text(exc)}{note}") from exc
         except MigrationError as exc:
             raise MigrationError(migration, str(exc)) from exc
         finally:
             if not conn.broken:
-                conn.execute("RESET search_path")
-                conn.execute("RESET lock_timeout")
+                conn.execute("RESET ROLE; RESET search_path; RESET lock_timeout")
 
     def _rollback_schema(
         self, conn: psycopg.Connection, schema: str, from_version: int
@@ -446,6 +463,7 @@ class Executor:
             result.error = "no rollback SQL recorded for " + ", ".join(missing)
             return result
         ids = placeholders(schema, conn.info.dbname)
+        owner = tenant_owner(schema, conn.info.dbname)
 
         def undo() -> None:
             with conn.transaction():
@@ -454,11 +472,10 @@ class Executor:
                     text = statements.render(down, ids)
                     self.emit(Event("sql", schema, sql=text, message=name))
                     try:
-                        conn.execute(text)
-                    except psycopg.Error as exc:
-                        if isinstance(exc, errors.LockNotAvailable):
-                            raise
-                        raise MigrationError(None, f"{name}: {_error_text(exc)}") from exc
+                        run_file(conn, text, owner)
+                    except FileFailed as exc:
+                        raise MigrationError(None, f"{name} (DOWN): {exc}") from exc
+                    conn.execute(_leave_file(owner))
                     ledger.delete(conn, schema, [version])
 
         try:
@@ -486,13 +503,83 @@ def _rollback(conn: psycopg.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-def _execute_migration(conn: psycopg.Connection, migration: Migration, text: str) -> None:
+class FileFailed(Exception):
+    """A migration's SQL failed; the message names the statement and PostgreSQL's error."""
+
+
+SAVEPOINT = "tenancy_migration"
+
+
+def tenant_owner(schema: str, database: str) -> str | None:
+    """The role a schema's migrations run as: its owner role; None for ``public`` (public
+    files run as the connecting user)."""
+    return None if schema == PUBLIC_SCHEMA else owner_role_for_schema(schema, database)
+
+
+def _set_role(role: str, *, local: bool = True) -> sql.Composed:
+    return sql.SQL("SELECT set_config('role', {}, {})").format(
+        sql.Literal(role), sql.Literal(local)
+    )
+
+
+def run_file(conn: psycopg.Connection, text: str, owner: str | None) -> None:
+    """Run a migration's SQL in the open transaction, under ``owner`` when given (the role
+    ends with the transaction, or at ``_leave_file``), in one round trip. A savepoint
+    before it lets a failure be replayed statement by statement to name the culprit."""
+    enter = [sql.SQL("SAVEPOINT {}").format(sql.Identifier(SAVEPOINT))]
+    if owner:
+        enter.append(_set_role(owner))
     try:
-        conn.execute(sql.SQL(text))
+        conn.execute(sql.SQL("; ").join([*enter, sql.SQL(text)]))
     except errors.LockNotAvailable:
         raise
     except psycopg.Error as exc:
-        raise MigrationError(migration, _error_text(exc)) from exc
+        raise FileFailed(_locate_failure(conn, text, owner, exc)) from exc
+
+
+def _leave_file(owner: str | None) -> sql.Composed:
+    """Back to the connecting user after a file (the ledger is not the owner's to write)."""
+    parts = [sql.SQL("RELEASE SAVEPOINT {}").format(sql.Identifier(SAVEPOINT))]
+    if owner:
+        parts.append(sql.SQL("SELECT set_config('role', 'none', true)"))
+    return sql.SQL("; ").join(parts)
+
+
+def _locate_failure(
+    conn: psycopg.Connection, text: str, owner: str | None, exc: psycopg.Error
+) -> str:
+    """Replay the file from its savepoint one statement at a time, inside the transaction
+    that is about to be rolled back anyway, to say which statement failed."""
+    if conn.broken:
+        return _error_text(exc)
+    try:
+        conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(sql.Identifier(SAVEPOINT)))
+        if owner:
+            conn.execute(_set_role(owner))
+        parts = statements.split(text)
+        for index, statement in enumerate(parts, 1):
+            try:
+                conn.execute(sql.SQL(statement))
+            except psycopg.Error as replayed:
+                return _statement_label(index, parts) + _error_text(replayed)
+    except (psycopg.Error, statements.StatementError):
+        pass
+    return _error_text(exc)
+
+
+def _statement_label(index: int, parts: list[str]) -> str:
+    first = " ".join(parts[index - 1].split())
+    excerpt = first if len(first) <= 80 else first[:77] + "..."
+    return f"statement {index} of {len(parts)} ({excerpt}): "
+
+
+def _execute_migration(
+    conn: psycopg.Connection, migration: Migration, text: str, owner: str | None
+) -> None:
+    try:
+        run_file(conn, text, owner)
+    except FileFailed as exc:
+        raise MigrationError(migration, str(exc)) from exc
 
 
 def _segments(pending: list[Migration]) -> list[list[Migration]]:
@@ -542,6 +629,7 @@ def apply_in_transaction(
     transaction are built non-concurrently instead."""
     if not configured:
         db.configure(conn, schema, lock_timeout_ms)
+    owner = tenant_owner(schema, conn.info.dbname)
     for index, m in enumerate(migrations):
         started = time.monotonic()
         if not fake:
@@ -550,10 +638,12 @@ def apply_in_transaction(
                 text = ";\n".join(_in_transaction(m, s) for s in statements.split(text))
             if on_sql:
                 on_sql(m, text)
-            _execute_migration(conn, m, text)
-        record = ledger.record_statement(
+            _execute_migration(conn, m, text, owner)
+        record: sql.Composable = ledger.record_statement(
             schema, m, elapsed_ms=_ms_since(started), actor=actor, run_id=run_id
         )
+        if not fake:
+            record = sql.SQL("{}; {}").format(_leave_file(owner), record)
         if index + 1 < len(migrations):
             # A migration may change search_path (set_config): ours again for the next.
             after: sql.Composable | None = db.settings_statement(conn, schema, lock_timeout_ms)

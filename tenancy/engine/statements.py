@@ -12,7 +12,7 @@ from pglast.stream import RawStream
 from psycopg import sql
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
-PLACEHOLDERS = ("schema", "tenant_role", "app_role")
+PLACEHOLDERS = ("schema", "tenant_role", "app_role", "owner_group")
 
 
 class StatementError(ValueError):

@@ -22,6 +22,7 @@ from tenancy.engine import audit, db
 from tenancy.engine.names import (
     SCHEMA_PREFIX,
     domain_for_org,
+    owner_role_for_schema,
     role_for_schema,
     validate_org_id,
     validate_schema_name,
@@ -74,6 +75,10 @@ class LifecycleContext:
     reason: str | None = None
     only_statuses: tuple[str, ...] | None = None
     details: dict = field(default_factory=dict)
+
+    @property
+    def owner(self) -> str:
+        return owner_role_for_schema(self.tenant.schema, self.conn.info.dbname)
 
 
 @dataclass(frozen=True)
@@ -236,12 +241,14 @@ def _step_drop_schema(ctx: LifecycleContext) -> None:
 
 
 def _step_drop_role(ctx: LifecycleContext) -> None:
-    if ctx.conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [ctx.role]).fetchone():
-        role = sql.Identifier(ctx.role)
-        # Its grants (on shared tables, default privileges) go first; DROP ROLE refuses else.
-        ctx.conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
-        ctx.conn.execute(sql.SQL("DROP ROLE {}").format(role))
-        ctx.details["role_dropped"] = ctx.role
+    """The web role and the owner role (the schema, their only property, is gone)."""
+    for name in (ctx.role, ctx.owner):
+        if ctx.conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
+            role = sql.Identifier(name)
+            # Grants (shared tables, default privileges) go first; DROP ROLE refuses else.
+            ctx.conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
+            ctx.conn.execute(sql.SQL("DROP ROLE {}").format(role))
+            ctx.details.setdefault("roles_dropped", []).append(name)
 
 
 def _step_delete_ledger(ctx: LifecycleContext) -> None:
@@ -334,6 +341,7 @@ def _creation(ctx: LifecycleContext) -> CreationContext:
             name=ctx.tenant.name,
             schema=ctx.tenant.schema,
             role=ctx.role,
+            owner=ctx.owner,
             domain=domain_for_org(ctx.tenant.org_id, conf.setting("DOMAIN_SUFFIX")),
             actor=ctx.actor,
             migrations=discover(conf.migrations_dir(), TENANT),
@@ -384,8 +392,8 @@ RECREATE_STEPS: list[tuple[str, Callable[[LifecycleContext], None]]] = [
     ("drop schema", _step_drop_schema),
     ("drop role", _step_drop_role),
     ("delete ledger rows", _step_delete_ledger),
-    ("create schema", lambda ctx: _create_schema(_creation(ctx))),
     ("create role", lambda ctx: _create_role(_creation(ctx))),
+    ("create schema", lambda ctx: _create_schema(_creation(ctx))),
     ("apply migrations", lambda ctx: _apply_migrations(_creation(ctx))),
     ("keep domain", _step_keep_domain),
     ("touch registry", _step_touch_registry),

@@ -12,11 +12,13 @@ import psycopg
 from psycopg import sql
 
 from tenancy import conf
-from tenancy.engine import audit, db, ledger
+from tenancy.engine import audit, db, ledger, ownership
 from tenancy.engine.executor import apply_in_transaction, placeholders
 from tenancy.engine.names import (
     app_role,
     domain_for_org,
+    owner_group_role,
+    owner_role_for_schema,
     role_for_schema,
     schema_for_org,
     validate_org_id,
@@ -37,6 +39,7 @@ class CreationContext:
     name: str
     schema: str
     role: str
+    owner: str
     domain: str
     actor: str
     migrations: list[Migration]
@@ -51,8 +54,7 @@ class Facts:
 
     registered: list[tuple[str, str]]  # (auth0_org_id, schema_name) rows in the way
     schema_exists: bool
-    role_exists: bool
-    app_role_exists: bool
+    existing_roles: list[str]  # of the tenant's roles and the shared ones
     superuser: bool
     tenants: int  # counted up to TENANCY["MAX_TENANTS"]
     recent_creations: int  # counted up to TENANCY["MAX_CREATIONS_PER_HOUR"]
@@ -65,8 +67,7 @@ def _read_facts(ctx: CreationContext) -> Facts:
           ARRAY(SELECT ARRAY[auth0_org_id, schema_name] FROM public.tenant_registry
                 WHERE auth0_org_id = %(org)s OR schema_name = %(schema)s),
           EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s),
-          EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %(role)s),
-          EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %(app)s),
+          ARRAY(SELECT rolname::text FROM pg_roles WHERE rolname = ANY(%(roles)s)),
           (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
           -- Counted up to the limits only: all a check needs, whatever the table sizes.
           (SELECT count(*) FROM (SELECT 1 FROM public.tenant_registry
@@ -78,8 +79,7 @@ def _read_facts(ctx: CreationContext) -> Facts:
         {
             "org": ctx.org_id,
             "schema": ctx.schema,
-            "role": ctx.role,
-            "app": app_role(ctx.conn.info.dbname),
+            "roles": _roles_of(ctx),
             "max_tenants": int(conf.setting("MAX_TENANTS")),
             "max_per_hour": int(conf.setting("MAX_CREATIONS_PER_HOUR")),
         },
@@ -133,47 +133,31 @@ def _check_limits(ctx: CreationContext) -> None:
         )
 
 
-def _create_schema(ctx: CreationContext) -> None:
-    ctx.conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(ctx.schema)))
-
-
-APP_ROLE_DDL = "CREATE ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS"
+def _roles_of(ctx: CreationContext) -> list[str]:
+    database = ctx.conn.info.dbname
+    return [ctx.role, ctx.owner, app_role(database), owner_group_role(database)]
 
 
 def _create_role(ctx: CreationContext) -> None:
-    # Recreation calls this without the creation's facts (it has just dropped the role).
+    """The tenant's owner role (its migrations run as it) and web role (its requests)."""
+    # Recreation calls this without the creation's facts (it has just dropped the roles).
     facts = ctx.facts or _read_facts(ctx)
-    if facts.role_exists:
-        raise TenantError(f"Role {ctx.role} already exists; drop it before creating {ctx.org_id}.")
-    role, schema = sql.Identifier(ctx.role), sql.Identifier(ctx.schema)
-    base_name = app_role(ctx.conn.info.dbname)
-    base = sql.Identifier(base_name)
-    statements = [
-        # Requests of this tenant run under this role (tenancy.middleware: SET ROLE). It may use
-        # its own schema only: a query naming another tenant's table is refused.
-        sql.SQL(
-            "CREATE ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS INHERIT"
-        ).format(role),
-        # Shared tables (audit_logs, under RLS) are reached through the app role's grants.
-        sql.SQL("GRANT {} TO {}").format(base, role),
-        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, role),
-        # Tables that later migrations create get the same privileges.
-        sql.SQL(
-            "ALTER DEFAULT PRIVILEGES IN SCHEMA {} "
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}"
-        ).format(schema, role),
-        sql.SQL(
-            "ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT USAGE, SELECT ON SEQUENCES TO {}"
-        ).format(schema, role),
-    ]
-    if not facts.app_role_exists:
-        # Public migration 002 creates it with its grants on shared tables; a tenant created
-        # before that migration still needs it to exist.
-        statements.insert(0, sql.SQL(APP_ROLE_DDL).format(base))
-    if not facts.superuser:
-        # A superuser may SET ROLE to any role; anyone else must be a member of it.
-        statements.append(sql.SQL("GRANT {} TO CURRENT_USER").format(role))
+    for role in (ctx.role, ctx.owner):
+        if role in facts.existing_roles:
+            raise TenantError(f"Role {role} already exists; drop it before creating {ctx.org_id}.")
+    statements = ownership.tenant_roles_statements(
+        ctx.role,
+        ctx.owner,
+        ctx.conn.info.dbname,
+        create_shared=[r for r in _roles_of(ctx)[2:] if r not in facts.existing_roles],
+        superuser=facts.superuser,
+    )
     ctx.conn.execute(sql.SQL("; ").join(statements))  # one round trip
+
+
+def _create_schema(ctx: CreationContext) -> None:
+    statements = ownership.create_schema_statements(ctx.schema, ctx.owner, ctx.role)
+    ctx.conn.execute(sql.SQL("; ").join(statements))
 
 
 def _apply_migrations(ctx: CreationContext) -> None:
@@ -217,6 +201,7 @@ def _audit(ctx: CreationContext) -> None:
             "auth0_org_id": ctx.org_id,
             "organization_name": ctx.name,
             "role": ctx.role,
+            "owner_role": ctx.owner,
             "domain": ctx.domain,
             "migrations": ctx.applied,
         },
@@ -228,8 +213,8 @@ def _audit(ctx: CreationContext) -> None:
 CREATION_STEPS: list[tuple[str, Callable[[CreationContext], None]]] = [
     ("check registry", _check_free),
     ("check limits", _check_limits),
-    ("create schema", _create_schema),
     ("create role", _create_role),
+    ("create schema", _create_schema),
     ("apply migrations", _apply_migrations),
     ("register", _register),
     ("add domain", _add_domain),
@@ -275,6 +260,7 @@ def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system"
             name=name,
             schema=schema,
             role=role_for_schema(schema, conn.info.dbname),
+            owner=owner_role_for_schema(schema, conn.info.dbname),
             domain=domain_for_org(org_id, conf.setting("DOMAIN_SUFFIX")),
             actor=actor,
             migrations=migrations,

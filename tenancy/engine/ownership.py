@@ -1,0 +1,136 @@
+"""Who owns a tenant's schema, and what each tenant role may do.
+
+Every tenant has two NOLOGIN roles (names in ``names.py``):
+
+- the **owner** owns the schema and every object in it. The tenant's migrations run under
+  it (``SET LOCAL ROLE`` in the schema's transaction), so PostgreSQL itself refuses a
+  tenant file that drops another tenant's schema, writes to ``public`` or creates anything
+  outside its schema. It is a member of the owner group, which holds what tenant files
+  may use in ``public`` (nothing by default: a public migration grants, for example,
+  ``SELECT, REFERENCES`` on a shared table that tenant tables point to, to
+  ``{{owner_group}}``);
+- the **web role** serves the tenant's requests: ``USAGE`` on the schema and DML on its
+  tables and sequences (default privileges of the owner), membership in the app role.
+
+A connecting user that is not a superuser is made a member of both, so it may take them.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from tenancy.engine.names import app_role, owner_group_role
+
+ROLE_OPTIONS = "NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS INHERIT"
+
+
+def role_ddl(role: str) -> sql.Composed:
+    return sql.SQL("CREATE ROLE {} " + ROLE_OPTIONS).format(sql.Identifier(role))
+
+
+def missing_roles(conn: psycopg.Connection, roles: list[str]) -> list[str]:
+    rows = conn.execute(
+        "SELECT r FROM unnest(%s::text[]) AS r WHERE to_regrole(quote_ident(r)) IS NULL",
+        [roles],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def is_superuser(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    return bool(row and row[0])
+
+
+def tenant_roles_statements(
+    web_role: str, owner: str, database: str, *, create_shared: list[str], superuser: bool
+) -> list[sql.Composable]:
+    """Create a tenant's owner and web roles (and the shared app role and owner group when
+    ``create_shared`` names them: they belong to the server and may not exist yet)."""
+    app, group = app_role(database), owner_group_role(database)
+    statements: list[sql.Composable] = [role_ddl(r) for r in create_shared if r in (app, group)]
+    statements += [
+        role_ddl(owner),
+        sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(owner)),
+        role_ddl(web_role),
+        # Shared tables (audit_logs, under RLS) are reached through the app role's grants.
+        sql.SQL("GRANT {} TO {}").format(sql.Identifier(app), sql.Identifier(web_role)),
+    ]
+    if not superuser:
+        # A superuser may take any role; anyone else must be a member of it.
+        statements += [
+            sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(r)) for r in (owner, web_role)
+        ]
+    return statements
+
+
+def schema_grants(schema: str, owner: str, web_role: str) -> list[sql.Composable]:
+    """The web role's rights on the schema: use it, read and write the owner's tables and
+    sequences, now and when later migrations create more."""
+    s, o, w = sql.Identifier(schema), sql.Identifier(owner), sql.Identifier(web_role)
+    return [
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(s, w),
+        sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(
+            s, w
+        ),
+        sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(s, w),
+        sql.SQL(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} "
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}"
+        ).format(o, s, w),
+        sql.SQL(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} "
+            "GRANT USAGE, SELECT ON SEQUENCES TO {}"
+        ).format(o, s, w),
+    ]
+
+
+def create_schema_statements(schema: str, owner: str, web_role: str) -> list[sql.Composable]:
+    create = sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(
+        sql.Identifier(schema), sql.Identifier(owner)
+    )
+    return [create, *schema_grants(schema, owner, web_role)]
+
+
+# Objects of a schema not owned by the schema's owner role: (ALTER verb, identity).
+_FOREIGN_OWNED = """
+WITH o AS (SELECT oid FROM pg_roles WHERE rolname = %(owner)s)
+SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW'
+                      WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'f' THEN 'FOREIGN TABLE'
+                      ELSE 'TABLE' END,
+       format('%%I.%%I', n.nspname, c.relname)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+   AND c.relowner <> (SELECT oid FROM o)
+   -- a sequence owned by a column follows its table
+   AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid
+            AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
+UNION ALL
+SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
+       p.oid::regprocedure::text
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = %(schema)s AND p.proowner <> (SELECT oid FROM o)
+UNION ALL
+SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
+       format('%%I.%%I', n.nspname, t.typname)
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+  LEFT JOIN pg_class c ON c.oid = t.typrelid
+ WHERE n.nspname = %(schema)s AND t.typowner <> (SELECT oid FROM o)
+   AND (t.typtype IN ('d', 'e', 'r') OR (t.typtype = 'c' AND c.relkind = 'c'))
+"""
+
+
+def adopt_statements(conn: psycopg.Connection, schema: str, owner: str) -> list[sql.Composable]:
+    """Hand ``schema`` and everything in it to ``owner`` (a schema built before tenants had
+    owner roles belongs to the connecting user)."""
+    rows = conn.execute(_FOREIGN_OWNED, {"schema": schema, "owner": owner}).fetchall()
+    o = sql.Identifier(owner)
+    statements: list[sql.Composable] = [
+        sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(schema), o)
+    ]
+    for verb, identity in rows:
+        # The identity was formatted by PostgreSQL itself (format %I, regprocedure).
+        statements.append(
+            sql.SQL("ALTER {} {} OWNER TO {}").format(sql.SQL(verb), sql.SQL(identity), o)
+        )
+    return statements
