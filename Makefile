@@ -41,6 +41,7 @@ test-deps:
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(PY) manage.py lint_migrations
 
 bench: install
 	$(PY) bench/bench_migrations.py $(BENCH_ARGS)

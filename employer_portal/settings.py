@@ -165,6 +165,9 @@ TENANCY = {
     # The database alias the engine connects to, and the pooler between it and PostgreSQL.
     "ENGINE_DATABASE": "direct" if _direct_url else "default",
     "ENGINE_POOLER": "none" if _direct_url else _pooler,
+    # `manage.py lint_migrations`: rule → "error" | "warning" | "off", e.g.
+    # {"drop-column": "error", "squawk:renaming-column": "off"}; refusal rules stay errors.
+    "LINT": {},
 }
 
 # --- background jobs (django-tasks, database backend) ----------------------------------------

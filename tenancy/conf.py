@@ -20,6 +20,8 @@ DEFAULTS: dict[str, Any] = {
     "DOMAIN_SUFFIX": "localhost",
     "ENGINE_DATABASE": "default",
     "ENGINE_POOLER": "none",
+    # Lint rule → "error" | "warning" | "off" (lint_migrations); {} keeps each rule's default.
+    "LINT": {},
 }
 
 
@@ -29,6 +31,11 @@ def setting(name: str) -> Any:
 
 def migrations_dir() -> Path:
     return Path(setting("MIGRATIONS_DIR"))
+
+
+def lint_severities() -> dict[str, str]:
+    """The linter's severity overrides (``TENANCY["LINT"]``); rules.lint validates them."""
+    return dict(setting("LINT") or {})
 
 
 def engine_through_transaction_pooler() -> bool:

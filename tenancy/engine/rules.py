@@ -149,7 +149,8 @@ def lint(
         problems += _lint_group(group, levels)
     if migrations and levels.get(SQUAWK) != OFF:
         problems += _squawk_problems(migrations, levels)
-    return sorted(problems, key=lambda p: (p.path, p.line, p.rule))
+    # set(): squawk reports e.g. each column of a statement, all at the statement's line.
+    return sorted(set(problems), key=lambda p: (p.path, p.line, p.rule, p.message))
 
 
 # --- parsing --------------------------------------------------------------------------------
