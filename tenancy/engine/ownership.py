@@ -47,21 +47,39 @@ def tenant_roles_statements(
 ) -> list[sql.Composable]:
     """Create a tenant's owner and web roles (and the shared app role and owner group when
     ``create_shared`` names them: they belong to the server and may not exist yet)."""
-    app, group = app_role(database), owner_group_role(database)
-    statements: list[sql.Composable] = [role_ddl(r) for r in create_shared if r in (app, group)]
-    statements += [
+    return [
+        *shared_roles_statements(database, create_shared),
+        *owner_role_statements(owner, database, superuser=superuser),
+        *web_role_statements(web_role, database, superuser=superuser),
+    ]
+
+
+def shared_roles_statements(database: str, missing: list[str]) -> list[sql.Composable]:
+    return [role_ddl(r) for r in (app_role(database), owner_group_role(database)) if r in missing]
+
+
+def owner_role_statements(owner: str, database: str, *, superuser: bool) -> list[sql.Composable]:
+    group = sql.Identifier(owner_group_role(database))
+    return [
         role_ddl(owner),
-        sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(owner)),
+        sql.SQL("GRANT {} TO {}").format(group, sql.Identifier(owner)),
+        *_take(owner, superuser),
+    ]
+
+
+def web_role_statements(web_role: str, database: str, *, superuser: bool) -> list[sql.Composable]:
+    app = sql.Identifier(app_role(database))
+    return [
         role_ddl(web_role),
         # Shared tables (audit_logs, under RLS) are reached through the app role's grants.
-        sql.SQL("GRANT {} TO {}").format(sql.Identifier(app), sql.Identifier(web_role)),
+        sql.SQL("GRANT {} TO {}").format(app, sql.Identifier(web_role)),
+        *_take(web_role, superuser),
     ]
-    if not superuser:
-        # A superuser may take any role; anyone else must be a member of it.
-        statements += [
-            sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(r)) for r in (owner, web_role)
-        ]
-    return statements
+
+
+def _take(role: str, superuser: bool) -> list[sql.Composable]:
+    """A superuser may take any role; anyone else must be a member of it."""
+    return [] if superuser else [sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role))]
 
 
 def schema_grants(schema: str, owner: str, web_role: str) -> list[sql.Composable]:
@@ -94,7 +112,7 @@ def create_schema_statements(schema: str, owner: str, web_role: str) -> list[sql
 
 # Objects of a schema not owned by the schema's owner role: (ALTER verb, identity).
 _FOREIGN_OWNED = """
-WITH o AS (SELECT oid FROM pg_roles WHERE rolname = %(owner)s)
+WITH o AS (SELECT coalesce((SELECT oid FROM pg_roles WHERE rolname = %(owner)s), 0) AS oid)
 SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW'
                       WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'f' THEN 'FOREIGN TABLE'
                       ELSE 'TABLE' END,
@@ -134,3 +152,14 @@ def adopt_statements(conn: psycopg.Connection, schema: str, owner: str) -> list[
             sql.SQL("ALTER {} {} OWNER TO {}").format(sql.SQL(verb), sql.SQL(identity), o)
         )
     return statements
+
+
+def revoke_public_create(conn: psycopg.Connection) -> None:
+    """No role may create objects in ``public`` merely by existing (PostgreSQL 15's default;
+    older databases granted it to PUBLIC): a tenant owner role must not."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a "
+        "WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE')"
+    ).fetchone()
+    if row and row[0]:
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
