@@ -138,3 +138,56 @@ def test_drop_and_recreate_keep_roles_and_owners_consistent(tenants, sql_dir):
     ) == [(owner,)]
     lifecycle.drop_tenant("org_victim", actor="test")
     assert query("SELECT 1 FROM pg_roles WHERE rolname = %s", [owner]) == []
+
+
+# -- refused before anything runs --------------------------------------------------------
+REFUSED = {
+    "drop_other_schema": (DENIED["drop_other_schema"], "foreign-schema"),
+    "search_path_public": (DENIED["search_path_public"], "session-state"),
+    "create_in_public": (DENIED["create_in_public"], "writes-public"),
+    "write_public": (DENIED["write_public"], "writes-public"),
+    "begin_commit": ("BEGIN; CREATE TABLE t (id int); COMMIT;", "transaction-control"),
+    "commit_midway": ("CREATE TABLE t (id int); COMMIT; SELECT 1/0;", "transaction-control"),
+    "aborted": ("BEGIN; CREATE TABLE t (id int); SELECT 1/0; COMMIT;", "transaction-control"),
+    "reset_role": ("RESET ROLE; CREATE TABLE t (id int);", "session-state"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED, ids=list(REFUSED))
+def test_a_hostile_tenant_file_is_refused_before_anything_runs(tenants, sql_dir, case):
+    text, rule = REFUSED[case]
+    add(sql_dir, "050_hostile.sql", text)
+    add(sql_dir, "049_harmless.sql", "CREATE TABLE harmless (id int);")
+    before = catalog_snapshot()
+    runs_before = query("SELECT count(*) FROM tenant_migration_runs")
+    for args in (("migrate_tenants",), ("migrate_tenants", "--dry-run")):
+        code, _, err = run_command(*args)
+        assert code == 1, err
+        assert "050_hostile.sql:" in err and f"[{rule}]" in err
+        assert "Nothing was applied" in err or "--dry-run" in args
+    assert catalog_snapshot() == before  # not even the harmless file ran anywhere
+    assert query("SELECT count(*) FROM tenant_migration_runs") == runs_before
+
+
+def test_every_problem_is_listed_at_once(tenants, sql_dir):
+    add(sql_dir, "050_one.sql", "BEGIN; CREATE TABLE a (id int);")
+    add(sql_dir, "051_two.sql", "CREATE TABLE public.b (id int);\nSET ROLE postgres;")
+    code, _, err = run_command("migrate_tenants")
+    assert code == 1
+    assert "050_one.sql:2: error [transaction-control]" in err
+    assert "051_two.sql:2: error [writes-public]" in err
+    assert "051_two.sql:3: error [session-state]" in err
+
+
+def test_creation_is_refused_while_a_hostile_file_exists_and_works_after(tenants, sql_dir):
+    hostile = add(sql_dir, "050_hostile.sql", "BEGIN; CREATE TABLE t (id int); COMMIT;")
+    code, _, err = run_command("tenant_create", "org_new5")
+    assert code == 1 and "050_hostile.sql" in err and "[transaction-control]" in err
+    assert query("SELECT 1 FROM pg_namespace WHERE nspname = 'tenant_org_new5'") == []
+    code, _, err = run_command("tenant_recreate", "org_victim", "--noinput")
+    assert code == 1 and "050_hostile.sql" in err
+    assert "job_postings" in tables_in(VICTIM)
+    hostile.unlink()
+    assert run_command("tenant_create", "org_new5")[0] == 0
+    assert run_command("tenant_recreate", "org_victim", "--noinput")[0] == 0
+    assert "job_postings" in tables_in("tenant_org_new5") and "job_postings" in tables_in(VICTIM)

@@ -27,7 +27,6 @@ from tenancy.engine.names import (
     validate_org_id,
     validate_schema_name,
 )
-from tenancy.engine.source import TENANT, discover
 from tenancy.services.runs import connect_ready
 from tenancy.services.tenants import (
     CreationContext,
@@ -36,6 +35,7 @@ from tenancy.services.tenants import (
     _create_role,
     _create_schema,
     run_steps,
+    tenant_migrations,
 )
 
 STATUSES = ("active", "suspended", "archived")
@@ -344,7 +344,7 @@ def _creation(ctx: LifecycleContext) -> CreationContext:
             owner=ctx.owner,
             domain=domain_for_org(ctx.tenant.org_id, conf.setting("DOMAIN_SUFFIX")),
             actor=ctx.actor,
-            migrations=discover(conf.migrations_dir(), TENANT),
+            migrations=tenant_migrations(),
             tenant_id=ctx.tenant.id,
         )
     return ctx.details["creation"]

@@ -16,7 +16,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from tenancy import conf
-from tenancy.engine import audit, db, ledger
+from tenancy.engine import audit, db, ledger, rules
 from tenancy.engine.executor import Event, Executor, SchemaResult
 from tenancy.engine.names import PUBLIC_SCHEMA, validate_schema_name
 from tenancy.engine.plan import Plan, build_plan
@@ -56,6 +56,7 @@ class RunReport:
     exit_code: int = EXIT_OK
     dry_run: bool = False
     django_migrations: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # lint warnings of pending files
 
     @property
     def failed(self) -> list[SchemaResult]:
@@ -69,6 +70,7 @@ class RunReport:
             "dry_run": self.dry_run,
             "exit_code": self.exit_code,
             "refused": self.refused,
+            "warnings": self.warnings,
             "django_migrations_pending": self.django_migrations,
             "plan": [
                 {
@@ -251,6 +253,24 @@ def refusals(plan: Plan, *, allow_missing: bool, allow_out_of_order: bool) -> li
     return reasons
 
 
+def check_files(plan: Plan) -> tuple[list[str], list[str]]:
+    """(refusals, lint warnings) of the plan's pending files. A refusal (transaction
+    control, session state, a tenant file reaching outside its schema) stops the whole run
+    before anything runs; warnings are printed. Every problem is listed at once."""
+    pending = {(m.scope, m.version): m for s in plan.schemas for m in s.pending}
+    if not pending:
+        return [], []
+    ordered = sorted(pending.values(), key=lambda m: (m.scope, m.number))
+    refused = [str(p) for m in ordered for p in rules.refusals(m)]
+    if refused:
+        return refused, []
+    paths = {str(m.path) for m in ordered}
+    scopes = {m.scope for m in ordered}
+    context = [m for scope in sorted(scopes) for m in plan.migrations.get(scope, [])]
+    problems = rules.lint(context, conf.lint_severities())
+    return [], [str(p) for p in problems if p.path in paths]
+
+
 def _names(schemas: list[str], limit: int = 5) -> str:
     shown = ", ".join(schemas[:limit])
     return shown + (f" and {len(schemas) - limit} more" if len(schemas) > limit else "")
@@ -378,11 +398,12 @@ def migrate(
         report.plan = plan
         if on_plan:
             on_plan(plan)
-        report.refused = refusals(
+        rejected, report.warnings = check_files(plan)
+        report.refused = rejected + refusals(
             plan, allow_missing=allow_missing, allow_out_of_order=allow_out_of_order
         )
         if report.refused:
-            report.exit_code = EXIT_DRIFT
+            report.exit_code = EXIT_FAILED if rejected else EXIT_DRIFT
             if not (dry_run or check):
                 audit.write(
                     conn, "migrate.refused", actor=actor, details={"reasons": report.refused}

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 
 from tenancy import conf
-from tenancy.engine import audit, db, ledger, ownership
+from tenancy.engine import audit, db, ledger, ownership, rules
 from tenancy.engine.executor import apply_in_transaction, placeholders
 from tenancy.engine.names import (
     app_role,
@@ -245,6 +245,19 @@ def run_steps(
         ) from exc
 
 
+def tenant_migrations() -> list[Migration]:
+    """Every tenant file, refused as a whole if any breaks the refusal rules (a new tenant
+    gets all of them, in one transaction)."""
+    migrations = discover(conf.migrations_dir(), TENANT)
+    refused = [str(p) for m in migrations for p in rules.refusals(m)]
+    if refused:
+        raise TenantError(
+            "Tenant migrations are refused, so no tenant can be built from them:\n  "
+            + "\n  ".join(refused)
+        )
+    return migrations
+
+
 def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system") -> CreatedTenant:
     """Create a tenant, all or nothing. Raises ``InvalidName`` (bad id: no SQL ran) or
     ``TenantError`` (refused or failed: nothing was left behind)."""
@@ -252,7 +265,7 @@ def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system"
     validate_org_id(org_id)
     schema = schema_for_org(org_id)
     name = validate_org_name(name, org_id)
-    migrations = discover(conf.migrations_dir(), TENANT)
+    migrations = tenant_migrations()
     with connect_ready() as conn:
         ctx = CreationContext(
             conn=conn,

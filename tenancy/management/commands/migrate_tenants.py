@@ -235,6 +235,8 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Django migrations {verb} in public: {len(report.django_migrations)}"
             )
+        for warning in report.warnings:
+            self.stderr.write(self.style.WARNING(f"Lint: {warning}"))
         for reason in report.refused:
             self.stderr.write(self.style.ERROR(f"Refused: {reason}"))
         if report.refused:
