@@ -101,7 +101,7 @@ _BODY_ROLE_CHANGE = re.compile(
 )
 _BODY_EXECUTE = re.compile(r"\bexecute\b", re.IGNORECASE)
 _LINE_COMMENT = re.compile(r"--[^\n]*")
-_LEADING_BLANKS = re.compile(rb"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
+_LEADING_BLANKS = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
 _SERIAL_TYPES = frozenset({"serial", "bigserial", "smallserial", "serial2", "serial4", "serial8"})
 
 
@@ -164,14 +164,14 @@ def _render(text: str, schema: str, other: str) -> str:
 def _statements(migration: Migration) -> tuple[_Statement, ...]:
     """The UP part's statements with their file lines. Raises pglast's ParseError."""
     text = _render(migration.up_sql, f'"{TENANT_SCHEMA}"', f'"{_OTHER_PLACEHOLDER}"')
-    data = text.encode()  # stmt_location and stmt_len are byte offsets
     lines = text.split("\n")
     found = []
     for raw in pglast.parse_sql(text):
-        start = _LEADING_BLANKS.match(data, raw.stmt_location).end()
-        end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(data)
-        first = data.count(b"\n", 0, start)  # 0-based line of up_sql (placeholders hold none)
-        last = data.count(b"\n", 0, max(start, end - 1))
+        # pglast turns PostgreSQL's byte offsets into offsets in the str it was given.
+        start = _LEADING_BLANKS.match(text, raw.stmt_location).end()
+        end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(text)
+        first = text.count("\n", 0, start)  # 0-based line of up_sql (placeholders hold none)
+        last = text.count("\n", 0, max(start, end - 1))
         found.append(
             _Statement(
                 raw.stmt,
