@@ -264,11 +264,15 @@ def check_files(plan: Plan) -> tuple[list[str], list[str]]:
     refused = [str(p) for m in ordered for p in rules.refusals(m)]
     if refused:
         return refused, []
-    paths = {str(m.path) for m in ordered}
     scopes = {m.scope for m in ordered}
+    # All files of those scopes give the rules their context (which tables exist already).
     context = [m for scope in sorted(scopes) for m in plan.migrations.get(scope, [])]
-    problems = rules.lint(context, conf.lint_severities())
-    return [], [str(p) for p in problems if p.path in paths]
+    applied = {str(m.path) for m in context} - {str(m.path) for m in ordered}
+    try:
+        problems = rules.lint(context, conf.lint_severities())
+    except rules.LintConfigError as exc:
+        raise RunError(f"TENANCY['LINT']: {exc}") from exc
+    return [], [str(p) for p in problems if p.path not in applied]
 
 
 def _names(schemas: list[str], limit: int = 5) -> str:
