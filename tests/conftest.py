@@ -27,6 +27,9 @@ from tenancy.engine.names import app_role, owner_group_role, owner_role_prefix, 
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_DIR = Path(__file__).resolve().parent / "seed_files"
+# The suite's own migrations (a snapshot of the shipped ones): files a user adds to
+# migrations_sql/ never change what a test sees.
+TEST_MIGRATIONS = Path(__file__).resolve().parent / "migrations_sql"
 TENANCY_TABLES = [
     "tenant_migration_run_results",
     "tenant_migration_runs",
@@ -126,11 +129,16 @@ def pg(transactional_db: None, public_baseline: set, settings: Any) -> Iterator[
     reset_database(public_baseline)
 
 
+@pytest.fixture(autouse=True)
+def _test_migrations(settings: Any) -> None:
+    settings.TENANCY = {**settings.TENANCY, "MIGRATIONS_DIR": TEST_MIGRATIONS}
+
+
 @pytest.fixture
 def sql_dir(tmp_path: Path, settings: Any) -> Path:
-    """A private copy of migrations_sql/ that the test may add files to."""
+    """A private copy of the suite's migrations that the test may add files to."""
     target = tmp_path / "migrations_sql"
-    shutil.copytree(ROOT / "migrations_sql", target)
+    shutil.copytree(TEST_MIGRATIONS, target)
     settings.TENANCY = {**settings.TENANCY, "MIGRATIONS_DIR": target}
     return target
 
@@ -208,8 +216,7 @@ def subprocess_env(migrations_dir: Path | None = None) -> dict[str, str]:
         )
     env["EMPLOYER_PORTAL_DB_URL"] = url
     env.pop("DATABASE_URL", None)
-    if migrations_dir is not None:
-        env["TENANCY_MIGRATIONS_DIR"] = str(migrations_dir)
+    env["TENANCY_MIGRATIONS_DIR"] = str(migrations_dir or TEST_MIGRATIONS)
     return env
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -178,3 +179,21 @@ def registered_tenants(conn: psycopg.Connection) -> list[RegisteredTenant]:
         """
     ).fetchall()
     return [RegisteredTenant(*row) for row in rows]
+
+
+def latest_attempts(conn: psycopg.Connection) -> dict[str, tuple[str, str | None, Any]]:
+    """Each schema's latest recorded attempt: (status, error, finished_at)."""
+    rows = conn.execute(
+        """
+        SELECT DISTINCT ON (tenant_schema) tenant_schema, status, error, finished_at
+        FROM public.tenant_migration_run_results
+        ORDER BY tenant_schema, finished_at DESC, id DESC
+        """
+    ).fetchall()
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def failed_last(status: str | None, pending: bool, schema_exists: bool) -> bool:
+    """A schema is 'failed' while its latest attempt failed and that work is still undone
+    (pending migrations, or its schema missing): a later success clears it."""
+    return status == "failed" and (pending or not schema_exists)

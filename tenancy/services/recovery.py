@@ -10,7 +10,7 @@ from tenancy import conf
 from tenancy.engine import audit, db, ledger
 from tenancy.engine.names import validate_schema_name
 from tenancy.engine.plan import build_plan
-from tenancy.engine.source import PUBLIC, TENANT, discover
+from tenancy.engine.source import PUBLIC, TENANT, Migration, discover
 from tenancy.services import runs
 
 
@@ -31,38 +31,55 @@ def default_actor() -> str:
         return f"cli:uid{os.getuid()}"
 
 
-def accept_checksum(
-    version: str, *, public: bool = False, only: list[str] | None = None, actor: str
-) -> Accepted:
-    """Record the current checksum of an applied file whose content changed (drift)."""
-    if not version.isdigit():
+def drifted(
+    version: str, *, public: bool = False, only: list[str] | None = None
+) -> tuple[Migration, list[str]]:
+    """The applied file numbered ``version`` whose content changed, and the schemas whose
+    ledger holds its old checksum (RecoveryError when there are none)."""
+    if not version.strip().isdigit():
         raise RecoveryError(f"--accept-checksum takes a migration number, not {version!r}.")
     scope = PUBLIC if public else TENANT
     matches = [m for m in discover(conf.migrations_dir(), scope) if m.number == int(version)]
     if not matches:
         raise RecoveryError(f"No {scope} migration numbered {version} on disk.")
     migration = matches[0]
-    with db.connect(conf.conninfo()) as conn, conn.transaction():
+    with runs.connect_ready() as conn:
         plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=not public, only=only)
-        schemas = [
-            s.schema
-            for s in plan.schemas
-            if s.scope == scope and any(d.migration.number == migration.number for d in s.drift)
-        ]
-        if not schemas:
-            raise RecoveryError(f"{migration.name} shows no drift: nothing to accept.")
+    schemas = [
+        s.schema
+        for s in plan.schemas
+        if s.scope == scope and any(d.migration.number == migration.number for d in s.drift)
+    ]
+    if not schemas:
+        raise RecoveryError(f"{migration.name} shows no drift: nothing to accept.")
+    return migration, schemas
+
+
+def accept_checksum(
+    version: str, *, public: bool = False, only: list[str] | None = None, actor: str
+) -> Accepted:
+    """Record the current checksum of an applied file whose content changed (drift)."""
+    migration, schemas = drifted(version, public=public, only=only)
+    with db.connect(conf.conninfo()) as conn, conn.transaction():
         rows = ledger.accept_checksum(conn, migration, schemas)
         audit.write(
             conn,
             "migrate.accept_checksum",
             actor=actor,
             details={
-                "migration": f"{scope}/{migration.name}",
+                "migration": f"{migration.scope}/{migration.name}",
                 "checksum": migration.checksum,
                 "schemas": schemas,
             },
         )
     return Accepted(migration.name, rows)
+
+
+def tracked_rows(schema: str) -> int:
+    """How many ledger rows ``reset_tracking`` would delete."""
+    validate_schema_name(schema)
+    with runs.connect_ready() as conn:
+        return len(ledger.applied_for(conn, schema))
 
 
 def reset_tracking(schema: str, *, actor: str) -> int:
@@ -81,10 +98,17 @@ def reset_tracking(schema: str, *, actor: str) -> int:
 
 
 def baseline(
-    version: str, *, public: bool, tenants: bool, only: list[str] | None, actor: str
+    version: str,
+    *,
+    public: bool,
+    tenants: bool,
+    only: list[str] | None,
+    actor: str,
+    dry_run: bool = False,
 ) -> runs.RunReport:
-    """Record migrations up to ``version`` as applied without running them."""
-    if not version.isdigit():
+    """Record migrations up to ``version`` as applied without running them (``dry_run``:
+    only plan it)."""
+    if not version.strip().isdigit():
         raise RecoveryError(f"--baseline takes a migration number, not {version!r}.")
     return runs.migrate(
         public=public,
@@ -94,4 +118,5 @@ def baseline(
         up_to=int(version),
         actor=actor,
         allow_out_of_order=True,
+        dry_run=dry_run,
     )

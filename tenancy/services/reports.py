@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tenancy import conf
+from tenancy.engine import ledger
 from tenancy.engine.plan import build_plan
 from tenancy.services.runs import connect_ready
 
@@ -22,6 +23,7 @@ class SchemaState:
     applied: int
     pending: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # applied files no longer on disk
     last_migration: str | None = None
     last_applied_at: datetime | None = None
     failed: bool = False
@@ -41,6 +43,7 @@ class SchemaState:
             "applied": self.applied,
             "pending": self.pending,
             "drift": self.drift,
+            "missing_files": self.missing,
             "last_migration": self.last_migration,
             "last_applied_at": self.last_applied_at.isoformat() if self.last_applied_at else None,
             "failed": self.failed,
@@ -64,16 +67,7 @@ def schema_states(
                 "FROM public.tenant_registry"
             ).fetchall()
         }
-        latest = {
-            r[0]: r[1:]
-            for r in conn.execute(
-                """
-                SELECT DISTINCT ON (tenant_schema) tenant_schema, status, error, finished_at
-                FROM public.tenant_migration_run_results
-                ORDER BY tenant_schema, finished_at DESC, id DESC
-                """
-            ).fetchall()
-        }
+        latest = ledger.latest_attempts(conn)
         activity = dict(
             conn.execute(
                 "SELECT tenant_schema, count(*) FROM public.audit_logs "
@@ -97,7 +91,7 @@ def schema_states(
     for s in plan.schemas:
         org_id, name, status = registry.get(s.schema, (None, None, None))
         last_status, last_error, last_at = latest.get(s.schema, (None, None, None))
-        failed = last_status == "failed" and bool(s.pending or not s.schema_exists)
+        failed = ledger.failed_last(last_status, bool(s.pending), s.schema_exists)
         states.append(
             SchemaState(
                 schema=s.schema,
@@ -109,6 +103,7 @@ def schema_states(
                 applied=s.applied_count,
                 pending=[m.name for m in s.pending],
                 drift=[d.migration.name for d in s.drift],
+                missing=[a.name for a in s.missing],
                 last_migration=s.last_applied.name if s.last_applied else None,
                 last_applied_at=s.last_applied.applied_at if s.last_applied else None,
                 failed=failed,

@@ -27,6 +27,7 @@ EXIT_FAILED = 1
 EXIT_PENDING = 2
 EXIT_DRIFT = 3
 INFRASTRUCTURE_LOCK = "tenancy:django-public"
+JOBS_MARGIN = 5  # connections a run leaves free for the application and other sessions
 
 
 class RunError(Exception):
@@ -57,6 +58,8 @@ class RunReport:
     dry_run: bool = False
     django_migrations: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # lint warnings of pending files
+    problems: list[str] = field(default_factory=list)  # what a dry run or --check found broken
+    notes: list[str] = field(default_factory=list)  # e.g. --jobs capped
 
     @property
     def failed(self) -> list[SchemaResult]:
@@ -71,6 +74,8 @@ class RunReport:
             "exit_code": self.exit_code,
             "refused": self.refused,
             "warnings": self.warnings,
+            "problems": self.problems,
+            "notes": self.notes,
             "django_migrations_pending": self.django_migrations,
             "plan": [
                 {
@@ -253,6 +258,42 @@ def refusals(plan: Plan, *, allow_missing: bool, allow_out_of_order: bool) -> li
     return reasons
 
 
+def fleet_problems(conn: psycopg.Connection, plan: Plan) -> list[str]:
+    """What a CI gate must not pass although nothing is pending: registered tenants whose
+    schema is gone, and schemas whose last attempt failed and is still undone. (Drift,
+    missing and out-of-order files are refusals, reported before this.)"""
+    latest = ledger.latest_attempts(conn)
+    problems = [
+        f"missing schema: {s.schema} is registered but its schema does not exist "
+        f"(`manage.py tenant_recreate {s.schema}` rebuilds it)"
+        for s in plan.schemas
+        if not s.schema_exists
+    ]
+    for s in plan.schemas:
+        status, error, _ = latest.get(s.schema, (None, None, None))
+        if s.schema_exists and ledger.failed_last(status, bool(s.pending), s.schema_exists):
+            problems.append(f"failed: the last attempt on {s.schema} failed: {error}")
+    return problems
+
+
+def fit_jobs(conn: psycopg.Connection, jobs: int) -> tuple[int, str | None]:
+    """``jobs`` capped by the connections the server has free (with a margin for others):
+    more workers than that fail with 'too many clients'."""
+    row = conn.execute(
+        "SELECT current_setting('max_connections')::int "
+        "- current_setting('superuser_reserved_connections')::int "
+        "- (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+    ).fetchone()
+    free = int(row[0]) if row else jobs
+    cap = max(1, free - JOBS_MARGIN)
+    if jobs <= cap:
+        return jobs, None
+    return cap, (
+        f"--jobs {jobs} capped to {cap}: the server has {free} connection(s) free "
+        f"(max_connections minus those in use), and {JOBS_MARGIN} are left for others"
+    )
+
+
 def check_files(plan: Plan) -> tuple[list[str], list[str]]:
     """(refusals, lint warnings) of the plan's pending files. A refusal (transaction
     control, session state, a tenant file reaching outside its schema) stops the whole run
@@ -380,7 +421,7 @@ def migrate(
     actor: str = "system",
     run_id: int | None = None,
     on_event: Callable[[Event], None] | None = None,
-    on_plan: Callable[[Plan], None] | None = None,
+    on_plan: Callable[[Plan, int], None] | None = None,
 ) -> RunReport:
     public, tenants, only = _scope(public, tenants, only)
     report = RunReport(kind="fake" if fake else "migrate", plan=None, dry_run=dry_run or check)
@@ -400,8 +441,6 @@ def migrate(
             for s in plan.schemas:
                 s.pending = [m for m in s.pending if m.number <= up_to]
         report.plan = plan
-        if on_plan:
-            on_plan(plan)
         rejected, report.warnings = check_files(plan)
         report.refused = rejected + refusals(
             plan, allow_missing=allow_missing, allow_out_of_order=allow_out_of_order
@@ -417,17 +456,22 @@ def migrate(
                     finish_run(conn, run_id, [], status="refused", error="\n".join(report.refused))
             return report
         if dry_run or check:
+            report.problems = fleet_problems(conn, plan)
             pending = plan.pending_count or (report.django_migrations and public)
-            report.exit_code = EXIT_PENDING if (check and pending) else EXIT_OK
+            report.exit_code = (
+                EXIT_FAILED if report.problems else EXIT_PENDING if (check and pending) else EXIT_OK
+            )
             return report
 
         todo = plan.with_pending
+        missing_schema = [s for s in plan.schemas if not s.schema_exists]
+        if not todo and not missing_schema and run_id is None:
+            return report  # nothing to do: no run row, no audit row
         alone = sorted(
             {f"{m.scope}/{m.name}" for s in todo for m in s.pending if not m.transactional}
         )
         if alone and not fake:
             require_session(f"Non-transactional migration {', '.join(alone)}")
-        missing_schema = [s for s in plan.schemas if not s.schema_exists]
         options = {
             "public": public,
             "tenants": tenants,
@@ -447,6 +491,10 @@ def migrate(
             if on_event:
                 on_event(event)
 
+        jobs, note = fit_jobs(conn, jobs)
+        report.notes += [note] if note else []
+        if on_plan:  # the run goes ahead: its plan, and the workers it gets
+            on_plan(plan, jobs)
         engine_options = conf.engine_options(
             jobs=jobs, fail_fast=fail_fast, actor=actor, run_id=report.run_id, fake=fake
         )
@@ -539,6 +587,8 @@ def rollback(
         report.run_id = start_run(
             conn, "rollback", actor, {"version": version, "only": only}, len(targets)
         )
+        jobs, note = fit_jobs(conn, jobs)
+        report.notes += [note] if note else []
         executor = Executor(conf.conninfo(), conf.engine_options(jobs=jobs, actor=actor), on_event)
         report.results = executor.rollback((schema, int(version)) for schema, _ in targets)
         status = "failed" if report.failed else "succeeded"

@@ -258,37 +258,63 @@ def tenant_migrations() -> list[Migration]:
     return migrations
 
 
+def _context(
+    conn: psycopg.Connection, org_id: str, name: str | None, actor: str
+) -> CreationContext:
+    """Validated names and the checked tenant files of a creation (InvalidName or
+    TenantError before any SQL)."""
+    validate_org_id(org_id)
+    schema = schema_for_org(org_id)
+    return CreationContext(
+        conn=conn,
+        org_id=org_id,
+        name=validate_org_name(name, org_id),
+        schema=schema,
+        role=role_for_schema(schema, conn.info.dbname),
+        owner=owner_role_for_schema(schema, conn.info.dbname),
+        domain=domain_for_org(org_id, conf.setting("DOMAIN_SUFFIX")),
+        actor=actor,
+        migrations=tenant_migrations(),
+    )
+
+
 def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system") -> CreatedTenant:
     """Create a tenant, all or nothing. Raises ``InvalidName`` (bad id: no SQL ran) or
     ``TenantError`` (refused or failed: nothing was left behind)."""
     started = time.monotonic()
     validate_org_id(org_id)
-    schema = schema_for_org(org_id)
-    name = validate_org_name(name, org_id)
-    migrations = tenant_migrations()
+    validate_org_name(name, org_id)
     with connect_ready() as conn:
-        ctx = CreationContext(
-            conn=conn,
-            org_id=org_id,
-            name=name,
-            schema=schema,
-            role=role_for_schema(schema, conn.info.dbname),
-            owner=owner_role_for_schema(schema, conn.info.dbname),
-            domain=domain_for_org(org_id, conf.setting("DOMAIN_SUFFIX")),
-            actor=actor,
-            migrations=migrations,
-        )
+        ctx = _context(conn, org_id, name, actor)
         # Creations queue on one lock, so limits and case twins are checked without races.
         lock = ("lock", lambda c: db.xact_lock(c.conn, db.CREATE_LOCK_NAME))
         run_steps(conn, [lock, *CREATION_STEPS], ctx, f"Creating tenant {org_id}", "created")
+    return _created(ctx, int((time.monotonic() - started) * 1000))
+
+
+def check_creation(org_id: str, name: str | None = None) -> CreatedTenant:
+    """What ``create_tenant`` would create, checked as it checks (names, tenant files,
+    registry, case twins, limits), changing nothing: a dry run."""
+    validate_org_id(org_id)
+    validate_org_name(name, org_id)
+    with connect_ready() as conn:
+        ctx = _context(conn, org_id, name, actor="")
+        with conn.transaction():
+            _check_free(ctx)
+            _check_limits(ctx)
+    ctx.applied = [m.version for m in ctx.migrations]
+    return _created(ctx, 0)
+
+
+def _created(ctx: CreationContext, elapsed_ms: int) -> CreatedTenant:
     return CreatedTenant(
-        org_id=org_id,
-        name=name,
-        schema=schema,
+        org_id=ctx.org_id,
+        name=ctx.name,
+        schema=ctx.schema,
         role=ctx.role,
         domain=ctx.domain,
         migrations_applied=ctx.applied,
-        elapsed_ms=int((time.monotonic() - started) * 1000),
+        elapsed_ms=elapsed_ms,
     )
 
 

@@ -14,15 +14,35 @@ from tenancy.engine.source import SourceError
 from tenancy.management.output import Progress, write_json, write_plan
 from tenancy.management.prompts import confirm_schema
 from tenancy.services import recovery, runs
-from tenancy.services.tenants import TenantError, create_tenant
+from tenancy.services.tenants import TenantError, check_creation, create_tenant
 
 EPILOG = """
+verbs (one at a time; none means migrate): --rollback, --fake, --baseline,
+--accept-checksum, --reset-tracking, --create-tenant. Each honours --dry-run (print what
+it would do, change nothing) and --check (the same, exit 2 when it would change something).
+
 exit codes:
-  0  done (or, with --dry-run/--check, nothing pending)
-  1  a schema failed, or the command could not run (bad arguments included)
-  2  --check found pending migrations
+  0  done (or, with --dry-run/--check, nothing to do)
+  1  a schema failed, or the command could not run (bad or conflicting arguments, a file
+     broken by the refusal rules); with --dry-run/--check also: a registered tenant's
+     schema is missing, or a schema's last attempt failed
+  2  --check: something is pending (or the verb would change something)
   3  the ledger and the files disagree (drift, missing file, out-of-order file): nothing applied
 """
+
+
+# The verbs of the command: at most one per invocation.
+VERBS = ("rollback", "fake", "baseline", "accept_checksum", "reset_tracking", "create_tenant")
+VALUED_VERBS = ("rollback", "baseline", "accept_checksum", "create_tenant")
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _would(o: dict, changes: bool) -> int:
+    """The exit code of a verb's dry run: 2 under --check when it would change something."""
+    return runs.EXIT_PENDING if (o["check"] and changes) else runs.EXIT_OK
 
 
 def _positive(value: str) -> int:
@@ -164,28 +184,44 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **o: Any) -> None:
         actor = o["actor"] or recovery.default_actor()
+        verb = self._verb(o)
         try:
-            if o["create_tenant"]:
-                self._create(o["create_tenant"], o["name"], actor)
-                return
-            only = [self._schema(t) for t in o["tenant"]] or None
-            public, tenants = o["public"], o["tenants"]
-            if not (public or tenants or only):
-                public = tenants = True
-            if o["rollback"]:
-                code = self._rollback(o, public, tenants, only, actor)
-            elif o["accept_checksum"]:
-                code = self._accept(o, actor)
-            elif o["reset_tracking"]:
-                code = self._reset(o, only, actor)
-            elif o["baseline"]:
-                code = self._baseline(o, public, tenants, only, actor)
+            if verb == "create_tenant":
+                code = self._create(o, actor)
             else:
-                code = self._migrate(o, public, tenants, only, actor)
+                only = [self._schema(t) for t in o["tenant"]] or None
+                public, tenants = o["public"], o["tenants"]
+                if not (public or tenants or only):
+                    public = tenants = True
+                code = getattr(self, f"_{verb}")(o, public, tenants, only, actor)
         except (runs.RunError, InvalidName, SourceError, TenantError, recovery.RecoveryError) as e:
             raise CommandError(str(e), returncode=runs.EXIT_FAILED) from e
         if code:
             sys.exit(code)
+
+    def _verb(self, o: dict) -> str:
+        """The one verb asked for (migrate when none); two at once, an empty value or an
+        option that belongs to another verb is a usage error (exit 1)."""
+        chosen = [v for v in VERBS if o[v] not in (None, False)]
+        if len(chosen) > 1:
+            self._usage(
+                f"{' and '.join(_flag(v) for v in chosen)} cannot be combined: "
+                "each is a verb of its own; run them one after the other."
+            )
+        for v in VALUED_VERBS:
+            if o[v] is not None and not o[v].strip():
+                self._usage(f"{_flag(v)} needs a value.")
+        if any(not t.strip() for t in o["tenant"]):
+            self._usage("--tenant needs a schema name or an Auth0 org id.")
+        verb = chosen[0] if chosen else "migrate"
+        if o["name"] is not None and verb != "create_tenant":
+            self._usage("--name goes with --create-tenant only.")
+        if verb == "create_tenant" and (o["public"] or o["tenants"] or o["tenant"]):
+            self._usage("--create-tenant takes no --public, --tenants or --tenant.")
+        return verb
+
+    def _usage(self, message: str) -> None:
+        raise CommandError(message, returncode=runs.EXIT_FAILED)
 
     # -- verbs ---------------------------------------------------------------------------
     def _schema(self, value: str) -> str:
@@ -196,7 +232,7 @@ class Command(BaseCommand):
         text = o["format"] == "text"
         progress: Progress | None = None
 
-        def on_plan(plan: Any) -> None:
+        def on_plan(plan: Any, jobs: int) -> None:
             nonlocal progress
             if text and not dry:
                 progress = Progress(
@@ -206,10 +242,15 @@ class Command(BaseCommand):
                     verbosity=o["verbosity"],
                     show_sql=o["verbose"],
                 )
+                capped = (
+                    f" (--jobs {o['jobs']} capped: the server has too few connections free)"
+                    if jobs < o["jobs"]
+                    else ""
+                )
                 if plan.with_pending and o["verbosity"] >= 1:
                     self.stdout.write(
                         f"Applying {plan.pending_count} migration(s) to "
-                        f"{len(plan.with_pending)} schema(s) with {o['jobs']} worker(s)"
+                        f"{len(plan.with_pending)} schema(s) with {jobs} worker(s){capped}"
                     )
 
         report = runs.migrate(
@@ -235,13 +276,11 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Django migrations {verb} in public: {len(report.django_migrations)}"
             )
-        for warning in report.warnings:
-            self.stderr.write(self.style.WARNING(f"Lint: {warning}"))
-        for reason in report.refused:
-            self.stderr.write(self.style.ERROR(f"Refused: {reason}"))
+        self._refusals(report)
         if report.refused:
-            self.stderr.write("Nothing was applied.")
             return report.exit_code
+        for problem in report.problems:
+            self.stderr.write(self.style.ERROR(f"Problem: {problem}"))
         if dry:
             write_plan(
                 self.stdout,
@@ -253,6 +292,14 @@ class Command(BaseCommand):
             return report.exit_code
         self._summary(report)
         return report.exit_code
+
+    def _refusals(self, report: runs.RunReport) -> None:
+        for warning in report.warnings:
+            self.stderr.write(self.style.WARNING(f"Lint: {warning}"))
+        for reason in report.refused:
+            self.stderr.write(self.style.ERROR(f"Refused: {reason}"))
+        if report.refused:
+            self.stderr.write("Nothing was applied.")
 
     def _summary(self, report: runs.RunReport) -> None:
         done = [r for r in report.results if r.status == "succeeded"]
@@ -270,8 +317,12 @@ class Command(BaseCommand):
             for r in report.failed:
                 self.stderr.write(self.style.ERROR(f"  {r.schema}: {r.error}"))
 
+    def _fake(self, o: dict, public: bool, tenants: bool, only: list | None, actor: str) -> int:
+        return self._migrate(o, public, tenants, only, actor)
+
     def _rollback(self, o: dict, public: bool, tenants: bool, only: list | None, actor: str) -> int:
-        show = o["verbose"] or o["dry_run"]
+        dry = o["dry_run"] or o["check"]
+        show = o["verbose"] or dry
 
         def on_event(e: Any) -> None:
             if e.kind == "sql" and show and o["format"] == "text":
@@ -284,7 +335,7 @@ class Command(BaseCommand):
             public=o["public"],
             tenants=not o["public"] or bool(only),
             only=only,
-            dry_run=o["dry_run"],
+            dry_run=dry,
             jobs=o["jobs"],
             actor=actor,
             on_event=on_event,
@@ -300,26 +351,39 @@ class Command(BaseCommand):
             if r.failed:
                 self.stderr.write(self.style.ERROR(f"{r.schema}: FAILED: {r.error}"))
             else:
-                verb = "would roll back" if o["dry_run"] else "rolled back"
+                verb = "would roll back" if dry else "rolled back"
                 self.stdout.write(f"{r.schema}: {verb} {', '.join(r.versions)}")
+        if dry and not report.exit_code:
+            return _would(o, bool(report.results))
         return report.exit_code
 
-    def _accept(self, o: dict, actor: str) -> int:
-        accepted = recovery.accept_checksum(
-            o["accept_checksum"],
-            public=o["public"],
-            only=[self._schema(t) for t in o["tenant"]] or None,
-            actor=actor,
-        )
+    def _accept_checksum(
+        self, o: dict, public: bool, tenants: bool, only: list | None, actor: str
+    ) -> int:
+        version, public_only = o["accept_checksum"], o["public"]
+        if o["dry_run"] or o["check"]:
+            migration, schemas = recovery.drifted(version, public=public_only, only=only)
+            self.stdout.write(
+                f"Would accept the new checksum of {migration.name} in {len(schemas)} "
+                f"schema(s): {', '.join(schemas[:10])}{' …' if len(schemas) > 10 else ''}"
+            )
+            return _would(o, True)
+        accepted = recovery.accept_checksum(version, public=public_only, only=only, actor=actor)
         self.stdout.write(
             f"Accepted the new checksum of {accepted.name} in {accepted.rows} schema(s)."
         )
         return 0
 
-    def _reset(self, o: dict, only: list | None, actor: str) -> int:
+    def _reset_tracking(
+        self, o: dict, public: bool, tenants: bool, only: list | None, actor: str
+    ) -> int:
         if not only or len(only) != 1:
-            raise CommandError("--reset-tracking needs exactly one --tenant SCHEMA.")
+            self._usage("--reset-tracking needs exactly one --tenant SCHEMA.")
         schema = only[0]
+        if o["dry_run"] or o["check"]:
+            rows = recovery.tracked_rows(schema)
+            self.stdout.write(f"Would delete {rows} ledger row(s) of {schema}.")
+            return _would(o, rows > 0)
         if o["interactive"]:
             confirm_schema(
                 self,
@@ -332,19 +396,38 @@ class Command(BaseCommand):
         return 0
 
     def _baseline(self, o: dict, public: bool, tenants: bool, only: list | None, actor: str) -> int:
+        dry = o["dry_run"] or o["check"]
         report = recovery.baseline(
-            o["baseline"], public=public, tenants=tenants, only=only, actor=actor
+            o["baseline"], public=public, tenants=tenants, only=only, actor=actor, dry_run=dry
         )
         if o["format"] == "json":
             write_json(self.stdout, report.to_dict())
-        else:
-            recorded = sum(len(r.versions) for r in report.results)
+            return report.exit_code
+        self._refusals(report)
+        if report.refused:
+            return report.exit_code
+        if dry:
+            count = report.plan.pending_count if report.plan else 0
             self.stdout.write(
-                f"Recorded {recorded} migration(s) as applied (not run) up to {o['baseline']}."
+                f"Would record {count} migration(s) as applied (not run) up to {o['baseline']}."
             )
+            return _would(o, count > 0) if not report.problems else report.exit_code
+        recorded = sum(len(r.versions) for r in report.results)
+        self.stdout.write(
+            f"Recorded {recorded} migration(s) as applied (not run) up to {o['baseline']}."
+        )
         return report.exit_code
 
-    def _create(self, org_id: str, name: str | None, actor: str) -> None:
+    def _create(self, o: dict, actor: str) -> int:
+        org_id, name = o["create_tenant"].strip(), o["name"]
+        if o["dry_run"] or o["check"]:
+            plan = check_creation(org_id, name)
+            self.stdout.write(
+                f"Would create tenant {plan.name}: schema {plan.schema}, "
+                f"{len(plan.migrations_applied)} migration(s), role {plan.role}, "
+                f"domain {plan.domain}"
+            )
+            return _would(o, True)
         created = create_tenant(org_id, name, actor=actor)
         self.stdout.write(
             self.style.SUCCESS(
@@ -353,3 +436,4 @@ class Command(BaseCommand):
                 f"domain {created.domain} ({created.elapsed_ms} ms)"
             )
         )
+        return 0

@@ -26,12 +26,22 @@ def human_size(size: int | None) -> str:
     return f"{size} bytes"  # pragma: no cover
 
 
+def _problems(state: Any) -> list[str]:
+    """What --check refuses: a missing schema, a failed last attempt, drift, a missing file."""
+    problems = [f"{state.schema}: schema missing"] if not state.schema_exists else []
+    problems += [f"{state.schema}: last attempt failed: {state.last_error}"] if state.failed else []
+    problems += [f"{state.schema}: drift in {name}" for name in state.drift]
+    problems += [f"{state.schema}: applied file missing from disk: {n}" for n in state.missing]
+    return problems
+
+
 class Command(BaseCommand):
     help = (
         "Show every tenant's state: migrations applied, the last one and when, pending ones, "
         "whether its last run failed, its schema size and its activity (audit rows). A "
-        "constant number of queries, whatever the number of tenants. Exit code 1 when any "
-        "schema failed or is missing, with --check."
+        "constant number of queries, whatever the number of tenants. With --check, exit 1 "
+        "when a schema is missing, its last attempt failed, an applied file changed (drift) "
+        "or is missing from disk."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -41,7 +51,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--public", action="store_true", help="Include the public schema.")
         parser.add_argument(
-            "--check", action="store_true", help="Exit 1 if any schema failed or is missing."
+            "--check",
+            action="store_true",
+            help="Exit 1 if a schema is missing or failed, or shows drift or a missing file.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -87,5 +99,7 @@ class Command(BaseCommand):
             for s in states:
                 if s.failed and s.last_error and options["verbosity"] >= 2:
                     self.stderr.write(f"{s.schema}: {s.last_error}")
-        if options["check"] and any(s.failed or not s.schema_exists for s in states):
-            raise CommandError("Some schemas failed or are missing.")
+        if options["check"]:
+            problems = [p for s in states for p in _problems(s)]
+            if problems:
+                raise CommandError("\n".join(problems))

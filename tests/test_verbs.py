@@ -1,0 +1,168 @@
+"""migrate_tenants' verbs are honest: one at a time, --dry-run changes nothing whatever
+the verb, --check exits 2 when the verb would change something, and the CI gate
+(--check, --dry-run, tenant_status --check) fails on a broken fleet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from tenancy.services import runs
+from tenancy.services.tenants import create_tenant
+from tests.conftest import connect, query, run_command
+
+A, B = "tenant_org_verba1", "tenant_org_verbb2"
+EXTRA = (
+    "-- UP: Apply migration\nCREATE TABLE extra (id int);\n-- DOWN: Rollback\nDROP TABLE extra;\n"
+)
+
+
+@pytest.fixture
+def fleet(public_ready: None, sql_dir: Path) -> Path:
+    create_tenant("org_verba1")
+    create_tenant("org_verbb2")
+    return sql_dir
+
+
+def next_version(sql_dir: Path) -> str:
+    return f"{max(int(p.name[:3]) for p in (sql_dir / 'tenant').glob('*.sql')) + 1:03d}"
+
+
+def add_file(sql_dir: Path, text: str = EXTRA) -> str:
+    version = next_version(sql_dir)
+    (sql_dir / "tenant" / f"{version}_extra.sql").write_text(text)
+    return version
+
+
+def state() -> tuple:
+    """Everything a verb could change: ledger, registry, roles, audit, runs, schemas."""
+    return (
+        query(
+            "SELECT tenant_schema, migration_version, checksum FROM tenant_migrations ORDER BY 1, 2"
+        ),
+        query("SELECT schema_name, status FROM tenant_registry ORDER BY 1"),
+        query("SELECT rolname FROM pg_roles ORDER BY 1"),
+        query("SELECT count(*) FROM audit_logs"),
+        query("SELECT count(*) FROM tenant_migration_runs"),
+        query("SELECT nspname FROM pg_namespace ORDER BY 1"),
+        query("SELECT count(*) FROM pg_tables WHERE tablename = 'extra'"),
+    )
+
+
+def drifted(sql_dir: Path) -> str:
+    """Apply an extra file, then edit it: drift."""
+    version = add_file(sql_dir)
+    assert run_command("migrate_tenants")[0] == 0
+    path = next((sql_dir / "tenant").glob(f"{version}_*.sql"))
+    path.write_text(EXTRA.replace("(id int)", "(id bigint)"))
+    return version
+
+
+def verb_cases(sql_dir: Path) -> list[tuple[str, ...]]:
+    last = max(p.name[:3] for p in (sql_dir / "tenant").glob("*.sql"))
+    return [
+        ("--reset-tracking", "--tenant", A, "--noinput"),
+        ("--baseline", add_file(sql_dir), "--tenant", A),
+        ("--fake",),
+        ("--rollback", last),
+        ("--create-tenant", "org_dry1"),
+    ]
+
+
+def test_every_verb_under_dry_run_changes_nothing(fleet):
+    for args in verb_cases(fleet):
+        before = state()
+        code, out, err = run_command("migrate_tenants", *args, "--dry-run")
+        assert code == 0, (args, err)
+        assert "Would" in out or "would" in out or "pending" in out.lower(), (args, out)
+        assert state() == before, args
+        code, _, err = run_command("migrate_tenants", *args, "--check")
+        assert code == runs.EXIT_PENDING, (args, err)
+        assert state() == before, args
+
+
+def test_accept_checksum_under_dry_run_changes_nothing(fleet):
+    version = drifted(fleet)
+    before = state()
+    code, out, _ = run_command("migrate_tenants", "--accept-checksum", version, "--dry-run")
+    assert code == 0 and "Would accept" in out and "2 schema(s)" in out
+    assert state() == before
+    assert run_command("migrate_tenants", "--accept-checksum", version)[0] == 0
+    assert state() != before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--rollback", "002", "--baseline", "003", "--fake", "--dry-run"),
+        ("--fake", "--reset-tracking", "--tenant", A),
+        ("--create-tenant", "org_x1", "--rollback", "003"),
+        ("--create-tenant", ""),
+        ("--rollback", " "),
+        ("--baseline", ""),
+        ("--tenant", ""),
+        ("--name", "Acme"),
+        ("--create-tenant", "org_x1", "--tenant", A),
+    ],
+)
+def test_conflicting_or_empty_arguments_are_usage_errors(fleet, args):
+    before = state()
+    code, out, err = run_command("migrate_tenants", *args)
+    assert code == 1, (out, err)
+    assert "Traceback" not in err and err.strip()
+    assert state() == before
+
+
+# -- the CI gate ------------------------------------------------------------------------
+def test_check_and_dry_run_fail_on_a_missing_schema(fleet):
+    with connect() as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(B)))
+    for flag in ("--check", "--dry-run"):
+        code, _, err = run_command("migrate_tenants", flag)
+        assert code == 1 and f"missing schema: {B}" in err, err
+    code, out, _ = run_command("migrate_tenants", "--check", "--format", "json")
+    assert code == 1 and any(B in p for p in json.loads(out)["problems"])
+    assert run_command("tenant_status", "--check")[0] == 1
+
+
+def test_check_fails_on_an_applied_file_missing_from_disk(fleet):
+    version = add_file(fleet)
+    assert run_command("migrate_tenants")[0] == 0
+    next((fleet / "tenant").glob(f"{version}_*.sql")).unlink()
+    code, _, err = run_command("migrate_tenants", "--check")
+    assert code == runs.EXIT_DRIFT and "missing file" in err
+    code, _, err = run_command("tenant_status", "--check")
+    assert code == 1 and "missing" in err.lower()
+
+
+def test_check_fails_while_a_schemas_last_attempt_failed(fleet):
+    add_file(fleet, "-- UP\nCREATE TABLE extra (id int);\nSELECT 1/0;\n")
+    assert run_command("migrate_tenants")[0] == 1
+    # Pending work and a failure: the failure wins (1, not 2).
+    code, _, err = run_command("migrate_tenants", "--check")
+    assert code == 1 and f"failed: the last attempt on {A} failed" in err
+
+
+def test_a_run_with_nothing_to_do_records_no_run(fleet):
+    before = query("SELECT count(*) FROM tenant_migration_runs")
+    code, out, _ = run_command("migrate_tenants")
+    assert code == 0 and "No pending migrations" in out
+    assert query("SELECT count(*) FROM tenant_migration_runs") == before
+
+
+def test_jobs_are_capped_by_the_free_connections(fleet):
+    with connect() as conn:
+        jobs, note = runs.fit_jobs(conn, 1000)
+        free = conn.execute(
+            "SELECT current_setting('max_connections')::int "
+            "- current_setting('superuser_reserved_connections')::int"
+        ).fetchone()[0]
+    assert jobs < free and note and "capped" in note
+    add_file(fleet)
+    code, out, err = run_command("migrate_tenants", "--jobs", "1000", "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["summary"]["failed"] == 0 and report["summary"]["succeeded"] == 2
