@@ -138,6 +138,8 @@ class MigrationRun(models.Model):
     backend_pid = models.IntegerField(null=True, blank=True)
     error = models.TextField(null=True, blank=True)
     started_at = models.DateTimeField(db_default=Now())
+    # Touched every few seconds while the run runs: a stale one means its process died.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -205,6 +205,12 @@ def test_killed_run_leaves_no_half_migrated_schema_and_a_rerun_finishes(public_r
         tables = tables_in(schema) & {"slow_a", "slow_b"}
         recorded = "004" in ledger_versions(schema)
         assert tables in (set(), {"slow_a", "slow_b"}) and bool(tables) == recorded, schema
+    # Whoever looks next (here tenant_status) closes the dead run, with exact counts.
+    assert run_command("tenant_status")[0] == 0
+    recorded = sum("004" in ledger_versions(s) for s in schemas)
+    assert query(
+        "SELECT status, done_schemas FROM public.tenant_migration_runs ORDER BY id DESC LIMIT 1"
+    ) == [("interrupted", recorded)]
     rerun = manage("migrate_tenants", "--tenants", migrations_dir=sql_dir)
     out, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err

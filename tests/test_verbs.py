@@ -166,3 +166,24 @@ def test_jobs_are_capped_by_the_free_connections(fleet):
     assert code == 0, err
     report = json.loads(out)
     assert report["summary"]["failed"] == 0 and report["summary"]["succeeded"] == 2
+
+
+def test_a_starting_worker_closes_runs_whose_process_died(fleet):
+    """A run left 'running' by a worker that died behind a pooler (no backend to check):
+    its heartbeat went stale, and the next worker to start marks it interrupted."""
+    with connect() as conn:
+        run_id = conn.execute(
+            "INSERT INTO tenant_migration_runs (kind, actor, status, heartbeat_at) "
+            "VALUES ('migrate', 'worker', 'running', now() - interval '5 minutes') RETURNING id"
+        ).fetchone()[0]
+        alive = conn.execute(
+            "INSERT INTO tenant_migration_runs (kind, actor, status, heartbeat_at) "
+            "VALUES ('migrate', 'worker', 'running', now()) RETURNING id"
+        ).fetchone()[0]
+    code, out, err = run_command("db_worker", "--batch", "--no-startup-delay")
+    assert code == 0, err
+    assert "Marked 1 run(s)" in out
+    assert dict(query("SELECT id, status FROM tenant_migration_runs WHERE actor = 'worker'")) == {
+        run_id: "interrupted",
+        alive: "running",
+    }

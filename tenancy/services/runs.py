@@ -6,6 +6,7 @@ the admin's background job and the tests all call ``migrate``/``rollback`` here.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from tenancy import conf
@@ -340,10 +342,68 @@ class _Recorder:
 
     def flush(self) -> None:
         self.conn.execute(
-            "UPDATE public.tenant_migration_runs SET done_schemas = %s, failed_schemas = %s "
-            "WHERE id = %s",
+            "UPDATE public.tenant_migration_runs SET done_schemas = %s, failed_schemas = %s, "
+            "heartbeat_at = now() WHERE id = %s",
             [self.done, self.failed, self.run_id],
         )
+
+
+HEARTBEAT_S = 10.0  # a running run touches its row this often
+DEAD_AFTER_S = 60  # ... and is taken for dead when it has not for this long
+
+
+def close_dead_runs(conn: psycopg.Connection) -> int:
+    """Mark 'interrupted' the runs whose process is gone: its backend has left (a direct
+    connection tells at once) or its heartbeat stopped. Their schemas were rolled back by
+    the server; the count of schemas done is read from the ledger rows they wrote."""
+    cur = conn.execute(
+        """
+        UPDATE public.tenant_migration_runs r
+           SET status = 'interrupted', finished_at = now(),
+               error = 'the process running it stopped before it finished',
+               done_schemas = (SELECT count(DISTINCT tenant_schema)
+                                 FROM public.tenant_migrations WHERE run_id = r.id)
+         WHERE status = 'running'
+           AND (coalesce(heartbeat_at, started_at) < now() - make_interval(secs => %s)
+                OR (backend_pid IS NOT NULL
+                    AND backend_pid NOT IN (SELECT pid FROM pg_stat_activity)))
+        """,
+        [DEAD_AFTER_S],
+    )
+    return cur.rowcount
+
+
+def close_dead_runs_now() -> int:
+    """``close_dead_runs`` on a connection of its own (status pages, a starting worker)."""
+    with _connect() as conn:
+        if not infrastructure_ready(conn):
+            return 0
+        return close_dead_runs(conn)
+
+
+@contextmanager
+def heartbeat(conn: psycopg.Connection, run_id: int) -> Iterator[None]:
+    """Touch the run's row every HEARTBEAT_S while the block runs (psycopg connections are
+    thread-safe: the recorder shares this one)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                conn.execute(
+                    "UPDATE public.tenant_migration_runs SET heartbeat_at = now() WHERE id = %s",
+                    [run_id],
+                )
+            except psycopg.Error:
+                return  # the coordinator's connection is gone: so is the run
+
+    thread = threading.Thread(target=beat, name=f"run-{run_id}-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def start_run(
@@ -354,24 +414,23 @@ def start_run(
     total: int,
     run_id: int | None = None,
 ) -> int:
-    # A run whose process died (SIGKILL, lost host) left its row 'running': its backend is
-    # gone, so say what happened to it. Its schemas were rolled back by the server.
-    conn.execute(
-        "UPDATE public.tenant_migration_runs SET status = 'interrupted', finished_at = now(), "
-        "error = 'the process running it stopped before it finished' "
-        "WHERE status = 'running' AND (backend_pid IS NULL OR backend_pid NOT IN "
-        "(SELECT pid FROM pg_stat_activity))"
-    )
+    close_dead_runs(conn)
+    # Through a transaction pooler the backend is anyone's: only the heartbeat tells.
+    pid = sql.SQL("NULL" if conf.engine_through_transaction_pooler() else "pg_backend_pid()")
     if run_id is not None:
         conn.execute(
-            "UPDATE public.tenant_migration_runs SET status = 'running', started_at = now(), "
-            "total_schemas = %s, backend_pid = pg_backend_pid() WHERE id = %s",
+            sql.SQL(
+                "UPDATE public.tenant_migration_runs SET status = 'running', started_at = now(), "
+                "heartbeat_at = now(), total_schemas = %s, backend_pid = {} WHERE id = %s"
+            ).format(pid),
             [total, run_id],
         )
         return run_id
     row = conn.execute(
-        "INSERT INTO public.tenant_migration_runs (kind, actor, options, total_schemas, "
-        "backend_pid) VALUES (%s, %s, %s, %s, pg_backend_pid()) RETURNING id",
+        sql.SQL(
+            "INSERT INTO public.tenant_migration_runs (kind, actor, options, total_schemas, "
+            "backend_pid, heartbeat_at) VALUES (%s, %s, %s, %s, {}, now()) RETURNING id"
+        ).format(pid),
         [kind, actor, Jsonb(options), total],
     ).fetchone()
     assert row is not None
@@ -510,21 +569,8 @@ def migrate(
             )
             report.results.append(result)
             handle(Event("schema_finished", s.schema, result=result))
-        stop_error: str | None = None
-        for scope in (PUBLIC, TENANT):
-            work = [
-                (s.schema, plan.migrations[scope], s.pending)
-                for s in todo
-                if s.scope == scope and s.schema_exists
-            ]
-            if not work:
-                continue
-            if stop_error or (fail_fast and report.failed):
-                break
-            results = executor.migrate(work)
-            report.results.extend(results)
-            if scope == PUBLIC and any(r.failed for r in results):
-                stop_error = "public schema failed; tenant migrations were not attempted"
+        with heartbeat(conn, report.run_id):
+            stop_error = _execute(executor, plan, todo, report, fail_fast=fail_fast)
         status = "failed" if report.failed else "succeeded"
         finish_run(conn, report.run_id, report.results, status=status, error=stop_error)
         audit.write(
@@ -540,6 +586,28 @@ def migrate(
         )
         report.exit_code = EXIT_FAILED if report.failed else EXIT_OK
         return report
+
+
+def _execute(
+    executor: Executor, plan: Plan, todo: list, report: RunReport, *, fail_fast: bool
+) -> str | None:
+    """Public first, then tenants (not at all when public failed). Returns why it stopped
+    early, if it did."""
+    for scope in (PUBLIC, TENANT):
+        work = [
+            (s.schema, plan.migrations[scope], s.pending)
+            for s in todo
+            if s.scope == scope and s.schema_exists
+        ]
+        if not work:
+            continue
+        if fail_fast and report.failed:
+            return None
+        results = executor.migrate(work)
+        report.results.extend(results)
+        if scope == PUBLIC and any(r.failed for r in results):
+            return "public schema failed; tenant migrations were not attempted"
+    return None
 
 
 def rollback(
@@ -590,7 +658,8 @@ def rollback(
         jobs, note = fit_jobs(conn, jobs)
         report.notes += [note] if note else []
         executor = Executor(conf.conninfo(), conf.engine_options(jobs=jobs, actor=actor), on_event)
-        report.results = executor.rollback((schema, int(version)) for schema, _ in targets)
+        with heartbeat(conn, report.run_id):
+            report.results = executor.rollback((schema, int(version)) for schema, _ in targets)
         status = "failed" if report.failed else "succeeded"
         finish_run(conn, report.run_id, report.results, status=status)
         audit.write(

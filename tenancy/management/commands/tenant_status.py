@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.names import InvalidName, validate_schema_name
+from tenancy.services import runs
 from tenancy.services.reports import schema_states
 from tenancy.services.runs import RunError
 
@@ -59,6 +60,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         only = options["tenant"]
         try:
+            runs.close_dead_runs_now()  # whoever looks next closes runs whose process died
             only = [validate_schema_name(s) for s in only] if only else None
             states = schema_states(include_public=options["public"], only=only, sizes=True)
         except (InvalidName, RunError) as exc:
