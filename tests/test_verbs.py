@@ -5,6 +5,8 @@ the verb, --check exits 2 when the verb would change something, and the CI gate
 from __future__ import annotations
 
 import json
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from psycopg import sql
 
 from tenancy.services import runs
 from tenancy.services.tenants import create_tenant
-from tests.conftest import connect, query, run_command
+from tests.conftest import connect, ledger_versions, manage, query, run_command, tables_in
 
 A, B = "tenant_org_verba1", "tenant_org_verbb2"
 EXTRA = (
@@ -187,3 +189,31 @@ def test_a_starting_worker_closes_runs_whose_process_died(fleet):
         run_id: "interrupted",
         alive: "running",
     }
+
+
+SLOW = "-- UP\nCREATE TABLE slow (id int);\nSELECT pg_sleep(0.3);\n"
+
+
+@pytest.mark.parametrize(("sig", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_the_run_cleanly_and_a_rerun_finishes(public_ready, sql_dir, sig, exit_code):
+    schemas = [create_tenant(f"org_sig{i}").schema for i in range(8)]
+    version = add_file(sql_dir, SLOW)
+    proc = manage("migrate_tenants", "--tenants", migrations_dir=sql_dir)
+    deadline = time.monotonic() + 60
+    while not any(version in ledger_versions(s) for s in schemas):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == exit_code, (out, err)
+    assert "Traceback" not in err and "Interrupted" in err
+    done = [s for s in schemas if version in ledger_versions(s)]
+    assert 1 <= len(done) < len(schemas)
+    for schema in schemas:  # wholly migrated or wholly not
+        assert ("slow" in tables_in(schema)) == (schema in done)
+    assert query(
+        "SELECT status, done_schemas FROM tenant_migration_runs ORDER BY id DESC LIMIT 1"
+    ) == [("interrupted", len(done))]
+    rerun = manage("migrate_tenants", "--tenants", migrations_dir=sql_dir)
+    assert rerun.wait(timeout=120) == 0
+    assert all(version in ledger_versions(s) for s in schemas)

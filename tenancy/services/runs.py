@@ -36,6 +36,19 @@ class RunError(Exception):
     """A run that cannot start: bad arguments, no infrastructure, an unreadable file."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """A signal stopped the run: the schema in progress was rolled back. A KeyboardInterrupt,
+    so that psycopg cancels the statement in progress and leaves the connection usable."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
 def require_session(what: str) -> None:
     """Refuse, before anything changes, work that needs a session-level lock when the
     engine's connection goes through a transaction-mode pooler (it would lose the lock)."""
@@ -406,6 +419,28 @@ def heartbeat(conn: psycopg.Connection, run_id: int) -> Iterator[None]:
         thread.join()
 
 
+@contextmanager
+def _interruptible(run_id: int) -> Iterator[None]:
+    """A run stopped by a signal (or any BaseException) is recorded as interrupted, on a
+    connection of its own: the coordinator's may have been cut mid-statement."""
+    try:
+        yield
+    except BaseException as exc:
+        reason = f"signal {exc.signum}" if isinstance(exc, Interrupted) else type(exc).__name__
+        with db.connect(conf.conninfo()) as conn:
+            interrupt_run(conn, run_id, f"interrupted by {reason}; a re-run finishes it")
+        raise
+
+
+def interrupt_run(conn: psycopg.Connection, run_id: int, error: str) -> None:
+    conn.execute(
+        "UPDATE public.tenant_migration_runs r SET status = 'interrupted', finished_at = now(), "
+        "error = %s, done_schemas = (SELECT count(DISTINCT tenant_schema) "
+        "FROM public.tenant_migrations WHERE run_id = r.id) WHERE id = %s",
+        [error, run_id],
+    )
+
+
 def start_run(
     conn: psycopg.Connection,
     kind: str,
@@ -569,7 +604,7 @@ def migrate(
             )
             report.results.append(result)
             handle(Event("schema_finished", s.schema, result=result))
-        with heartbeat(conn, report.run_id):
+        with _interruptible(report.run_id), heartbeat(conn, report.run_id):
             stop_error = _execute(executor, plan, todo, report, fail_fast=fail_fast)
         status = "failed" if report.failed else "succeeded"
         finish_run(conn, report.run_id, report.results, status=status, error=stop_error)
@@ -658,7 +693,7 @@ def rollback(
         jobs, note = fit_jobs(conn, jobs)
         report.notes += [note] if note else []
         executor = Executor(conf.conninfo(), conf.engine_options(jobs=jobs, actor=actor), on_event)
-        with heartbeat(conn, report.run_id):
+        with _interruptible(report.run_id), heartbeat(conn, report.run_id):
             report.results = executor.rollback((schema, int(version)) for schema, _ in targets)
         status = "failed" if report.failed else "succeeded"
         finish_run(conn, report.run_id, report.results, status=status)

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tenancy import conf
 from tenancy.engine.names import InvalidName, schema_for_org
 from tenancy.engine.source import SourceError
+from tenancy.management.interrupts import interruptible
 from tenancy.management.output import Progress, write_json, write_plan
 from tenancy.management.prompts import confirm_schema
 from tenancy.services import recovery, runs
@@ -28,6 +29,8 @@ exit codes:
      schema is missing, or a schema's last attempt failed
   2  --check: something is pending (or the verb would change something)
   3  the ledger and the files disagree (drift, missing file, out-of-order file): nothing applied
+  130, 143  stopped by SIGINT (Ctrl-C) or SIGTERM: the schema in progress was rolled back, the
+     run is recorded as interrupted, and a re-run finishes the work
 """
 
 
@@ -186,6 +189,19 @@ class Command(BaseCommand):
         actor = o["actor"] or recovery.default_actor()
         verb = self._verb(o)
         try:
+            with interruptible():
+                code = self._run(verb, o, actor)
+        except runs.Interrupted as stop:
+            self.stderr.write(
+                f"Interrupted (signal {stop.signum}): the schema in progress was rolled back "
+                "and the run is recorded as interrupted; run the command again to finish."
+            )
+            sys.exit(stop.exit_code)
+        if code:
+            sys.exit(code)
+
+    def _run(self, verb: str, o: dict, actor: str) -> int:
+        try:
             if verb == "create_tenant":
                 code = self._create(o, actor)
             else:
@@ -196,8 +212,7 @@ class Command(BaseCommand):
                 code = getattr(self, f"_{verb}")(o, public, tenants, only, actor)
         except (runs.RunError, InvalidName, SourceError, TenantError, recovery.RecoveryError) as e:
             raise CommandError(str(e), returncode=runs.EXIT_FAILED) from e
-        if code:
-            sys.exit(code)
+        return code
 
     def _verb(self, o: dict) -> str:
         """The one verb asked for (migrate when none); two at once, an empty value or an
