@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
+from tenancy.engine.names import owner_role_prefix, role_prefix
 from tenancy.services import runs
 from tenancy.services.tenants import create_tenant
 from tests.conftest import connect, ledger_versions, manage, query, run_command, tables_in
@@ -39,6 +40,15 @@ def add_file(sql_dir: Path, text: str = EXTRA) -> str:
     return version
 
 
+def our_roles() -> list:
+    """This database's tenant roles (roles are server-wide: other databases' come and go)."""
+    database = connect().info.dbname
+    prefixes = [
+        p.replace("_", "\\_") + "%" for p in (role_prefix(database), owner_role_prefix(database))
+    ]
+    return query("SELECT rolname FROM pg_roles WHERE rolname LIKE ANY(%s) ORDER BY 1", [prefixes])
+
+
 def state() -> tuple:
     """Everything a verb could change: ledger, registry, roles, audit, runs, schemas."""
     return (
@@ -46,7 +56,7 @@ def state() -> tuple:
             "SELECT tenant_schema, migration_version, checksum FROM tenant_migrations ORDER BY 1, 2"
         ),
         query("SELECT schema_name, status FROM tenant_registry ORDER BY 1"),
-        query("SELECT rolname FROM pg_roles ORDER BY 1"),
+        our_roles(),
         query("SELECT count(*) FROM audit_logs"),
         query("SELECT count(*) FROM tenant_migration_runs"),
         query("SELECT nspname FROM pg_namespace ORDER BY 1"),
