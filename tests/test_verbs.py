@@ -216,14 +216,14 @@ def test_a_signal_stops_the_run_cleanly_and_a_rerun_finishes(public_ready, sql_d
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == exit_code, (out, err)
-    assert "Traceback" not in err and "Interrupted" in err
+    assert "Traceback" not in err and "Interrupted" in err, err
     done = [s for s in schemas if version in ledger_versions(s)]
-    assert 1 <= len(done) < len(schemas)
+    assert 1 <= len(done) < len(schemas), (out, err)
     for schema in schemas:  # wholly migrated or wholly not
         assert ("slow" in tables_in(schema)) == (schema in done)
     assert query(
         "SELECT status, done_schemas FROM tenant_migration_runs ORDER BY id DESC LIMIT 1"
-    ) == [("interrupted", len(done))]
+    ) == [("interrupted", len(done))], (out, err)
     rerun = manage("migrate_tenants", "--tenants", migrations_dir=sql_dir)
-    assert rerun.wait(timeout=120) == 0
+    assert rerun.wait(timeout=120) == 0, rerun.communicate()
     assert all(version in ledger_versions(s) for s in schemas)
