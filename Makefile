@@ -17,8 +17,12 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 run: install
-	$(PY) manage.py migrate_tenants --public
-	$(PY) manage.py migrate_tenants
+	@$(PY) manage.py migrate_tenants --public && $(PY) manage.py migrate_tenants || { \
+		echo "make run: the migrations above did not complete. Fix what they name, or:"; \
+		echo "  .venv/bin/python manage.py migrate_tenants --dry-run   (what is wrong, per schema)"; \
+		echo "  .venv/bin/python manage.py migrate_tenants --allow-missing   (an applied file was deleted)"; \
+		echo "  make clean-db && make run   (start over with an empty embedded database)"; \
+		exit 1; }
 	$(PY) manage.py bootstrap_demo --url http://$(HOST):$(PORT)/admin/
 	@# The admin's background job worker runs beside the web server and stops with it.
 	$(PY) manage.py db_worker --queue-name '*' & WORKER=$$!; \

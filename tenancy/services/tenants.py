@@ -123,13 +123,14 @@ def _check_limits(ctx: CreationContext) -> None:
     max_per_hour = int(conf.setting("MAX_CREATIONS_PER_HOUR"))
     if facts.tenants >= max_tenants:
         raise TenantError(
-            f"Tenant limit reached: {facts.tenants} tenants exist and TENANCY['MAX_TENANTS'] "
-            f"is {max_tenants}."
+            f"Tenant limit reached: TENANCY['MAX_TENANTS'] is {max_tenants} and that many "
+            "tenants exist."
         )
     if facts.recent_creations >= max_per_hour:
         raise TenantError(
-            f"Too many tenants created in the last hour ({facts.recent_creations}; the limit, "
-            f"TENANCY['MAX_CREATIONS_PER_HOUR'], is {max_per_hour}). Try again later."
+            f"Too many tenants created in the last hour: the limit, "
+            f"TENANCY['MAX_CREATIONS_PER_HOUR'] = {max_per_hour}, is reached (creations are "
+            "counted up to it). Try again later."
         )
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
@@ -15,11 +17,31 @@ DEMO_ORG_ID = "org_ayHu5XNaTNHMasO5"
 DEMO_NAME = "Baltu Technologies"
 
 
+# The generated password, kept beside the checkout (git-ignored, owner-only) so that the
+# next `make run` prints the same login instead of logging out open admin sessions.
+PASSWORD_FILE = Path(settings.BASE_DIR) / ".admin-password"
+
+
+def _password(user: Any) -> str:
+    """ADMIN_PASSWORD when set; else the kept one while it still opens this account; else
+    a new random one, kept."""
+    wanted = os.environ.get("ADMIN_PASSWORD")
+    kept = PASSWORD_FILE.read_text().strip() if PASSWORD_FILE.exists() else ""
+    if not wanted and kept and user.check_password(kept):
+        return kept
+    password = wanted or secrets.token_urlsafe(12)
+    user.set_password(password)
+    if not wanted:
+        PASSWORD_FILE.write_text(password + "\n")
+        PASSWORD_FILE.chmod(0o600)
+    return password
+
+
 class Command(BaseCommand):
     help = (
         "Create the demo tenant (Baltu Technologies, org_ayHu5XNaTNHMasO5) if missing, and "
-        "an admin user whose login is printed. The password is new on every call unless "
-        "ADMIN_PASSWORD is set."
+        "an admin user whose login is printed. The password is ADMIN_PASSWORD when set, else a "
+        "random one kept in .admin-password and reused while it still works."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -33,11 +55,10 @@ class Command(BaseCommand):
                 self.stdout.write(f"Created demo tenant {created.name} ({created.schema})")
             except TenantError as exc:
                 self.stderr.write(self.style.WARNING(f"Demo tenant not created: {exc}"))
-        password = os.environ.get("ADMIN_PASSWORD") or secrets.token_urlsafe(12)
         user_model = get_user_model()
         user, _ = user_model.objects.get_or_create(username=options["username"])
         user.is_staff = user.is_superuser = user.is_active = True
-        user.set_password(password)
+        password = _password(user)
         user.save()
         line = "=" * 64
         self.stdout.write(
