@@ -8,7 +8,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest
 
@@ -17,7 +16,7 @@ from tenancy.engine import statements
 from tenancy.engine.executor import placeholders
 from tenancy.engine.source import TENANT, SourceError, discover
 from tenancy.models import AuditLog, MigrationRun, MigrationRunResult, RunStatus, TenantMigration
-from tenancy.services import reports
+from tenancy.services import reports, runs
 from tenancy.services.reports import SchemaState
 from tenancy.services.runs import RunError
 from tenancy.tasks import run_migrations
@@ -113,26 +112,20 @@ def enqueue_run(request: HttpRequest, *, only: list[str] | None, public: bool) -
     """Record a queued run and hand it to the worker; the row and the job commit together,
     so the worker never picks up a job whose run row it cannot see."""
     actor = actor_for(request)
-    options: dict[str, Any] = {"only": only, "public": public, "tenants": True}
-    with transaction.atomic():
-        run = MigrationRun.objects.create(
-            kind="migrate",
-            actor=actor,
-            status=RunStatus.QUEUED,
-            options=options,
-            total_schemas=len(only) if only else 0,
-        )
+
+    def enqueue(run_id: int) -> str:
         job = run_migrations.enqueue(
-            run_id=run.pk, only=only, public=public, tenants=True, actor=actor
+            run_id=run_id, only=only, public=public, tenants=True, actor=actor
         )
-        run.options = {**options, "job_id": str(job.id)}
-        run.save(update_fields=["options"])
-        AuditLog.objects.create(
-            action="migrate.queued",
-            actor=actor,
-            details={"run_id": run.pk, "only": only, "public": public, "job_id": str(job.id)},
-        )
-    return run
+        return str(job.id)
+
+    run_id = runs.queue_run(
+        actor=actor,
+        options={"only": only, "public": public, "tenants": True},
+        total=len(only) if only else 0,
+        enqueue=enqueue,
+    )
+    return MigrationRun.objects.get(pk=run_id)
 
 
 def run_progress(run: MigrationRun) -> dict[str, Any]:

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q
-from django.utils import timezone
 from django_tasks import task
 
-from tenancy.models import AuditLog, MigrationRun, RunStatus
 from tenancy.services import runs
 
 
@@ -32,7 +29,7 @@ def run_migrations(
     except Exception as exc:
         # runs.migrate could not start (no infrastructure, a tenant dropped since it was
         # queued, an unreadable file): the queued row must not wait forever.
-        mark_failed(run_id, actor, f"{type(exc).__name__}: {exc}")
+        runs.fail_queued_run(run_id, actor, f"{type(exc).__name__}: {exc}")
         raise
     return {
         "run_id": report.run_id,
@@ -41,16 +38,3 @@ def run_migrations(
         "failed": len(report.failed),
         "refused": report.refused,
     }
-
-
-def mark_failed(run_id: int, actor: str, error: str) -> None:
-    """Close a run that never started, and say so in the audit log."""
-    closed = MigrationRun.objects.filter(
-        Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING), pk=run_id
-    ).update(status=RunStatus.FAILED, error=error, finished_at=timezone.now())
-    if closed:
-        AuditLog.objects.create(
-            action="migrate.run",
-            actor=actor,
-            details={"run_id": run_id, "outcome": "failed", "error": error},
-        )

@@ -441,6 +441,51 @@ def interrupt_run(conn: psycopg.Connection, run_id: int, error: str) -> None:
     )
 
 
+def queue_run(
+    *, actor: str, options: dict[str, Any], total: int, enqueue: Callable[[int], str]
+) -> int:
+    """Record a queued run and hand it to the worker (``enqueue(run_id)`` returns the job
+    id) in one transaction of Django's connection, where the job queue lives: the worker
+    never picks up a job whose run row it cannot see."""
+    from django.db import connection, transaction
+
+    with transaction.atomic():
+        connection.ensure_connection()
+        conn = connection.connection
+        row = conn.execute(
+            "INSERT INTO public.tenant_migration_runs (kind, actor, status, options, "
+            "total_schemas) VALUES ('migrate', %s, 'queued', %s, %s) RETURNING id",
+            [actor, Jsonb(options), total],
+        ).fetchone()
+        run_id = int(row[0])
+        job_id = enqueue(run_id)
+        conn.execute(
+            "UPDATE public.tenant_migration_runs SET options = options || %s WHERE id = %s",
+            [Jsonb({"job_id": job_id}), run_id],
+        )
+        audit.write(
+            conn,
+            "migrate.queued",
+            actor=actor,
+            details={**options, "run_id": run_id, "job_id": job_id},
+        )
+    return run_id
+
+
+def fail_queued_run(run_id: int, actor: str, error: str) -> None:
+    """Close a run that could not start (no infrastructure, a tenant dropped since it was
+    queued, an unreadable file), and say so in the audit log."""
+    with _connect() as conn, conn.transaction():
+        closed = conn.execute(
+            "UPDATE public.tenant_migration_runs SET status = 'failed', error = %s, "
+            "finished_at = now() WHERE id = %s AND status IN ('queued', 'running')",
+            [error, run_id],
+        ).rowcount
+        if closed:
+            details = {"run_id": run_id, "outcome": "failed", "error": error}
+            audit.write(conn, "migrate.run", actor=actor, details=details)
+
+
 def start_run(
     conn: psycopg.Connection,
     kind: str,
