@@ -32,6 +32,7 @@ from tenancy.admin_views import (
     tenant_page_context,
 )
 from tenancy.engine.names import InvalidName
+from tenancy.engine.source import SourceError
 from tenancy.models import (
     AuditLog,
     MigrationRun,
@@ -42,6 +43,7 @@ from tenancy.models import (
 from tenancy.services import tenants as tenant_service
 from tenancy.services.reports import SchemaState
 from tenancy.services.runs import RunError
+from tenancy.services.verify import TenantResult, VerifyError, verify
 
 RUN_PERMISSION = "tenancy.run_migrations"
 
@@ -101,6 +103,16 @@ class TenantChangeList(ChangeList):
 
 def _state(tenant: Tenant) -> SchemaState | None:
     return getattr(tenant, "migration_state", None)
+
+
+def _verify_one(request: HttpRequest, schema: str) -> TenantResult | None:
+    """The tenant's catalog against its migration files (one reference build, rolled back,
+    and one fingerprint: tens of milliseconds), or None with a message when it cannot run."""
+    try:
+        return verify([schema]).tenants[0]
+    except (VerifyError, RunError, SourceError) as exc:
+        messages.error(request, f"Catalog verification unavailable: {exc}")
+        return None
 
 
 @admin.register(Tenant)
@@ -237,6 +249,7 @@ class TenantAdmin(admin.ModelAdmin):
         if tenant is not None and self.has_view_permission(request, tenant):
             context.update(tenant_page_context(request, tenant.schema_name))
             context["can_run"] = self.has_run_migrations_permission(request)
+            context["verify_result"] = _verify_one(request, tenant.schema_name)
         return super().change_view(request, object_id, form_url, context)
 
     # -- runs -----------------------------------------------------------------------------

@@ -1,0 +1,248 @@
+"""Verify tenant schemas: does each tenant's catalog match what its migration files build?
+
+The reference is built, not stored: in one transaction, a scratch schema with scratch roles
+named as real ones (``tenancy_verify_<hex>``, ``names.py``) gets the tenant files applied
+exactly as tenant creation applies them, is described (``engine/catalog.py``), and the
+transaction is rolled back, so nothing remains (schema, roles, ledger rows). A tenant whose
+ledger shows fewer files (behind) or versions without a file (ahead) is compared with a
+reference built from the files it has applied: one reference per distinct applied set.
+
+Tenants are compared by fingerprint (one query for all of them); only those that differ are
+described in full (one more query) and diffed line by line.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from tenancy import conf
+from tenancy.engine import catalog, ledger, ownership
+from tenancy.engine.executor import apply_in_transaction, placeholders
+from tenancy.engine.names import (
+    app_role,
+    owner_group_role,
+    owner_role_for_schema,
+    role_for_schema,
+    validate_schema_name,
+)
+from tenancy.engine.plan import plan_schema
+from tenancy.engine.source import TENANT, Migration, discover
+from tenancy.services.runs import connect_ready
+
+SCRATCH_PREFIX = "tenancy_verify_"
+
+
+class VerifyError(Exception):
+    """Verification cannot run (bad or unknown schema names, a file that does not apply)."""
+
+
+@dataclass
+class TenantResult:
+    schema: str
+    differences: list[str] = field(default_factory=list)
+    behind: list[str] = field(default_factory=list)  # files not applied (names)
+    ahead: list[str] = field(default_factory=list)  # applied versions with no file
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "ok": self.ok,
+            "differences": self.differences,
+            "behind": len(self.behind),
+            "behind_files": self.behind,
+            "ahead": self.ahead,
+        }
+
+
+@dataclass
+class VerifyReport:
+    tenants: list[TenantResult]
+    references: int  # scratch schemas built (one per distinct applied set)
+    elapsed_ms: int
+
+    @property
+    def ok(self) -> bool:
+        return all(t.ok for t in self.tenants)
+
+    @property
+    def differing(self) -> list[TenantResult]:
+        return [t for t in self.tenants if not t.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tenants": [t.to_dict() for t in self.tenants],
+            "summary": {
+                "tenants": len(self.tenants),
+                "ok": len(self.tenants) - len(self.differing),
+                "differing": len(self.differing),
+                "behind": sum(bool(t.behind) for t in self.tenants),
+                "references_built": self.references,
+                "elapsed_ms": self.elapsed_ms,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Tenants sharing one set of applied versions, and the files that set stands for."""
+
+    files: tuple[Migration, ...]  # the applied files, in version order: the reference
+    behind: tuple[str, ...]
+    ahead: tuple[str, ...]
+
+
+def verify(schemas: list[str] | None = None) -> VerifyReport:
+    """Compare every registered tenant (or ``schemas``) with its reference."""
+    started = time.monotonic()
+    migrations = discover(conf.migrations_dir(), TENANT)
+    with connect_ready() as conn:
+        targets, missing = _targets(conn, schemas)
+        groups = _groups(conn, targets, migrations)
+        references = _references(conn, sorted({g.files for g in groups.values()}))
+        results = _compare(conn, targets, groups, references)
+    results.update({s: TenantResult(s, [_MISSING_SCHEMA.format(schema=s)]) for s in missing})
+    order = [*targets, *missing]
+    return VerifyReport(
+        tenants=[results[s] for s in sorted(order, key=order.index)],
+        references=len(references),
+        elapsed_ms=int((time.monotonic() - started) * 1000),
+    )
+
+
+_MISSING_SCHEMA = "missing: schema {schema} (registered, but it does not exist)"
+
+
+def _targets(conn: psycopg.Connection, only: list[str] | None) -> tuple[list[str], list[str]]:
+    """(registered schemas that exist, registered schemas that do not), in registry order,
+    restricted to ``only`` (validated; an unregistered one is an error)."""
+    wanted = [validate_schema_name(s, allow_public=False) for s in only] if only else None
+    registered = ledger.registered_tenants(conn)
+    if wanted is not None:
+        unknown = sorted(set(wanted) - {t.schema for t in registered})
+        if unknown:
+            raise VerifyError(
+                f"Not a registered tenant schema: {', '.join(unknown)}. "
+                "`manage.py tenant_list` shows the registered ones."
+            )
+        registered = [t for t in registered if t.schema in set(wanted)]
+    return (
+        [t.schema for t in registered if t.schema_exists],
+        [t.schema for t in registered if not t.schema_exists],
+    )
+
+
+def _groups(
+    conn: psycopg.Connection, schemas: list[str], migrations: list[Migration]
+) -> dict[str, _Group]:
+    """Each schema's group, planned once per distinct applied set (usually one)."""
+    # One schema (the admin page): its rows only; otherwise the whole ledger in one query.
+    if len(schemas) == 1:
+        applied = {schemas[0]: ledger.applied_for(conn, schemas[0])}
+    else:
+        applied = ledger.applied_all(conn)
+    by_set: dict[frozenset[str], _Group] = {}
+    found: dict[str, _Group] = {}
+    for schema in schemas:
+        rows = applied.get(schema, {})
+        key = frozenset(rows)
+        if key not in by_set:
+            plan = plan_schema(schema, TENANT, migrations, rows)
+            pending = {m.version for m in plan.pending}
+            by_set[key] = _Group(
+                files=tuple(m for m in migrations if m.version not in pending),
+                behind=tuple(m.name for m in plan.pending),
+                ahead=tuple(a.version for a in plan.missing),
+            )
+        found[schema] = by_set[key]
+    return found
+
+
+@dataclass(frozen=True)
+class _Reference:
+    fingerprint: catalog.Fingerprint
+    lines: catalog.Lines
+
+
+def _references(
+    conn: psycopg.Connection, file_sets: list[tuple[Migration, ...]]
+) -> dict[tuple[Migration, ...], _Reference]:
+    """Build one scratch schema per file set, fingerprint and describe them, roll
+    everything back."""
+    database = conn.info.dbname
+    scratch = {files: SCRATCH_PREFIX + secrets.token_hex(6) for files in file_sets}
+    if not scratch:
+        return {}
+    with conn.transaction(force_rollback=True):
+        superuser = ownership.is_superuser(conn)
+        shared = ownership.missing_roles(conn, [app_role(database), owner_group_role(database)])
+        for files, schema in scratch.items():
+            _build(conn, schema, list(files), shared, superuser)
+            shared = []  # created with the first scratch schema
+        prints = catalog.fingerprints(conn, list(scratch.values()))
+        lines = catalog.describe(conn, list(scratch.values()))
+    return {files: _Reference(prints[s], lines[s]) for files, s in scratch.items()}
+
+
+def _build(
+    conn: psycopg.Connection,
+    schema: str,
+    files: list[Migration],
+    shared: list[str],
+    superuser: bool,
+) -> None:
+    """What tenant creation does (services/tenants.py: create role, create schema, apply
+    migrations), on a scratch schema, in the caller's transaction."""
+    database = conn.info.dbname
+    owner, web = owner_role_for_schema(schema, database), role_for_schema(schema, database)
+    statements = ownership.tenant_roles_statements(
+        web, owner, database, create_shared=shared, superuser=superuser
+    )
+    statements += ownership.create_schema_statements(schema, owner, web)
+    conn.execute(sql.SQL("; ").join(statements))
+    try:
+        apply_in_transaction(
+            conn,
+            schema,
+            files,
+            placeholders(schema, database),
+            lock_timeout_ms=int(conf.setting("LOCK_TIMEOUT_MS")),
+            actor="verify",
+            run_id=None,
+            new_schema=True,
+        )
+    except Exception as exc:
+        raise VerifyError(f"The reference schema could not be built: {exc}") from exc
+
+
+def _compare(
+    conn: psycopg.Connection,
+    schemas: list[str],
+    groups: dict[str, _Group],
+    references: dict[tuple[Migration, ...], _Reference],
+) -> dict[str, TenantResult]:
+    prints = catalog.fingerprints(conn, schemas) if schemas else {}
+    differing = [s for s in schemas if prints.get(s) != references[groups[s].files].fingerprint]
+    described = catalog.describe(conn, differing) if differing else {}
+    results: dict[str, TenantResult] = {}
+    for schema in schemas:
+        group = groups[schema]
+        result = TenantResult(schema, behind=list(group.behind), ahead=list(group.ahead))
+        result.differences = [
+            f"ledger: version {v} is applied but no file has that version" for v in group.ahead
+        ]
+        if schema in described:
+            result.differences += catalog.differences(
+                references[group.files].lines, described[schema]
+            )
+        results[schema] = result
+    return results
