@@ -14,7 +14,7 @@ connecting user. Hosts of no tenant (the admin) run on ``public`` with no tenant
 
 The connecting user must be allowed to take tenant roles: a superuser is; any other user
 is made a member of each tenant role when the tenant is created
-(tenancy.services.tenants._create_role).
+(tenancy.services.tenants.create_roles).
 """
 
 from __future__ import annotations

@@ -139,7 +139,7 @@ def _roles_of(ctx: CreationContext) -> list[str]:
     return [ctx.role, ctx.owner, app_role(database), owner_group_role(database)]
 
 
-def _create_role(ctx: CreationContext) -> None:
+def create_roles(ctx: CreationContext) -> None:
     """The tenant's owner role (its migrations run as it) and web role (its requests)."""
     # Recreation calls this without the creation's facts (it has just dropped the roles).
     facts = ctx.facts or _read_facts(ctx)
@@ -156,12 +156,12 @@ def _create_role(ctx: CreationContext) -> None:
     ctx.conn.execute(sql.SQL("; ").join(statements))  # one round trip
 
 
-def _create_schema(ctx: CreationContext) -> None:
+def create_schema(ctx: CreationContext) -> None:
     statements = ownership.create_schema_statements(ctx.schema, ctx.owner, ctx.role)
     ctx.conn.execute(sql.SQL("; ").join(statements))
 
 
-def _apply_migrations(ctx: CreationContext) -> None:
+def apply_migrations(ctx: CreationContext) -> None:
     apply_in_transaction(
         ctx.conn,
         ctx.schema,
@@ -214,9 +214,9 @@ def _audit(ctx: CreationContext) -> None:
 CREATION_STEPS: list[tuple[str, Callable[[CreationContext], None]]] = [
     ("check registry", _check_free),
     ("check limits", _check_limits),
-    ("create role", _create_role),
-    ("create schema", _create_schema),
-    ("apply migrations", _apply_migrations),
+    ("create role", create_roles),
+    ("create schema", create_schema),
+    ("apply migrations", apply_migrations),
     ("register", _register),
     ("add domain", _add_domain),
     ("audit", _audit),
