@@ -256,6 +256,25 @@ def test_behind_tenant_is_compared_with_its_own_files(probe: Path) -> None:
     assert verify().references == 2  # one per distinct applied set
 
 
+def test_tenants_behind_on_different_files(probe: Path) -> None:
+    """Applied sets that are not prefixes of one another: one reference each."""
+    first, second = make_tenants("org_da1", "org_db1")
+    later_y = add_tenant_file(probe, "verify_later_y", LATER_SQL.replace("verify_later", "vy"))
+    y_version = int(later_y[:3])
+    y_path = probe / TENANT / later_y
+    y_path.rename(probe / TENANT / f"{y_version + 1:03d}{later_y[3:]}")  # leave a gap
+    y_path = probe / TENANT / f"{y_version + 1:03d}{later_y[3:]}"
+    assert run_command("migrate_tenants", "--tenant", second)[0] == 0
+    y_text = y_path.read_text()
+    y_path.unlink()
+    add_tenant_file(probe, "verify_later_x", LATER_SQL.replace("verify_later", "vx"))
+    assert run_command("migrate_tenants", "--tenant", first)[0] == 0
+    y_path.write_text(y_text)
+    report = verify()
+    assert report.ok and report.references == 2
+    assert [len(t.behind) for t in report.tenants] == [1, 1]
+
+
 def test_tenant_ahead_of_the_files(probe: Path) -> None:
     (schema,) = make_tenants("org_ah1")
     probe_file = max((probe / TENANT).glob("*_verify_probe.sql"))

@@ -106,14 +106,17 @@ def verify(schemas: list[str] | None = None) -> VerifyReport:
     started = time.monotonic()
     migrations = discover(conf.migrations_dir(), TENANT)
     with connect_ready() as conn:
-        targets, missing = _targets(conn, schemas)
-        groups = _groups(conn, targets, migrations)
-        references = _references(conn, sorted({g.files for g in groups.values()}))
-        results = _compare(conn, targets, groups, references)
-    results.update({s: TenantResult(s, [_MISSING_SCHEMA.format(schema=s)]) for s in missing})
-    order = [*targets, *missing]
+        registered = _registered(conn, schemas)
+        present = [schema for schema, exists in registered if exists]
+        groups = _groups(conn, present, migrations)
+        file_sets = sorted({g.files for g in groups.values()}, key=_versions)
+        references = _references(conn, file_sets)
+        results = _compare(conn, present, groups, references)
+    for schema, exists in registered:
+        if not exists:
+            results[schema] = TenantResult(schema, [_MISSING_SCHEMA.format(schema=schema)])
     return VerifyReport(
-        tenants=[results[s] for s in sorted(order, key=order.index)],
+        tenants=[results[schema] for schema, _ in registered],
         references=len(references),
         elapsed_ms=int((time.monotonic() - started) * 1000),
     )
@@ -122,23 +125,24 @@ def verify(schemas: list[str] | None = None) -> VerifyReport:
 _MISSING_SCHEMA = "missing: schema {schema} (registered, but it does not exist)"
 
 
-def _targets(conn: psycopg.Connection, only: list[str] | None) -> tuple[list[str], list[str]]:
-    """(registered schemas that exist, registered schemas that do not), in registry order,
-    restricted to ``only`` (validated; an unregistered one is an error)."""
-    wanted = [validate_schema_name(s, allow_public=False) for s in only] if only else None
-    registered = ledger.registered_tenants(conn)
-    if wanted is not None:
-        unknown = sorted(set(wanted) - {t.schema for t in registered})
-        if unknown:
-            raise VerifyError(
-                f"Not a registered tenant schema: {', '.join(unknown)}. "
-                "`manage.py tenant_list` shows the registered ones."
-            )
-        registered = [t for t in registered if t.schema in set(wanted)]
-    return (
-        [t.schema for t in registered if t.schema_exists],
-        [t.schema for t in registered if not t.schema_exists],
-    )
+def _versions(files: tuple[Migration, ...]) -> tuple[int, ...]:
+    return tuple(m.number for m in files)
+
+
+def _registered(conn: psycopg.Connection, only: list[str] | None) -> list[tuple[str, bool]]:
+    """(schema, whether it exists) of every registered tenant in registry order, or of
+    ``only`` (validated; an unregistered name is an error)."""
+    wanted = {validate_schema_name(s, allow_public=False) for s in only} if only else None
+    registered = [(t.schema, t.schema_exists) for t in ledger.registered_tenants(conn)]
+    if wanted is None:
+        return registered
+    unknown = sorted(wanted - {schema for schema, _ in registered})
+    if unknown:
+        raise VerifyError(
+            f"Not a registered tenant schema: {', '.join(unknown)}. "
+            "`manage.py tenant_list` shows the registered ones."
+        )
+    return [(schema, exists) for schema, exists in registered if schema in wanted]
 
 
 def _groups(
