@@ -3,8 +3,8 @@
 
 A script that prints figures, not a test. Like ``bench_migrations.py`` (whose database
 handling and preparation it reuses), it creates its own database (``bench_verify`` by
-default) on the configured server, prepares N tenants through ``create_tenant`` (the only
-way to get tenants exactly as creation makes them: owner role, web role, grants), measures,
+default) on the configured server, prepares N tenants through ``create_tenant`` (or, with
+``--prepare bulk``, bench_migrations' raw SQL path, which leaves the same state), measures,
 and drops the database and the roles its tenants created unless ``--keep``. With
 ``--reuse``, a kept database that already holds N tenants is measured as it is.
 
@@ -51,6 +51,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--tamper", type=int, default=10, help="tenants changed for the slow-path pass (10)"
     )
+    p.add_argument(
+        "--prepare",
+        choices=["engine", "bulk"],
+        default="engine",
+        help="engine: every tenant through create_tenant; bulk: bench_migrations' raw SQL "
+        "path over --prepare-jobs connections (faster; it must leave the state creation "
+        "leaves, which verify() then checks)",
+    )
+    p.add_argument("--prepare-jobs", type=int, default=2, help="connections for --prepare bulk")
     p.add_argument("--database-url", help="server to use (its database name is ignored)")
     p.add_argument("--db-name", default=DEFAULT_DB, help=f"bench database (default {DEFAULT_DB})")
     p.add_argument("--keep", action="store_true", help="keep the bench database and its roles")
@@ -63,8 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--db-name must start with 'bench': the bench drops its database at the end")
     if args.tenants < 1 or args.repeat < 1 or args.tamper < 0:
         p.error("--tenants and --repeat must be positive, --tamper at least 0")
-    # What Bench reads: every tenant through create_tenant, no profiling.
-    args.prepare, args.prepare_jobs, args.profile = "engine", 1, None
+    args.profile = None  # what Bench reads: no profiling
     return args
 
 
@@ -73,27 +81,6 @@ class VerifyBench(Bench):
         print(f"[bench_verify {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
     # -- database ------------------------------------------------------------------------
-    def drop_database(self, conn: Any) -> None:
-        """Bench's drop, plus the owner roles and owner group (server-wide, and
-        create_tenant refuses to create a tenant whose owner role exists)."""
-        from psycopg import sql
-
-        from tenancy.engine.names import owner_group_role, owner_role_prefix
-
-        super().drop_database(conn)
-        name = self.args.db_name
-        roles = [
-            r[0]
-            for r in conn.execute(
-                "SELECT rolname FROM pg_roles WHERE rolname LIKE %s OR rolname = %s",
-                [owner_role_prefix(name).replace("_", "\\_") + "%", owner_group_role(name)],
-            ).fetchall()
-        ]
-        for start in range(0, len(roles), 500):
-            with conn.transaction():
-                for role in roles[start : start + 500]:
-                    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
-
     def reusable(self) -> bool:
         """A kept database with at least N registered tenants."""
         with self.connect("postgres") as conn:

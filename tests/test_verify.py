@@ -120,16 +120,22 @@ def verify_command(*args: str) -> tuple[int, str, str]:
 
 
 # -- healthy tenants ---------------------------------------------------------------------
-def test_fresh_tenants_match(probe: Path, monkeypatch: Any) -> None:
-    schemas = make_tenants("org_va1", "org_vb1", "org_vc1")
-    described: list[str] = []
+@pytest.fixture
+def described(monkeypatch: Any) -> list[str]:
+    """The schemas catalog.describe is asked for (the slow path)."""
+    names: list[str] = []
     real_describe = catalog.describe
 
-    def spy(conn: Any, names: list[str], *args: Any) -> Any:
-        described.extend(names)
-        return real_describe(conn, names, *args)
+    def spy(conn: Any, schemas: list[str], *args: Any) -> Any:
+        names.extend(schemas)
+        return real_describe(conn, schemas, *args)
 
     monkeypatch.setattr(catalog, "describe", spy)
+    return names
+
+
+def test_fresh_tenants_match(probe: Path, described: list[str]) -> None:
+    schemas = make_tenants("org_va1", "org_vb1", "org_vc1")
     before = server_state()
     code, out, err = verify_command()
     assert code == 0, out + err
@@ -182,6 +188,19 @@ def test_hand_changes_are_named_and_other_tenants_stay_ok(probe: Path) -> None:
     assert "    grant: web lost INSERT on table verify_probe" in out
     assert "3 tenant(s): 2 ok, 1 with differences" in out
     assert server_state() == before
+
+
+def test_one_change_in_many_tenants_is_described_once(probe: Path, described: list[str]) -> None:
+    schemas = make_tenants("org_sa1", "org_sb1", "org_sc1")
+    for schema in schemas:
+        execute(sql.SQL("ALTER TABLE {} ADD COLUMN hotfix BOOLEAN").format(
+            sql.Identifier(schema, "verify_probe")
+        ))  # fmt: skip
+    report = verify()
+    assert [t.differences for t in report.tenants] == [
+        ["unexpected: column verify_probe.hotfix boolean"]
+    ] * 3
+    assert len([s for s in described if s.startswith("tenant_")]) == 1
 
 
 def test_owner_and_policy_changes(probe: Path) -> None:

@@ -99,9 +99,12 @@ SELECT x.* FROM rel c JOIN m ON m.nsp = c.relnamespace CROSS JOIN g CROSS JOIN L
 
 
 def _column_extras(fast: bool) -> str:
-    """Collation, and column privileges: in fast mode raw, in the column's own line."""
+    """Collation, and column privileges: in fast mode raw, in the column's own line, with
+    the column's position."""
     if fast:
-        return f"""'collation ' || a.attcollation,
+        # The position too: index and key lines hold attribute numbers, so two schemas
+        # whose columns sit in other positions must not compare equal on them.
+        return f"""'collation ' || a.attcollation, 'position ' || a.attnum,
                  CASE WHEN a.attacl IS NOT NULL THEN {_acl_text("a.attacl")} END"""
     return """CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
                       THEN 'collate ' || a.attcollation::regcollation::text END"""

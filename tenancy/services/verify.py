@@ -236,7 +236,7 @@ def _compare(
 ) -> dict[str, TenantResult]:
     prints = catalog.fingerprints(conn, schemas) if schemas else {}
     differing = [s for s in schemas if prints.get(s) != references[groups[s].files].fingerprint]
-    described = catalog.describe(conn, differing) if differing else {}
+    found = _differences(conn, differing, prints, groups, references)
     results: dict[str, TenantResult] = {}
     for schema in schemas:
         group = groups[schema]
@@ -244,9 +244,30 @@ def _compare(
         result.differences = [
             f"ledger: version {v} is applied but no file has that version" for v in group.ahead
         ]
-        if schema in described:
-            result.differences += catalog.differences(
-                references[group.files].lines, described[schema]
-            )
+        result.differences += found.get(schema, [])
         results[schema] = result
     return results
+
+
+def _differences(
+    conn: psycopg.Connection,
+    schemas: list[str],
+    prints: dict[str, catalog.Fingerprint],
+    groups: dict[str, _Group],
+    references: dict[tuple[Migration, ...], _Reference],
+) -> dict[str, list[str]]:
+    """Each differing schema's differences. Schemas with one fingerprint hold the same
+    catalog, so one of them is described for all: a change made by hand in every tenant
+    (or a file edited after it was applied) costs one description, not thousands."""
+    same: dict[object, str] = {}  # fingerprint (or the schema, when it has none) → described
+    for schema in schemas:
+        same.setdefault(prints.get(schema) or schema, schema)
+    described = catalog.describe(conn, list(same.values())) if same else {}
+    diffs: dict[tuple[str, tuple[Migration, ...]], list[str]] = {}
+    found: dict[str, list[str]] = {}
+    for schema in schemas:
+        shown, files = same[prints.get(schema) or schema], groups[schema].files
+        if (shown, files) not in diffs:
+            diffs[shown, files] = catalog.differences(references[files].lines, described[shown])
+        found[schema] = diffs[shown, files]
+    return found
