@@ -15,7 +15,11 @@ def main() -> None:
         os.environ.setdefault("EMPLOYER_PORTAL_PROCESS", "command")
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    from employer_portal.command_errors import one_line_errors
+
+    # An unreachable database or a bad setting: one line, exit 1 (--traceback for more).
+    with one_line_errors(sys.argv):
+        execute_from_command_line(sys.argv)
 
 
 if __name__ == "__main__":
