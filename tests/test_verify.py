@@ -25,17 +25,19 @@ from tenancy.services.tenants import create_tenant
 from tenancy.services.verify import VerifyError, verify
 from tests.conftest import connect, query, run_command
 
-# Objects whose normalization matters: a sequence in a default, an enum, a row-level security
-# policy and a function whose texts name the schema, a trigger, a check, an index, a grant.
+# Objects whose normalization matters: a sequence in a default, an enum, a domain, a row-level
+# security policy and a function whose texts name the schema, a trigger, checks, an index, a
+# grant to the app role.
 PROBE_SQL = """-- Migration: {name}
 -- Description: objects for tenant_verify's tests
 
 -- UP: Apply migration
 CREATE TYPE verify_mood AS ENUM ('calm', 'busy');
+CREATE DOMAIN verify_score AS INTEGER CHECK (VALUE >= 0);
 CREATE TABLE verify_probe (
     id BIGSERIAL PRIMARY KEY,
     label TEXT NOT NULL DEFAULT '',
-    score INTEGER CHECK (score >= 0),
+    score verify_score CHECK (score < 100),
     mood verify_mood NOT NULL DEFAULT 'calm',
     updated_at TIMESTAMPTZ
 );
@@ -55,6 +57,7 @@ GRANT SELECT ON verify_probe TO {{{{app_role}}}};
 DROP TABLE IF EXISTS verify_probe;
 DROP FUNCTION IF EXISTS verify_probe_touch();
 DROP TYPE IF EXISTS verify_mood;
+DROP DOMAIN IF EXISTS verify_score;
 */
 """
 
@@ -160,6 +163,8 @@ def test_healthy_tenants_describe_identically(probe: Path) -> None:
     assert ("grant", "table verify_probe web INSERT") in lines[a]
     assert ("grant", "table verify_probe app SELECT") in lines[a]
     assert lines[a][("column", "verify_probe.id")].startswith("bigint not null default nextval(")
+    assert lines[a][("constraint", "verify_score.verify_score_check")] == "CHECK ((VALUE >= 0))"
+    assert lines[a][("column", "verify_probe.score")] == "verify_score"  # no schema prefix
     assert "{{schema}}" in lines[a][("policy", "verify_probe.verify_probe_own")]
     assert "to web" in lines[a][("policy", "verify_probe.verify_probe_own")]
 

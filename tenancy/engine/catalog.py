@@ -180,6 +180,12 @@ WITH m AS MATERIALIZED (
          c.relrowsecurity, c.relforcerowsecurity, c.relnamespace, {_RELKIND} AS kind
     FROM pg_class c JOIN m ON m.nsp = c.relnamespace
    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S', 'c')
+), typ AS MATERIALIZED (  -- enums, domains, ranges, composite types (not tables' row types)
+  SELECT ty.oid, ty.typname::text AS typname, ty.typtype, ty.typnotnull, ty.typbasetype,
+         ty.typtypmod, ty.typdefault, ty.typowner, ty.typacl, ty.typnamespace
+    FROM pg_type ty JOIN m ON m.nsp = ty.typnamespace
+   WHERE ty.typtype IN ('e', 'd', 'r')
+      OR (ty.typtype = 'c' AND ty.typrelid IN (SELECT oid FROM rel WHERE relkind = 'c'))
 )
 -- the schema: owner, grants, default privileges
 SELECT m.nspname, 'owner', 'schema', {_role("m.nspowner")} FROM m CROSS JOIN g
@@ -227,19 +233,20 @@ SELECT m.nspname, 'column', c.relname || '.' || a.attname,
  WHERE c.relkind IN ('r', 'p', 'f', 'c')
 {_column_privileges(fast)}
 UNION ALL
--- constraints of tables and domains
-SELECT m.nspname, 'constraint', coalesce(cr.relname, ty.typname::text) || '.' || con.conname,
-       {_constraint_value(fast)}
-  FROM pg_constraint con JOIN m ON m.nsp = con.connamespace
-  LEFT JOIN rel cr ON cr.oid = con.conrelid
-  LEFT JOIN pg_type ty ON ty.oid = con.contypid
+-- constraints of tables and domains (reached through their table or type: indexed)
+SELECT m.nspname, 'constraint', cr.relname || '.' || con.conname, {_constraint_value(fast)}
+  FROM rel cr JOIN m ON m.nsp = cr.relnamespace
+  JOIN pg_constraint con ON con.conrelid = cr.oid
 UNION ALL
--- indexes
-SELECT m.nspname, 'index', ic.relname, {_index_value(fast)}
-  FROM pg_class ic JOIN m ON m.nsp = ic.relnamespace
-  JOIN pg_index i ON i.indexrelid = ic.oid
-  JOIN pg_class tc ON tc.oid = i.indrelid
- WHERE ic.relkind IN ('i', 'I')
+SELECT m.nspname, 'constraint', ty.typname || '.' || con.conname, {_constraint_value(fast)}
+  FROM typ ty JOIN m ON m.nsp = ty.typnamespace
+  JOIN pg_constraint con ON con.contypid = ty.oid
+UNION ALL
+-- indexes (an index lives in its table's schema)
+SELECT m.nspname, 'index', ic.relname::text, {_index_value(fast)}
+  FROM rel tc JOIN m ON m.nsp = tc.relnamespace
+  JOIN pg_index i ON i.indrelid = tc.oid
+  JOIN pg_class ic ON ic.oid = i.indexrelid
 UNION ALL
 -- sequences and their parameters (their owner and grants are with the relations)
 SELECT m.nspname, 'sequence', c.relname,
@@ -286,9 +293,9 @@ SELECT x.* FROM pg_proc p JOIN m ON m.nsp = p.pronamespace CROSS JOIN g
   ) x
 UNION ALL
 -- types: enums, domains, ranges, composite types (a table's row type is its table)
-SELECT x.* FROM pg_type ty JOIN m ON m.nsp = ty.typnamespace CROSS JOIN g
+SELECT x.* FROM typ ty JOIN m ON m.nsp = ty.typnamespace CROSS JOIN g
   CROSS JOIN LATERAL (
-    SELECT m.nspname, 'type', ty.typname::text,
+    SELECT m.nspname, 'type', ty.typname,
            CASE ty.typtype
              WHEN 'e' THEN 'enum (' || (SELECT string_agg(quote_literal(e.enumlabel), ', '
                                           ORDER BY e.enumsortorder)
@@ -304,9 +311,6 @@ SELECT x.* FROM pg_type ty JOIN m ON m.nsp = ty.typnamespace CROSS JOIN g
     UNION ALL
     {_grants("ty.typacl", "'T'", "ty.typowner", "'type ' || ty.typname")}
   ) x
- WHERE ty.typtype IN ('e', 'd', 'r')
-    OR (ty.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class cc
-                                      WHERE cc.oid = ty.typrelid AND cc.relkind = 'c'))
 """
 
 
