@@ -153,9 +153,10 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 TENANCY = {
     # Where the SQL migrations live: <dir>/public/*.sql and <dir>/tenant/*.sql.
     "MIGRATIONS_DIR": env.path("TENANCY_MIGRATIONS_DIR", default=BASE_DIR / "migrations_sql"),
-    # DDL gives up after this long waiting for a table lock, then retries.
-    "LOCK_TIMEOUT_MS": env.int("TENANCY_LOCK_TIMEOUT_MS", default=5000),
-    "LOCK_RETRIES": env.int("TENANCY_LOCK_RETRIES", default=3),
+    # DDL gives up after this long waiting for a table lock (readers that arrive meanwhile
+    # queue behind it, so keep it short), then retries after a jittered backoff.
+    "LOCK_TIMEOUT_MS": env.int("TENANCY_LOCK_TIMEOUT_MS", default=500),
+    "LOCK_RETRIES": env.int("TENANCY_LOCK_RETRIES", default=10),
     # How long a run waits for a schema another run is migrating before failing it.
     "SCHEMA_LOCK_WAIT_S": env.float("TENANCY_SCHEMA_LOCK_WAIT_S", default=600.0),
     "MAX_TENANTS": env.int("TENANCY_MAX_TENANTS", default=10000),

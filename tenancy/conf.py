@@ -12,8 +12,8 @@ from tenancy.engine.executor import Options
 
 DEFAULTS: dict[str, Any] = {
     "MIGRATIONS_DIR": Path(settings.BASE_DIR) / "migrations_sql",
-    "LOCK_TIMEOUT_MS": 5000,
-    "LOCK_RETRIES": 3,
+    "LOCK_TIMEOUT_MS": 500,
+    "LOCK_RETRIES": 10,
     "SCHEMA_LOCK_WAIT_S": 600.0,
     "MAX_TENANTS": 10000,
     "MAX_CREATIONS_PER_HOUR": 100,

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -158,6 +159,13 @@ def configure(
     conn.execute(settings_statement(conn, schema, lock_timeout_ms, local=local))
 
 
+def lock_timeout_statement(lock_timeout_ms: int) -> sql.Composed:
+    """The session's ``lock_timeout`` (outside a transaction, for statements run alone)."""
+    return sql.SQL("SELECT set_config('lock_timeout', {}, false)").format(
+        sql.Literal(f"{lock_timeout_ms}ms")
+    )
+
+
 def begin_locked(conn: psycopg.Connection, schema: str, lock_timeout_ms: int) -> sql.Composed:
     """``BEGIN`` and, in the same round trip, the schema's transaction-level lock (freed by
     COMMIT or ROLLBACK) with the session settings. Its second result is the lock's."""
@@ -184,3 +192,34 @@ def invalid_indexes(conn: psycopg.Connection, schema: str) -> list[str]:
         [schema],
     ).fetchall()
     return [r[0] for r in rows]
+
+
+@dataclass(frozen=True)
+class IndexState:
+    schema: str
+    name: str
+    valid: bool  # built and usable; False: a failed or cut-off concurrent build
+    on_table: bool  # it indexes the table the statement names
+
+    def drop_statement(self) -> sql.Composed:
+        return sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+            sql.Identifier(self.schema, self.name)
+        )
+
+
+def index_state(conn: psycopg.Connection, table: str, index: str) -> IndexState | None:
+    """The index named ``index`` in the schema of ``table`` (a quoted name, resolved by the
+    session's search_path, as ``CREATE INDEX … ON table`` would), or None when the table or
+    the index does not exist."""
+    row = conn.execute(
+        """
+        SELECT n.nspname, ic.relname, i.indisvalid AND i.indisready, i.indrelid = t.oid
+        FROM pg_class t
+        JOIN pg_class ic ON ic.relnamespace = t.relnamespace AND ic.relname = %s
+        JOIN pg_index i ON i.indexrelid = ic.oid
+        JOIN pg_namespace n ON n.oid = ic.relnamespace
+        WHERE t.oid = to_regclass(%s)
+        """,
+        [index, table],
+    ).fetchone()
+    return IndexState(*row) if row else None

@@ -5,18 +5,24 @@ Rules it keeps:
   schema as it was, and never one transaction across schemas (lock slots run out);
 - the ledger is re-read under the lock, so two runs never apply a (schema, version) twice;
 - a file that cannot run in a transaction runs alone, statement by statement;
-- DDL waits at most ``lock_timeout`` for a table lock, then the schema is retried;
+- DDL waits at most ``lock_timeout`` for a table lock, then the schema is retried: a
+  short wait, retried often, so that readers queued behind the DDL's lock request wait
+  at most ``lock_timeout`` at a time;
+- a concurrent index an interrupted run built (or left INVALID) is recognised (or
+  rebuilt) when its file runs again;
 - ``jobs`` workers, each with its own connection.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors, sql
@@ -37,8 +43,8 @@ from tenancy.engine.source import Migration
 class Options:
     jobs: int = 1
     fail_fast: bool = False
-    lock_timeout_ms: int = 5000
-    lock_retries: int = 3
+    lock_timeout_ms: int = 500
+    lock_retries: int = 10
     schema_lock_wait_s: float = 600.0
     actor: str = "system"
     run_id: int | None = None
@@ -61,6 +67,8 @@ class SchemaResult:
     error: str | None = None
     duration_ms: int = 0
     invalid_indexes: list[str] = field(default_factory=list)
+    # What the run found and dealt with on its way, e.g. an index an interrupted run built.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -69,7 +77,7 @@ class SchemaResult:
 
 @dataclass
 class Event:
-    kind: str  # schema_started | sql | migration_applied | schema_finished | retry
+    kind: str  # schema_started | sql | migration_applied | schema_finished | retry | notice
     schema: str
     result: SchemaResult | None = None
     migration: Migration | None = None
@@ -78,6 +86,7 @@ class Event:
 
 
 EventHandler = Callable[[Event], None]
+_T = TypeVar("_T")
 
 
 class MigrationError(Exception):
@@ -258,36 +267,27 @@ class Executor:
             return False
         schema = item.schema
         started = time.monotonic()
-        attempt = 0
-        while True:
-            try:
-                outcome = self._fast_once(conn, schema, migrations)
-            except errors.LockNotAvailable as exc:
-                _rollback(conn)
-                attempt += 1
-                if attempt > self.options.lock_retries:
-                    self._finish(self._lock_timeout_result(schema, attempt, exc, started))
-                    return True
-                self.emit(Event("retry", schema, message=f"lock_timeout, retry {attempt}"))
-                time.sleep(_retry_delay(attempt))
-                continue
-            except MigrationError as exc:
-                _rollback(conn)
-                self._finish(
-                    SchemaResult(schema, "failed", error=str(exc), duration_ms=_ms_since(started))
-                )
-                return True
-            except BaseException:
-                _rollback(conn)
-                raise
-            if outcome is None:  # another run holds the schema
-                self._busy(item)
-                return True
-            if outcome is False:  # a non-transactional file became pending meanwhile
-                return False
-            outcome.duration_ms = _ms_since(started)
-            self._finish(outcome)
+        try:
+            outcome = self._with_lock_retries(
+                conn, schema, lambda: self._fast_once(conn, schema, migrations)
+            )
+        except MigrationError as exc:
+            _rollback(conn)
+            self._finish(
+                SchemaResult(schema, "failed", error=str(exc), duration_ms=_ms_since(started))
+            )
             return True
+        except BaseException:
+            _rollback(conn)
+            raise
+        if outcome is None:  # another run holds the schema
+            self._busy(item)
+            return True
+        if outcome is False:  # a non-transactional file became pending meanwhile
+            return False
+        outcome.duration_ms = _ms_since(started)
+        self._finish(outcome)
+        return True
 
     def _fast_once(
         self, conn: psycopg.Connection, schema: str, migrations: list[Migration]
@@ -322,15 +322,24 @@ class Executor:
         )
         return SchemaResult(schema, "succeeded", versions=[m.version for m in pending])
 
-    def _lock_timeout_result(
-        self, schema: str, attempts: int, exc: BaseException, started: float
-    ) -> SchemaResult:
-        return SchemaResult(
-            schema,
-            "failed",
-            error=self._lock_timeout_message(attempts, exc),
-            duration_ms=_ms_since(started),
-        )
+    def _with_lock_retries(
+        self, conn: psycopg.Connection, schema: str, action: Callable[[], _T]
+    ) -> _T:
+        """``action()``; when a lock is not granted within ``lock_timeout``, whatever the
+        action's transaction holds is rolled back (readers queued behind it go on) and it
+        is tried again after a jittered, capped backoff, ``lock_retries`` times at most;
+        then MigrationError. The one lock-retry loop of the executor."""
+        attempt = 0
+        while True:
+            try:
+                return action()
+            except errors.LockNotAvailable as exc:
+                _rollback(conn)
+                attempt += 1
+                if attempt > self.options.lock_retries:
+                    raise MigrationError(None, self._lock_timeout_message(attempt, exc)) from exc
+                self.emit(Event("retry", schema, message=f"lock_timeout, retry {attempt}"))
+                time.sleep(retry_delay(attempt))
 
     def _lock_timeout_message(self, attempts: int, exc: BaseException) -> str:
         return (
@@ -374,19 +383,6 @@ class Executor:
         result.duration_ms = int((time.monotonic() - started) * 1000)
         return result
 
-    def _with_lock_retries(self, conn: psycopg.Connection, schema: str, action: Callable) -> None:
-        attempt = 0
-        while True:
-            try:
-                action()
-                return
-            except errors.LockNotAvailable as exc:
-                attempt += 1
-                if attempt > self.options.lock_retries:
-                    raise MigrationError(None, self._lock_timeout_message(attempt, exc)) from exc
-                self.emit(Event("retry", schema, message=f"lock_timeout, retry {attempt}"))
-                time.sleep(_retry_delay(attempt))
-
     def _apply_transaction(
         self, conn: psycopg.Connection, schema: str, migrations: list[Migration], ids: dict
     ) -> None:
@@ -411,42 +407,137 @@ class Executor:
         ids: dict,
         result: SchemaResult,
     ) -> None:
+        """A non-transactional file: its statements one by one, then its ledger row. A run
+        cut off between the two is finished by the next (see ``_index_built``)."""
         text = _render(migration, ids)
         self.emit(Event("sql", schema, migration=migration, sql=text))
         started = time.monotonic()
-        owner = tenant_owner(schema, conn.info.dbname)
         parts: list[str] = []
-        index = 0
         try:
-            db.configure(conn, schema, self.options.lock_timeout_ms, local=False)
             parts = statements.split(text)
-            if owner:  # statements outside a transaction: the role is the session's, for now
-                conn.execute(_set_role(owner, local=False))
-            for index, statement in enumerate(parts, 1):  # noqa: B007 (named in the error)
-                self._with_lock_retries(conn, schema, lambda s=statement: conn.execute(s))
-            conn.execute("RESET ROLE")
+            self._run_alone(conn, schema, parts, result)
             ledger.record(
                 conn,
                 schema,
                 migration,
-                elapsed_ms=int((time.monotonic() - started) * 1000),
+                elapsed_ms=_ms_since(started),
                 actor=self.options.actor,
                 run_id=self.options.run_id,
             )
-        except (psycopg.Error, statements.StatementError) as exc:
-            result.invalid_indexes = db.invalid_indexes(conn, schema) if not conn.broken else []
-            note = (
-                f" (left INVALID: {', '.join(result.invalid_indexes)}; drop it before re-running)"
-                if result.invalid_indexes
-                else ""
-            )
-            where = _statement_label(index, parts) if parts and index else ""
-            raise MigrationError(migration, f"{where}{_error_text(exc)}{note}") from exc
-        except MigrationError as exc:
+        except statements.StatementError as exc:
             raise MigrationError(migration, str(exc)) from exc
+        except (psycopg.Error, MigrationError) as exc:
+            text = _error_text(exc) if isinstance(exc, psycopg.Error) else str(exc)
+            note = self._left_invalid(conn, schema, parts, result)
+            raise MigrationError(migration, text + note) from exc
+
+    @contextmanager
+    def _alone_session(self, conn: psycopg.Connection, schema: str) -> Iterator[None]:
+        """search_path, lock_timeout and the owner's role for the session (there is no
+        transaction to scope them to), reset afterwards unless the connection is gone."""
+        owner = tenant_owner(schema, conn.info.dbname)
+        try:
+            db.configure(conn, schema, self.options.lock_timeout_ms, local=False)
+            if owner:
+                conn.execute(_set_role(owner, local=False))
+            yield
         finally:
-            if not conn.broken:
+            if not conn.closed and not conn.broken:
                 conn.execute("RESET ROLE; RESET search_path; RESET lock_timeout")
+
+    def _run_alone(
+        self, conn: psycopg.Connection, schema: str, parts: list[str], result: SchemaResult
+    ) -> None:
+        """``parts`` one at a time in autocommit as the schema's owner, each under lock
+        retries. The schema's session-level advisory lock is held by ``_attempt``.
+        MigrationError names the statement that failed."""
+        with self._alone_session(conn, schema):
+            for index, statement in enumerate(parts, 1):
+                try:
+                    self._with_lock_retries(
+                        conn,
+                        schema,
+                        lambda s=statement: self._alone_statement(conn, schema, s, result),
+                    )
+                except (psycopg.Error, MigrationError) as exc:
+                    text = _error_text(exc) if isinstance(exc, psycopg.Error) else str(exc)
+                    raise MigrationError(None, _statement_label(index, parts) + text) from exc
+
+    def _alone_statement(
+        self, conn: psycopg.Connection, schema: str, statement: str, result: SchemaResult
+    ) -> None:
+        # A concurrent index build waits for every older transaction in the database, and
+        # such waits hold up no reader: it gets the whole patience in one wait, instead of
+        # failing after lock_timeout and throwing away a build that was nearly done.
+        timeout = self.options.lock_timeout_ms
+        if statements.readers_pass_while_waiting(statement):
+            timeout *= self.options.lock_retries + 1
+        conn.execute(db.lock_timeout_statement(timeout))
+        target = statements.concurrent_index(statement)
+        if target is not None and self._index_built(conn, schema, target, result):
+            return
+        conn.execute(statement)
+
+    def _index_built(
+        self,
+        conn: psycopg.Connection,
+        schema: str,
+        target: statements.IndexTarget,
+        result: SchemaResult,
+    ) -> bool:
+        """Whether a ``CREATE INDEX CONCURRENTLY`` is done already. A run killed during the
+        build leaves the server finishing it with no ledger row written (VALID: taken as
+        built), or a cut-off build leaves it INVALID (dropped here, then built again);
+        either way the plain re-run would fail with "already exists"."""
+        state = db.index_state(conn, target.table, target.name)
+        if state is None or not state.on_table:
+            return False  # absent; or on another table, a clash PostgreSQL reports itself
+        if state.valid:
+            self._note(
+                schema,
+                result,
+                f"index {state.name} exists already and is VALID (an earlier run built it "
+                "and was cut off before recording it): taken as built",
+            )
+            return True
+        self._note(
+            schema,
+            result,
+            f"index {state.name} was left INVALID by an earlier attempt: dropped, building "
+            "it again",
+        )
+        conn.execute(state.drop_statement())
+        return False
+
+    def _note(self, schema: str, result: SchemaResult, message: str) -> None:
+        result.notes.append(message)
+        self.emit(Event("notice", schema, message=message))
+
+    def _left_invalid(
+        self, conn: psycopg.Connection, schema: str, parts: list[str], result: SchemaResult
+    ) -> str:
+        """The indexes a failure left INVALID in the schema, for the error message, and
+        what a re-run will do about each."""
+        invalid = result.invalid_indexes = self._invalid_indexes(conn, schema)
+        if not invalid:
+            return ""
+        resumable = {t.name for t in map(_concurrent_index, parts) if t is not None}
+        again = [name for name in invalid if name in resumable]
+        by_hand = [name for name in invalid if name not in resumable]
+        advice = [f"a re-run builds {', '.join(again)} again"] if again else []
+        advice += [f"drop {', '.join(by_hand)} before re-running"] if by_hand else []
+        return f" (left INVALID: {', '.join(invalid)}; {'; '.join(advice)})"
+
+    def _invalid_indexes(self, conn: psycopg.Connection, schema: str) -> list[str]:
+        """Asked on a fresh connection when the run's own is gone (its backend was
+        terminated mid-build, which is exactly when an index is left INVALID)."""
+        try:
+            if not conn.closed and not conn.broken:
+                return db.invalid_indexes(conn, schema)
+            with db.connect(self.conninfo) as fresh:
+                return db.invalid_indexes(fresh, schema)
+        except psycopg.Error:
+            return []
 
     def _rollback_schema(
         self, conn: psycopg.Connection, schema: str, from_version: int
@@ -462,34 +553,96 @@ class Executor:
             result.status = "failed"
             result.error = "no rollback SQL recorded for " + ", ".join(missing)
             return result
-        ids = placeholders(schema, conn.info.dbname)
-        owner = tenant_owner(schema, conn.info.dbname)
-
-        def undo() -> None:
-            with conn.transaction():
-                db.configure(conn, schema, self.options.lock_timeout_ms)
-                for version, name, down in rows:
-                    text = statements.render(down, ids)
-                    self.emit(Event("sql", schema, sql=text, message=name))
-                    try:
-                        run_file(conn, text, owner)
-                    except FileFailed as exc:
-                        raise MigrationError(None, f"{name} (DOWN): {exc}") from exc
-                    conn.execute(_leave_file(owner))
-                    ledger.delete(conn, schema, [version])
-
         try:
-            self._with_lock_retries(conn, schema, undo)
-            result.versions = [version for version, _, _ in rows]
+            for batch in _undo_batches(rows, placeholders(schema, conn.info.dbname)):
+                if batch[0].alone:
+                    with self._alone:
+                        self._undo_alone(conn, schema, batch[0], result)
+                else:
+                    self._with_lock_retries(
+                        conn, schema, lambda b=batch: self._undo_transaction(conn, schema, b)
+                    )
+                result.versions.extend(undo.version for undo in batch)
         except MigrationError as exc:
             result.status = "failed"
             result.error = str(exc)
-        result.duration_ms = int((time.monotonic() - started) * 1000)
+            # What was undone before the failing batch stays undone.
+        result.duration_ms = _ms_since(started)
         return result
 
+    def _undo_transaction(self, conn: psycopg.Connection, schema: str, batch: list[_Undo]) -> None:
+        owner = tenant_owner(schema, conn.info.dbname)
+        with conn.transaction():
+            db.configure(conn, schema, self.options.lock_timeout_ms)
+            for undo in batch:
+                self.emit(Event("sql", schema, sql=undo.text, message=undo.name))
+                try:
+                    run_file(conn, undo.text, owner)
+                except FileFailed as exc:
+                    raise MigrationError(None, f"{undo.name} (DOWN): {exc}") from exc
+                conn.execute(_leave_file(owner))
+                ledger.delete(conn, schema, [undo.version])
 
-def _retry_delay(attempt: int) -> float:
-    return min(0.25 * 2 ** (attempt - 1), 5.0)
+    def _undo_alone(
+        self, conn: psycopg.Connection, schema: str, undo: _Undo, result: SchemaResult
+    ) -> None:
+        """A DOWN that cannot run in a transaction (``DROP INDEX CONCURRENTLY``): run alone
+        like an UP of its kind, then its ledger row deleted."""
+        self.emit(Event("sql", schema, sql=undo.text, message=undo.name))
+        try:
+            self._run_alone(conn, schema, statements.split(undo.text), result)
+            ledger.delete(conn, schema, [undo.version])
+        except (psycopg.Error, statements.StatementError, MigrationError) as exc:
+            text = _error_text(exc) if isinstance(exc, psycopg.Error) else str(exc)
+            raise MigrationError(None, f"{undo.name} (DOWN): {text}") from exc
+
+
+@dataclass(frozen=True)
+class _Undo:
+    version: str
+    name: str
+    text: str  # the DOWN SQL, rendered
+    alone: bool  # cannot run in a transaction
+
+
+def _undo_batches(rows: list[tuple], ids: dict[str, str]) -> list[list[_Undo]]:
+    """The ledger rows to undo (newest first) as batches: consecutive transactional DOWNs
+    share a transaction, a non-transactional one is alone. Every DOWN is rendered and
+    classified before anything is undone, so a broken one changes nothing."""
+    batches: list[list[_Undo]] = []
+    for version, name, down in rows:
+        try:
+            text = statements.render(down, ids)
+            alone = statements.non_transactional_reason(text) is not None
+        except statements.StatementError as exc:
+            raise MigrationError(None, f"{name} (DOWN): {exc}") from exc
+        undo = _Undo(version, name, text, alone)
+        if not alone and batches and not batches[-1][0].alone:
+            batches[-1].append(undo)
+        else:
+            batches.append([undo])
+    return batches
+
+
+def _concurrent_index(statement: str) -> statements.IndexTarget | None:
+    try:
+        return statements.concurrent_index(statement)
+    except statements.StatementError:
+        return None
+
+
+RETRY_BASE_S = 0.2
+RETRY_CAP_S = 3.0
+
+
+def retry_delay(attempt: int) -> float:
+    """The pause before retry ``attempt`` (1, 2, …): doubling from RETRY_BASE_S up to
+    RETRY_CAP_S, then a random point in its upper half. Random, so that runs and workers
+    that gave up on one table together do not all queue on it again at the same moment;
+    never below half, so that the total patience stays predictable (with the defaults,
+    11 waits of 500 ms and 10 pauses: 16–26 s)."""
+    ceiling = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
 
 
 def _ms_since(started: float) -> int:

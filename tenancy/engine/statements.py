@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pglast
 from pglast import ast
@@ -88,6 +89,44 @@ def non_transactional_reason(text: str) -> str | None:
         if reason:
             return reason
     return None
+
+
+# Statements whose waits for locks do not hold readers up: they ask for SHARE UPDATE
+# EXCLUSIVE, which no reader or writer conflicts with, then wait for older transactions.
+_READERS_PASS = {"CREATE INDEX CONCURRENTLY", "DROP INDEX CONCURRENTLY", "REINDEX CONCURRENTLY"}
+
+
+def readers_pass_while_waiting(statement: str) -> bool:
+    """True when ``statement``'s lock waits let readers and writers of the table through
+    (a concurrent index build waits for every older transaction, harmlessly)."""
+    return non_transactional_reason(statement) in _READERS_PASS
+
+
+@dataclass(frozen=True)
+class IndexTarget:
+    """The index a ``CREATE INDEX CONCURRENTLY`` builds: its name, and its table as a
+    quoted (possibly schema-qualified) name for ``to_regclass``."""
+
+    name: str
+    table: str
+
+
+def concurrent_index(statement: str) -> IndexTarget | None:
+    """The index ``statement`` builds when it is a ``CREATE INDEX CONCURRENTLY`` that names
+    it. An unnamed one gets a name PostgreSQL generates while building it, so nothing can
+    tell beforehand whether an interrupted run already built it: None."""
+    try:
+        parsed = pglast.parse_sql(statement)
+    except pglast.parser.ParseError as exc:
+        raise StatementError(f"SQL syntax error: {exc}") from exc
+    if len(parsed) != 1:
+        return None
+    stmt = parsed[0].stmt
+    if not (isinstance(stmt, ast.IndexStmt) and stmt.concurrent and stmt.idxname):
+        return None
+    relation = stmt.relation
+    parts = [p for p in (relation.schemaname, relation.relname) if p]
+    return IndexTarget(stmt.idxname, sql.Identifier(*parts).as_string(None))
 
 
 def without_concurrently(statement: str) -> str:

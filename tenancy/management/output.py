@@ -42,7 +42,7 @@ class Progress:
             )
             for line in (event.sql or "").rstrip().splitlines():
                 self._line(f"{event.schema}:   {line}")
-        elif event.kind == "retry" and self.verbosity >= 1:
+        elif event.kind in ("retry", "notice") and self.verbosity >= 1:
             self._line(self.style.WARNING(f"{event.schema}: {event.message}"))
         elif event.kind == "schema_finished" and event.result is not None:
             r = event.result
