@@ -53,17 +53,28 @@ def data_dir() -> Path:
     return Path(os.environ.get("EMPLOYER_PORTAL_PGDATA", DEFAULT_DATA_DIR)).expanduser().resolve()
 
 
+# A start that failed, per data folder. Django imports the settings a second time after
+# they failed; pgserver then hands back its half-made server object, and the error would
+# be a bare AssertionError instead of the real reason.
+_failed: dict[Path, EmbeddedServerError] = {}
+
+
 def embedded_database_settings(dbname: str) -> dict[str, object]:
     """Start (or reuse) the embedded server and return Django DATABASES settings for it."""
     folder = data_dir()
+    if folder in _failed:
+        raise _failed[folder]
+    errors: list[str] = []
     try:
-        with _quiet_pgserver():
+        with _pgserver_errors(errors):
             socket_dir = _start(folder)
             _ensure_database(socket_dir, dbname)
-    except EmbeddedServerError:
+    except EmbeddedServerError as exc:
+        _failed[folder] = exc
         raise
     except Exception as exc:  # any failure of pgserver, pg_ctl or the first connection
-        raise EmbeddedServerError(_why(exc, folder)) from exc
+        _failed[folder] = EmbeddedServerError(_why(exc, folder, errors))
+        raise _failed[folder] from exc
     return {
         "NAME": dbname,
         "USER": "postgres",
@@ -95,22 +106,38 @@ def _start(folder: Path) -> str:
     return str(info.socket_dir) if info.socket_dir else str(folder)
 
 
+class _Errors(logging.Handler):
+    """Keeps the stderr of a failed PostgreSQL program, which pgserver only logs."""
+
+    def __init__(self, found: list[str]):
+        super().__init__(logging.ERROR)
+        self.found = found
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "stderr:\n" in message:
+            text = message.split("stderr:\n", 1)[1].split("\n---", 1)[0]
+            self.found += [line.strip() for line in text.splitlines() if line.strip()]
+
+
 @contextmanager
-def _quiet_pgserver() -> Iterator[None]:
+def _pgserver_errors(found: list[str]) -> Iterator[None]:
     """pgserver logs a failed start with the whole server log (megabytes) through Python's
-    last-resort handler; our error names the log file and its last FATAL line instead."""
+    last-resort handler: keep its logs to ourselves, and the failed program's stderr."""
     logger = logging.getLogger("pgserver")
-    was = logger.disabled
-    logger.disabled = True
+    handler, propagate = _Errors(found), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
     try:
         yield
     finally:
-        logger.disabled = was
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
-def _why(exc: BaseException, folder: Path) -> str:
+def _why(exc: BaseException, folder: Path, stderr: list[str]) -> str:
     if isinstance(exc, subprocess.CalledProcessError):
-        what = f"pg_ctl failed (exit {exc.returncode})"
+        what = f"pg_ctl failed (exit {exc.returncode}){': ' + stderr[-1] if stderr else ''}"
     elif isinstance(exc, subprocess.TimeoutExpired):
         what = "the server did not start in time"
     else:
