@@ -480,3 +480,10 @@ def test_unreadable_file_is_a_clean_error(tmp_path):
     path.write_bytes(b"CREATE TABLE \xff (id int);\n")
     code, _, err = run_command("lint_migrations", str(path))
     assert code == 1 and "not UTF-8" in err
+
+
+def test_an_unnamed_concurrent_index_is_flagged_as_not_resumable(tmp_path):
+    named = tenant_file(tmp_path / "a", "CREATE INDEX CONCURRENTLY idx_o ON organizations (name);")
+    unnamed = tenant_file(tmp_path / "b", "CREATE INDEX CONCURRENTLY ON organizations (name);")
+    assert "unnamed-concurrent-index" not in rules_of(named)
+    assert hits(unnamed, "unnamed-concurrent-index") == [(4, "warning")]

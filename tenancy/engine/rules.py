@@ -47,6 +47,7 @@ REFUSAL_RULES = (
 # Rule → default severity; settings (TENANCY["LINT"]) may change them or turn them "off".
 SAFETY_RULES: dict[str, str] = {
     "index-not-concurrent": WARNING,
+    "unnamed-concurrent-index": WARNING,
     "add-column-not-null-without-default": ERROR,
     "alter-column-type": WARNING,
     "drop-column": WARNING,
@@ -657,6 +658,13 @@ def _safety(node: ast.Node, new: set[str], earlier: Mapping[str, str]) -> Iterat
                     "plainly when it creates a new tenant)."
                 ),
             )
+    elif isinstance(node, ast.IndexStmt) and not node.idxname:
+        yield (
+            "unnamed-concurrent-index",
+            "CREATE INDEX CONCURRENTLY without a name cannot be resumed: if a run is killed "
+            "while it builds, the engine cannot find the index by name, and a re-run builds a "
+            "second copy. Name the index.",
+        )
     elif isinstance(node, ast.AlterTableStmt) and node.objtype == ObjectType.OBJECT_TABLE:
         table = _table_key(node.relation)
         if table not in new:

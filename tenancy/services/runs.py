@@ -124,6 +124,7 @@ class RunReport:
                     "error": r.error,
                     "duration_ms": r.duration_ms,
                     "invalid_indexes": r.invalid_indexes,
+                    "notes": r.notes,
                 }
                 for r in self.results
             ],
