@@ -110,4 +110,4 @@ def _variables() -> str:
         return "EMPLOYER_PORTAL_DIRECT_DB_URL"
     if os.environ.get("EMPLOYER_PORTAL_DB_URL") or os.environ.get("DATABASE_URL"):
         return "EMPLOYER_PORTAL_DB_URL / DATABASE_URL"
-    return "the embedded server (make clean-db starts it afresh) or set EMPLOYER_PORTAL_DB_URL"
+    return "the embedded server's log (.pgdata/log), or set EMPLOYER_PORTAL_DB_URL"

@@ -141,18 +141,18 @@ def probe(name: str, params: dict[str, Any]) -> Probe:
 def connection_check(p: Probe) -> Check:
     details = {"target": p.where, "proxied": p.proxied}
     if p.error:
-        hint = (
-            "EMPLOYER_PORTAL_DIRECT_DB_URL"
-            if p.name == "direct connection"
-            else (
-                "the embedded server (make clean-db starts it afresh)"
-                if _embedded()
-                else "EMPLOYER_PORTAL_DB_URL / DATABASE_URL"
-            )
-        )
-        return Check(p.name, FAILED, f"{p.where}: {p.error}. Check {hint}.", details)
+        return Check(p.name, FAILED, f"{p.where}: {p.error}. Check {_hint(p.name)}.", details)
     server = "the embedded server, " if _embedded() and p.name == "connection" else ""
     return Check(p.name, OK, f"{server}{p.where}", details)
+
+
+def _hint(name: str) -> str:
+    """Where the failing URL came from (settings.py's order)."""
+    if name == "direct connection":
+        return "EMPLOYER_PORTAL_DIRECT_DB_URL"
+    if _embedded():
+        return "the embedded server's log (.pgdata/log), or set EMPLOYER_PORTAL_DB_URL"
+    return "EMPLOYER_PORTAL_DB_URL / DATABASE_URL"
 
 
 # -- the checks -----------------------------------------------------------------------------
@@ -162,8 +162,8 @@ def check() -> Health:
     engine = probes[-1]  # the direct connection when there is one: what the engine uses
     if engine.error:
         return health
-    health.checks.append(Check("server", OK, f"PostgreSQL {engine.version}",
-                               {"version": engine.version}))  # fmt: skip
+    version = {"version": engine.version}
+    health.checks.append(Check("server", OK, f"PostgreSQL {engine.version}", version))
     with db.connect({**conf.conninfo(), "connect_timeout": CONNECT_TIMEOUT_S}) as conn:
         ready = runs.infrastructure_ready(conn)
     health.checks.append(infrastructure_check(ready))
