@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg_pool import ConnectionPool
 
 # First key of every advisory lock this project takes; the second is hashtext(name).
 LOCK_NAMESPACE = 0x54454E  # "TEN"
@@ -30,58 +31,59 @@ def connect(conninfo: ConnInfo, *, autocommit: bool = True) -> psycopg.Connectio
     return psycopg.connect(**dict(conninfo), autocommit=autocommit)
 
 
-# Idle connections kept for reuse by short operations (a tenant creation, a status page):
-# opening one costs ~2 ms, more than the work of several statements.
-_IDLE_MAX = 4
-_IDLE_SECONDS = 30.0
-_idle: dict[tuple, list[tuple[float, psycopg.Connection]]] = {}
-_idle_lock = threading.Lock()
+# Pools of connections for short operations (a tenant creation, a status page, a run's
+# coordinator), one per set of connection parameters: opening a connection costs ~2 ms,
+# more than the work of several statements. None is kept open when idle for long.
+POOL_MAX = 10
+POOL_IDLE_S = 30.0
+_pools: dict[tuple, ConnectionPool] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(conninfo: ConnInfo) -> ConnectionPool:
+    key = tuple(sorted((k, str(v)) for k, v in conninfo.items()))
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = ConnectionPool(
+                kwargs={**dict(conninfo), "autocommit": True},
+                min_size=0,
+                max_size=POOL_MAX,
+                max_idle=POOL_IDLE_S,
+                open=True,
+                name="tenancy",
+            )
+            _pools[key] = pool
+    return pool
 
 
 @contextmanager
 def pooled(conninfo: ConnInfo) -> Iterator[psycopg.Connection]:
-    """An autocommit connection, reused when one is idle. It goes back to the pool only
-    when the block ended cleanly with no transaction open; otherwise it is closed, so no
-    session state of a failed operation can leak into the next."""
-    key = tuple(sorted((k, str(v)) for k, v in conninfo.items()))
-    conn: psycopg.Connection | None = None
-    with _idle_lock:
-        stack = _idle.get(key, [])
-        while stack and conn is None:
-            since, candidate = stack.pop()
-            if time.monotonic() - since < _IDLE_SECONDS and not candidate.broken:
-                conn = candidate
-            else:
-                candidate.close()
-    if conn is None:
-        conn = connect(conninfo)
-    clean = False
+    """An autocommit connection from the pool (psycopg_pool). A block that fails closes
+    its connection instead of returning it, so no session state of a failed operation can
+    reach the next user; the pool rolls back one returned inside a transaction."""
+    pool = _pool(conninfo)
+    if not pool.get_stats().get("pool_size"):
+        # An empty pool would retry a failing server until its timeout and then hide the
+        # reason: connect once directly, so a bad address fails at once with its own error.
+        connect(conninfo).close()
+    conn = pool.getconn()
     try:
         yield conn
-        clean = True
+    except BaseException:
+        conn.close()
+        raise
     finally:
-        reusable = (
-            clean
-            and not conn.closed
-            and not conn.broken
-            and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        )
-        with _idle_lock:
-            stack = _idle.setdefault(key, [])
-            if reusable and len(stack) < _IDLE_MAX:
-                stack.append((time.monotonic(), conn))
-                conn = None
-        if conn is not None:
-            conn.close()
+        pool.putconn(conn)
 
 
 def close_idle() -> None:
-    """Close every pooled connection (before dropping a database, at exit)."""
-    with _idle_lock:
-        conns = [c for stack in _idle.values() for _, c in stack]
-        _idle.clear()
-    for conn in conns:
-        conn.close()
+    """Close every pool and its connections (before dropping a database, at exit)."""
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.close()
 
 
 atexit.register(close_idle)

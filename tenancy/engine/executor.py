@@ -20,7 +20,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -128,6 +129,7 @@ class Executor:
         self._emit_lock = threading.Lock()
         self._alone = threading.Lock()  # non-transactional files run one at a time
         self._stop = threading.Event()
+        self._conns: set[psycopg.Connection] = set()  # the workers' (cancelled on interrupt)
         self.results: list[SchemaResult] = []
 
     # -- public verbs -------------------------------------------------------------------
@@ -139,6 +141,7 @@ class Executor:
         return self._run(
             ((schema, (migrations, planned)) for schema, migrations, planned in work),
             self._migrate_schema,
+            fast=self._fast_path,
         )
 
     def rollback(self, work: Iterable[tuple[str, int]]) -> list[SchemaResult]:
@@ -146,23 +149,38 @@ class Executor:
         return self._run(work, self._rollback_schema)
 
     # -- worker pool --------------------------------------------------------------------
-    def _run(self, work: Iterable[tuple[str, Any]], task: Callable) -> list[SchemaResult]:
+    def _run(
+        self, work: Iterable[tuple[str, Any]], task: Callable, fast: Callable | None = None
+    ) -> list[SchemaResult]:
+        """Run ``task`` on every schema of ``work`` with ``jobs`` workers. ``fast``, when
+        given, is tried first on each schema and returns True when it did the work."""
         self._queue = deque(_Item(schema, payload) for schema, payload in work)
         self.results = []
         self._stop.clear()
         workers = max(1, min(self.options.jobs, len(self._queue)))
         if workers == 1:
-            self._worker(task)
-        else:
-            threads = [
-                threading.Thread(target=self._worker, args=(task,), daemon=True)
-                for _ in range(workers)
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            self._worker(task, fast)
+            return self.results
+        with ThreadPoolExecutor(workers, thread_name_prefix="tenancy-worker") as pool:
+            futures = [pool.submit(self._worker, task, fast) for _ in range(workers)]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                # Interrupted (a signal): no new schema starts, and the statements in
+                # progress are cancelled, so their schemas roll back now.
+                self._stop.set()
+                self._cancel_all()
+                raise
         return self.results
+
+    def _cancel_all(self) -> None:
+        with self._queue_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            # A connection that is gone has lost its transaction anyway.
+            with suppress(psycopg.Error, OSError):
+                conn.cancel_safe(timeout=2.0)
 
     def _next(self) -> tuple[_Item | None, float]:
         """(item ready now, 0) or (None, seconds to wait) or (None, -1) when done."""
@@ -192,7 +210,7 @@ class Executor:
         with self._emit_lock:
             self.on_event(event)
 
-    def _worker(self, task: Callable) -> None:
+    def _worker(self, task: Callable, fast: Callable | None) -> None:
         conn: psycopg.Connection | None = None
         try:
             while True:
@@ -205,7 +223,9 @@ class Executor:
                 try:
                     if conn is None or conn.closed or conn.broken:
                         conn = db.connect(self.conninfo)
-                    self._attempt(conn, item, task)
+                        with self._queue_lock:
+                            self._conns.add(conn)
+                    self._attempt(conn, item, task, fast)
                 except psycopg.OperationalError as exc:
                     self._finish(SchemaResult(item.schema, "failed", error=f"connection: {exc}"))
                     conn = None
@@ -220,9 +240,13 @@ class Executor:
         finally:
             if conn is not None and not conn.closed:
                 conn.close()
+            with self._queue_lock:
+                self._conns = {c for c in self._conns if not c.closed}
 
-    def _attempt(self, conn: psycopg.Connection, item: _Item, task: Callable) -> None:
-        if task == self._migrate_schema and self._fast_path(conn, item):
+    def _attempt(
+        self, conn: psycopg.Connection, item: _Item, task: Callable, fast: Callable | None
+    ) -> None:
+        if fast is not None and fast(conn, item):
             return
         if self.options.transaction_pooler:
             self._finish(SchemaResult(item.schema, "failed", error=NEEDS_SESSION))

@@ -545,128 +545,204 @@ def finish_run(
         )
 
 
-def migrate(
-    *,
-    public: bool = True,
-    tenants: bool = True,
-    only: list[str] | None = None,
-    dry_run: bool = False,
-    check: bool = False,
-    jobs: int = 1,
-    fail_fast: bool = False,
-    fake: bool = False,
-    allow_missing: bool = False,
-    allow_out_of_order: bool = False,
-    up_to: int | None = None,
-    actor: str = "system",
-    run_id: int | None = None,
-    on_event: Callable[[Event], None] | None = None,
-    on_plan: Callable[[Plan, int], None] | None = None,
-) -> RunReport:
-    public, tenants, only = _scope(public, tenants, only)
-    report = RunReport(kind="fake" if fake else "migrate", plan=None, dry_run=dry_run or check)
-    if public and not (dry_run or check):
-        report.django_migrations = ensure_infrastructure()
-    elif public:
-        with _connect() as conn:
-            ready = infrastructure_ready(conn)
-        report.django_migrations = pending_django_migrations() if ready else ["(all)"]
+@dataclass
+class RunRequest:
+    """What a migration run is asked to do; every entry point (commands, the admin's job,
+    recovery verbs, tests) builds one and hands it to ``run``."""
+
+    public: bool = True
+    tenants: bool = True
+    only: list[str] | None = None
+    dry_run: bool = False
+    check: bool = False
+    jobs: int = 1
+    fail_fast: bool = False
+    fake: bool = False
+    allow_missing: bool = False
+    allow_out_of_order: bool = False
+    up_to: int | None = None  # a baseline: only the files up to this version
+    actor: str = "system"
+    run_id: int | None = None  # a run queued by the admin, taken over
+    on_event: Callable[[Event], None] | None = None
+    on_plan: Callable[[Plan, int], None] | None = None  # the plan and the workers it gets
+
+    @property
+    def looking(self) -> bool:
+        """A dry run or a check: report, change nothing."""
+        return self.dry_run or self.check
+
+
+def migrate(**request: Any) -> RunReport:
+    """``run`` with the request's fields as keywords."""
+    return run(RunRequest(**request))
+
+
+def run(request: RunRequest) -> RunReport:
+    """plan → refuse → (report, for a dry run) → execute → record."""
+    request.public, request.tenants, request.only = _scope(
+        request.public, request.tenants, request.only
+    )
+    kind = "fake" if request.fake else "migrate"
+    report = RunReport(kind=kind, plan=None, dry_run=request.looking)
+    report.django_migrations = _infrastructure(request)
     with connect_ready() as conn:
-        plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=tenants, only=only)
-        _check_only(plan, only)
-        if up_to is not None:  # a baseline: only the files up to that version
-            plan.migrations = {
-                k: [m for m in v if m.number <= up_to] for k, v in plan.migrations.items()
-            }
-            for s in plan.schemas:
-                s.pending = [m for m in s.pending if m.number <= up_to]
-        report.plan = plan
-        rejected, report.warnings = check_files(plan)
-        report.refused = rejected + refusals(
-            plan, allow_missing=allow_missing, allow_out_of_order=allow_out_of_order
-        )
-        if report.refused:
-            report.exit_code = EXIT_FAILED if rejected else EXIT_DRIFT
-            if not (dry_run or check):
-                audit.write(
-                    conn, "migrate.refused", actor=actor, details={"reasons": report.refused}
-                )
-                if run_id is not None:
-                    start_run(conn, "migrate", actor, {}, 0, run_id)
-                    finish_run(conn, run_id, [], status="refused", error="\n".join(report.refused))
+        report.plan = _plan(conn, request)
+        if _refused(conn, request, report):
             return report
-        if dry_run or check:
-            report.problems = fleet_problems(conn, plan)
-            pending = plan.pending_count or (report.django_migrations and public)
-            report.exit_code = (
-                EXIT_FAILED if report.problems else EXIT_PENDING if (check and pending) else EXIT_OK
-            )
-            return report
+        if request.looking:
+            return _looked(conn, request, report)
+        return _applied(conn, request, report)
 
-        todo = plan.with_pending
-        missing_schema = [s for s in plan.schemas if not s.schema_exists]
-        if not todo and not missing_schema and run_id is None:
-            return report  # nothing to do: no run row, no audit row
-        alone = sorted(
-            {f"{m.scope}/{m.name}" for s in todo for m in s.pending if not m.transactional}
-        )
-        if alone and not fake:
-            require_session(f"Non-transactional migration {', '.join(alone)}")
-        options = {
-            "public": public,
-            "tenants": tenants,
-            "only": only,
-            "jobs": jobs,
-            "fail_fast": fail_fast,
-            "fake": fake,
+
+def _infrastructure(request: RunRequest) -> list[str]:
+    """The public schema's Django migrations: applied (a run), or listed (a dry run)."""
+    if not request.public:
+        return []
+    if not request.looking:
+        return ensure_infrastructure()
+    with _connect() as conn:
+        ready = infrastructure_ready(conn)
+    return pending_django_migrations() if ready else ["(all)"]
+
+
+def _plan(conn: psycopg.Connection, request: RunRequest) -> Plan:
+    plan = build_plan(
+        conn,
+        conf.migrations_dir(),
+        public=request.public,
+        tenants=request.tenants,
+        only=request.only,
+    )
+    _check_only(plan, request.only)
+    if request.up_to is not None:
+        up_to = request.up_to
+        plan.migrations = {
+            k: [m for m in v if m.number <= up_to] for k, v in plan.migrations.items()
         }
-        report.run_id = start_run(
-            conn, report.kind, actor, options, len(todo) + len(missing_schema), run_id
-        )
-        recorder = _Recorder(conn, report.run_id, len(todo))
+        for s in plan.schemas:
+            s.pending = [m for m in s.pending if m.number <= up_to]
+    return plan
 
-        def handle(event: Event) -> None:
-            if event.kind == "schema_finished" and event.result is not None:
-                recorder.on_result(event.result)
-            if on_event:
-                on_event(event)
 
-        jobs, note = fit_jobs(conn, jobs)
-        report.notes += [note] if note else []
-        if on_plan:  # the run goes ahead: its plan, and the workers it gets
-            on_plan(plan, jobs)
-        engine_options = conf.engine_options(
-            jobs=jobs, fail_fast=fail_fast, actor=actor, run_id=report.run_id, fake=fake
+def _refused(conn: psycopg.Connection, request: RunRequest, report: RunReport) -> bool:
+    """Files that break the refusal rules, drift, missing and out-of-order files stop the
+    run before anything runs (and are recorded, unless this is a dry run)."""
+    assert report.plan is not None
+    rejected, report.warnings = check_files(report.plan)
+    report.refused = rejected + refusals(
+        report.plan,
+        allow_missing=request.allow_missing,
+        allow_out_of_order=request.allow_out_of_order,
+    )
+    if not report.refused:
+        return False
+    report.exit_code = EXIT_FAILED if rejected else EXIT_DRIFT
+    if not request.looking:
+        details = {"reasons": report.refused}
+        audit.write(conn, "migrate.refused", actor=request.actor, details=details)
+        if request.run_id is not None:
+            start_run(conn, "migrate", request.actor, {}, 0, request.run_id)
+            error = "\n".join(report.refused)
+            finish_run(conn, request.run_id, [], status="refused", error=error)
+    return True
+
+
+def _looked(conn: psycopg.Connection, request: RunRequest, report: RunReport) -> RunReport:
+    """A dry run or a check: what is pending, and what is broken."""
+    assert report.plan is not None
+    report.problems = fleet_problems(conn, report.plan)
+    pending = report.plan.pending_count or (report.django_migrations and request.public)
+    if report.problems:
+        report.exit_code = EXIT_FAILED
+    elif request.check and pending:
+        report.exit_code = EXIT_PENDING
+    return report
+
+
+def _applied(conn: psycopg.Connection, request: RunRequest, report: RunReport) -> RunReport:
+    plan = report.plan
+    assert plan is not None
+    todo = plan.with_pending
+    missing_schema = [s for s in plan.schemas if not s.schema_exists]
+    if not todo and not missing_schema and request.run_id is None:
+        return report  # nothing to do: no run row, no audit row
+    alone = sorted({f"{m.scope}/{m.name}" for s in todo for m in s.pending if not m.transactional})
+    if alone and not request.fake:
+        require_session(f"Non-transactional migration {', '.join(alone)}")
+    report.run_id = start_run(
+        conn,
+        report.kind,
+        request.actor,
+        _recorded_options(request),
+        len(todo) + len(missing_schema),
+        request.run_id,
+    )
+    executor, handle = _executor(conn, request, report)
+    for s in missing_schema:
+        error = (
+            f"schema {s.schema} does not exist although the tenant is registered; "
+            "recreate it with `manage.py tenant_recreate`"
         )
-        executor = Executor(conf.conninfo(), engine_options, handle)
-        for s in missing_schema:
-            result = SchemaResult(
-                s.schema,
-                "failed",
-                error=(
-                    f"schema {s.schema} does not exist although the tenant is registered; "
-                    "recreate it with `manage.py tenant_recreate`"
-                ),
-            )
-            report.results.append(result)
-            handle(Event("schema_finished", s.schema, result=result))
-        with _interruptible(report.run_id), heartbeat(conn, report.run_id):
-            stop_error = _execute(executor, plan, todo, report, fail_fast=fail_fast)
-        status = "failed" if report.failed else "succeeded"
-        finish_run(conn, report.run_id, report.results, status=status, error=stop_error)
-        audit.write(
-            conn,
-            "migrate.fake" if fake else "migrate.run",
-            actor=actor,
-            details={
-                "run_id": report.run_id,
-                "outcome": status,
-                "applied": {r.schema: r.versions for r in report.results if r.versions},
-                "failed": {r.schema: r.error for r in report.failed},
-            },
-        )
-        report.exit_code = EXIT_FAILED if report.failed else EXIT_OK
-        return report
+        result = SchemaResult(s.schema, "failed", error=error)
+        report.results.append(result)
+        handle(Event("schema_finished", s.schema, result=result))
+    with _interruptible(report.run_id), heartbeat(conn, report.run_id):
+        stop_error = _execute(executor, plan, todo, report, fail_fast=request.fail_fast)
+    _record(conn, request, report, stop_error)
+    return report
+
+
+def _recorded_options(request: RunRequest) -> dict[str, Any]:
+    names = ("public", "tenants", "only", "jobs", "fail_fast", "fake")
+    return {name: getattr(request, name) for name in names}
+
+
+def _executor(
+    conn: psycopg.Connection, request: RunRequest, report: RunReport
+) -> tuple[Executor, Callable[[Event], None]]:
+    """The engine for this run, its workers fitted to the server, its events kept on the
+    run's row and passed on."""
+    assert report.plan is not None and report.run_id is not None
+    recorder = _Recorder(conn, report.run_id, len(report.plan.with_pending))
+
+    def handle(event: Event) -> None:
+        if event.kind == "schema_finished" and event.result is not None:
+            recorder.on_result(event.result)
+        if request.on_event:
+            request.on_event(event)
+
+    jobs, note = fit_jobs(conn, request.jobs)
+    report.notes += [note] if note else []
+    if request.on_plan:
+        request.on_plan(report.plan, jobs)
+    options = conf.engine_options(
+        jobs=jobs,
+        fail_fast=request.fail_fast,
+        actor=request.actor,
+        run_id=report.run_id,
+        fake=request.fake,
+    )
+    return Executor(conf.conninfo(), options, handle), handle
+
+
+def _record(
+    conn: psycopg.Connection, request: RunRequest, report: RunReport, stop_error: str | None
+) -> None:
+    assert report.run_id is not None
+    status = "failed" if report.failed else "succeeded"
+    finish_run(conn, report.run_id, report.results, status=status, error=stop_error)
+    audit.write(
+        conn,
+        "migrate.fake" if request.fake else "migrate.run",
+        actor=request.actor,
+        details={
+            "run_id": report.run_id,
+            "outcome": status,
+            "applied": {r.schema: r.versions for r in report.results if r.versions},
+            "failed": {r.schema: r.error for r in report.failed},
+        },
+    )
+    report.exit_code = EXIT_FAILED if report.failed else EXIT_OK
 
 
 def _execute(
