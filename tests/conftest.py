@@ -230,3 +230,24 @@ def manage(*args: str, migrations_dir: Path | None = None, **kwargs: Any) -> sub
         text=True,
         **kwargs,
     )
+
+
+@pytest.fixture
+def fresh_database(pg: None) -> Iterator[str]:
+    """An empty database beside the test database: no tenancy tables."""
+    name = f"{connect().info.dbname}_fresh"
+    with connect() as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield name
+    with connect() as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def fresh_url(name: str) -> str:
+    """The subprocess database URL of the database ``name`` on the test server."""
+    return subprocess_env()["EMPLOYER_PORTAL_DB_URL"].replace(
+        f"/{connect().info.dbname}", f"/{name}"
+    )

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from employer_portal import embedded_db
 from tenancy import conf
@@ -43,20 +42,6 @@ def checks(stdout: str) -> dict[str, dict]:
 
 
 # -- exit codes ------------------------------------------------------------------------------
-@pytest.fixture
-def fresh_database(pg: None) -> Iterator[str]:
-    """An empty database beside the test database: no tenancy tables."""
-    name = f"{connect().info.dbname}_fresh"
-    with connect() as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield name
-    with connect() as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
 def test_a_database_without_tenancy_tables_exits_1_naming_the_command(fresh_database):
     url = subprocess_env()["EMPLOYER_PORTAL_DB_URL"].replace(
         f"/{connect().info.dbname}", f"/{fresh_database}"

@@ -84,7 +84,9 @@ HOSTILE = [
     ('org_x"; DROP ROLE postgres; --', "Invalid"),
     ("org_x) OR (1=1", "Invalid"),
     ("org_a-b", "Invalid"),
-    ("org_a_b", "Invalid"),
+    ("org_a__b", "Invalid"),
+    ("org__ab", "Invalid"),
+    ("org_ab_", "Invalid"),
     ("org_a.b", "Invalid"),
     ("org_a\x00b", "Invalid"),
     ("org_ünïcode", "Invalid"),
@@ -113,7 +115,7 @@ def test_hostile_id_through_the_command_is_a_clear_error_and_exit_1(ready):
     before = snapshot()
     code, out, err = run_command("tenant_create", "org_x'; DROP TABLE tenant_registry; --")
     assert code == 1
-    assert "expected 'org_' followed by letters and digits only" in err
+    assert "expected 'org_' followed by letters and digits, optionally in words" in err
     assert snapshot() == before
 
 
@@ -230,3 +232,13 @@ def test_concurrent_creations_respect_the_limit_and_case_twins(ready, settings):
     assert sum(o.startswith("tenant_org_twin7") for o in created) <= 1
     assert query("SELECT count(*) FROM public.tenant_registry") == [(4,)]
     assert query("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant\\_%%'") == [(4,)]
+
+
+def test_the_guides_ci_org_id_with_underscores_is_accepted(ready):
+    created = create_tenant("org_test_1795599878", actor="test")
+    assert created.schema == "tenant_org_test_1795599878"
+    assert created.domain == "org-test-1795599878.localhost"
+    with pytest.raises(TenantError, match="differs only in letter case"):
+        create_tenant("org_Test_1795599878", actor="test")
+    with pytest.raises(InvalidName, match="too long"):
+        create_tenant("org_" + "_".join(["abcdefghij"] * 6), actor="test")

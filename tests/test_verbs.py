@@ -6,16 +6,31 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from psycopg import sql
 
+from tenancy import conf
 from tenancy.engine.names import owner_role_prefix, role_prefix
 from tenancy.services import runs
 from tenancy.services.tenants import create_tenant
-from tests.conftest import connect, ledger_versions, manage, query, run_command, tables_in
+from tests.conftest import (
+    ROOT,
+    TEST_MIGRATIONS,
+    connect,
+    fresh_url,
+    ledger_versions,
+    manage,
+    query,
+    run_command,
+    subprocess_env,
+    tables_in,
+)
 
 A, B = "tenant_org_verba1", "tenant_org_verbb2"
 EXTRA = (
@@ -227,3 +242,21 @@ def test_a_signal_stops_the_run_cleanly_and_a_rerun_finishes(public_ready, sql_d
     rerun = manage("migrate_tenants", "--tenants", migrations_dir=sql_dir)
     assert rerun.wait(timeout=120) == 0, rerun.communicate()
     assert all(version in ledger_versions(s) for s in schemas)
+
+
+def test_a_dry_run_on_a_fresh_database_reports_everything_public_pending(fresh_database):
+    """The migration guide's Testing Pipeline starts with a dry run on a new database."""
+    env = {**subprocess_env(), "EMPLOYER_PORTAL_DB_URL": fresh_url(fresh_database)}
+
+    def migrate(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(ROOT / "manage.py"), "migrate_tenants", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    dry = migrate("--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "Django migrations pending in public: all" in dry.stdout
+    public_files = sorted(p.name for p in (TEST_MIGRATIONS / "public").glob("*.sql"))
+    assert all(name in dry.stdout for name in public_files)
+    assert migrate("--check").returncode == runs.EXIT_PENDING
+    with psycopg.connect(**{**conf.conninfo(), "dbname": fresh_database}) as conn:
+        assert conn.execute("SELECT to_regclass('public.tenant_registry')").fetchone() == (None,)

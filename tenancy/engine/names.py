@@ -14,7 +14,9 @@ PUBLIC_SCHEMA = "public"
 SCHEMA_PREFIX = "tenant_"
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are silently truncated
 
-_ORG_ID = re.compile(r"org_[A-Za-z0-9]+")
+# org_ then words of ASCII letters and digits joined by single underscores (the migration
+# guide's CI example uses org_test_<timestamp>).
+_ORG_ID = re.compile(r"org_[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*")
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]*")
 _RESERVED = ("public", "information_schema")
 MAX_ORG_NAME_CHARS = 255  # tenant_registry.organization_name is VARCHAR(255)
@@ -28,13 +30,15 @@ class InvalidName(ValueError):
 
 
 def validate_org_id(org_id: str) -> str:
-    """Return ``org_id`` if it is ``org_`` followed by ASCII letters and digits, else raise."""
+    """Return ``org_id`` if it is ``org_`` followed by ASCII letters and digits, in words
+    joined by single underscores, else raise."""
     if not isinstance(org_id, str) or not org_id:
         raise InvalidName("An Auth0 organization id is required (e.g. org_ayHu5XNaTNHMasO5).")
     if not _ORG_ID.fullmatch(org_id):
         raise InvalidName(
             f"Invalid Auth0 organization id {org_id!r}: expected 'org_' followed by "
-            "letters and digits only (e.g. org_ayHu5XNaTNHMasO5)."
+            "letters and digits, optionally in words joined by single underscores "
+            "(e.g. org_ayHu5XNaTNHMasO5, org_test_1795599878)."
         )
     schema = SCHEMA_PREFIX + org_id.lower()
     if len(schema.encode()) > MAX_IDENTIFIER_BYTES:

@@ -21,8 +21,8 @@ from tenancy import conf
 from tenancy.engine import audit, db, ledger, rules
 from tenancy.engine.executor import Event, Executor, SchemaResult
 from tenancy.engine.names import PUBLIC_SCHEMA, validate_schema_name
-from tenancy.engine.plan import Plan, build_plan
-from tenancy.engine.source import PUBLIC, TENANT
+from tenancy.engine.plan import Plan, build_plan, plan_schema
+from tenancy.engine.source import PUBLIC, TENANT, discover
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -585,6 +585,8 @@ def run(request: RunRequest) -> RunReport:
     kind = "fake" if request.fake else "migrate"
     report = RunReport(kind=kind, plan=None, dry_run=request.looking)
     report.django_migrations = _infrastructure(request)
+    if report.django_migrations == ALL_PENDING:
+        return _looked_fresh(request, report)
     with connect_ready() as conn:
         report.plan = _plan(conn, request)
         if _refused(conn, request, report):
@@ -594,15 +596,36 @@ def run(request: RunRequest) -> RunReport:
         return _applied(conn, request, report)
 
 
+ALL_PENDING = ["(all)"]  # the Django migrations of a database without the tenancy tables
+
+
 def _infrastructure(request: RunRequest) -> list[str]:
     """The public schema's Django migrations: applied (a run), or listed (a dry run)."""
-    if not request.public:
-        return []
-    if not request.looking:
+    if request.public and not request.looking:
         return ensure_infrastructure()
+    if not request.looking:
+        return []
     with _connect() as conn:
         ready = infrastructure_ready(conn)
-    return pending_django_migrations() if ready else ["(all)"]
+    if not ready:
+        return ALL_PENDING
+    return pending_django_migrations() if request.public else []
+
+
+def _looked_fresh(request: RunRequest, report: RunReport) -> RunReport:
+    """A dry run on a database without the tenancy tables: everything public is pending
+    (the infrastructure, then every public file) and there are no tenants yet."""
+    directory = conf.migrations_dir()
+    migrations = {PUBLIC: discover(directory, PUBLIC), TENANT: discover(directory, TENANT)}
+    schemas = [plan_schema(PUBLIC_SCHEMA, PUBLIC, migrations[PUBLIC], {})] if request.public else []
+    report.plan = Plan(migrations=migrations, schemas=schemas)
+    rejected, report.warnings = check_files(report.plan)
+    report.refused = rejected
+    if rejected:
+        report.exit_code = EXIT_FAILED
+    elif request.check:
+        report.exit_code = EXIT_PENDING
+    return report
 
 
 def _plan(conn: psycopg.Connection, request: RunRequest) -> Plan:

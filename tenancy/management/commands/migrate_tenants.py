@@ -288,9 +288,12 @@ class Command(BaseCommand):
             return report.exit_code
         if report.django_migrations and o["verbosity"] >= 1:
             verb = "pending" if dry else "applied"
-            self.stdout.write(
-                f"Django migrations {verb} in public: {len(report.django_migrations)}"
+            count = (
+                "all (a fresh database: the tenancy tables do not exist yet)"
+                if report.django_migrations == runs.ALL_PENDING
+                else len(report.django_migrations)
             )
+            self.stdout.write(f"Django migrations {verb} in public: {count}")
         self._refusals(report)
         if report.refused:
             return report.exit_code
