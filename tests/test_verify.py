@@ -208,6 +208,30 @@ def test_one_change_in_many_tenants_is_described_once(probe: Path, described: li
     assert len([s for s in described if s.startswith("tenant_")]) == 1
 
 
+def test_many_tenants_split_over_connections(
+    probe: Path, described: list[str], monkeypatch: Any
+) -> None:
+    """Past OWN_CONNECTIONS_FROM, fingerprints run on connections of their own, in shares."""
+    monkeypatch.setattr(verify_service, "OWN_CONNECTIONS_FROM", 2)
+    schemas = make_tenants("org_pa1", "org_pb1", "org_pc1")
+    execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(schemas[1], "idx_verify_probe_label")))
+    calls: list[list[str]] = []
+    real = catalog.fingerprints
+
+    def spy(conn: Any, names: list[str], *args: Any) -> Any:
+        calls.append(sorted(names))
+        return real(conn, names, *args)
+
+    monkeypatch.setattr(catalog, "fingerprints", spy)
+    code, out, _ = verify_command("--jobs", "2")
+    assert code == 1
+    assert f"{schemas[0]}: ok" in out and f"{schemas[2]}: ok" in out
+    assert f"{schemas[1]}: 1 difference(s)" in out
+    tenant_calls = [c for c in calls if not c[0].startswith("tenancy_verify_")]
+    assert sorted(tenant_calls) == [sorted(schemas[0::2]), [schemas[1]]]
+    assert verify_command("--jobs", "0")[0] == 1
+
+
 def test_owner_and_policy_changes(probe: Path) -> None:
     (schema,) = make_tenants("org_ow1")
     table = sql.Identifier(schema, "verify_probe")

@@ -12,12 +12,13 @@ not null")``, ``("grant", "table job_postings web INSERT", "")``, ``("owner", "s
 - absent ACLs read as their defaults (``acldefault``), so "never granted" equals "granted
   back to the defaults".
 
-``fingerprints`` answers with one md5 per schema in one query (aggregated in SQL: a short
-row per schema, whatever the number of objects). Its lines are a cheaper variant where the
-costliest deparsing (``pg_get_indexdef``, ``pg_get_constraintdef``, one line per privilege)
-is replaced by raw catalog fields: equal for equal schemas, but not readable, and only
-comparable with another fingerprint. ``describe`` returns the readable lines, for the few
-schemas whose fingerprint differs; ``differences`` renders two sets of them as sentences.
+``fingerprints`` answers with one digest per schema in one query (aggregated in SQL: a
+short row per schema, whatever the number of objects). Its lines are a cheaper variant where
+the costliest deparsing (``pg_get_indexdef``, ``pg_get_constraintdef``, ``pg_get_expr`` with
+a table, one line per privilege) is replaced by raw catalog fields and stored expressions:
+equal for equal schemas, but not readable, and only comparable with another fingerprint.
+``describe`` returns the readable lines, for the few schemas whose fingerprint differs;
+``differences`` renders two sets of them as sentences.
 """
 
 from __future__ import annotations
@@ -35,22 +36,26 @@ from tenancy.engine.names import (
     role_for_schema,
 )
 
+# The joins of the query over 10,000 schemas (a million rows) spill to disk with the
+# default 4MB; one query, one backend, for a few seconds.
+WORK_MEM = "64MB"
+
 Key = tuple[str, str]  # (kind, key): unique within a schema
 Lines = dict[Key, str]
 
 
 @dataclass(frozen=True)
 class Fingerprint:
-    md5: str
+    digest: str  # 32 hex digits
     lines: int
 
 
 def _role(expr: str) -> str:
-    """SQL: the token of role oid ``expr`` in the schema of the row (``m``, ``g`` in scope)."""
+    """SQL: the token of role oid ``expr`` in the schema of the row (``m`` in scope)."""
     return (
         f"CASE WHEN {expr} = 0 THEN 'PUBLIC' WHEN {expr} = m.owner_oid THEN 'owner' "
-        f"WHEN {expr} = m.web_oid THEN 'web' WHEN {expr} = g.app THEN 'app' "
-        f"WHEN {expr} = g.grp THEN 'owner_group' ELSE pg_get_userbyid({expr})::text END"
+        f"WHEN {expr} = m.web_oid THEN 'web' WHEN {expr} = m.app THEN 'app' "
+        f"WHEN {expr} = m.grp THEN 'owner_group' ELSE pg_get_userbyid({expr})::text END"
     )
 
 
@@ -90,10 +95,10 @@ def _relation_grants(fast: bool) -> str:
     if fast:
         return f"""
 SELECT m.nspname, 'grant', c.kind || ' ' || c.relname, {_acl_text(acl)}
-  FROM rel c JOIN m ON m.nsp = c.relnamespace
+  FROM rel c {_M("c")}
  WHERE c.relkind <> 'c'"""
     return f"""
-SELECT x.* FROM rel c JOIN m ON m.nsp = c.relnamespace CROSS JOIN g CROSS JOIN LATERAL
+SELECT x.* FROM rel c {_M("c")} CROSS JOIN LATERAL
   ({_grants("c.relacl", _REL_ACL_KIND, "c.relowner", "c.kind || ' ' || c.relname")}) x
  WHERE c.relkind <> 'c'"""
 
@@ -118,15 +123,34 @@ UNION ALL
 SELECT DISTINCT m.nspname, 'grant',
        'column ' || c.relname || '.' || a.attname || ' ' || {_role("x.grantee")} || ' '
          || x.privilege_type, CASE WHEN x.is_grantable THEN 'with grant option' ELSE '' END
-  FROM rel c JOIN m ON m.nsp = c.relnamespace CROSS JOIN g
+  FROM rel c {_M("c")}
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attacl IS NOT NULL AND NOT a.attisdropped,
        aclexplode(a.attacl) x"""
 
 
+# A stored expression that may name an object by oid: a number of 5+ digits in a field
+# other than a location (user objects' oids are >= 16384), or a reg* constant (it holds an
+# oid in its bytes). Each schema's objects have their own oids, so such a tree is deparsed.
+_MAY_NAME_OBJECTS = (
+    r":(?!location )[a-zA-Z_]+ [0-9]{5}"
+    r"|:consttype (24|2202|2203|2204|2205|2206|3734|3769|4089|4096|4191) "
+)
+
+
+def _tree(tree: str, relid: str) -> str:
+    """SQL (fast mode): an expression as stored, without its positions in the file's text
+    (placeholders of other lengths move them), or deparsed when it may name an object:
+    ``pg_get_expr`` with a table costs ~10 µs, the regular expressions ~2."""
+    deparsed = _norm(f"pg_get_expr({tree}, {relid})")
+    stored = f"regexp_replace({tree}::text, ' :location -?[0-9]+', '', 'g')"
+    return f"CASE WHEN {tree}::text ~ '{_MAY_NAME_OBJECTS}' THEN {deparsed} ELSE {stored} END"
+
+
 def _constraint_value(fast: bool) -> str:
-    """``pg_get_constraintdef`` costs ~5 µs a constraint; in fast mode keys and foreign keys
-    are described by their raw fields (attribute numbers, actions), checks by their
-    expression."""
+    """``pg_get_constraintdef`` costs ~5-15 µs a constraint; in fast mode keys and foreign
+    keys are described by their raw fields (attribute numbers, actions), checks by their
+    deparsed expression (a check's stored tree is ~1,400 characters: testing and cleaning
+    it costs more than deparsing it)."""
     full = _norm("pg_get_constraintdef(con.oid)")
     if not fast:
         return full
@@ -143,21 +167,31 @@ def _constraint_value(fast: bool) -> str:
 
 def _index_value(fast: bool) -> str:
     """``pg_get_indexdef`` costs ~12 µs an index; in fast mode an index is its raw fields
-    (table, method, flags, attribute numbers, operator classes), expressions deparsed."""
+    (table, method, flags, attribute numbers, operator classes, expressions as stored)."""
     validity = "CASE WHEN i.indisvalid THEN '' ELSE ' (INVALID)' END"
     if not fast:
         return f"{_norm('pg_get_indexdef(i.indexrelid)')} || {validity}"
-    return f"""concat_ws(' ', tc.relname, ic.relam, i.indisunique, i.indisprimary,
+    return f"""concat_ws(' ', c.relname, ic.relam, i.indisunique, i.indisprimary,
               i.indisexclusion, i.indimmediate, i.indkey::text, i.indclass::text,
               i.indcollation::text, i.indoption::text,
-              {_norm("pg_get_expr(i.indexprs, i.indrelid)")},
-              {_norm("pg_get_expr(i.indpred, i.indrelid)")}) || {validity}"""
+              {_tree("i.indexprs", "i.indrelid")}, {_tree("i.indpred", "i.indrelid")})
+           || {validity}"""
 
 
 # A column default never refers to a column: deparsed without opening the table (cheaper).
 _DEFAULT = "pg_get_expr(ad.adbin, CASE WHEN a.attgenerated = '' THEN 0 ELSE ad.adrelid END)"
 _SIGNATURE = "p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'"
 _DOMAIN_BASE = "format_type(ty.typbasetype, ty.typtypmod)"
+
+
+_M_COLS = "m.nspname, m.qualified, m.owner_name, m.web_name, m.owner_oid, m.web_oid, m.app, m.grp"
+
+
+def _M(alias: str) -> str:  # noqa: N802 (reads as the ``m`` it stands for)
+    """SQL: ``m``, the schema's columns, taken from the row of ``rel`` or ``typ`` aliased
+    ``alias`` (a lateral projection the planner flattens: no join)."""
+    columns = ", ".join(f"{alias}.{c.split('.')[1]}" for c in _M_COLS.split(", "))
+    return f"CROSS JOIN LATERAL (SELECT {columns}) AS m"
 
 
 def _lines(fast: bool) -> str:
@@ -170,27 +204,26 @@ WITH m AS MATERIALIZED (
   SELECT n.oid AS nsp, n.nspname::text AS nspname, n.nspowner, n.nspacl,
          quote_ident(n.nspname) || '.' AS qualified, t.owner AS owner_name, t.web AS web_name,
          to_regrole(quote_ident(t.owner))::oid AS owner_oid,
-         to_regrole(quote_ident(t.web))::oid AS web_oid
+         to_regrole(quote_ident(t.web))::oid AS web_oid,
+         to_regrole(quote_ident(%(app)s))::oid AS app, to_regrole(quote_ident(%(grp)s))::oid AS grp
     FROM unnest(%(schemas)s::text[], %(owners)s::text[], %(webs)s::text[]) AS t(nspname, owner, web)
     JOIN pg_namespace n ON n.nspname = t.nspname
-), g AS MATERIALIZED (
-  SELECT to_regrole(quote_ident(%(app)s))::oid AS app, to_regrole(quote_ident(%(grp)s))::oid AS grp
-), rel AS MATERIALIZED (
+), rel AS MATERIALIZED (  -- each row carries its schema's columns: no join back to m
   SELECT c.oid, c.relname::text AS relname, c.relkind, c.relowner, c.relacl, c.relpersistence,
-         c.relrowsecurity, c.relforcerowsecurity, c.relnamespace, {_RELKIND} AS kind
+         c.relrowsecurity, c.relforcerowsecurity, {_RELKIND} AS kind, {_M_COLS}
     FROM pg_class c JOIN m ON m.nsp = c.relnamespace
    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S', 'c')
 ), typ AS MATERIALIZED (  -- enums, domains, ranges, composite types (not tables' row types)
   SELECT ty.oid, ty.typname::text AS typname, ty.typtype, ty.typnotnull, ty.typbasetype,
-         ty.typtypmod, ty.typdefault, ty.typowner, ty.typacl, ty.typnamespace
+         ty.typtypmod, ty.typdefault, ty.typowner, ty.typacl, {_M_COLS}
     FROM pg_type ty JOIN m ON m.nsp = ty.typnamespace
    WHERE ty.typtype IN ('e', 'd', 'r')
       OR (ty.typtype = 'c' AND ty.typrelid IN (SELECT oid FROM rel WHERE relkind = 'c'))
 )
 -- the schema: owner, grants, default privileges
-SELECT m.nspname, 'owner', 'schema', {_role("m.nspowner")} FROM m CROSS JOIN g
+SELECT m.nspname, 'owner', 'schema', {_role("m.nspowner")} FROM m
 UNION ALL
-SELECT x.* FROM m CROSS JOIN g CROSS JOIN LATERAL
+SELECT x.* FROM m CROSS JOIN LATERAL
   ({_grants("m.nspacl", "'n'", "m.nspowner", "'schema'")}) x
 UNION ALL
 SELECT DISTINCT m.nspname, 'default privilege',
@@ -198,7 +231,7 @@ SELECT DISTINCT m.nspname, 'default privilege',
          WHEN 'S' THEN 'sequences' WHEN 'f' THEN 'functions' WHEN 'T' THEN 'types'
          WHEN 'n' THEN 'schemas' END || ' ' || {_role("a.grantee")} || ' ' || a.privilege_type,
        CASE WHEN a.is_grantable THEN 'with grant option' ELSE '' END
-  FROM pg_default_acl d JOIN m ON m.nsp = d.defaclnamespace CROSS JOIN g,
+  FROM pg_default_acl d JOIN m ON m.nsp = d.defaclnamespace,
        aclexplode(d.defaclacl) a
 UNION ALL
 -- relations: kind and row security, owner, grants
@@ -208,11 +241,11 @@ SELECT m.nspname, c.kind, c.relname,
                  CASE WHEN c.relforcerowsecurity THEN 'forced row security' END,
                  CASE WHEN c.relkind IN ('v', 'm')
                       THEN {_norm("pg_get_viewdef(c.oid)")} END)
-  FROM rel c JOIN m ON m.nsp = c.relnamespace
+  FROM rel c {_M("c")}
  WHERE c.relkind NOT IN ('c', 'S')  -- a sequence's line holds its parameters (below)
 UNION ALL
 SELECT m.nspname, 'owner', c.kind || ' ' || c.relname, {_role("c.relowner")}
-  FROM rel c JOIN m ON m.nsp = c.relnamespace CROSS JOIN g
+  FROM rel c {_M("c")}
  WHERE c.relkind <> 'c'
 UNION ALL
 {_relation_grants(fast)}
@@ -226,7 +259,7 @@ SELECT m.nspname, 'column', c.relname || '.' || a.attname,
                       WHEN 'd' THEN 'generated by default as identity' END,
                  CASE WHEN a.attgenerated = 's' THEN 'stored' END,
                  {_column_extras(fast)})
-  FROM rel c JOIN m ON m.nsp = c.relnamespace
+  FROM rel c {_M("c")}
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
   {"" if fast else "JOIN pg_type t ON t.oid = a.atttypid"}
   LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
@@ -234,18 +267,15 @@ SELECT m.nspname, 'column', c.relname || '.' || a.attname,
 {_column_privileges(fast)}
 UNION ALL
 -- constraints of tables and domains (reached through their table or type: indexed)
-SELECT m.nspname, 'constraint', cr.relname || '.' || con.conname, {_constraint_value(fast)}
-  FROM rel cr JOIN m ON m.nsp = cr.relnamespace
-  JOIN pg_constraint con ON con.conrelid = cr.oid
+SELECT m.nspname, 'constraint', c.relname || '.' || con.conname, {_constraint_value(fast)}
+  FROM rel c {_M("c")} JOIN pg_constraint con ON con.conrelid = c.oid
 UNION ALL
 SELECT m.nspname, 'constraint', ty.typname || '.' || con.conname, {_constraint_value(fast)}
-  FROM typ ty JOIN m ON m.nsp = ty.typnamespace
-  JOIN pg_constraint con ON con.contypid = ty.oid
+  FROM typ ty {_M("ty")} JOIN pg_constraint con ON con.contypid = ty.oid
 UNION ALL
 -- indexes (an index lives in its table's schema)
 SELECT m.nspname, 'index', ic.relname::text, {_index_value(fast)}
-  FROM rel tc JOIN m ON m.nsp = tc.relnamespace
-  JOIN pg_index i ON i.indrelid = tc.oid
+  FROM rel c {_M("c")} JOIN pg_index i ON i.indrelid = c.oid
   JOIN pg_class ic ON ic.oid = i.indexrelid
 UNION ALL
 -- sequences and their parameters (their owner and grants are with the relations)
@@ -253,7 +283,7 @@ SELECT m.nspname, 'sequence', c.relname,
        format('%%s start %%s increment %%s min %%s max %%s cache %%s%%s',
               format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin, s.seqmax,
               s.seqcache, CASE WHEN s.seqcycle THEN ' cycle' ELSE '' END)
-  FROM rel c JOIN m ON m.nsp = c.relnamespace JOIN pg_sequence s ON s.seqrelid = c.oid
+  FROM rel c {_M("c")} JOIN pg_sequence s ON s.seqrelid = c.oid
 UNION ALL
 -- row-level security policies
 SELECT m.nspname, 'policy', c.relname || '.' || p.polname,
@@ -264,18 +294,17 @@ SELECT m.nspname, 'policy', c.relname || '.' || p.polname,
                              FROM unnest(p.polroles) AS r),
                  'using (' || {_norm("pg_get_expr(p.polqual, p.polrelid)")} || ')',
                  'with check (' || {_norm("pg_get_expr(p.polwithcheck, p.polrelid)")} || ')')
-  FROM pg_policy p JOIN rel c ON c.oid = p.polrelid JOIN m ON m.nsp = c.relnamespace
-  CROSS JOIN g
+  FROM rel c {_M("c")} JOIN pg_policy p ON p.polrelid = c.oid
 UNION ALL
 -- triggers
 SELECT m.nspname, 'trigger', c.relname || '.' || t.tgname,
        {_norm("pg_get_triggerdef(t.oid)")}
          || CASE t.tgenabled WHEN 'D' THEN ' (disabled)' ELSE '' END
-  FROM pg_trigger t JOIN rel c ON c.oid = t.tgrelid JOIN m ON m.nsp = c.relnamespace
+  FROM rel c {_M("c")} JOIN pg_trigger t ON t.tgrelid = c.oid
  WHERE NOT t.tgisinternal
 UNION ALL
 -- functions and procedures: signature, body (as an md5), owner, grants
-SELECT x.* FROM pg_proc p JOIN m ON m.nsp = p.pronamespace CROSS JOIN g
+SELECT x.* FROM pg_proc p JOIN m ON m.nsp = p.pronamespace
   CROSS JOIN LATERAL (SELECT {_norm(_SIGNATURE)} AS sig) f
   CROSS JOIN LATERAL (
     SELECT m.nspname, 'function', f.sig,
@@ -293,7 +322,7 @@ SELECT x.* FROM pg_proc p JOIN m ON m.nsp = p.pronamespace CROSS JOIN g
   ) x
 UNION ALL
 -- types: enums, domains, ranges, composite types (a table's row type is its table)
-SELECT x.* FROM typ ty JOIN m ON m.nsp = ty.typnamespace CROSS JOIN g
+SELECT x.* FROM typ ty {_M("ty")}
   CROSS JOIN LATERAL (
     SELECT m.nspname, 'type', ty.typname,
            CASE ty.typtype
@@ -314,13 +343,17 @@ SELECT x.* FROM typ ty JOIN m ON m.nsp = ty.typnamespace CROSS JOIN g
 """
 
 
+# One row per schema: two 64-bit hashes of each line, combined by XOR, which needs no
+# order. An md5 of the sorted lines would sort every line of every schema (1.5 million at
+# 10,000 tenants): seconds more (bench/README.md). Keys are unique within a schema, so no
+# line cancels another.
 _FINGERPRINTS = f"""
 SELECT l.nspname,
-       md5(string_agg(l.kind || ' ' || l.key || ' ' || coalesce(l.value, ''), E'\\n'
-                      ORDER BY l.kind COLLATE "C", l.key COLLATE "C",
-                               l.value COLLATE "C")),
+       lpad(to_hex(bit_xor(hashtextextended(l.line, 0))), 16, '0')
+         || lpad(to_hex(bit_xor(hashtextextended(l.line, 1))), 16, '0'),
        count(*)
-  FROM ({_lines(fast=True)}) AS l(nspname, kind, key, value)
+  FROM (SELECT l.nspname, l.kind || ' ' || l.key || ' ' || coalesce(l.value, '') AS line
+          FROM ({_lines(fast=True)}) AS l(nspname, kind, key, value)) AS l
  GROUP BY l.nspname
 """
 
@@ -344,30 +377,33 @@ def _params(schemas: list[str], database: str) -> dict[str, object]:
 
 @contextmanager
 def _catalog_path(conn: psycopg.Connection) -> Iterator[None]:
-    """``search_path`` = ``pg_catalog`` for the block, inside a transaction (or a savepoint
-    of the caller's), then back: ``pg_get_*`` qualify names by what the path shows, and a
-    caller's later statements (a migration) expect their own path."""
+    """``search_path`` = ``pg_catalog`` and a larger ``work_mem`` for the block, inside a
+    transaction (or a savepoint of the caller's), then back: ``pg_get_*`` qualify names by
+    what the path shows, and a caller's later statements (a migration) expect their own
+    path. On an error the savepoint's rollback restores both."""
     with conn.transaction():
         row = conn.execute(
-            "SELECT current_setting('search_path'), set_config('search_path', 'pg_catalog', true)"
+            "SELECT current_setting('search_path'), current_setting('work_mem'), "
+            "set_config('search_path', 'pg_catalog', true), set_config('work_mem', %s, true)",
+            [WORK_MEM],
         ).fetchone()
         assert row is not None
-        try:
-            yield
-        finally:
-            if not conn.broken:
-                conn.execute("SELECT set_config('search_path', %s, true)", [row[0]])
+        yield
+        conn.execute(
+            "SELECT set_config('search_path', %s, true), set_config('work_mem', %s, true)",
+            [row[0], row[1]],
+        )
 
 
 def fingerprints(
     conn: psycopg.Connection, schemas: list[str], database: str | None = None
 ) -> dict[str, Fingerprint]:
-    """The md5 of each schema's sorted lines, in one query. Schemas that do not exist are
-    absent from the answer."""
+    """A digest of each schema's lines (fast variant), in one query. Schemas that do not
+    exist are absent from the answer."""
     params = _params(schemas, database or conn.info.dbname)
     with _catalog_path(conn):
         rows = conn.execute(_FINGERPRINTS, params).fetchall()
-    return {schema: Fingerprint(md5, int(count)) for schema, md5, count in rows}
+    return {schema: Fingerprint(digest, int(count)) for schema, digest, count in rows}
 
 
 def describe(

@@ -11,7 +11,14 @@ from tenancy.engine.names import InvalidName
 from tenancy.engine.source import SourceError
 from tenancy.management.output import write_json
 from tenancy.services.runs import RunError
-from tenancy.services.verify import TenantResult, VerifyError, VerifyReport, verify
+from tenancy.services.verify import (
+    DEFAULT_JOBS,
+    OWN_CONNECTIONS_FROM,
+    TenantResult,
+    VerifyError,
+    VerifyReport,
+    verify,
+)
 
 
 class Command(BaseCommand):
@@ -47,6 +54,14 @@ class Command(BaseCommand):
             help="Only this tenant schema (repeatable), e.g. tenant_org_x.",
         )
         parser.add_argument(
+            "--jobs",
+            type=int,
+            default=DEFAULT_JOBS,
+            metavar="N",
+            help=f"With {OWN_CONNECTIONS_FROM} tenants or more, fingerprint them over N "
+            f"connections at once (default {DEFAULT_JOBS}).",
+        )
+        parser.add_argument(
             "--format",
             choices=["text", "json"],
             default="text",
@@ -55,7 +70,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            report = verify(options["tenant"])
+            if options["jobs"] < 1:
+                raise VerifyError("--jobs must be at least 1.")
+            report = verify(options["tenant"], jobs=options["jobs"])
         except (InvalidName, VerifyError, RunError, SourceError) as exc:
             raise CommandError(str(exc)) from exc
         if options["format"] == "json":
