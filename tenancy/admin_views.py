@@ -13,12 +13,12 @@ from django.http import HttpRequest
 
 from tenancy import conf
 from tenancy.engine import statements
+from tenancy.engine.errors import TenancyError
 from tenancy.engine.executor import placeholders
-from tenancy.engine.source import TENANT, SourceError, discover
+from tenancy.engine.source import TENANT, discover
 from tenancy.models import AuditLog, MigrationRun, MigrationRunResult, RunStatus, TenantMigration
 from tenancy.services import reports, runs
 from tenancy.services.reports import SchemaState
-from tenancy.services.runs import RunError
 from tenancy.tasks import run_migrations
 
 ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
@@ -53,7 +53,7 @@ def schema_states_for(request: HttpRequest) -> dict[str, SchemaState]:
     if cached is None:
         try:
             cached = {s.schema: s for s in reports.schema_states(include_public=False)}
-        except (RunError, SourceError) as exc:
+        except TenancyError as exc:
             messages.error(request, f"Migration state unavailable: {exc}")
             cached = {}
         setattr(request, _STATES_ATTR, cached)
@@ -85,7 +85,7 @@ def tenant_page_context(request: HttpRequest, schema: str) -> dict[str, Any]:
                 for m in discover(conf.migrations_dir(), TENANT)
                 if m.name in names
             ]
-    except (RunError, SourceError) as exc:
+    except TenancyError as exc:
         messages.error(request, f"Migration state unavailable: {exc}")
     # Run audit rows name their schemas inside details, not in tenant_schema.
     about_schema = (

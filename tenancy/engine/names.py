@@ -10,6 +10,8 @@ import hashlib
 import re
 import unicodedata
 
+from tenancy.engine.errors import TenancyError
+
 PUBLIC_SCHEMA = "public"
 SCHEMA_PREFIX = "tenant_"
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are silently truncated
@@ -25,7 +27,7 @@ MAX_ORG_NAME_CHARS = 255  # tenant_registry.organization_name is VARCHAR(255)
 CURRENT_TENANT_SETTING = "app.current_tenant"
 
 
-class InvalidName(ValueError):
+class InvalidName(TenancyError, ValueError):
     """A name that must never reach SQL."""
 
 

@@ -30,6 +30,7 @@ from pglast.enums import (
     VariableSetKind,
 )
 
+from tenancy.engine.errors import TenancyError
 from tenancy.engine.source import TENANT, Migration
 
 ERROR, WARNING, OFF = "error", "warning", "off"
@@ -106,7 +107,7 @@ _LEADING_BLANKS = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
 _SERIAL_TYPES = frozenset({"serial", "bigserial", "smallserial", "serial2", "serial4", "serial8"})
 
 
-class LintConfigError(ValueError):
+class LintConfigError(TenancyError, ValueError):
     """A severity mapping that names an unknown rule or level, or tries to relax a refusal."""
 
 

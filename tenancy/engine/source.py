@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tenancy.engine import statements
+from tenancy.engine.errors import TenancyError
 
 PUBLIC = "public"
 TENANT = "tenant"
@@ -29,7 +30,7 @@ _HEADER = re.compile(r"^\s*--\s*(?P<key>[A-Za-z][A-Za-z \-]*?)\s*:\s*(?P<value>.
 _BLOCK_COMMENT = re.compile(r"^\s*/\*(?P<body>.*)\*/\s*$", re.DOTALL)
 
 
-class SourceError(Exception):
+class SourceError(TenancyError):
     """A migration file that cannot be used as it is."""
 
 

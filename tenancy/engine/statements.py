@@ -12,11 +12,13 @@ from pglast import ast
 from pglast.stream import RawStream
 from psycopg import sql
 
+from tenancy.engine.errors import TenancyError
+
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 PLACEHOLDERS = ("schema", "tenant_role", "app_role", "owner_group")
 
 
-class StatementError(ValueError):
+class StatementError(TenancyError, ValueError):
     pass
 
 

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 
 from tenancy import conf
 from tenancy.engine import audit, db, ledger
+from tenancy.engine.errors import TenancyError
 from tenancy.engine.names import validate_schema_name
 from tenancy.engine.plan import build_plan
 from tenancy.engine.source import PUBLIC, TENANT, Migration, discover
 from tenancy.services import runs
 
 
-class RecoveryError(Exception):
+class RecoveryError(TenancyError):
     pass
 
 

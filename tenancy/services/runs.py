@@ -19,20 +19,17 @@ from psycopg.types.json import Jsonb
 
 from tenancy import conf
 from tenancy.engine import audit, db, ledger, rules
+from tenancy.engine.errors import EXIT_DRIFT, EXIT_FAILED, EXIT_OK, EXIT_PENDING, TenancyError
 from tenancy.engine.executor import Event, Executor, SchemaResult
 from tenancy.engine.names import PUBLIC_SCHEMA, validate_schema_name
 from tenancy.engine.plan import Plan, build_plan, plan_schema
 from tenancy.engine.source import PUBLIC, TENANT, discover
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_PENDING = 2
-EXIT_DRIFT = 3
 INFRASTRUCTURE_LOCK = "tenancy:django-public"
 JOBS_MARGIN = 5  # connections a run leaves free for the application and other sessions
 
 
-class RunError(Exception):
+class RunError(TenancyError):
     """A run that cannot start: bad arguments, no infrastructure, an unreadable file."""
 
 

@@ -13,6 +13,7 @@ from psycopg import sql
 
 from tenancy import conf
 from tenancy.engine import audit, db, ledger, ownership, rules
+from tenancy.engine.errors import TenancyError
 from tenancy.engine.executor import apply_in_transaction, placeholders
 from tenancy.engine.names import (
     app_role,
@@ -28,7 +29,7 @@ from tenancy.engine.source import TENANT, Migration, discover
 from tenancy.services.runs import connect_ready
 
 
-class TenantError(Exception):
+class TenantError(TenancyError):
     """A tenant operation refused or failed; the message says why, for the user."""
 
 

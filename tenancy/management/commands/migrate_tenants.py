@@ -9,13 +9,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy import conf
-from tenancy.engine.names import InvalidName, schema_for_org
-from tenancy.engine.source import SourceError
+from tenancy.engine.errors import TenancyError
+from tenancy.engine.names import schema_for_org
 from tenancy.management.interrupts import interruptible
 from tenancy.management.output import Progress, write_json, write_plan
 from tenancy.management.prompts import confirm_schema
 from tenancy.services import recovery, runs
-from tenancy.services.tenants import TenantError, check_creation, create_tenant
+from tenancy.services.tenants import check_creation, create_tenant
 
 EPILOG = """
 verbs (one at a time; none means migrate): --rollback, --fake, --baseline,
@@ -210,8 +210,8 @@ class Command(BaseCommand):
                 if not (public or tenants or only):
                     public = tenants = True
                 code = getattr(self, f"_{verb}")(o, public, tenants, only, actor)
-        except (runs.RunError, InvalidName, SourceError, TenantError, recovery.RecoveryError) as e:
-            raise CommandError(str(e), returncode=runs.EXIT_FAILED) from e
+        except TenancyError as e:
+            raise CommandError(str(e), returncode=e.exit_code) from e
         return code
 
     def _verb(self, o: dict) -> str:

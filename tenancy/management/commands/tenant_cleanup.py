@@ -7,11 +7,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from tenancy.engine.errors import TenancyError
 from tenancy.management.prompts import add_noinput_argument
 from tenancy.services import lifecycle
 from tenancy.services.recovery import default_actor
-from tenancy.services.runs import RunError
-from tenancy.services.tenants import TenantError
 
 
 class Command(BaseCommand):
@@ -48,8 +47,8 @@ class Command(BaseCommand):
                 if answer != "yes":
                     raise CommandError("Cleanup cancelled: nothing was dropped.")
             report = lifecycle.cleanup(days, actor=actor, dry_run=dry_run, statuses=statuses)
-        except (TenantError, RunError) as exc:
-            raise CommandError(str(exc)) from exc
+        except TenancyError as exc:
+            raise CommandError(str(exc), returncode=exc.exit_code) from exc
         if options["format"] == "json":
             self.stdout.write(
                 json.dumps(

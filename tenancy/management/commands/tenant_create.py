@@ -6,10 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenancy.engine.names import InvalidName
+from tenancy.engine.errors import TenancyError
 from tenancy.services.recovery import default_actor
-from tenancy.services.runs import RunError
-from tenancy.services.tenants import TenantError, create_tenant
+from tenancy.services.tenants import create_tenant
 
 
 class Command(BaseCommand):
@@ -30,8 +29,8 @@ class Command(BaseCommand):
             created = create_tenant(
                 options["org_id"], options["name"], actor=options["actor"] or default_actor()
             )
-        except (InvalidName, TenantError, RunError) as exc:
-            raise CommandError(str(exc)) from exc
+        except TenancyError as exc:
+            raise CommandError(str(exc), returncode=exc.exit_code) from exc
         self.stdout.write(self.style.SUCCESS(f"Created tenant {created.name}"))
         if options["verbosity"] >= 1:
             self.stdout.write(f"   Schema: {created.schema}")

@@ -7,10 +7,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenancy.engine.names import InvalidName, validate_schema_name
+from tenancy.engine.errors import TenancyError
+from tenancy.engine.names import validate_schema_name
 from tenancy.services import runs
 from tenancy.services.reports import schema_states
-from tenancy.services.runs import RunError
 
 COLUMNS = ("SCHEMA", "STATUS", "APPLIED", "LAST MIGRATION", "APPLIED AT", "PENDING", "FAILED",
            "SIZE", "ACTIVITY")  # fmt: skip
@@ -63,8 +63,8 @@ class Command(BaseCommand):
             runs.close_dead_runs_now()  # whoever looks next closes runs whose process died
             only = [validate_schema_name(s) for s in only] if only else None
             states = schema_states(include_public=options["public"], only=only, sizes=True)
-        except (InvalidName, RunError) as exc:
-            raise CommandError(str(exc)) from exc
+        except TenancyError as exc:
+            raise CommandError(str(exc), returncode=exc.exit_code) from exc
         unknown = sorted(set(only or ()) - {s.schema for s in states})
         if unknown:
             raise CommandError(

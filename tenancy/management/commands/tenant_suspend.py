@@ -6,12 +6,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenancy.engine.names import InvalidName
+from tenancy.engine.errors import TenancyError
 from tenancy.management.prompts import add_tenant_arguments
 from tenancy.services import lifecycle
 from tenancy.services.recovery import default_actor
-from tenancy.services.runs import RunError
-from tenancy.services.tenants import TenantError
 
 
 class StatusCommand(BaseCommand):
@@ -30,8 +28,8 @@ class StatusCommand(BaseCommand):
                 actor=options["actor"] or default_actor(),
                 reason=options["reason"],
             )
-        except (InvalidName, TenantError, RunError) as exc:
-            raise CommandError(str(exc)) from exc
+        except TenancyError as exc:
+            raise CommandError(str(exc), returncode=exc.exit_code) from exc
         t = change.tenant
         if not change.changed:
             if options["verbosity"] >= 1:

@@ -1,0 +1,17 @@
+"""The errors a person reads, and the exit codes commands map them to: one place.
+
+Every error raised for a user (bad input, a refusal, an operation that failed and was
+undone) is a ``TenancyError``; commands print its message on one line, with no traceback,
+and exit with its ``exit_code``; the admin shows the message.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # a schema failed, bad input, a refusal, an unavailable database
+EXIT_PENDING = 2  # --check: something is pending (or a verb would change something)
+EXIT_DRIFT = 3  # the ledger and the files disagree: nothing was applied
+
+
+class TenancyError(Exception):
+    exit_code = EXIT_FAILED
