@@ -26,8 +26,6 @@ import json
 import os
 import statistics
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -106,7 +104,7 @@ def raw(params: dict[str, Any], clients: int, total: int) -> float:
     import psycopg
 
     from tenancy.engine.names import role_for_schema
-    from tests.load import host_of
+    from tests.load import host_of, run_clients
 
     per_client = total // clients
 
@@ -133,13 +131,7 @@ def raw(params: dict[str, Any], clients: int, total: int) -> float:
                         "SELECT * FROM audit_logs ORDER BY created_at DESC, id DESC LIMIT 10"
                     ).fetchall()
 
-    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return per_client * clients / (time.perf_counter() - started)
+    return per_client * clients / run_clients(loop, clients)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -251,3 +251,17 @@ def fresh_url(name: str) -> str:
     return subprocess_env()["EMPLOYER_PORTAL_DB_URL"].replace(
         f"/{connect().info.dbname}", f"/{name}"
     )
+
+
+def add_posting(schema: str, title: str) -> None:
+    """An organization and one open job posting titled ``title`` in ``schema``."""
+    with connect() as conn:
+        conn.execute(
+            sql.SQL(
+                "WITH o AS (INSERT INTO {}.organizations (auth0_org_id, name) "
+                "VALUES (%s, 'x') RETURNING id) "
+                "INSERT INTO {}.job_postings (organization_id, title, status) "
+                "SELECT id, %s, 'open' FROM o"
+            ).format(sql.Identifier(schema), sql.Identifier(schema)),
+            [title + "-org", title],
+        )

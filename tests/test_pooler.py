@@ -22,23 +22,11 @@ from tenancy.context import TenantContextError, tenant_transaction
 from tenancy.models import Tenant
 from tenancy.services.tenants import create_tenant
 from tests import pgbouncer, pooler_urls
-from tests.conftest import ROOT, connect, ledger_versions, query, subprocess_env
+from tests.conftest import ROOT, add_posting, ledger_versions, query, subprocess_env
 from tests.load import default_database, host_of, serve_pages
 
 TENANTS = [("org_alpha1", "Alpha engineer"), ("org_beta2", "Beta secret role")]
 A, B = "tenant_org_alpha1", "tenant_org_beta2"
-
-
-def add_posting(schema: str, title: str) -> None:
-    with connect() as conn:
-        conn.execute(
-            sql.SQL(
-                "WITH o AS (INSERT INTO {}.organizations (auth0_org_id, name) "
-                "VALUES ('x', 'x') RETURNING id) INSERT INTO {}.job_postings "
-                "(organization_id, title, status) SELECT id, %s, 'open' FROM o"
-            ).format(sql.Identifier(schema), sql.Identifier(schema)),
-            [title],
-        )
 
 
 @pytest.fixture

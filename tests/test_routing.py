@@ -14,23 +14,10 @@ from tenancy.engine.names import role_for_schema
 from tenancy.middleware import TenantMiddleware
 from tenancy.services import lifecycle
 from tenancy.services.tenants import create_tenant
-from tests.conftest import connect
+from tests.conftest import add_posting, connect
 
 A, B = "tenant_org_alpha1", "tenant_org_beta2"
 HOST_A, HOST_B = "org-alpha1.localhost", "org-beta2.localhost"
-
-
-def add_posting(schema: str, title: str) -> None:
-    with connect() as conn:
-        conn.execute(
-            sql.SQL(
-                "WITH o AS (INSERT INTO {}.organizations (auth0_org_id, name) "
-                "VALUES (%s, 'x') RETURNING id) "
-                "INSERT INTO {}.job_postings (organization_id, title, status) "
-                "SELECT id, %s, 'open' FROM o"
-            ).format(sql.Identifier(schema), sql.Identifier(schema)),
-            [title + "-org", title],
-        )
 
 
 @pytest.fixture
