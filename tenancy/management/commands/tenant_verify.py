@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -34,6 +35,7 @@ class Command(BaseCommand):
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        parser.description = textwrap.fill(self.help, 79)  # raw: wrapped here
         parser.epilog = (
             "output: one line per tenant, 'SCHEMA: ok' or 'SCHEMA: N difference(s)' followed\n"
             "by the differences, indented ('missing: column job_postings.priority smallint',\n"
