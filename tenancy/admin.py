@@ -31,8 +31,8 @@ from tenancy.admin_views import (
     schema_states_for,
     tenant_page_context,
 )
+from tenancy.engine.errors import TenancyError
 from tenancy.engine.names import InvalidName
-from tenancy.engine.source import SourceError
 from tenancy.models import (
     AuditLog,
     MigrationRun,
@@ -43,7 +43,7 @@ from tenancy.models import (
 from tenancy.services import tenants as tenant_service
 from tenancy.services.reports import SchemaState
 from tenancy.services.runs import RunError
-from tenancy.services.verify import TenantResult, VerifyError, verify
+from tenancy.services.verify import TenantResult, verify
 
 RUN_PERMISSION = "tenancy.run_migrations"
 
@@ -107,10 +107,11 @@ def _state(tenant: Tenant) -> SchemaState | None:
 
 def _verify_one(request: HttpRequest, schema: str) -> TenantResult | None:
     """The tenant's catalog against its migration files (one reference build, rolled back,
-    and one fingerprint: tens of milliseconds), or None with a message when it cannot run."""
+    and one fingerprint: 0.14 s at 1,000 tenants, 0.48 s at 10,000, bench/README.md), or
+    None with a message when it cannot run."""
     try:
         return verify([schema]).tenants[0]
-    except (VerifyError, RunError, SourceError) as exc:
+    except TenancyError as exc:
         messages.error(request, f"Catalog verification unavailable: {exc}")
         return None
 

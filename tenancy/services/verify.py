@@ -25,6 +25,7 @@ from psycopg import sql
 
 from tenancy import conf
 from tenancy.engine import catalog, db, ledger, ownership
+from tenancy.engine.errors import TenancyError
 from tenancy.engine.executor import apply_in_transaction, placeholders
 from tenancy.engine.names import (
     app_role,
@@ -48,7 +49,7 @@ DEFAULT_JOBS = 2
 T = TypeVar("T")
 
 
-class VerifyError(Exception):
+class VerifyError(TenancyError):
     """Verification cannot run (bad or unknown schema names, a file that does not apply)."""
 
 

@@ -8,10 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenancy.engine.names import InvalidName
-from tenancy.engine.source import SourceError
+from tenancy.engine.errors import TenancyError
 from tenancy.management.output import write_json
-from tenancy.services.runs import RunError
 from tenancy.services.verify import (
     DEFAULT_JOBS,
     OWN_CONNECTIONS_FROM,
@@ -75,8 +73,8 @@ class Command(BaseCommand):
             if options["jobs"] < 1:
                 raise VerifyError("--jobs must be at least 1.")
             report = verify(options["tenant"], jobs=options["jobs"])
-        except (InvalidName, VerifyError, RunError, SourceError) as exc:
-            raise CommandError(str(exc)) from exc
+        except TenancyError as exc:  # bad names, unknown tenants, no infrastructure, …
+            raise CommandError(str(exc), returncode=exc.exit_code) from exc
         if options["format"] == "json":
             write_json(self.stdout, report.to_dict())
         else:
