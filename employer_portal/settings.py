@@ -94,6 +94,8 @@ SHARED_APPS = [
     # The admin's background job queue: tasks live in a public table, run by `db_worker`.
     "django_tasks",
     "django_tasks_db",
+    # Throttles repeated failed admin logins (its tables live in public).
+    "axes",
 ]
 TENANT_APPS = ["employer_portal.portal"]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
@@ -115,7 +117,26 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: it answers a locked-out login before the view runs.
+    "axes.middleware.AxesMiddleware",
 ]
+
+if not DEBUG:
+    # Static files from the application server itself, after `collectstatic` (in
+    # development runserver serves them).
+    MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                      "whitenoise.middleware.WhiteNoiseMiddleware")  # fmt: skip
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses logins while an address is locked out
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)  # hours
+# Lock the pair (username, address): one attacker cannot lock every admin out.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Behind a proxy, the client's address comes from X-Forwarded-For (docs/deployment.md).
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
 
 TEMPLATES = [
     {
@@ -147,7 +168,25 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# --- production security (docs/deployment.md) ---------------------------------------------
+# With DEBUG off the site is served over TLS, usually by a proxy that terminates it and says
+# so in X-Forwarded-Proto. Each setting can be turned off from the environment.
+_production = not DEBUG
+if env.bool("TRUST_X_FORWARDED_PROTO", default=_production):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_production)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=_production)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=_production)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if _production else 0)
+# Tenants are served on subdomains (org-<id>.<suffix>): HSTS covers them too.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_production)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=_production)
 
 # --- the tenancy engine -------------------------------------------------------------------
 TENANCY = {
