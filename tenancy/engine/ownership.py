@@ -83,15 +83,11 @@ def _take(role: str, superuser: bool) -> list[sql.Composable]:
 
 
 def schema_grants(schema: str, owner: str, web_role: str) -> list[sql.Composable]:
-    """The web role's rights on the schema: use it, read and write the owner's tables and
-    sequences, now and when later migrations create more."""
+    """The web role's rights on the schema: use it, and read and write the tables and
+    sequences the owner creates from now on (default privileges)."""
     s, o, w = sql.Identifier(schema), sql.Identifier(owner), sql.Identifier(web_role)
     return [
         sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(s, w),
-        sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(
-            s, w
-        ),
-        sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(s, w),
         sql.SQL(
             "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} "
             "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}"
@@ -100,6 +96,18 @@ def schema_grants(schema: str, owner: str, web_role: str) -> list[sql.Composable
             "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} "
             "GRANT USAGE, SELECT ON SEQUENCES TO {}"
         ).format(o, s, w),
+    ]
+
+
+def existing_objects_grants(schema: str, web_role: str) -> list[sql.Composable]:
+    """The same rights on the tables and sequences already there (an adopted schema).
+    Not for a new schema: each statement scans pg_class, and there is nothing to grant."""
+    s, w = sql.Identifier(schema), sql.Identifier(web_role)
+    return [
+        sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(
+            s, w
+        ),
+        sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(s, w),
     ]
 
 

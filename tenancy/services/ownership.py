@@ -52,6 +52,7 @@ def adopt(conn: psycopg.Connection, schema: str) -> bool:
         statements += ownership.web_role_statements(web, database, superuser=superuser)
     statements += ownership.adopt_statements(conn, schema, owner)
     statements += ownership.schema_grants(schema, owner, web)
+    statements += ownership.existing_objects_grants(schema, web)
     for statement in statements:
         conn.execute(statement)
     return True
