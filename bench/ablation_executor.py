@@ -31,7 +31,9 @@ wrote it, and 005_x.sql: the same file with other table and column names.)
 Each row's SQL is built with the engine's own helpers (``db.begin_locked``,
 ``ledger.applied_for``, ``ledger.record_statement``, the executor's savepoint and role
 statements), so the rows follow the engine. Round trips per schema are given for each.
-``--only`` picks variants by key (``exec`` for the checkouts' executors).
+``--only`` picks variants by key (``exec`` for the checkouts' executors; ``exec``,
+``exec_noprep``, ``exec_3rt``, ``exec_3rt_noprep`` for this checkout's executor as is and
+with prototypes of proposed engine changes, patched in: see PROTOTYPES).
 It does not drop the database: drop it (and its tenant roles) when done.
 """
 
@@ -72,6 +74,7 @@ from psycopg import sql  # noqa: E402
 
 from tenancy import conf  # noqa: E402
 from tenancy.engine import db, ledger, statements  # noqa: E402
+from tenancy.engine import executor as executor_module  # noqa: E402
 from tenancy.engine.executor import (  # noqa: E402
     SAVEPOINT,
     Executor,
@@ -298,6 +301,90 @@ class ExecutorServer:
         self.proc.wait()
 
 
+# Prototypes of proposed engine changes, patched in for a variant (not engine code):
+# - no auto-prepare: the worker connections with psycopg's prepare_threshold=None (psycopg
+#   prepares the ledger read after 5 uses, and discards every prepared statement after a
+#   result whose status starts with ALTER/DROP, as a migration's does: a DEALLOCATE ALL);
+# - read with the lock: the ledger read as a third statement of the BEGIN round trip (its
+#   own statement, so its snapshot follows the lock), instead of a round trip of its own.
+#   The body is the fast path's, Executor._fast_once as of commit 82f4047.
+def _connect_noprep(conninfo, *, autocommit: bool = True) -> psycopg.Connection:
+    return psycopg.connect(**dict(conninfo), autocommit=autocommit, prepare_threshold=None)
+
+
+def _fast_once_read_with_lock(self, conn, schema, migrations):
+    read = sql.SQL("SELECT {} FROM public.tenant_migrations WHERE tenant_schema = {}").format(
+        sql.SQL(ledger._APPLIED_COLUMNS), sql.Literal(schema)
+    )
+    begin = db.begin_locked(conn, schema, self.options.lock_timeout_ms)
+    cur = conn.execute(sql.SQL("{}; {}").format(begin, read))
+    cur.nextset()
+    row = cur.fetchone()
+    if not (row and row[0]):
+        executor_module._rollback(conn)
+        return None
+    cur.nextset()
+    applied = ledger._rows_to_map(cur.fetchall()).get(schema, {})
+    pending = executor_module.plan_schema(schema, "", migrations, applied).pending
+    if not pending:
+        executor_module._rollback(conn)
+        return executor_module.SchemaResult(schema, "skipped")
+    if not self.options.fake and not all(m.transactional for m in pending):
+        executor_module._rollback(conn)
+        return False
+    self.emit(executor_module.Event("schema_started", schema))
+    executor_module.apply_in_transaction(
+        conn,
+        schema,
+        pending,
+        placeholders(schema, conn.info.dbname),
+        lock_timeout_ms=self.options.lock_timeout_ms,
+        actor=self.options.actor,
+        run_id=self.options.run_id,
+        fake=self.options.fake,
+        on_sql=lambda m, text: self.emit(
+            executor_module.Event("sql", schema, migration=m, sql=text)
+        ),
+        configured=True,
+        commit=True,
+    )
+    return executor_module.SchemaResult(schema, "succeeded", versions=[m.version for m in pending])
+
+
+def in_process_executor(*, noprep: bool = False, read_with_lock: bool = False):
+    """``Executor.migrate`` of this checkout over a chunk, optionally with prototypes."""
+
+    def run(chunk: list[str]) -> float:
+        connect, fast_once = executor_module.db.connect, Executor._fast_once
+        if noprep:
+            executor_module.db.connect = _connect_noprep
+        if read_with_lock:
+            Executor._fast_once = _fast_once_read_with_lock
+        try:
+            started = time.perf_counter()
+            options = conf.engine_options(jobs=1, actor="ablation")
+            res = Executor(conf.conninfo(), options, None).migrate((s, SCOPE, [mig]) for s in chunk)
+            seconds = time.perf_counter() - started
+        finally:
+            executor_module.db.connect, Executor._fast_once = connect, fast_once
+        assert all(r.status == "succeeded" for r in res), [r for r in res if r.failed][:2]
+        return seconds
+
+    return run
+
+
+PROTOTYPES = [  # (key, label, runner)
+    ("exec", "Executor.migrate of this checkout, as is", in_process_executor()),
+    ("exec_noprep", "  worker connections without auto-prepare", in_process_executor(noprep=True)),
+    ("exec_3rt", "  ledger read with the lock", in_process_executor(read_with_lock=True)),
+    (
+        "exec_3rt_noprep",
+        "  both",
+        in_process_executor(noprep=True, read_with_lock=True),
+    ),
+]
+
+
 def raw_chunk(chunk: list[str]) -> float:
     """Raw over a chunk, on a connection of its own (as each Executor.migrate opens one)."""
     started = time.perf_counter()
@@ -400,12 +487,15 @@ if len(steps) > 1:
             f"{label:<52} {trips:>5} {statistics.median(ms):>9.3f} "
             f"{statistics.median(rel):>6.2f}  {detail}"
         )
-if ARGS.checkout and (ONLY is None or "exec" in ONLY):
+protos = [p for p in PROTOTYPES if ONLY is not None and p[0] in ONLY]
+if protos or (ARGS.checkout and (ONLY is None or "exec" in ONLY)):
     servers = {}
     for spec in ARGS.checkout:
         name, _, directory = spec.partition("=")
         servers[name] = ExecutorServer(directory)
-    variants = [("raw", raw_chunk), *servers.items()]
+    labels = {"raw": "raw", **{key: label for key, label, _ in protos}}
+    labels.update({name: f"Executor.migrate of {name}" for name in servers})
+    variants = [("raw", raw_chunk), *[(k, fn) for k, _, fn in protos], *servers.items()]
     chunks = [schemas[i : i + ARGS.chunk] for i in range(0, n, ARGS.chunk)]
     per_round = []
     for rnd in range(ARGS.rounds):
@@ -422,7 +512,7 @@ if ARGS.checkout and (ONLY is None or "exec" in ONLY):
         server.close()
     print()
     print(
-        f"Executor(...).migrate(jobs=1) of each checkout, interleaved with raw by chunks of "
+        f"Executor(...).migrate(jobs=1) (prototypes, checkouts), interleaved with raw by chunks of "
         f"{ARGS.chunk} schemas (chunk j by variant (j + round) mod k; each chunk on a new "
         "connection); vs raw: to raw's ms/schema in the same pass"
     )
@@ -431,7 +521,7 @@ if ARGS.checkout and (ONLY is None or "exec" in ONLY):
         ms = [r[key] for r in per_round]
         rel = [r[key] / r["raw"] for r in per_round]
         detail = ", ".join(f"{m:.3f} ({x:.2f})" for m, x in zip(ms, rel, strict=True))
-        label = "raw" if key == "raw" else f"Executor.migrate of {key}"
+        label = labels[key]
         print(f"{label:<52} {statistics.median(ms):>9.3f} {statistics.median(rel):>6.2f}  {detail}")
 if runs_:
     raws: list[float] = []
