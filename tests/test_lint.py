@@ -101,7 +101,7 @@ def test_session_state(tmp_path):
         "DISCARD ALL;\n"  # 9
         "SELECT set_config('search_path', 'public', true);\n"  # 10
         "CREATE TABLE t AS SELECT pg_catalog.set_config(current_user, 'x', false);\n"  # 11
-        "SET lock_timeout = '1s';\n"  # 12: other settings are fine
+        "SET LOCAL lock_timeout = '1s';\n"  # 12: other settings, transaction-scoped, are fine
         "SELECT set_config('app.current_tenant', 'x', true);\n"  # 13
         "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = {{schema}}, public\n"
         "  AS 'SELECT 1';\n",  # 14: a function's own SET clause is fine
@@ -186,21 +186,74 @@ def test_reading_public_and_the_tenant_schema_pass(tmp_path):
     assert problems == []
 
 
-def test_role_in_body(tmp_path):
+def test_session_level_settings_are_refused_in_transactional_files(tmp_path):
     problems = tenant_file(
         tmp_path,
-        "DO $$ BEGIN SET ROLE postgres; END $$;\n"  # 4
-        "DO $$ BEGIN PERFORM set_config('role', 'postgres', true); END $$;\n"  # 5
+        "SET default_transaction_read_only = on;\n"  # 4: would hold for every later schema
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE;\n"  # 5: transaction-scoped
+        "SET LOCAL statement_timeout = 0;\n",  # 6
+    )
+    assert hits(problems, "session-state") == [(4, "error")]
+    assert "SET LOCAL default_transaction_read_only" in problems[0].message
+
+
+def test_bodies_are_read_statement_by_statement(tmp_path):
+    problems = tenant_file(
+        tmp_path,
+        "DO $$ BEGIN SET /**/ ROLE postgres; END $$;\n"  # 4
+        "DO $$ BEGIN PERFORM U&\"set\\005fconfig\"('role', 'none', true); END $$;\n"  # 5
         "DO $$ BEGIN EXECUTE 'DROP SCHEMA ' || 'x'; END $$;\n"  # 6
         "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$\n"  # 7
         "BEGIN\n    SET search_path = public;\nEND $$;\n"
         "CREATE PROCEDURE p() LANGUAGE sql AS $$ RESET SESSION AUTHORIZATION $$;\n"  # 11
         "DO $$ BEGIN PERFORM 1; END $$;\n"  # 12: fine
-        "CREATE FUNCTION g() RETURNS void LANGUAGE plpgsql AS $$\n"  # 13: fine, called later
-        "BEGIN EXECUTE 'SELECT 1'; END $$;\n",
+        "CREATE FUNCTION g() RETURNS void LANGUAGE plpgsql AS $$\n"  # 13
+        "BEGIN EXECUTE 'SELECT 1'; END $$;\n"
+        "DO $$ BEGIN DROP SCHEMA IF EXISTS tenant_org_victim CASCADE; END $$;\n"  # 15
+        "CREATE FUNCTION h() RETURNS void LANGUAGE sql SET role = 'none'\n"  # 16
+        "  AS $$ CREATE TABLE public.pwned (id int) $$;\n"
+        "CREATE FUNCTION py() RETURNS int LANGUAGE plpython3u AS $$ return 1 $$;\n",  # 18
     )
-    assert hits(problems, "role-in-body") == [(n, "error") for n in (4, 5, 6, 7, 11)]
-    assert "dynamic EXECUTE" in next(p.message for p in problems if p.line == 6)
+    assert hits(problems, "session-state") == [(n, "error") for n in (4, 5, 7, 11, 16)]
+    assert hits(problems, "unreadable-body") == [(n, "error") for n in (6, 13, 18)]
+    assert hits(problems, "foreign-schema") == [(15, "error")]
+    assert hits(problems, "writes-public") == [(16, "error")]
+    assert next(p for p in problems if p.line == 4).message.startswith("DO block: SET role")
+    assert "EXECUTE runs SQL built at run time" in next(p for p in problems if p.line == 6).message
+
+
+def test_roles_owners_grants_and_session_functions_are_refused(tmp_path):
+    problems = tenant_file(
+        tmp_path,
+        "DROP OWNED BY CURRENT_USER;\n"  # 4
+        "GRANT USAGE ON SCHEMA {{schema}} TO {{app_role}};\n"  # 5
+        "GRANT ALL ON organizations TO PUBLIC;\n"  # 6
+        "GRANT SELECT ON organizations TO {{tenant_role}};\n"  # 7: its own web role: fine
+        "REVOKE ALL ON organizations FROM PUBLIC;\n"  # 8: taking away is fine
+        "ALTER TABLE organizations OWNER TO postgres;\n"  # 9
+        "ALTER ROLE CURRENT_USER SET work_mem = '1GB';\n"  # 10
+        "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC;\n"  # 11
+        "SELECT lo_create(0), pg_advisory_lock(1);\n"  # 12
+        "SELECT query_to_xml('DROP SCHEMA x', true, true, '');\n",  # 13
+    )
+    assert hits(problems, "privileges") == [(n, "error") for n in (4, 5, 6, 9, 10, 11)]
+    assert hits(problems, "forbidden-function") == [(12, "error"), (13, "error")]
+
+
+def test_down_sections_are_checked_too(tmp_path):
+    path = tmp_path / "tenant" / "002_change.sql"
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        HEADER + "CREATE TABLE t (id int);\n"  # 4
+        "-- DOWN: Rollback migration\n"  # 5
+        "/*\n"  # 6
+        "RESET ROLE;\n"  # 7
+        "DROP SCHEMA tenant_org_victim CASCADE;\n"  # 8
+        "*/\n"
+    )
+    problems = rules.refusals(source.load(path, "tenant"))
+    assert [(p.line, p.rule) for p in problems] == [(7, "session-state"), (8, "foreign-schema")]
+    assert all(p.path.endswith("002_change.sql (DOWN)") for p in problems)
 
 
 def test_public_files_may_use_do_blocks_with_execute(tmp_path):

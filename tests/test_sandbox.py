@@ -63,6 +63,14 @@ DENIED = {
     "write_public": "INSERT INTO public.system_configurations (config_key, config_value) "
     "VALUES ('k', '\"v\"');",
     "read_other_tenant": f"CREATE TABLE t AS SELECT * FROM {VICTIM}.job_postings;",
+    # A file cannot switch back to the login user: with a superuser login the owner is the
+    # session user too, so RESET ROLE, SET ROLE NONE and a function's SET role clause stay
+    # the owner (the refusal rules stop these before a run; here PostgreSQL does).
+    "reset_role": f"RESET ROLE; DROP SCHEMA {VICTIM} CASCADE;",
+    "set_config_role": f"SELECT set_config('role', 'none', true); DROP SCHEMA {VICTIM} CASCADE;",
+    "function_set_role": "CREATE FUNCTION pwn() RETURNS void LANGUAGE sql SET role = 'none' "
+    f"AS $$ DROP SCHEMA {VICTIM} CASCADE $$; SELECT pwn();",
+    "do_set_role": f"DO $$ BEGIN SET ROLE NONE; DROP SCHEMA {VICTIM} CASCADE; END $$;",
 }
 
 
@@ -150,6 +158,16 @@ REFUSED = {
     "commit_midway": ("CREATE TABLE t (id int); COMMIT; SELECT 1/0;", "transaction-control"),
     "aborted": ("BEGIN; CREATE TABLE t (id int); SELECT 1/0; COMMIT;", "transaction-control"),
     "reset_role": ("RESET ROLE; CREATE TABLE t (id int);", "session-state"),
+    "drop_owned": ("DROP OWNED BY CURRENT_USER;", "privileges"),
+    "function_set_role": (DENIED["function_set_role"], "session-state"),
+    "do_body_drop": (
+        f"DO $$ BEGIN DROP SCHEMA IF EXISTS {VICTIM} CASCADE; END $$;",
+        "foreign-schema",
+    ),
+    "do_body_escape": ("DO $$ BEGIN SET /**/ ROLE NONE; END $$;", "session-state"),
+    "do_dynamic": ("DO $$ BEGIN EXECUTE 'RESET ROLE'; END $$;", "unreadable-body"),
+    "grant_to_all": ("GRANT USAGE ON SCHEMA {{schema}} TO {{app_role}};", "privileges"),
+    "session_setting": ("SET default_transaction_read_only = on;", "session-state"),
 }
 
 
@@ -191,3 +209,24 @@ def test_creation_is_refused_while_a_hostile_file_exists_and_works_after(tenants
     assert run_command("tenant_create", "org_new5")[0] == 0
     assert run_command("tenant_recreate", "org_victim", "--noinput")[0] == 0
     assert "job_postings" in tables_in("tenant_org_new5") and "job_postings" in tables_in(VICTIM)
+
+
+def test_a_rollback_whose_recorded_down_breaks_the_rules_is_refused(tenants, sql_dir):
+    path = sql_dir / "tenant" / "050_fine_up.sql"
+    path.write_text("-- UP\nCREATE TABLE fine (id int);\n-- DOWN\nDROP TABLE fine;\n")
+    assert run_command("migrate_tenants")[0] == 0
+    with connect() as conn:  # rollback runs the DOWN the ledger recorded, not the file's
+        conn.execute(
+            "UPDATE tenant_migrations SET rollback_sql = %s WHERE migration_version = '050'",
+            [f"RESET ROLE;\nDROP SCHEMA {VICTIM} CASCADE;\n"],
+        )
+    before = catalog_snapshot()
+    for extra in ((), ("--dry-run",)):
+        code, _, err = run_command(
+            "migrate_tenants", "--rollback", "050", "--tenant", OTHER, *extra
+        )
+        assert code == 1, err
+        assert "050_fine_up.sql (DOWN, as recorded in the ledger)" in err
+        assert "[session-state]" in err and "[foreign-schema]" in err
+    assert catalog_snapshot() == before
+    assert "job_postings" in tables_in(VICTIM)

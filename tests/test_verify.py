@@ -27,7 +27,7 @@ from tests.conftest import connect, query, run_command
 
 # Objects whose normalization matters: a sequence in a default, an enum, a domain, a row-level
 # security policy and a function whose texts name the schema, a trigger, checks, an index, a
-# grant to the app role.
+# grant of its own to the tenant's web role.
 PROBE_SQL = """-- Migration: {name}
 -- Description: objects for tenant_verify's tests
 
@@ -50,7 +50,7 @@ CREATE TRIGGER trg_verify_probe_touch BEFORE UPDATE ON verify_probe
 ALTER TABLE verify_probe ENABLE ROW LEVEL SECURITY;
 CREATE POLICY verify_probe_own ON verify_probe TO {{{{tenant_role}}}}
     USING (label <> '{{{{schema}}}}');
-GRANT SELECT ON verify_probe TO {{{{app_role}}}};
+GRANT TRIGGER ON verify_probe TO {{{{tenant_role}}}};
 
 -- DOWN: Rollback migration
 /*
@@ -161,7 +161,7 @@ def test_healthy_tenants_describe_identically(probe: Path) -> None:
     assert not any(a in f"{key} {value}" for key, value in lines[a].items())
     assert lines[a][("owner", "table verify_probe")] == "owner"
     assert ("grant", "table verify_probe web INSERT") in lines[a]
-    assert ("grant", "table verify_probe app SELECT") in lines[a]
+    assert ("grant", "table verify_probe web TRIGGER") in lines[a]
     assert lines[a][("column", "verify_probe.id")].startswith("bigint not null default nextval(")
     assert lines[a][("constraint", "verify_score.verify_score_check")] == "CHECK ((VALUE >= 0))"
     assert lines[a][("column", "verify_probe.score")] == "verify_score"  # no schema prefix

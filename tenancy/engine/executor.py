@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -463,11 +464,13 @@ class Executor:
         try:
             db.configure(conn, schema, self.options.lock_timeout_ms, local=False)
             if owner:
-                conn.execute(_set_role(owner, local=False))
+                conn.execute(_as_owner(conn, owner, local=False))
             yield
         finally:
             if not conn.closed and not conn.broken:
-                conn.execute("RESET ROLE; RESET search_path; RESET lock_timeout")
+                # RESET ALL: a file run outside a transaction may SET what it needs.
+                back = _back_to_login(conn, local=False) if owner else sql.SQL("SELECT 1")
+                conn.execute(sql.SQL("{}; RESET ROLE; RESET ALL").format(back))
 
     def _run_alone(
         self, conn: psycopg.Connection, schema: str, parts: list[str], result: SchemaResult
@@ -604,7 +607,7 @@ class Executor:
                     run_file(conn, undo.text, owner)
                 except FileFailed as exc:
                     raise MigrationError(None, f"{undo.name} (DOWN): {exc}") from exc
-                conn.execute(_leave_file(owner))
+                conn.execute(_leave_file(conn, owner))
                 ledger.delete(conn, schema, [undo.version])
 
     def _undo_alone(
@@ -693,10 +696,34 @@ def tenant_owner(schema: str, database: str) -> str | None:
     return None if schema == PUBLIC_SCHEMA else owner_role_for_schema(schema, database)
 
 
-def _set_role(role: str, *, local: bool = True) -> sql.Composed:
+# Connections whose login user is a superuser (a pooled connection keeps its login user).
+_SUPERUSER: weakref.WeakKeyDictionary[psycopg.Connection, bool] = weakref.WeakKeyDictionary()
+
+
+def _as_owner(conn: psycopg.Connection, owner: str, *, local: bool = True) -> sql.Composed:
+    """The statement that makes ``owner`` run what follows. With a superuser login it
+    becomes the *session* user too: PostgreSQL then allows SET ROLE, RESET ROLE and function
+    SET role clauses only among the owner's own roles, so a file cannot switch back to the
+    login user that way (only a session authorization change could, which the refusal rules
+    refuse wherever the parser sees one). Other logins can switch the role only."""
+    superuser = _SUPERUSER.get(conn)
+    if superuser is None:
+        superuser = _SUPERUSER[conn] = conn.info.parameter_status("is_superuser") == "on"
+    scope = sql.SQL("LOCAL" if local else "SESSION")
+    if superuser:
+        return sql.SQL("SET {} SESSION AUTHORIZATION {}").format(scope, sql.Literal(owner))
     return sql.SQL("SELECT set_config('role', {}, {})").format(
-        sql.Literal(role), sql.Literal(local)
+        sql.Literal(owner), sql.Literal(local)
     )
+
+
+def _back_to_login(conn: psycopg.Connection, *, local: bool = True) -> sql.Composed:
+    """Undo ``_as_owner``: the login user again (the ledger is not the owner's to write)."""
+    if _SUPERUSER.get(conn):
+        return sql.SQL("SET {} SESSION AUTHORIZATION DEFAULT").format(
+            sql.SQL("LOCAL" if local else "SESSION")
+        )
+    return sql.SQL("SELECT set_config('role', 'none', {})").format(sql.Literal(local))
 
 
 def run_file(conn: psycopg.Connection, text: str, owner: str | None) -> None:
@@ -705,7 +732,7 @@ def run_file(conn: psycopg.Connection, text: str, owner: str | None) -> None:
     before it lets a failure be replayed statement by statement to name the culprit."""
     enter = [sql.SQL("SAVEPOINT {}").format(sql.Identifier(SAVEPOINT))]
     if owner:
-        enter.append(_set_role(owner))
+        enter.append(_as_owner(conn, owner))
     try:
         conn.execute(sql.SQL("; ").join([*enter, sql.SQL(text)]))
     except errors.LockNotAvailable:
@@ -714,11 +741,11 @@ def run_file(conn: psycopg.Connection, text: str, owner: str | None) -> None:
         raise FileFailed(_locate_failure(conn, text, owner, exc)) from exc
 
 
-def _leave_file(owner: str | None) -> sql.Composed:
-    """Back to the connecting user after a file (the ledger is not the owner's to write)."""
+def _leave_file(conn: psycopg.Connection, owner: str | None) -> sql.Composed:
+    """Release the file's savepoint and, after a tenant file, be the login user again."""
     parts = [sql.SQL("RELEASE SAVEPOINT {}").format(sql.Identifier(SAVEPOINT))]
     if owner:
-        parts.append(sql.SQL("SELECT set_config('role', 'none', true)"))
+        parts.append(_back_to_login(conn))
     return sql.SQL("; ").join(parts)
 
 
@@ -732,7 +759,7 @@ def _locate_failure(
     try:
         conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(sql.Identifier(SAVEPOINT)))
         if owner:
-            conn.execute(_set_role(owner))
+            conn.execute(_as_owner(conn, owner))
         parts = statements.split(text)
         for index, statement in enumerate(parts, 1):
             try:
@@ -820,7 +847,7 @@ def apply_in_transaction(
             schema, m, elapsed_ms=_ms_since(started), actor=actor, run_id=run_id
         )
         if not fake:
-            record = sql.SQL("{}; {}").format(_leave_file(owner), record)
+            record = sql.SQL("{}; {}").format(_leave_file(conn, owner), record)
         if index + 1 < len(migrations):
             # A migration may change search_path (set_config): ours again for the next.
             after: sql.Composable | None = db.settings_statement(conn, schema, lock_timeout_ms)

@@ -23,13 +23,16 @@ from pathlib import Path
 import pglast
 from pglast import ast
 from pglast.enums import (
+    AlterTableType,
     ConstrType,
     GrantTargetType,
     ObjectType,
+    RoleSpecType,
     TransactionStmtKind,
     VariableSetKind,
 )
 
+from tenancy.engine import bodies, statements
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.source import TENANT, Migration
 
@@ -43,7 +46,9 @@ REFUSAL_RULES = (
     "session-state",
     "foreign-schema",
     "writes-public",
-    "role-in-body",
+    "privileges",
+    "forbidden-function",
+    "unreadable-body",
 )
 # Rule → default severity; settings (TENANCY["LINT"]) may change them or turn them "off".
 SAFETY_RULES: dict[str, str] = {
@@ -89,20 +94,19 @@ SQUAWK_EXCLUDED = frozenset(
 
 # Placeholders rendered so the parser reads the file and {{schema}} stays recognisable.
 TENANT_SCHEMA = "__tenant_schema__"
+TENANT_ROLE = "__tenant_role__"
 _OTHER_PLACEHOLDER = "__placeholder__"
 _SQUAWK_PLACEHOLDER = '"tenant_schema_placeholder"'
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 _SHARED_SCHEMAS = frozenset({"public", "pg_catalog"})
 _TENANT_MAY_NAME = _SHARED_SCHEMAS | {TENANT_SCHEMA}
 _SESSION_SETTINGS = frozenset({"search_path", "role", "session_authorization"})
+# Settings a function's own SET clause may not change (search_path there is scoped to the
+# call, and in a tenant file checked like any schema name).
+_IDENTITY_SETTINGS = frozenset({"role", "session_authorization"})
+# SET forms that are transaction-scoped by nature.
+_TRANSACTION_SETTINGS = frozenset({"TRANSACTION", "transaction_isolation"})
 _IGNORE = re.compile(r"--\s*lint:\s*ignore\b(?P<names>[^\n]*)", re.IGNORECASE)
-_BODY_ROLE_CHANGE = re.compile(
-    r"\b(set|reset)\s+(local\s+|session\s+)?(role|session\s+authorization|search_path)\b"
-    r"|set_config",
-    re.IGNORECASE,
-)
-_BODY_EXECUTE = re.compile(r"\bexecute\b", re.IGNORECASE)
-_LINE_COMMENT = re.compile(r"--[^\n]*")
 _LEADING_BLANKS = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
 _SERIAL_TYPES = frozenset({"serial", "bigserial", "smallserial", "serial2", "serial4", "serial8"})
 
@@ -158,28 +162,39 @@ def lint(
 # --- parsing --------------------------------------------------------------------------------
 
 
-def _render(text: str, schema: str, other: str) -> str:
-    return _PLACEHOLDER.sub(lambda m: schema if m[1] == "schema" else other, text)
+def _render(text: str, schema: str, other: str, role: str | None = None) -> str:
+    def value(match: re.Match) -> str:
+        if match[1] == "schema":
+            return schema
+        return role if match[1] == "tenant_role" and role else other
+
+    return _PLACEHOLDER.sub(value, text)
+
+
+def _statements(migration: Migration) -> tuple[_Statement, ...]:
+    """The UP part's statements with their file lines. Raises pglast's ParseError."""
+    return _parse(migration.up_sql, migration.up_line)
+
+
+def _down_statements(migration: Migration) -> tuple[_Statement, ...]:
+    """The DOWN part's statements (what ``--rollback`` runs). Raises pglast's ParseError."""
+    return _parse(migration.down_sql, migration.down_line) if migration.down_sql else ()
 
 
 @functools.lru_cache(maxsize=1024)
-def _statements(migration: Migration) -> tuple[_Statement, ...]:
-    """The UP part's statements with their file lines. Raises pglast's ParseError."""
-    text = _render(migration.up_sql, f'"{TENANT_SCHEMA}"', f'"{_OTHER_PLACEHOLDER}"')
+def _parse(sql_text: str, first_line: int) -> tuple[_Statement, ...]:
+    text = _render(sql_text, f'"{TENANT_SCHEMA}"', f'"{_OTHER_PLACEHOLDER}"', f'"{TENANT_ROLE}"')
     lines = text.split("\n")
     found = []
     for raw in pglast.parse_sql(text):
         # pglast turns PostgreSQL's byte offsets into offsets in the str it was given.
         start = _LEADING_BLANKS.match(text, raw.stmt_location).end()
         end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(text)
-        first = text.count("\n", 0, start)  # 0-based line of up_sql (placeholders hold none)
+        first = text.count("\n", 0, start)  # 0-based line of the text (placeholders hold none)
         last = text.count("\n", 0, max(start, end - 1))
         found.append(
             _Statement(
-                raw.stmt,
-                migration.up_line + first,
-                migration.up_line + last,
-                _ignored_above(lines, first),
+                raw.stmt, first_line + first, first_line + last, _ignored_above(lines, first)
             )
         )
     return tuple(found)
@@ -391,6 +406,13 @@ def _schemas(node: ast.Node) -> Iterator[str]:
         yield from _strings(node.fields[-3:-2])  # schema.table.column
     elif isinstance(node, ast.DefElem) and node.defname == "schema":
         yield from _strings([node.arg])  # CREATE EXTENSION … SCHEMA x
+    elif isinstance(node, ast.VariableSetStmt) and node.name == "search_path":
+        # a function's SET search_path clause (a file's own SET is refused as session state)
+        yield from (
+            a.val.sval
+            for a in node.args or ()
+            if isinstance(a, ast.A_Const) and isinstance(a.val, ast.String)
+        )
     for schema, _ in _objects(node):
         if schema:
             yield schema
@@ -483,7 +505,7 @@ def _session_state(node: ast.Node) -> str | None:
     elif isinstance(node, ast.DiscardStmt):
         kind = "DISCARD"
     else:
-        kind = next(filter(None, map(_set_config_call, _walk(node))), None)
+        kind = next(filter(None, map(_identity_change, _walk(node))), None)
     if kind is None:
         return None
     return (
@@ -491,6 +513,36 @@ def _session_state(node: ast.Node) -> str | None:
         "for its files; changing them would run the rest of the file, and the files after "
         "it, against another schema or as another role. Name the schema instead "
         "({{schema}}.table in a tenant file, public.table in a public file)."
+    )
+
+
+def _identity_change(node: ast.Node) -> str | None:
+    """A set_config() of the role, session user or search_path anywhere in a statement, or
+    a function's own SET clause that changes the role or the session user."""
+    if isinstance(node, ast.CreateFunctionStmt | ast.AlterFunctionStmt):
+        options = node.options if isinstance(node, ast.CreateFunctionStmt) else node.actions
+        for option in options or ():
+            value = option.arg if isinstance(option, ast.DefElem) else None
+            if isinstance(value, ast.VariableSetStmt) and value.name in _IDENTITY_SETTINGS:
+                return f"a function's SET {value.name} clause"
+        return None
+    return _set_config_call(node)
+
+
+def _session_setting(node: ast.Node) -> str | None:
+    """A session-level SET in a file that runs in the schema's transaction (checked only
+    there: a file run outside a transaction has no transaction to scope it to)."""
+    if (
+        not isinstance(node, ast.VariableSetStmt)
+        or node.is_local
+        or node.kind == VariableSetKind.VAR_RESET_ALL
+        or node.name in _SESSION_SETTINGS | _TRANSACTION_SETTINGS
+    ):
+        return None
+    return (
+        f"{_kind(node)} in a migration file lasts for the whole connection, and the engine's "
+        "connections serve one schema after another: every later schema and file would run "
+        f"with it. Write SET LOCAL {node.name} (it ends with the schema's transaction)."
     )
 
 
@@ -554,67 +606,202 @@ def _writes_public(node: ast.Node) -> str | None:
     )
 
 
-def _body(options: Iterable[ast.Node] | None) -> str:
-    """The source text of a DO block or function body (its 'as' option)."""
-    for option in options or ():
-        if isinstance(option, ast.DefElem) and option.defname == "as":
-            parts = option.arg if isinstance(option.arg, (list, tuple)) else [option.arg]
-            return _LINE_COMMENT.sub("", "\n".join(_strings(parts)))
-    return ""
+# Statements about roles, ownership and the server: the engine's, never a tenant file's.
+_ENGINE_ONLY: dict[type, str] = {
+    ast.DropOwnedStmt: "DROP OWNED",
+    ast.ReassignOwnedStmt: "REASSIGN OWNED",
+    ast.CreateRoleStmt: "CREATE ROLE",
+    ast.AlterRoleStmt: "ALTER ROLE",
+    ast.AlterRoleSetStmt: "ALTER ROLE … SET",
+    ast.DropRoleStmt: "DROP ROLE",
+    ast.GrantRoleStmt: "GRANT/REVOKE of a role",
+    ast.AlterOwnerStmt: "ALTER … OWNER TO",
+    ast.CreateExtensionStmt: "CREATE EXTENSION",
+    ast.AlterExtensionStmt: "ALTER EXTENSION",
+    ast.CreateEventTrigStmt: "CREATE EVENT TRIGGER",
+    ast.AlterSystemStmt: "ALTER SYSTEM",
+    ast.CreatePLangStmt: "CREATE LANGUAGE",
+    ast.CreateFdwStmt: "CREATE FOREIGN DATA WRAPPER",
+    ast.CreateForeignServerStmt: "CREATE SERVER",
+    ast.CreateUserMappingStmt: "CREATE USER MAPPING",
+    ast.CreatePublicationStmt: "CREATE PUBLICATION",
+    ast.CreateSubscriptionStmt: "CREATE SUBSCRIPTION",
+    ast.LoadStmt: "LOAD",
+}
+_GRANTEES_ALLOWED = frozenset({TENANT_ROLE})
 
 
-def _role_in_body(node: ast.Node) -> str | None:
-    if isinstance(node, ast.DoStmt):
-        body, what = _body(node.args), "DO block"
-    elif isinstance(node, ast.CreateFunctionStmt):
-        body, what = _body(node.options), f"{_kind(node)} body"
-    else:
+def _privileges(node: ast.Node) -> str | None:
+    what = _ENGINE_ONLY.get(type(node))
+    if isinstance(node, ast.AlterTableStmt) and any(
+        cmd.subtype == AlterTableType.AT_ChangeOwner for cmd in node.cmds or ()
+    ):
+        what = "ALTER TABLE … OWNER TO"
+    elif isinstance(node, ast.CopyStmt) and (node.filename or node.is_program):
+        what = "COPY to or from a server file or program"
+    elif grantees := _other_grantees(node):
+        what = f"GRANT to {', '.join(grantees)}"
+    if what is None:
         return None
-    change = _BODY_ROLE_CHANGE.search(body)
-    if change:
-        return (
-            f"{what} changes the role, session user or search_path ({change[0]!r}): a tenant "
-            "file runs as the tenant's owner role on its own schema; code that changes "
-            "either can act on other schemas, during the migration or whenever it is called."
-        )
-    if what == "DO block" and _BODY_EXECUTE.search(body):
-        return (
-            "DO block with dynamic EXECUTE in a tenant file: it runs during the migration as "
-            "SQL built at run time, which these checks cannot read. Write the statements "
-            "out in the file."
-        )
-    return None
+    return (
+        f"{what} in a tenant file: a tenant's objects belong to its owner role and are "
+        "shared only with its own web role ({{tenant_role}}); roles, owners, grants to "
+        "other roles and server-wide objects are the engine's (tenant_create, a public "
+        "migration), since a tenant file that changes them opens one tenant to another."
+    )
+
+
+def _other_grantees(node: ast.Node) -> list[str]:
+    grant = node.action if isinstance(node, ast.AlterDefaultPrivilegesStmt) else node
+    if not isinstance(grant, ast.GrantStmt) or not grant.is_grant:
+        return []  # REVOKE only takes away
+    names = []
+    for spec in grant.grantees or ():
+        if spec.roletype == RoleSpecType.ROLESPEC_PUBLIC:
+            names.append("PUBLIC")
+        elif spec.roletype == RoleSpecType.ROLESPEC_CSTRING and spec.rolename not in (
+            _GRANTEES_ALLOWED
+        ):
+            names.append(spec.rolename.replace(_OTHER_PLACEHOLDER, "{{…}}"))
+    return names
+
+
+# Functions that run SQL given as text, act outside the schema or on the session.
+_FORBIDDEN_FUNCTIONS = frozenset(
+    {
+        "query_to_xml",
+        "query_to_xmlschema",
+        "query_to_xml_and_xmlschema",
+        "cursor_to_xml",
+        "cursor_to_xmlschema",
+        "lo_create",
+        "lo_creat",
+        "lo_import",
+        "lo_export",
+        "lo_unlink",
+        "lo_from_bytea",
+        "lo_put",
+        "pg_advisory_lock",
+        "pg_advisory_lock_shared",
+        "pg_try_advisory_lock",
+        "pg_try_advisory_lock_shared",
+        "pg_advisory_unlock",
+        "pg_advisory_unlock_shared",
+        "pg_advisory_unlock_all",
+        "pg_terminate_backend",
+        "pg_cancel_backend",
+        "pg_reload_conf",
+        "pg_read_file",
+        "pg_read_binary_file",
+    }
+)
+
+
+def _forbidden_function(node: ast.Node) -> str | None:
+    called = sorted(
+        {
+            name
+            for n in _walk(node)
+            if isinstance(n, ast.FuncCall)
+            for name in _strings(n.funcname)[-1:]
+            if name in _FORBIDDEN_FUNCTIONS or name.startswith("dblink")
+        }
+    )
+    if not called:
+        return None
+    return (
+        f"{', '.join(called)}() in a tenant file: it runs SQL given as text, reaches outside "
+        "the schema (large objects, files, other connections) or holds session state "
+        "(session-level advisory locks); the engine takes the locks a run needs."
+    )
 
 
 _REFUSALS: tuple[tuple[str, Check], ...] = (
     ("transaction-control", _transaction_control),
     ("session-state", _session_state),
 )
-_TENANT_REFUSALS: tuple[tuple[str, Check], ...] = (
-    *_REFUSALS,
+_TRANSACTIONAL_REFUSALS = (*_REFUSALS, ("session-state", _session_setting))
+_TENANT_ONLY: tuple[tuple[str, Check], ...] = (
     ("foreign-schema", _foreign_schema),
     ("writes-public", _writes_public),
-    ("role-in-body", _role_in_body),
+    ("privileges", _privileges),
+    ("forbidden-function", _forbidden_function),
 )
+
+
+def _checks(scope: str, transactional: bool) -> tuple[tuple[str, Check], ...]:
+    checks = _TRANSACTIONAL_REFUSALS if transactional else _REFUSALS
+    return (*checks, *_TENANT_ONLY) if scope == TENANT else checks
+
+
+def _check(
+    node: ast.Node, checks: tuple[tuple[str, Check], ...], tenant: bool
+) -> Iterator[tuple[str, str]]:
+    """(rule, message) for a statement and, in a tenant file, for every statement of a DO
+    block or function body in it: a body runs as the file's own statements do."""
+    for rule, check in checks:
+        if message := check(node):
+            yield rule, message
+    body = bodies.read(node) if tenant else None
+    if body is None:
+        return
+    for problem in body.problems:
+        yield (
+            "unreadable-body",
+            (
+                f"{body.what}: {problem}. A tenant file's code must be readable here, since it "
+                "runs as the tenant's owner and everything it does is checked before it runs."
+            ),
+        )
+    for inner in body.statements:
+        for rule, message in _check(inner, checks, tenant):
+            yield rule, f"{body.what}: {message}"
 
 
 @functools.lru_cache(maxsize=1024)
 def _refusals(migration: Migration) -> tuple[Problem, ...]:
     """Cached: tenant creation checks the same files for every new tenant."""
-    path = str(migration.path)
+    checks = _checks(migration.scope, migration.transactional)
+    up = _text_refusals(
+        str(migration.path), migration.up_sql, migration.up_line, migration.scope, checks
+    )
+    if not migration.down_sql:
+        return up
+    return up + _text_refusals(
+        f"{migration.path} (DOWN)",
+        migration.down_sql,
+        migration.down_line,
+        migration.scope,
+        _checks(migration.scope, _transactional(migration.down_sql)),
+    )
+
+
+def rollback_refusals(label: str, down_sql: str, scope: str) -> list[Problem]:
+    """The refusal rules on rollback SQL as the ledger recorded it (``label`` names it)."""
+    checks = _checks(scope, _transactional(down_sql))
+    return list(_text_refusals(label, down_sql, 1, scope, checks))
+
+
+def _transactional(text: str) -> bool:
     try:
-        found = _statements(migration)
+        return statements.non_transactional_reason(statements.render_for_parsing(text)) is None
+    except statements.StatementError:
+        return True  # the syntax error is reported by the refusals themselves
+
+
+def _text_refusals(
+    path: str, text: str, first_line: int, scope: str, checks: tuple[tuple[str, Check], ...]
+) -> tuple[Problem, ...]:
+    try:
+        found = _parse(text, first_line)
     except pglast.parser.ParseError as exc:
-        return (
-            Problem(path, migration.up_line, "syntax-error", ERROR, f"SQL syntax error: {exc}"),
-        )
-    checks = _TENANT_REFUSALS if migration.scope == TENANT else _REFUSALS
-    return tuple(
+        return (Problem(path, first_line, "syntax-error", ERROR, f"SQL syntax error: {exc}"),)
+    found_problems = {
         Problem(path, stmt.line, rule, ERROR, message)
         for stmt in found
-        for rule, check in checks
-        if (message := check(stmt.node))
-    )
+        for rule, message in _check(stmt.node, checks, scope == TENANT)
+    }
+    return tuple(sorted(found_problems, key=lambda p: (p.line, p.rule, p.message)))
 
 
 # --- safety rules ----------------------------------------------------------------------------

@@ -48,6 +48,8 @@ class Migration:
     non_transactional_reason: str | None = None
     # 1-based line of the file where ``up_sql`` (stripped) begins: for file:line messages.
     up_line: int = 1
+    # 1-based line where the DOWN part begins (0 without one).
+    down_line: int = 0
 
     @property
     def number(self) -> int:
@@ -120,6 +122,7 @@ def _parse(path: Path, scope: str, version: str, slug: str, text: str) -> Migrat
         transactional=reason is None,
         non_transactional_reason=reason,
         up_line=up_line(text),
+        down_line=down_line(text) if down_sql else 0,
     )
 
 
@@ -147,6 +150,20 @@ def up_line(text: str) -> int:
     start = up_match.end() if up_match else 0
     rest = body[start:]
     offset = start + len(rest) - len(rest.lstrip())
+    return text.count("\n", 0, offset) + 1
+
+
+def down_line(text: str) -> int:
+    """The 1-based line of ``text`` where the DOWN part's SQL begins (after its marker and
+    an opening ``/*``)."""
+    down_match = _DOWN.search(text)
+    if not down_match:
+        return 0
+    rest = text[down_match.end() :]
+    offset = down_match.end() + len(rest) - len(rest.lstrip())
+    if text.startswith("/*", offset):
+        rest = text[offset + 2 :]
+        offset += 2 + len(rest) - len(rest.lstrip())
     return text.count("\n", 0, offset) + 1
 
 

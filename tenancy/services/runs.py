@@ -787,6 +787,22 @@ def _execute(
     return None
 
 
+def _rollback_refusals(targets: list[tuple[str, list[tuple]]]) -> list[str]:
+    """The refusal rules on the rollback SQL the ledger recorded (a DOWN section is run as
+    recorded when the file was applied, so it is checked here, not only in the file)."""
+    seen: dict[tuple[str, str, str], list[str]] = {}
+    for schema, rows in targets:
+        scope = PUBLIC if schema == PUBLIC_SCHEMA else TENANT
+        for _, name, down in rows:
+            if down and down.strip():
+                seen.setdefault((scope, name, down), [])
+    refused: list[str] = []
+    for scope, name, down in seen:
+        label = f"{scope}/{name} (DOWN, as recorded in the ledger)"
+        refused += [str(p) for p in rules.rollback_refusals(label, down, scope)]
+    return refused
+
+
 def rollback(
     version: str,
     *,
@@ -810,6 +826,10 @@ def rollback(
         report.plan = plan
         found = ledger.rollback_rows_by_schema(conn, [s.schema for s in plan.schemas], int(version))
         targets = [(s.schema, found[s.schema]) for s in plan.schemas if s.schema in found]
+        report.refused = _rollback_refusals(targets)
+        if report.refused:
+            report.exit_code = EXIT_FAILED
+            return report
         if dry_run:
             for schema, rows in targets:
                 missing = [n for _, n, down in rows if not (down and down.strip())]

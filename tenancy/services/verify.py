@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from tenancy import conf
-from tenancy.engine import catalog, db, ledger, ownership
+from tenancy.engine import catalog, db, ledger, ownership, rules
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.executor import apply_in_transaction, placeholders
 from tenancy.engine.names import (
@@ -218,6 +218,12 @@ def _build(
 ) -> None:
     """What tenant creation does (services/tenants.py: create role, create schema, apply
     migrations), on a scratch schema, in the caller's transaction."""
+    refused = [str(p) for m in files for p in rules.refusals(m)]
+    if refused:  # never run a file the engine itself would refuse
+        raise VerifyError(
+            "The reference schema was not built: tenant files break the refusal rules:\n"
+            + "\n".join(refused)
+        )
     database = conn.info.dbname
     owner, web = owner_role_for_schema(schema, database), role_for_schema(schema, database)
     statements = ownership.tenant_roles_statements(

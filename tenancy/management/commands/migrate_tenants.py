@@ -361,6 +361,9 @@ class Command(BaseCommand):
         if o["format"] == "json":
             write_json(self.stdout, report.to_dict())
             return report.exit_code
+        self._refusals(report)
+        if report.refused:
+            return report.exit_code
         if not report.results:
             self.stdout.write(
                 f"Nothing to roll back: no schema has migration {o['rollback']} or later recorded."
