@@ -31,15 +31,25 @@ def tenants(public_ready: None, sql_dir: Path) -> list[str]:
 
 
 def catalog_snapshot() -> set[tuple]:
-    """Every relation and column outside the system schemas, and every ledger row."""
+    """Every schema, relation, column, function, owner and grant outside the system
+    schemas, and every ledger row."""
     relations = query(
         "SELECT n.nspname, c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod) "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
         "WHERE n.nspname NOT LIKE 'pg\\_%%' AND n.nspname <> 'information_schema'"
     )
+    others = query(
+        "SELECT 'schema', nspname, nspowner::regrole::text, nspacl::text FROM pg_namespace "
+        "UNION ALL SELECT 'function', p.oid::regprocedure::text, proowner::regrole::text, "
+        "proacl::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname NOT LIKE 'pg\\_%%' AND n.nspname <> 'information_schema' "
+        "UNION ALL SELECT 'acl', c.oid::regclass::text, relowner::regrole::text, relacl::text "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname NOT LIKE 'pg\\_%%' AND n.nspname <> 'information_schema'"
+    )
     ledger = query("SELECT tenant_schema, migration_version, checksum FROM tenant_migrations")
-    return set(relations) | {("ledger", *row) for row in ledger}
+    return set(relations) | set(others) | {("ledger", *row) for row in ledger}
 
 
 def add(sql_dir: Path, name: str, up: str) -> Path:
