@@ -61,7 +61,14 @@ def configure(args: argparse.Namespace) -> None:
     else:
         os.environ["EMPLOYER_PORTAL_DB_NAME"] = DB_NAME
     # Production-like: DEBUG off (Django would otherwise keep every query in memory).
-    os.environ.update(DEBUG="false", SECRET_KEY="bench-only", ALLOWED_HOSTS=".localhost")
+    # The bench's client speaks plain HTTP, as behind a TLS-terminating proxy that is not here:
+    # without this, production settings answer every page with a redirect to https.
+    os.environ.update(
+        DEBUG="false",
+        SECRET_KEY="bench-only",
+        ALLOWED_HOSTS=".localhost",
+        SECURE_SSL_REDIRECT="false",
+    )
     os.environ.setdefault("TENANCY_MAX_CREATIONS_PER_HOUR", "1000")
 
 

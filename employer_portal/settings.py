@@ -220,4 +220,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
+    # The engine's pools replace a connection the server closed (a restart, a pooler's idle
+    # timeout) by themselves; psycopg_pool's warning about it is not the user's to act on.
+    "loggers": {"psycopg.pool": {"level": env.str("POOL_LOG_LEVEL", default="ERROR")}},
 }

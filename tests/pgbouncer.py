@@ -42,9 +42,14 @@ def _run_as(host: str) -> str | None:
     return "nobody"
 
 
-def _config(server: dict[str, Any], mode: str, pool_size: int, port: int, folder: Path) -> str:
+def _config(
+    server: dict[str, Any], mode: str, pool_size: int, port: int, folder: Path, reset: str | None
+) -> str:
     host = server.get("host") or "127.0.0.1"
     target = f"host={host} port={server.get('port') or 5432}"
+    # None keeps PgBouncer's default (DISCARD ALL in session mode); "" turns it off, so that
+    # state a client left on a server connection reaches the next client.
+    reset_line = "" if reset is None else f"server_reset_query = {reset}"
     return f"""
 [databases]
 * = {target}
@@ -61,18 +66,24 @@ max_client_conn = 500
 max_db_connections = {pool_size}
 logfile = {folder / "pgbouncer.log"}
 pidfile = {folder / "pgbouncer.pid"}
+{reset_line}
 """
 
 
 @contextmanager
-def pgbouncer(server: dict[str, Any], *, mode: str, pool_size: int = 1) -> Iterator[int]:
+def pgbouncer(
+    server: dict[str, Any], *, mode: str, pool_size: int = 1, reset_query: str | None = None
+) -> Iterator[int]:
     """Start PgBouncer in ``mode`` (transaction or session) in front of ``server`` (psycopg
-    connection parameters: host, port, user); yields the port it listens on."""
+    connection parameters: host, port, user, password); yields the port it listens on.
+    Clients are trusted; PgBouncer logs in to the server with the server's password."""
     folder = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
     port = free_port()
     user = server.get("user") or "postgres"
-    (folder / "userlist.txt").write_text(f'"{user}" ""\n')
-    (folder / "pgbouncer.ini").write_text(_config(server, mode, pool_size, port, folder))
+    password = str(server.get("password") or "").replace('"', '""')
+    (folder / "userlist.txt").write_text(f'"{user}" "{password}"\n')
+    config = _config(server, mode, pool_size, port, folder, reset_query)
+    (folder / "pgbouncer.ini").write_text(config)
     run_as = _run_as(str(server.get("host") or ""))
     if run_as:
         uid = pwd.getpwnam(run_as).pw_uid

@@ -36,10 +36,12 @@ def two_tenants(public_ready: None) -> None:
         add_posting(f"tenant_{org}", title)
 
 
-def start_pgbouncer(mode: str) -> Iterator[int]:
+def start_pgbouncer(mode: str, reset_query: str | None = None) -> Iterator[int]:
     if not pgbouncer.available():
         pytest.fail("pgbouncer is not installed: `make test` installs it (apt-get)")
-    with pgbouncer.pgbouncer(conf.conninfo(), mode=mode, pool_size=1) as port:
+    with pgbouncer.pgbouncer(
+        conf.conninfo(), mode=mode, pool_size=1, reset_query=reset_query
+    ) as port:
         yield port
 
 
@@ -52,8 +54,13 @@ def bouncer() -> Iterator[int]:
 @pytest.fixture
 def through_bouncer(bouncer: int) -> Iterator[int]:
     """Django's default connection goes through the transaction-mode PgBouncer."""
+    global SERVER_URL
+    SERVER_URL = subprocess_env()["EMPLOYER_PORTAL_DB_URL"]  # before it points at the pooler
     with default_database("127.0.0.1", bouncer):
         yield bouncer
+
+
+SERVER_URL = ""  # the test database's own URL, for commands given a direct URL
 
 
 # -- every response shows its own tenant's rows ------------------------------------------
@@ -68,7 +75,9 @@ def assert_all_own_rows(figures: dict) -> None:
 
 @pytest.mark.parametrize("mode", ["transaction", "session"])
 def test_pgbouncer_serves_each_tenant_its_own_rows(two_tenants, mode):
-    for port in start_pgbouncer(mode):
+    # Session mode without PgBouncer's DISCARD ALL: whatever a client left on the one server
+    # connection, the client after it would inherit.
+    for port in start_pgbouncer(mode, reset_query="" if mode == "session" else None):
         with default_database("127.0.0.1", port):
             figures = serve_pages(TENANTS, clients=4, total=500, close_each=False)
     assert_all_own_rows(figures)
@@ -94,6 +103,19 @@ def probe_urls(settings) -> None:
 def test_a_failed_request_leaves_nothing_on_its_server_connection(
     two_tenants, through_bouncer, probe_urls
 ):
+    assert_a_failed_request_leaves_nothing(close_between=False)
+
+
+def test_a_failed_request_leaves_nothing_on_its_pooled_connection(two_tenants, probe_urls):
+    """Django's pool with one connection: the request after a failed one gets it back."""
+    info = conf.conninfo()
+    with default_database(
+        info.get("host", ""), info.get("port", ""), pool={"min_size": 1, "max_size": 1}
+    ):
+        assert_a_failed_request_leaves_nothing(close_between=True)
+
+
+def assert_a_failed_request_leaves_nothing(*, close_between: bool) -> None:
     client = Client(raise_request_exception=False)
     response = client.get("/fail/", HTTP_HOST=host_of("org_alpha1"))
     assert response.status_code == 500
@@ -101,6 +123,8 @@ def test_a_failed_request_leaves_nothing_on_its_server_connection(
     assert seen["tenant"] == A and seen["current_user"] != seen["session_user"]
     assert seen["search_path"] == f'"{A}", public'
 
+    if close_between:
+        connection.close()  # back to Django's pool, as at the end of a real request
     # The next request (public side) lands on the same server connection: pool size 1.
     after = client.get("/state/", HTTP_HOST="localhost").json()
     default_path = query("SELECT reset_val FROM pg_settings WHERE name = 'search_path'")[0][0]
@@ -182,8 +206,10 @@ def add_concurrent_index_file(sql_dir: Path) -> None:
 
 
 def pooled_env(port: int, sql_dir: Path, *, direct: bool) -> dict[str, str]:
+    """A command's environment with the app's URL through the pooler on ``port`` and, with
+    ``direct``, the direct URL to the server (as production sets them)."""
     env = subprocess_env(sql_dir)
-    direct_url = env["EMPLOYER_PORTAL_DB_URL"]
+    direct_url = SERVER_URL or env["EMPLOYER_PORTAL_DB_URL"]
     dbname = conf.conninfo()["dbname"]
     env["EMPLOYER_PORTAL_DB_URL"] = f"postgresql://postgres@127.0.0.1:{port}/{dbname}"
     env["EMPLOYER_PORTAL_DB_POOLER"] = "transaction"
@@ -224,6 +250,16 @@ def test_engine_refuses_session_locks_through_a_transaction_pooler(two_tenants, 
     )
     assert code == 1 and "transaction-mode pooler" in output, output
     assert (ledger_versions(A), ledger_versions(B)) == before
+    # Nobody said there is a pooler: the engine finds it (the server's pid is not the one
+    # the connection announced) and refuses all the same.
+    undeclared = pooled_env(bouncer, sql_dir, direct=False)
+    del undeclared["EMPLOYER_PORTAL_DB_POOLER"]
+    code, output = run_manage(undeclared, "migrate_tenants")
+    assert code == 1, output
+    assert "answers through a pooler or proxy" in output and "Traceback" not in output
+    assert (ledger_versions(A), ledger_versions(B)) == before
+    assert not index_exists(A) and not index_exists(B)
+    assert query("SELECT count(*) FROM tenant_migration_runs") == runs_before
 
 
 def test_a_migration_through_the_direct_url_works_while_the_app_uses_the_pooler(
@@ -231,13 +267,22 @@ def test_a_migration_through_the_direct_url_works_while_the_app_uses_the_pooler(
 ):
     add_concurrent_index_file(sql_dir)
     env = pooled_env(through_bouncer, sql_dir, direct=True)
-    code, output = run_manage(env, "migrate_tenants")
-    assert code == 0, output
+    # A file that needs a session: through the pooler it would be refused (the test above).
+    migration = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "migrate_tenants"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    # Meanwhile the app, through the pooler, serves its pages.
+    figures = serve_pages(TENANTS, clients=2, total=40, close_each=False)
+    output, _ = migration.communicate(timeout=120)
+    assert migration.returncode == 0, output
+    assert figures["ok"] == 40, figures["samples"]
     assert index_exists(A) and index_exists(B)
     assert ledger_versions(A)[-1] == ledger_versions(B)[-1] == sorted(ledger_versions(A))[-1]
-    # The app, still through the pooler, serves its pages.
-    figures = serve_pages(TENANTS, clients=2, total=40, close_each=False)
-    assert figures["ok"] == 40, figures["samples"]
 
 
 def test_creation_and_transactional_runs_work_through_the_pooler(

@@ -89,6 +89,13 @@ def close_idle() -> None:
 atexit.register(close_idle)
 
 
+def proxied(conn: psycopg.Connection) -> bool:
+    """True when a pooler or proxy (PgBouncer) answers for the server: the backend pid it
+    announced at connection (BackendKeyData) is not the server's own."""
+    row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    return bool(row) and int(row[0]) != conn.info.backend_pid
+
+
 def try_lock(conn: psycopg.Connection, name: str) -> bool:
     row = conn.execute(
         "SELECT pg_try_advisory_lock(%s, hashtext(%s))", [LOCK_NAMESPACE, name]

@@ -48,7 +48,9 @@ class Interrupted(KeyboardInterrupt):
 
 def require_session(what: str) -> None:
     """Refuse, before anything changes, work that needs a session-level lock when the
-    engine's connection goes through a transaction-mode pooler (it would lose the lock)."""
+    engine's connection goes through a transaction-mode pooler (it would lose the lock):
+    as configured, or found by asking the server (a proxied connection not declared a
+    session-mode pooler is taken for one that may not keep sessions)."""
     if conf.engine_through_transaction_pooler():
         raise RunError(
             f"{what} needs a session-level advisory lock, and the database connection goes "
@@ -57,6 +59,19 @@ def require_session(what: str) -> None:
             "EMPLOYER_PORTAL_DIRECT_DB_URL to a direct connection to the database (see "
             "docs/deployment.md)."
         )
+    if conf.setting("ENGINE_POOLER") == "session":
+        return
+    with db.pooled(conf.conninfo()) as conn:
+        if db.proxied(conn):
+            raise RunError(
+                f"{what} needs a session-level advisory lock, and the engine's database "
+                "connection answers through a pooler or proxy (its backend pid is not the "
+                "server's) that is not declared to keep sessions: a transaction-mode pooler "
+                "would silently lose the lock. Nothing was changed. Set "
+                "EMPLOYER_PORTAL_DIRECT_DB_URL to a direct connection to the database, or "
+                "EMPLOYER_PORTAL_DB_POOLER=session for a pooler in session mode (see "
+                "docs/deployment.md)."
+            )
 
 
 @dataclass
