@@ -7,6 +7,7 @@ PostgreSQL started from the ``pgserver`` package in ``.pgdata/`` of the checkout
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import environ
@@ -51,7 +52,7 @@ _default_is_direct = bool(_direct_url) and _command_process
 
 def _database(url: str) -> dict:
     if url:
-        db = env.db_url_config(url)
+        db = _parse_url(url)
     else:
         from employer_portal.embedded_db import embedded_database_settings
 
@@ -63,6 +64,30 @@ def _database(url: str) -> dict:
     db.setdefault("TEST", {})["NAME"] = env.str(
         "EMPLOYER_PORTAL_TEST_DB_NAME", default=f"test_{db['NAME']}"
     )
+    return db
+
+
+def _parse_url(url: str) -> dict:
+    """A database URL as Django settings; a malformed one is a configuration error that
+    names the problem (one line from manage.py), never a traceback."""
+    shown = "…@" + url.rsplit("@", 1)[1] if "@" in url else url  # no password in messages
+    try:
+        with warnings.catch_warnings():  # django-environ warns before we can say it better
+            warnings.simplefilter("ignore")
+            db = env.db_url_config(url)
+        port = db.get("PORT")
+        if port not in (None, ""):
+            int(port)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ImproperlyConfigured(
+            f"The database URL {shown!r} cannot be read ({exc}); expected "
+            "postgresql://user:password@host:port/database"
+        ) from exc
+    if not db.get("NAME") or "postgres" not in str(db.get("ENGINE", "")):
+        raise ImproperlyConfigured(
+            f"The database URL {shown!r} is not a PostgreSQL URL with a database name; "
+            "expected postgresql://user:password@host:port/database"
+        )
     return db
 
 

@@ -40,6 +40,7 @@ from tenancy.models import (
     SystemConfiguration,
     Tenant,
 )
+from tenancy.services import runs as run_service
 from tenancy.services import tenants as tenant_service
 from tenancy.services.reports import SchemaState
 from tenancy.services.runs import RunError
@@ -197,6 +198,7 @@ class TenantAdmin(admin.ModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        run_service.close_dead_runs_now()  # the list shows failures and the latest runs
         context = {"can_run": self.has_run_migrations_permission(request), **(extra_context or {})}
         return super().changelist_view(request, context)
 
@@ -361,6 +363,7 @@ class MigrationRunAdmin(ReadOnlyAdmin):
         ]
 
     def progress_view(self, request: HttpRequest, object_id: int) -> JsonResponse:
+        run_service.close_dead_runs_now()  # whoever looks next closes runs whose process died
         run = get_object_or_404(MigrationRun, pk=object_id)
         if not self.has_view_permission(request, run):
             raise PermissionDenied
@@ -369,6 +372,7 @@ class MigrationRunAdmin(ReadOnlyAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        run_service.close_dead_runs_now()
         active = MigrationRun.objects.filter(status__in=ACTIVE_RUN_STATUSES).exists()
         return super().changelist_view(
             request, {"has_active_runs": active, **(extra_context or {})}
@@ -381,6 +385,7 @@ class MigrationRunAdmin(ReadOnlyAdmin):
         form_url: str = "",
         extra_context: dict | None = None,
     ) -> HttpResponse:
+        run_service.close_dead_runs_now()
         run = self.get_object(request, object_id)
         context = dict(extra_context or {})
         if run is not None:

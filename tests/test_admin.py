@@ -4,6 +4,7 @@ runs queued for the background worker, audit and settings pages."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -356,6 +357,43 @@ def test_run_action_queues_and_the_worker_runs_it(ready: Path) -> None:
     ]
     page = c.get(reverse("admin:tenancy_migrationrun_change", args=[run.pk])).content.decode()
     assert "Succeeded" in page and "1 / 1" in page and "tenant_org_runa1" in page
+
+
+def test_a_killed_worker_run_is_marked_interrupted_by_the_admin(ready: Path, superuser: User):
+    """kill -9 of the job worker mid-run: the next look at the admin closes the run, with no
+    other run and no worker restart."""
+    tenants.create_tenant("org_kill1", actor="test")
+    add_file(ready, "004_slow.sql", "-- UP\nSELECT pg_sleep(4);\nCREATE TABLE slow (id int);\n")
+    c = client_for(superuser)
+    pk = Tenant.objects.get(schema_name="tenant_org_kill1").pk
+    c.post(CHANGELIST, {"action": "run_pending_migrations", "_selected_action": [pk]})
+    run = admin_runs().get()
+    worker = manage(
+        "db_worker", "--no-startup-delay", "--no-reload", "--interval", "0.1", migrations_dir=ready
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while run.status != "running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            run.refresh_from_db()
+        assert run.status == "running"
+    finally:
+        worker.kill()
+        worker.communicate(timeout=30)
+        # Its schema worker's statement runs on until the server notices: end it now.
+        query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE '%%pg_sleep(4)%%' "
+            "AND pid <> pg_backend_pid()"
+        )
+    progress_url = reverse("admin:tenancy_migrationrun_progress", args=[run.pk])
+    deadline = time.monotonic() + 10  # the server notices the dead client's connection
+    while c.get(progress_url).json()["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run.refresh_from_db()
+    assert run.status == "interrupted" and run.finished_at is not None
+    assert "slow" not in tables_in("tenant_org_kill1")
+    assert ledger_versions("tenant_org_kill1")[-1] != "004"
 
 
 def test_failed_run_shows_the_error_per_schema(ready: Path, superuser: User) -> None:

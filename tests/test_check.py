@@ -136,6 +136,17 @@ def test_a_bad_setting_is_one_line():
     ]
 
 
+@pytest.mark.parametrize(
+    "url", ["notaurl", "postgresql://u:secret@h:54x2/db", "mysql://u@h/db"], ids=str
+)
+def test_a_malformed_database_url_is_one_line(url):
+    out = run_manage("tenant_list", EMPLOYER_PORTAL_DB_URL=url)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: The database URL")
+    assert "secret" not in out.stderr
+
+
 def test_traceback_option_keeps_the_traceback():
     out = run_manage("tenant_list", "--traceback", EMPLOYER_PORTAL_DB_URL=BAD_URL)
     assert out.returncode == 1 and "Traceback" in out.stderr

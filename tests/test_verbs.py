@@ -112,10 +112,18 @@ def test_every_verb_under_dry_run_changes_nothing(fleet):
 
 
 def test_accept_checksum_under_dry_run_changes_nothing(fleet):
+    last = max(p.name[:3] for p in (fleet / "tenant").glob("*.sql"))
+    # Nothing drifted: nothing to accept, and nothing for the CI gate to report.
+    for flag in ("--dry-run", "--check"):
+        code, out, err = run_command("migrate_tenants", "--accept-checksum", last, flag)
+        assert code == 0 and "Nothing to accept" in out, err
     version = drifted(fleet)
     before = state()
     code, out, _ = run_command("migrate_tenants", "--accept-checksum", version, "--dry-run")
     assert code == 0 and "Would accept" in out and "2 schema(s)" in out
+    assert state() == before
+    code, out, _ = run_command("migrate_tenants", "--accept-checksum", version, "--check")
+    assert code == runs.EXIT_PENDING and "Would accept" in out
     assert state() == before
     assert run_command("migrate_tenants", "--accept-checksum", version)[0] == 0
     assert state() != before
@@ -133,6 +141,10 @@ def test_accept_checksum_under_dry_run_changes_nothing(fleet):
         ("--tenant", ""),
         ("--name", "Acme"),
         ("--create-tenant", "org_x1", "--tenant", A),
+        ("--rollback", "003", "--allow-missing"),
+        ("--rollback", "003", "--fail-fast"),
+        ("--baseline", "003", "--allow-out-of-order"),
+        ("--reset-tracking", "--tenant", "tenant_org_nobody", "--noinput"),
     ],
 )
 def test_conflicting_or_empty_arguments_are_usage_errors(fleet, args):
@@ -174,10 +186,23 @@ def test_check_fails_while_a_schemas_last_attempt_failed(fleet):
 
 
 def test_a_run_with_nothing_to_do_records_no_run(fleet):
-    before = query("SELECT count(*) FROM tenant_migration_runs")
+    before = state()
     code, out, _ = run_command("migrate_tenants")
     assert code == 0 and "No pending migrations" in out
-    assert query("SELECT count(*) FROM tenant_migration_runs") == before
+    code, out, _ = run_command("migrate_tenants", "--rollback", "099")
+    assert code == 0 and "Nothing to roll back" in out
+    assert state() == before  # no run row, no audit row
+
+
+def test_tenant_status_check_fails_on_an_out_of_order_file(fleet):
+    low = next_version(fleet)
+    high = f"{int(low) + 1:03d}"
+    (fleet / "tenant" / f"{high}_extra.sql").write_text(EXTRA)
+    assert run_command("migrate_tenants")[0] == 0
+    (fleet / "tenant" / f"{low}_late.sql").write_text(EXTRA.replace("extra", "late"))
+    code, _, err = run_command("tenant_status", "--check")
+    assert code == 1 and "out-of-order file" in err and f"{low}_late.sql" in err
+    assert run_command("migrate_tenants", "--check")[0] == runs.EXIT_DRIFT
 
 
 def test_jobs_are_capped_by_the_free_connections(fleet):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from tenancy import conf
 from tenancy.engine import audit, db, ledger
 from tenancy.engine.errors import TenancyError
-from tenancy.engine.names import validate_schema_name
+from tenancy.engine.names import PUBLIC_SCHEMA, validate_schema_name
 from tenancy.engine.plan import build_plan
 from tenancy.engine.source import PUBLIC, TENANT, Migration, discover
 from tenancy.services import runs
@@ -36,7 +36,7 @@ def drifted(
     version: str, *, public: bool = False, only: list[str] | None = None
 ) -> tuple[Migration, list[str]]:
     """The applied file numbered ``version`` whose content changed, and the schemas whose
-    ledger holds its old checksum (RecoveryError when there are none)."""
+    ledger holds its old checksum (none when nothing drifted)."""
     if not version.strip().isdigit():
         raise RecoveryError(f"--accept-checksum takes a migration number, not {version!r}.")
     scope = PUBLIC if public else TENANT
@@ -51,8 +51,6 @@ def drifted(
         for s in plan.schemas
         if s.scope == scope and any(d.migration.number == migration.number for d in s.drift)
     ]
-    if not schemas:
-        raise RecoveryError(f"{migration.name} shows no drift: nothing to accept.")
     return migration, schemas
 
 
@@ -61,6 +59,8 @@ def accept_checksum(
 ) -> Accepted:
     """Record the current checksum of an applied file whose content changed (drift)."""
     migration, schemas = drifted(version, public=public, only=only)
+    if not schemas:
+        raise RecoveryError(f"{migration.name} shows no drift: nothing to accept.")
     with db.connect(conf.conninfo()) as conn, conn.transaction():
         rows = ledger.accept_checksum(conn, migration, schemas)
         audit.write(
@@ -88,6 +88,14 @@ def reset_tracking(schema: str, *, actor: str) -> int:
     validate_schema_name(schema)
     with db.connect(conf.conninfo()) as conn, conn.transaction():
         deleted = ledger.delete(conn, schema)
+        registered = conn.execute(
+            "SELECT 1 FROM public.tenant_registry WHERE schema_name = %s", [schema]
+        ).fetchone()
+        if not deleted and not registered and schema != PUBLIC_SCHEMA:
+            raise RecoveryError(
+                f"{schema} is not a registered tenant schema and has no ledger rows: "
+                "nothing to reset."
+            )
         audit.write(
             conn,
             "migrate.reset_tracking",

@@ -24,6 +24,8 @@ class SchemaState:
     pending: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # applied files no longer on disk
+    # pending files numbered below an applied one (a run refuses them)
+    out_of_order: list[str] = field(default_factory=list)
     last_migration: str | None = None
     last_applied_at: datetime | None = None
     failed: bool = False
@@ -44,6 +46,7 @@ class SchemaState:
             "pending": self.pending,
             "drift": self.drift,
             "missing_files": self.missing,
+            "out_of_order": self.out_of_order,
             "last_migration": self.last_migration,
             "last_applied_at": self.last_applied_at.isoformat() if self.last_applied_at else None,
             "failed": self.failed,
@@ -104,6 +107,7 @@ def schema_states(
                 pending=[m.name for m in s.pending],
                 drift=[d.migration.name for d in s.drift],
                 missing=[a.name for a in s.missing],
+                out_of_order=[m.name for m in s.out_of_order],
                 last_migration=s.last_applied.name if s.last_applied else None,
                 last_applied_at=s.last_applied.applied_at if s.last_applied else None,
                 failed=failed,

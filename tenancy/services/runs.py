@@ -388,7 +388,9 @@ def close_dead_runs(conn: psycopg.Connection) -> int:
            SET status = 'interrupted', finished_at = now(),
                error = 'the process running it stopped before it finished',
                done_schemas = (SELECT count(DISTINCT tenant_schema)
-                                 FROM public.tenant_migrations WHERE run_id = r.id)
+                                 FROM public.tenant_migrations WHERE run_id = r.id),
+               failed_schemas = (SELECT count(*) FROM public.tenant_migration_run_results
+                                  WHERE run_id = r.id AND status = 'failed')
          WHERE status = 'running'
            AND (coalesce(heartbeat_at, started_at) < now() - make_interval(secs => %s)
                 OR (backend_pid IS NOT NULL
@@ -446,10 +448,14 @@ def _interruptible(run_id: int) -> Iterator[None]:
 
 
 def interrupt_run(conn: psycopg.Connection, run_id: int, error: str) -> None:
+    """Counts from what is on record: the ledger rows the run wrote (schemas done) and its
+    recorded failures; schemas cut off by the interruption were rolled back, not failed."""
     conn.execute(
         "UPDATE public.tenant_migration_runs r SET status = 'interrupted', finished_at = now(), "
         "error = %s, done_schemas = (SELECT count(DISTINCT tenant_schema) "
-        "FROM public.tenant_migrations WHERE run_id = r.id) WHERE id = %s",
+        "FROM public.tenant_migrations WHERE run_id = r.id), failed_schemas = (SELECT count(*) "
+        "FROM public.tenant_migration_run_results WHERE run_id = r.id AND status = 'failed') "
+        "WHERE id = %s",
         [error, run_id],
     )
 
@@ -863,6 +869,8 @@ def rollback(
                         on_event(Event("sql", schema, sql=down or "", message=name))
             report.exit_code = EXIT_FAILED if report.failed else EXIT_OK
             return report
+        if not targets:
+            return report  # nothing recorded at or above the version: no run row, no audit
         require_session("A rollback")
         report.run_id = start_run(
             conn, "rollback", actor, {"version": version, "only": only}, len(targets)

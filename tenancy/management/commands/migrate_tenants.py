@@ -39,8 +39,20 @@ VERBS = ("rollback", "fake", "baseline", "accept_checksum", "reset_tracking", "c
 VALUED_VERBS = ("rollback", "baseline", "accept_checksum", "create_tenant")
 
 
+# Options that change how one verb works, and the verbs they belong to.
+OPTION_VERBS = {
+    "fail_fast": ("migrate",),
+    "allow_missing": ("migrate", "fake"),
+    "allow_out_of_order": ("migrate", "fake"),
+}
+
+
 def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
+
+
+def _verb_flag(verb: str) -> str:
+    return "a migrate run (no verb)" if verb == "migrate" else _flag(verb)
 
 
 def _would(o: dict, changes: bool) -> int:
@@ -229,6 +241,12 @@ class Command(BaseCommand):
         if any(not t.strip() for t in o["tenant"]):
             self._usage("--tenant needs a schema name or an Auth0 org id.")
         verb = chosen[0] if chosen else "migrate"
+        for option, verbs in OPTION_VERBS.items():
+            if o[option] and verb not in verbs:
+                self._usage(
+                    f"{_flag(option)} goes with {' or '.join(_verb_flag(v) for v in verbs)} "
+                    f"only, not with {_verb_flag(verb)}."
+                )
         if o["name"] is not None and verb != "create_tenant":
             self._usage("--name goes with --create-tenant only.")
         if verb == "create_tenant" and (o["public"] or o["tenants"] or o["tenant"]):
@@ -384,6 +402,9 @@ class Command(BaseCommand):
         version, public_only = o["accept_checksum"], o["public"]
         if o["dry_run"] or o["check"]:
             migration, schemas = recovery.drifted(version, public=public_only, only=only)
+            if not schemas:
+                self.stdout.write(f"Nothing to accept: {migration.name} shows no drift.")
+                return 0
             self.stdout.write(
                 f"Would accept the new checksum of {migration.name} in {len(schemas)} "
                 f"schema(s): {', '.join(schemas[:10])}{' …' if len(schemas) > 10 else ''}"

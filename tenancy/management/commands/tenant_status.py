@@ -28,11 +28,16 @@ def human_size(size: int | None) -> str:
 
 
 def _problems(state: Any) -> list[str]:
-    """What --check refuses: a missing schema, a failed last attempt, drift, a missing file."""
+    """What --check refuses: a missing schema, a failed last attempt, drift, a missing file,
+    an out-of-order file (the same as `migrate_tenants --check`)."""
     problems = [f"{state.schema}: schema missing"] if not state.schema_exists else []
     problems += [f"{state.schema}: last attempt failed: {state.last_error}"] if state.failed else []
     problems += [f"{state.schema}: drift in {name}" for name in state.drift]
     problems += [f"{state.schema}: applied file missing from disk: {n}" for n in state.missing]
+    problems += [
+        f"{state.schema}: out-of-order file (numbered below an applied one): {n}"
+        for n in state.out_of_order
+    ]
     return problems
 
 
@@ -42,7 +47,7 @@ class Command(BaseCommand):
         "whether its last run failed, its schema size and its activity (audit rows). A "
         "constant number of queries, whatever the number of tenants. With --check, exit 1 "
         "when a schema is missing, its last attempt failed, an applied file changed (drift) "
-        "or is missing from disk."
+        "or is missing from disk, or a file is out of order."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -54,7 +59,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--check",
             action="store_true",
-            help="Exit 1 if a schema is missing or failed, or shows drift or a missing file.",
+            help="Exit 1 if a schema is missing or failed, or shows drift, a missing file or "
+            "an out-of-order file.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
