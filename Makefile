@@ -29,8 +29,10 @@ run: install
 	trap 'kill $$WORKER 2>/dev/null; wait $$WORKER 2>/dev/null' EXIT INT TERM; \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
+# Two workers (pytest-xdist), each with its own test database; PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 2
 test: install test-deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # Real parts the tests start: Debian's chromium (the browser tests, driven by Playwright;
 # never `playwright install`, its downloads are not reachable) and Debian's pgbouncer (the

@@ -149,7 +149,7 @@ class VerifyBench(Bench):
         from tenancy import conf
         from tenancy.engine.source import TENANT, discover
         from tenancy.services import verify as service
-        from tenancy.services.runs import connect_ready
+        from tenancy.services.infrastructure import connect_ready
 
         with connect_ready() as conn:
             service._references(conn, [tuple(discover(conf.migrations_dir(), TENANT))])

@@ -31,7 +31,7 @@ from tenancy.admin_views import (
     schema_states_for,
     tenant_page_context,
 )
-from tenancy.engine.errors import TenancyError
+from tenancy.engine.errors import RunError, TenancyError
 from tenancy.engine.names import InvalidName
 from tenancy.models import (
     AuditLog,
@@ -40,10 +40,9 @@ from tenancy.models import (
     SystemConfiguration,
     Tenant,
 )
-from tenancy.services import runs as run_service
+from tenancy.services import run_records
 from tenancy.services import tenants as tenant_service
 from tenancy.services.reports import SchemaState
-from tenancy.services.runs import RunError
 from tenancy.services.verify import TenantResult, verify
 
 RUN_PERMISSION = "tenancy.run_migrations"
@@ -198,7 +197,7 @@ class TenantAdmin(admin.ModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        run_service.close_dead_runs_now()  # the list shows failures and the latest runs
+        run_records.close_dead_runs_now()  # the list shows failures and the latest runs
         context = {"can_run": self.has_run_migrations_permission(request), **(extra_context or {})}
         return super().changelist_view(request, context)
 
@@ -363,7 +362,7 @@ class MigrationRunAdmin(ReadOnlyAdmin):
         ]
 
     def progress_view(self, request: HttpRequest, object_id: int) -> JsonResponse:
-        run_service.close_dead_runs_now()  # whoever looks next closes runs whose process died
+        run_records.close_dead_runs_now()  # whoever looks next closes runs whose process died
         run = get_object_or_404(MigrationRun, pk=object_id)
         if not self.has_view_permission(request, run):
             raise PermissionDenied
@@ -372,7 +371,7 @@ class MigrationRunAdmin(ReadOnlyAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        run_service.close_dead_runs_now()
+        run_records.close_dead_runs_now()
         active = MigrationRun.objects.filter(status__in=ACTIVE_RUN_STATUSES).exists()
         return super().changelist_view(
             request, {"has_active_runs": active, **(extra_context or {})}
@@ -385,7 +384,7 @@ class MigrationRunAdmin(ReadOnlyAdmin):
         form_url: str = "",
         extra_context: dict | None = None,
     ) -> HttpResponse:
-        run_service.close_dead_runs_now()
+        run_records.close_dead_runs_now()
         run = self.get_object(request, object_id)
         context = dict(extra_context or {})
         if run is not None:

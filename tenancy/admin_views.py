@@ -17,7 +17,7 @@ from tenancy.engine.errors import TenancyError
 from tenancy.engine.executor import placeholders
 from tenancy.engine.source import TENANT, discover
 from tenancy.models import AuditLog, MigrationRun, MigrationRunResult, RunStatus, TenantMigration
-from tenancy.services import reports, runs
+from tenancy.services import reports, run_records
 from tenancy.services.reports import SchemaState
 from tenancy.tasks import run_migrations
 
@@ -119,7 +119,7 @@ def enqueue_run(request: HttpRequest, *, only: list[str] | None, public: bool) -
         )
         return str(job.id)
 
-    run_id = runs.queue_run(
+    run_id = run_records.queue_run(
         actor=actor,
         options={"only": only, "public": public, "tenants": True},
         total=len(only) if only else 0,

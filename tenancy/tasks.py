@@ -12,7 +12,7 @@ from typing import Any
 
 from django_tasks import task
 
-from tenancy.services import runs
+from tenancy.services import run_records, runs
 
 
 @task()
@@ -29,7 +29,7 @@ def run_migrations(
     except Exception as exc:
         # runs.migrate could not start (no infrastructure, a tenant dropped since it was
         # queued, an unreadable file): the queued row must not wait forever.
-        runs.fail_queued_run(run_id, actor, f"{type(exc).__name__}: {exc}")
+        run_records.fail_queued_run(run_id, actor, f"{type(exc).__name__}: {exc}")
         raise
     return {
         "run_id": report.run_id,

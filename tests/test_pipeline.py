@@ -13,6 +13,9 @@ import pytest
 
 from tests.conftest import ROOT, fresh_url, subprocess_env
 
+# Server-independent and slow: .ci/run runs these on its first server only.
+pytestmark = pytest.mark.once
+
 SCRIPT = ROOT / "scripts" / "migration-pipeline.sh"
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 

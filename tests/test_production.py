@@ -17,6 +17,9 @@ from django.test import Client
 from tests.conftest import ROOT, subprocess_env
 from tests.pgbouncer import free_port
 
+# Server-independent and slow: .ci/run runs these on its first server only.
+pytestmark = pytest.mark.once
+
 # The production environment docs/deployment.md documents (beside the database URL).
 PRODUCTION = {
     "DEBUG": "false",

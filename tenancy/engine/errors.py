@@ -15,3 +15,20 @@ EXIT_DRIFT = 3  # the ledger and the files disagree: nothing was applied
 
 class TenancyError(Exception):
     exit_code = EXIT_FAILED
+
+
+class RunError(TenancyError):
+    """A run that cannot start: bad arguments, no infrastructure, an unreadable file."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal stopped the run: the schema in progress was rolled back. A KeyboardInterrupt,
+    so that psycopg cancels the statement in progress and leaves the connection usable."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

@@ -107,6 +107,23 @@ class _Item:
     delay: float = 0.02
 
 
+@dataclass
+class _SchemaState:
+    """One schema's migration in progress, across its transactions and lock retries."""
+
+    ids: dict[str, str]  # the placeholders' values
+    status: str = "succeeded"
+    error: str | None = None
+    versions: list[str] = field(default_factory=list)  # committed so far
+    started: bool = False  # schema_started was emitted
+    session_locked: bool = False  # the connection holds the schema's session-level lock
+
+
+# A per-schema task: (connection, schema, payload) -> its result, or None when another run
+# holds the schema's lock (then it is tried again later).
+_Task = Callable[[psycopg.Connection, str, Any], "SchemaResult | None"]
+
+
 def placeholders(schema: str, database: str) -> dict[str, str]:
     values = {
         "schema": schema,
@@ -140,30 +157,25 @@ class Executor:
         """``work``: (schema, the scope's migrations, the plan's pending ones). What is
         pending is decided again under the schema's lock."""
         return self._run(
-            ((schema, (migrations, planned)) for schema, migrations, planned in work),
-            self._migrate_schema,
-            fast=self._fast_path,
+            ((schema, migrations) for schema, migrations, _planned in work), self._migrate_schema
         )
 
     def rollback(self, work: Iterable[tuple[str, int]]) -> list[SchemaResult]:
         """``work``: (schema, version): undo every migration at or above ``version``."""
-        return self._run(work, self._rollback_schema)
+        return self._run(work, self._rollback_task)
 
     # -- worker pool --------------------------------------------------------------------
-    def _run(
-        self, work: Iterable[tuple[str, Any]], task: Callable, fast: Callable | None = None
-    ) -> list[SchemaResult]:
-        """Run ``task`` on every schema of ``work`` with ``jobs`` workers. ``fast``, when
-        given, is tried first on each schema and returns True when it did the work."""
+    def _run(self, work: Iterable[tuple[str, Any]], task: _Task) -> list[SchemaResult]:
+        """Run ``task`` on every schema of ``work`` with ``jobs`` workers."""
         self._queue = deque(_Item(schema, payload) for schema, payload in work)
         self.results = []
         self._stop.clear()
         workers = max(1, min(self.options.jobs, len(self._queue)))
         if workers == 1:
-            self._worker(task, fast)
+            self._worker(task)
             return self.results
         with ThreadPoolExecutor(workers, thread_name_prefix="tenancy-worker") as pool:
-            futures = [pool.submit(self._worker, task, fast) for _ in range(workers)]
+            futures = [pool.submit(self._worker, task) for _ in range(workers)]
             try:
                 for future in futures:
                     future.result()
@@ -211,7 +223,19 @@ class Executor:
         with self._emit_lock:
             self.on_event(event)
 
-    def _worker(self, task: Callable, fast: Callable | None) -> None:
+    def _connect(self) -> psycopg.Connection:
+        """A worker's connection, without psycopg's automatic prepared statements: the
+        engine sends few statements twice with parameters (the ledger read is sent as a
+        literal), and psycopg throws its prepared statements away (``DEALLOCATE ALL``, a
+        round trip) after every result whose status is ALTER or DROP, which migrations
+        return all the time."""
+        conn = db.connect(self.conninfo)
+        conn.prepare_threshold = None
+        with self._queue_lock:
+            self._conns.add(conn)
+        return conn
+
+    def _worker(self, task: _Task) -> None:
         conn: psycopg.Connection | None = None
         try:
             while True:
@@ -223,10 +247,8 @@ class Executor:
                     continue
                 try:
                     if conn is None or conn.closed or conn.broken:
-                        conn = db.connect(self.conninfo)
-                        with self._queue_lock:
-                            self._conns.add(conn)
-                    self._attempt(conn, item, task, fast)
+                        conn = self._connect()
+                    self._attempt(conn, item, task)
                 except psycopg.OperationalError as exc:
                     self._finish(SchemaResult(item.schema, "failed", error=f"connection: {exc}"))
                     conn = None
@@ -244,23 +266,18 @@ class Executor:
             with self._queue_lock:
                 self._conns = {c for c in self._conns if not c.closed}
 
-    def _attempt(
-        self, conn: psycopg.Connection, item: _Item, task: Callable, fast: Callable | None
-    ) -> None:
-        if fast is not None and fast(conn, item):
-            return
-        if self.options.transaction_pooler:
-            self._finish(SchemaResult(item.schema, "failed", error=NEEDS_SESSION))
-            return
-        if not db.try_lock(conn, item.schema):
+    def _attempt(self, conn: psycopg.Connection, item: _Item, task: _Task) -> None:
+        started = time.monotonic()
+        try:
+            result = task(conn, item.schema, item.payload)
+        except BaseException:
+            _rollback(conn)  # nothing of a failed attempt stays open on the connection
+            raise
+        if result is None:  # another run holds the schema
             self._busy(item)
             return
-        try:
-            self.emit(Event("schema_started", item.schema))
-            self._finish(task(conn, item.schema, item.payload))
-        finally:
-            if not conn.closed and not conn.broken:
-                db.unlock(conn, item.schema)
+        result.duration_ms = _ms_since(started)
+        self._finish(result)
 
     def _busy(self, item: _Item) -> None:
         """The schema is locked by another run: come back to it later, not in a blocking
@@ -280,72 +297,6 @@ class Executor:
         item.not_before = now + item.delay
         item.delay = min(item.delay * 2, 1.0)
         self._requeue(item)
-
-    # -- the common case: every pending file is transactional ---------------------------
-    def _fast_path(self, conn: psycopg.Connection, item: _Item) -> bool:
-        """Migrate a schema whose pending files are all transactional under a
-        transaction-level lock: four round trips for one file (BEGIN with the lock and the
-        session settings; the ledger read; the file; the ledger row with COMMIT), fewer
-        than the plain BEGIN/SET/file/INSERT/COMMIT. False: use the session-lock path."""
-        migrations, planned = item.payload
-        if not all(m.transactional for m in planned) and not self.options.fake:
-            return False
-        schema = item.schema
-        started = time.monotonic()
-        try:
-            outcome = self._with_lock_retries(
-                conn, schema, lambda: self._fast_once(conn, schema, migrations)
-            )
-        except MigrationError as exc:
-            _rollback(conn)
-            self._finish(
-                SchemaResult(schema, "failed", error=str(exc), duration_ms=_ms_since(started))
-            )
-            return True
-        except BaseException:
-            _rollback(conn)
-            raise
-        if outcome is None:  # another run holds the schema
-            self._busy(item)
-            return True
-        if outcome is False:  # a non-transactional file became pending meanwhile
-            return False
-        outcome.duration_ms = _ms_since(started)
-        self._finish(outcome)
-        return True
-
-    def _fast_once(
-        self, conn: psycopg.Connection, schema: str, migrations: list[Migration]
-    ) -> SchemaResult | bool | None:
-        cur = conn.execute(db.begin_locked(conn, schema, self.options.lock_timeout_ms))
-        cur.nextset()
-        row = cur.fetchone()
-        if not (row and row[0]):
-            _rollback(conn)
-            return None
-        # A statement of its own, after the lock: see ledger.applied_for.
-        pending = plan_schema(schema, "", migrations, ledger.applied_for(conn, schema)).pending
-        if not pending:
-            _rollback(conn)
-            return SchemaResult(schema, "skipped")
-        if not self.options.fake and not all(m.transactional for m in pending):
-            _rollback(conn)
-            return False
-        self.emit(Event("schema_started", schema))
-        apply_in_transaction(
-            conn,
-            schema,
-            pending,
-            placeholders(schema, conn.info.dbname),
-            lock_timeout_ms=self.options.lock_timeout_ms,
-            actor=self.options.actor,
-            run_id=self.options.run_id,
-            fake=self.options.fake,
-            on_sql=lambda m, text: self.emit(Event("sql", schema, migration=m, sql=text)),
-            configured=True,
-            commit=True,
-        )
-        return SchemaResult(schema, "succeeded", versions=[m.version for m in pending])
 
     def _with_lock_retries(
         self, conn: psycopg.Connection, schema: str, action: Callable[[], _T]
@@ -372,57 +323,145 @@ class Executor:
             f"lock_timeout ({self.options.lock_timeout_ms} ms): {_error_text(exc)}"
         )
 
-    # -- tasks --------------------------------------------------------------------------
+    # -- tasks: a SchemaResult, or None when another run holds the schema ---------------
     def _migrate_schema(
-        self,
-        conn: psycopg.Connection,
-        schema: str,
-        payload: tuple[list[Migration], list[Migration]],
-    ) -> SchemaResult:
-        """The session-lock path: the lock outlives the transactions, for the files that
-        must run outside one."""
-        started = time.monotonic()
+        self, conn: psycopg.Connection, schema: str, migrations: list[Migration]
+    ) -> SchemaResult | None:
+        """The one apply path. The first transaction takes the schema's transaction-level
+        lock and reads the ledger in the round trip of its ``BEGIN`` (three round trips for
+        a schema with one file: that, the file, its ledger row with the ``COMMIT``). When
+        what is pending needs more than that transaction (a file that cannot run in one),
+        the session-level lock is taken too before it ends, and held until the last
+        segment is done."""
         result = SchemaResult(schema, "succeeded")
-        # Read under the lock: another run may have applied some meanwhile.
-        pending = plan_schema(schema, "", payload[0], ledger.applied_for(conn, schema)).pending
-        if not pending:
-            result.status = "skipped"
-            return result
-        ids = placeholders(schema, conn.info.dbname)
+        state = _SchemaState(ids=placeholders(schema, conn.info.dbname))
         try:
-            for segment in _segments(pending):
-                if segment[0].transactional or self.options.fake:
+            rest = self._with_lock_retries(
+                conn, schema, lambda: self._first_transaction(conn, schema, migrations, state)
+            )
+            if rest is None:
+                return None
+            result.status, result.error = state.status, state.error
+            for segment in rest:
+                if segment[0].transactional:
                     self._with_lock_retries(
                         conn,
                         schema,
-                        lambda seg=segment: self._apply_transaction(conn, schema, seg, ids),
+                        lambda seg=segment: self._transaction(conn, schema, seg, state, begin=True),
                     )
                 else:
                     with self._alone:
-                        self._apply_alone(conn, schema, segment[0], ids, result)
-                result.versions.extend(m.version for m in segment)
+                        self._apply_alone(conn, schema, segment[0], state.ids, result)
+                state.versions.extend(m.version for m in segment)
         except MigrationError as exc:
+            _rollback(conn)
             result.status = "failed"
             result.error = str(exc)
             # What was committed before the failing segment stays recorded.
-        result.duration_ms = int((time.monotonic() - started) * 1000)
+        finally:
+            if state.session_locked and not conn.closed and not conn.broken:
+                _rollback(conn)
+                db.unlock(conn, schema)
+        result.versions = state.versions
         return result
 
-    def _apply_transaction(
-        self, conn: psycopg.Connection, schema: str, migrations: list[Migration], ids: dict
+    def _first_transaction(
+        self,
+        conn: psycopg.Connection,
+        schema: str,
+        migrations: list[Migration],
+        state: _SchemaState,
+    ) -> list[list[Migration]] | None:
+        """``BEGIN``, the schema's transaction-level lock, the session settings and the
+        ledger read, in one round trip; then what is pending, decided under the lock, and
+        its first segment when it is transactional. Returns the segments left, or None
+        when the lock is not free."""
+        begin = db.begin_locked(conn, schema, self.options.lock_timeout_ms)
+        cur = conn.execute(sql.SQL("{}; {}").format(begin, ledger.applied_statement(schema)))
+        cur.nextset()  # the lock's row
+        row = cur.fetchone()
+        if not (row and row[0]):
+            _rollback(conn)
+            return None
+        cur.nextset()  # the ledger's rows: a statement of its own, after the lock
+        pending = plan_schema(schema, "", migrations, ledger.applied_from(cur.fetchall(), schema))
+        if not pending.pending:
+            _rollback(conn)
+            state.status = "skipped"
+            return []
+        segments = [pending.pending] if self.options.fake else _segments(pending.pending)
+        if not segments[0][0].transactional or len(segments) > 1:
+            if self.options.transaction_pooler:
+                _rollback(conn)
+                state.status, state.error = "failed", NEEDS_SESSION
+                return []
+            if not state.session_locked:
+                # Granted at once: this session holds the same lock at transaction level.
+                # A session-level lock survives the transaction (even its rollback).
+                state.session_locked = db.try_lock(conn, schema)
+                assert state.session_locked
+        if not state.started:
+            state.started = True
+            self.emit(Event("schema_started", schema))
+        if not segments[0][0].transactional and not self.options.fake:
+            conn.execute("COMMIT")
+            return segments
+        self._transaction(conn, schema, segments[0], state, begin=False)
+        state.versions.extend(m.version for m in segments[0])
+        return segments[1:]
+
+    def _transaction(
+        self,
+        conn: psycopg.Connection,
+        schema: str,
+        migrations: list[Migration],
+        state: _SchemaState,
+        *,
+        begin: bool,
     ) -> None:
-        with conn.transaction():
-            apply_in_transaction(
+        """Transactional files, their ledger rows and the ``COMMIT``; with ``begin``, in a
+        transaction of their own (``BEGIN`` with the session settings), else in the open
+        one."""
+        if begin:
+            settings = db.settings_statement(conn, schema, self.options.lock_timeout_ms)
+            conn.execute(sql.SQL("BEGIN; {}").format(settings))
+        if self.options.fake:
+            record_in_transaction(
                 conn,
                 schema,
                 migrations,
-                ids,
-                lock_timeout_ms=self.options.lock_timeout_ms,
                 actor=self.options.actor,
                 run_id=self.options.run_id,
-                fake=self.options.fake,
-                on_sql=lambda m, text: self.emit(Event("sql", schema, migration=m, sql=text)),
+                commit=True,
             )
+            return
+        apply_in_transaction(
+            conn,
+            schema,
+            migrations,
+            state.ids,
+            lock_timeout_ms=self.options.lock_timeout_ms,
+            actor=self.options.actor,
+            run_id=self.options.run_id,
+            on_sql=lambda m, text: self.emit(Event("sql", schema, migration=m, sql=text)),
+            commit=True,
+        )
+
+    def _rollback_task(
+        self, conn: psycopg.Connection, schema: str, from_version: int
+    ) -> SchemaResult | None:
+        """A rollback holds the schema's session-level lock throughout: its DOWNs may run
+        outside a transaction."""
+        if self.options.transaction_pooler:
+            return SchemaResult(schema, "failed", error=NEEDS_SESSION)
+        if not db.try_lock(conn, schema):
+            return None
+        try:
+            self.emit(Event("schema_started", schema))
+            return self._rollback_schema(conn, schema, from_version)
+        finally:
+            if not conn.closed and not conn.broken:
+                db.unlock(conn, schema)
 
     def _apply_alone(
         self,
@@ -820,41 +859,126 @@ def apply_in_transaction(
     lock_timeout_ms: int,
     actor: str,
     run_id: int | None,
-    fake: bool = False,
-    new_schema: bool = False,
     on_sql: Callable[[Migration, str], None] | None = None,
-    configured: bool = False,
+    commit: bool = False,
+    new_schema: bool = False,
+) -> None:
+    """Apply ``migrations`` to ``schema`` in the caller's open transaction, whose
+    search_path and lock_timeout are the schema's already (``db.begin_locked``,
+    ``db.settings_statement``), and record them in the ledger; with ``commit``, the last
+    ledger row travels with the ``COMMIT``. ``on_sql`` sees each file's SQL before it runs.
+
+    ``new_schema=True`` is the earlier signature's way of asking for
+    ``apply_to_new_schema`` (tenant creation and tenant_verify still call it so)."""
+    if new_schema:
+        apply_to_new_schema(
+            conn, schema, migrations, ids, lock_timeout_ms=lock_timeout_ms, actor=actor
+        )
+        return
+
+    def text_of(m: Migration) -> str:
+        text = _render(m, ids)
+        if on_sql:
+            on_sql(m, text)
+        return text
+
+    _run_and_record(
+        conn,
+        schema,
+        migrations,
+        text_of,
+        lock_timeout_ms=lock_timeout_ms,
+        record=_Recording(actor, run_id),
+        then=_COMMIT if commit else None,
+    )
+
+
+def apply_to_new_schema(
+    conn: psycopg.Connection,
+    schema: str,
+    migrations: list[Migration],
+    ids: dict[str, str],
+    *,
+    lock_timeout_ms: int,
+    actor: str,
+) -> None:
+    """Build a schema created in the caller's open transaction (a new tenant, tenant_verify's
+    reference): set its search_path and lock_timeout, apply every file and record it.
+    Every table is empty, so the statements that cannot run in a transaction are built
+    non-concurrently instead. The caller commits (or rolls back)."""
+    db.configure(conn, schema, lock_timeout_ms)
+
+    def text_of(m: Migration) -> str:
+        text = _render(m, ids)
+        if m.transactional:
+            return text
+        return ";\n".join(_in_transaction(m, s) for s in statements.split(text))
+
+    _run_and_record(
+        conn,
+        schema,
+        migrations,
+        text_of,
+        lock_timeout_ms=lock_timeout_ms,
+        record=_Recording(actor, None),
+        then=None,
+    )
+
+
+def record_in_transaction(
+    conn: psycopg.Connection,
+    schema: str,
+    migrations: list[Migration],
+    *,
+    actor: str,
+    run_id: int | None,
     commit: bool = False,
 ) -> None:
-    """Apply ``migrations`` to ``schema`` inside the caller's open transaction and record
-    them in the ledger; with ``commit``, the last ledger row travels with the COMMIT.
-    ``configured``: search_path and lock_timeout are set already. With ``new_schema``
-    (tenant creation: every table is empty), the statements that cannot run in a
-    transaction are built non-concurrently instead."""
-    if not configured:
-        db.configure(conn, schema, lock_timeout_ms)
+    """``--fake``: the ledger rows of ``migrations``, their SQL not run, in the caller's open
+    transaction; with ``commit``, the last row travels with the ``COMMIT``."""
+    for index, m in enumerate(migrations):
+        row = ledger.record_statement(schema, m, elapsed_ms=0, actor=actor, run_id=run_id)
+        last = index + 1 == len(migrations)
+        conn.execute(sql.SQL("{}; COMMIT").format(row) if commit and last else row)
+
+
+@dataclass(frozen=True)
+class _Recording:
+    """Who and which run the ledger rows name."""
+
+    actor: str
+    run_id: int | None
+
+
+_COMMIT = sql.SQL("COMMIT")
+
+
+def _run_and_record(
+    conn: psycopg.Connection,
+    schema: str,
+    migrations: list[Migration],
+    text_of: Callable[[Migration], str],
+    *,
+    lock_timeout_ms: int,
+    record: _Recording,
+    then: sql.Composable | None,
+) -> None:
+    """Each file (``text_of`` gives its SQL) as the schema's owner, then its ledger row,
+    which shares its round trip with what follows it: the settings again before the next
+    file (a file may change search_path), ``then`` after the last."""
     owner = tenant_owner(schema, conn.info.dbname)
     for index, m in enumerate(migrations):
         started = time.monotonic()
-        if not fake:
-            text = _render(m, ids)
-            if new_schema and not m.transactional:
-                text = ";\n".join(_in_transaction(m, s) for s in statements.split(text))
-            if on_sql:
-                on_sql(m, text)
-            _execute_migration(conn, m, text, owner)
-        record: sql.Composable = ledger.record_statement(
-            schema, m, elapsed_ms=_ms_since(started), actor=actor, run_id=run_id
+        _execute_migration(conn, m, text_of(m), owner)
+        row = ledger.record_statement(
+            schema, m, elapsed_ms=_ms_since(started), actor=record.actor, run_id=record.run_id
         )
-        if not fake:
-            record = sql.SQL("{}; {}").format(_leave_file(conn, owner), record)
         if index + 1 < len(migrations):
-            # A migration may change search_path (set_config): ours again for the next.
             after: sql.Composable | None = db.settings_statement(conn, schema, lock_timeout_ms)
         else:
-            after = sql.SQL("COMMIT") if commit else None
-        # The ledger row shares its round trip with what follows it.
-        conn.execute(record if after is None else sql.SQL("{}; {}").format(record, after))
+            after = then
+        parts = [_leave_file(conn, owner), row, *([after] if after is not None else [])]
+        conn.execute(sql.SQL("; ").join(parts))
 
 
 def _in_transaction(migration: Migration, statement: str) -> str:

@@ -56,10 +56,21 @@ def applied_for(conn: psycopg.Connection, schema: str) -> dict[str, Applied]:
     one that took the lock: a statement's snapshot is taken when it starts, so rows a
     previous holder committed just before releasing the lock would be invisible to a
     statement that read and locked at once."""
-    rows = conn.execute(
-        f"SELECT {_APPLIED_COLUMNS} FROM public.tenant_migrations WHERE tenant_schema = %s",
-        [schema],
-    ).fetchall()
+    return applied_from(conn.execute(applied_statement(schema)).fetchall(), schema)
+
+
+def applied_statement(schema: str) -> sql.Composed:
+    """``applied_for``'s query, the schema as a literal, so that it can follow the statement
+    that takes the lock in the same round trip: each statement of a multi-statement query
+    takes its own snapshot when it starts (READ COMMITTED), so it still reads after the
+    lock. Read its rows with ``applied_from``."""
+    return sql.SQL(
+        f"SELECT {_APPLIED_COLUMNS} FROM public.tenant_migrations WHERE tenant_schema = {{}}"
+    ).format(sql.Literal(schema))
+
+
+def applied_from(rows: list[tuple], schema: str) -> dict[str, Applied]:
+    """The rows of ``applied_statement`` as ``applied_for`` returns them."""
     return _rows_to_map(rows).get(schema, {})
 
 

@@ -1,7 +1,7 @@
 """SIGINT and SIGTERM during a run: stop cleanly instead of dying with a traceback.
 
-The signal raises ``runs.Interrupted`` in the main thread; the run service rolls back the
-schema in progress (its transaction), marks the run 'interrupted', and the command exits
+The signal raises ``Interrupted`` (engine/errors.py) in the main thread; the run service rolls
+back the schema in progress (its transaction), marks the run 'interrupted', and the command exits
 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM), the shell's convention.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from tenancy.services.runs import Interrupted
+from tenancy.engine.errors import Interrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

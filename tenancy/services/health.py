@@ -19,9 +19,10 @@ from django.conf import settings
 
 from tenancy import conf
 from tenancy.engine import db
+from tenancy.engine.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING, RunError
 from tenancy.engine.plan import Plan
 from tenancy.engine.source import PUBLIC, TENANT, SourceError
-from tenancy.services import runs
+from tenancy.services import infrastructure, runs
 
 OK, WARNING, PENDING, FAILED = "ok", "warning", "pending", "failed"
 CONNECT_TIMEOUT_S = 5  # an unreachable host must not hang the check for minutes
@@ -45,8 +46,8 @@ class Health:
     def exit_code(self) -> int:
         statuses = {c.status for c in self.checks}
         if FAILED in statuses:
-            return runs.EXIT_FAILED
-        return runs.EXIT_PENDING if PENDING in statuses else runs.EXIT_OK
+            return EXIT_FAILED
+        return EXIT_PENDING if PENDING in statuses else EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -165,7 +166,7 @@ def check() -> Health:
     version = {"version": engine.version}
     health.checks.append(Check("server", OK, f"PostgreSQL {engine.version}", version))
     with db.connect({**conf.conninfo(), "connect_timeout": CONNECT_TIMEOUT_S}) as conn:
-        ready = runs.infrastructure_ready(conn)
+        ready = infrastructure.infrastructure_ready(conn)
     health.checks.append(infrastructure_check(ready))
     health.checks += work_checks(ready)
     health.checks.append(pooler_check(probes))
@@ -185,13 +186,13 @@ def infrastructure_check(ready: bool) -> Check:
 
 def work_checks(ready: bool) -> list[Check]:
     """Pending work, and (with the tenancy tables) whether the ledger matches the files."""
-    django = runs.pending_django_migrations()
+    django = infrastructure.pending_django_migrations()
     if not ready:
         message = f"Django: {len(django)} migration(s) of public; SQL: not checked (no tables)"
         return [Check("pending", PENDING, message, {"django": django})]
     try:
         plan = runs.make_plan()
-    except (runs.RunError, SourceError) as exc:
+    except (RunError, SourceError) as exc:
         return [Check("pending", FAILED, f"cannot read the migrations: {exc}", {"django": django})]
     return [pending_check(django, plan), ledger_check(plan)]
 

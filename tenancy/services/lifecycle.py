@@ -27,7 +27,7 @@ from tenancy.engine.names import (
     validate_org_id,
     validate_schema_name,
 )
-from tenancy.services.runs import connect_ready
+from tenancy.services.infrastructure import connect_ready
 from tenancy.services.tenants import (
     CreationContext,
     TenantError,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import os
 from dataclasses import dataclass
 
 from tenancy import conf
@@ -13,6 +11,7 @@ from tenancy.engine.names import PUBLIC_SCHEMA, validate_schema_name
 from tenancy.engine.plan import build_plan
 from tenancy.engine.source import PUBLIC, TENANT, Migration, discover
 from tenancy.services import runs
+from tenancy.services.infrastructure import connect_ready
 
 
 class RecoveryError(TenancyError):
@@ -23,13 +22,6 @@ class RecoveryError(TenancyError):
 class Accepted:
     name: str
     rows: int
-
-
-def default_actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return f"cli:uid{os.getuid()}"
 
 
 def drifted(
@@ -44,7 +36,7 @@ def drifted(
     if not matches:
         raise RecoveryError(f"No {scope} migration numbered {version} on disk.")
     migration = matches[0]
-    with runs.connect_ready() as conn:
+    with connect_ready() as conn:
         plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=not public, only=only)
     schemas = [
         s.schema
@@ -79,7 +71,7 @@ def accept_checksum(
 def tracked_rows(schema: str) -> int:
     """How many ledger rows ``reset_tracking`` would delete."""
     validate_schema_name(schema)
-    with runs.connect_ready() as conn:
+    with connect_ready() as conn:
         return len(ledger.applied_for(conn, schema))
 
 

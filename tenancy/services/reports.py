@@ -9,7 +9,7 @@ from datetime import datetime
 from tenancy import conf
 from tenancy.engine import ledger
 from tenancy.engine.plan import build_plan
-from tenancy.services.runs import connect_ready
+from tenancy.services.infrastructure import connect_ready
 
 
 @dataclass

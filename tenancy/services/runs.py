@@ -1,77 +1,53 @@
-"""Migration runs: plan, refuse on drift, execute public then tenants, record and audit.
+"""Migration runs: plan, refuse, look (a dry run) or execute public then tenants, record
+and audit.
 
 This is the one place a run is orchestrated; ``migrate_tenants``, ``migrate_schemas``,
-the admin's background job and the tests all call ``migrate``/``rollback`` here.
+the admin's background job and the tests all call ``migrate``/``rollback`` here. The run
+tables are written by ``run_records``; the infrastructure and connections come from
+``infrastructure``.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from tenancy import conf
-from tenancy.engine import audit, db, ledger, rules
-from tenancy.engine.errors import EXIT_DRIFT, EXIT_FAILED, EXIT_OK, EXIT_PENDING, TenancyError
+from tenancy.engine import audit, ledger, rules
+from tenancy.engine.errors import (
+    EXIT_DRIFT,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PENDING,
+    Interrupted,
+    RunError,
+)
 from tenancy.engine.executor import Event, Executor, SchemaResult
 from tenancy.engine.names import PUBLIC_SCHEMA, validate_schema_name
 from tenancy.engine.plan import Plan, build_plan, plan_schema
 from tenancy.engine.source import PUBLIC, TENANT, discover
+from tenancy.services.infrastructure import (
+    connect,
+    connect_ready,
+    ensure_infrastructure,
+    infrastructure_ready,
+    pending_django_migrations,
+    require_session,
+)
+from tenancy.services.run_records import (
+    Recorder,
+    finish_run,
+    heartbeat,
+    interruptible,
+    start_run,
+)
 
-INFRASTRUCTURE_LOCK = "tenancy:django-public"
+__all__ = ["Interrupted", "RunError", "RunReport", "RunRequest", "migrate", "rollback", "run"]
+
 JOBS_MARGIN = 5  # connections a run leaves free for the application and other sessions
-
-
-class RunError(TenancyError):
-    """A run that cannot start: bad arguments, no infrastructure, an unreadable file."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """A signal stopped the run: the schema in progress was rolled back. A KeyboardInterrupt,
-    so that psycopg cancels the statement in progress and leaves the connection usable."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-
-def require_session(what: str) -> None:
-    """Refuse, before anything changes, work that needs a session-level lock when the
-    engine's connection goes through a transaction-mode pooler (it would lose the lock):
-    as configured, or found by asking the server (a proxied connection not declared a
-    session-mode pooler is taken for one that may not keep sessions)."""
-    if conf.engine_through_transaction_pooler():
-        raise RunError(
-            f"{what} needs a session-level advisory lock, and the database connection goes "
-            "through a transaction-mode pooler (EMPLOYER_PORTAL_DB_POOLER=transaction), which "
-            "would silently lose it between transactions. Nothing was changed. Set "
-            "EMPLOYER_PORTAL_DIRECT_DB_URL to a direct connection to the database (see "
-            "docs/deployment.md)."
-        )
-    if conf.setting("ENGINE_POOLER") == "session":
-        return
-    with db.pooled(conf.conninfo()) as conn:
-        if db.proxied(conn):
-            raise RunError(
-                f"{what} needs a session-level advisory lock, and the engine's database "
-                "connection answers through a pooler or proxy (its backend pid is not the "
-                "server's) that is not declared to keep sessions: a transaction-mode pooler "
-                "would silently lose the lock. Nothing was changed. Set "
-                "EMPLOYER_PORTAL_DIRECT_DB_URL to a direct connection to the database, or "
-                "EMPLOYER_PORTAL_DB_POOLER=session for a pooler in session mode (see "
-                "docs/deployment.md)."
-            )
 
 
 @dataclass
@@ -151,76 +127,9 @@ class RunReport:
 
 
 # -- infrastructure ----------------------------------------------------------------------
-def infrastructure_ready(conn: psycopg.Connection) -> bool:
-    row = conn.execute(
-        "SELECT to_regclass('public.tenant_migrations') IS NOT NULL "
-        "AND to_regclass('public.tenant_registry') IS NOT NULL"
-    ).fetchone()
-    return bool(row and row[0])
-
-
-def require_infrastructure(conn: psycopg.Connection) -> None:
-    if not infrastructure_ready(conn):
-        raise RunError(
-            "The public schema has no tenancy tables yet: run "
-            "`manage.py migrate_tenants --public` first."
-        )
-
-
-def pending_django_migrations() -> list[str]:
-    """Django migrations of the public schema not yet applied (the infrastructure)."""
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
-
-    connection.set_schema_to_public()
-    executor = MigrationExecutor(connection)
-    targets = executor.loader.graph.leaf_nodes()
-    pending = [f"{m.app_label}.{m.name}" for m, _ in executor.migration_plan(targets)]
-    if not pending and not connection.in_atomic_block:
-        # The engine works on its own connections: a run holds jobs + 1, not one more idle.
-        connection.close()
-    return pending
-
-
-def ensure_infrastructure(verbosity: int = 0) -> list[str]:
-    """Apply the public schema's Django migrations (the seed's 'creates infrastructure')."""
-    if not pending_django_migrations():
-        return []
-    from django.core.management import call_command
-
-    # Two runs on an empty database must not both create the tables: queue on a lock.
-    require_session("Creating the public schema's tables")
-    with _connect() as conn:
-        if not db.wait_lock(conn, INFRASTRUCTURE_LOCK, float(conf.setting("SCHEMA_LOCK_WAIT_S"))):
-            raise RunError("Another process kept the infrastructure lock; try again.")
-        try:
-            pending = pending_django_migrations()
-            if pending:
-                call_command(
-                    "migrate_schemas",
-                    shared=True,
-                    interactive=False,
-                    verbosity=verbosity,
-                    sql_migrations=False,
-                )
-        finally:
-            db.unlock(conn, INFRASTRUCTURE_LOCK)
-    return pending
 
 
 # -- plans -------------------------------------------------------------------------------
-@contextmanager
-def connect_ready() -> Iterator[psycopg.Connection]:
-    """A pooled connection to a database whose tenancy tables exist (else RunError)."""
-    with db.pooled(conf.conninfo()) as conn:
-        require_infrastructure(conn)
-        yield conn
-
-
-def _connect() -> AbstractContextManager[psycopg.Connection]:
-    """The coordinator's connection (pooled: a run started right after another operation
-    reuses its connection, so a run holds at most jobs + 1)."""
-    return db.pooled(conf.conninfo())
 
 
 def _scope(public: bool, tenants: bool, only: list[str] | None) -> tuple[bool, bool, list | None]:
@@ -350,217 +259,6 @@ def _names(schemas: list[str], limit: int = 5) -> str:
 
 
 # -- runs --------------------------------------------------------------------------------
-class _Recorder:
-    """Keeps the run's row current while it runs (for the admin and `migrate_status`)."""
-
-    def __init__(self, conn: psycopg.Connection, run_id: int, total: int):
-        self.conn, self.run_id, self.total = conn, run_id, total
-        self.done = self.failed = 0
-        self._last = 0.0
-
-    def on_result(self, result: SchemaResult) -> None:
-        self.done += 1
-        self.failed += result.failed
-        now = time.monotonic()
-        if now - self._last >= 0.5 or self.done == self.total:
-            self._last = now
-            self.flush()
-
-    def flush(self) -> None:
-        self.conn.execute(
-            "UPDATE public.tenant_migration_runs SET done_schemas = %s, failed_schemas = %s, "
-            "heartbeat_at = now() WHERE id = %s",
-            [self.done, self.failed, self.run_id],
-        )
-
-
-HEARTBEAT_S = 10.0  # a running run touches its row this often
-DEAD_AFTER_S = 60  # ... and is taken for dead when it has not for this long
-
-
-def close_dead_runs(conn: psycopg.Connection) -> int:
-    """Mark 'interrupted' the runs whose process is gone: its backend has left (a direct
-    connection tells at once) or its heartbeat stopped. Their schemas were rolled back by
-    the server; the count of schemas done is read from the ledger rows they wrote."""
-    cur = conn.execute(
-        """
-        UPDATE public.tenant_migration_runs r
-           SET status = 'interrupted', finished_at = now(),
-               error = 'the process running it stopped before it finished',
-               done_schemas = (SELECT count(DISTINCT tenant_schema)
-                                 FROM public.tenant_migrations WHERE run_id = r.id),
-               failed_schemas = (SELECT count(*) FROM public.tenant_migration_run_results
-                                  WHERE run_id = r.id AND status = 'failed')
-         WHERE status = 'running'
-           AND (coalesce(heartbeat_at, started_at) < now() - make_interval(secs => %s)
-                OR (backend_pid IS NOT NULL
-                    AND backend_pid NOT IN (SELECT pid FROM pg_stat_activity)))
-        """,
-        [DEAD_AFTER_S],
-    )
-    return cur.rowcount
-
-
-def close_dead_runs_now() -> int:
-    """``close_dead_runs`` on a connection of its own (status pages, a starting worker)."""
-    with _connect() as conn:
-        if not infrastructure_ready(conn):
-            return 0
-        return close_dead_runs(conn)
-
-
-@contextmanager
-def heartbeat(conn: psycopg.Connection, run_id: int) -> Iterator[None]:
-    """Touch the run's row every HEARTBEAT_S while the block runs (psycopg connections are
-    thread-safe: the recorder shares this one)."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(HEARTBEAT_S):
-            try:
-                conn.execute(
-                    "UPDATE public.tenant_migration_runs SET heartbeat_at = now() WHERE id = %s",
-                    [run_id],
-                )
-            except psycopg.Error:
-                return  # the coordinator's connection is gone: so is the run
-
-    thread = threading.Thread(target=beat, name=f"run-{run_id}-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-@contextmanager
-def _interruptible(run_id: int) -> Iterator[None]:
-    """A run stopped by a signal (or any BaseException) is recorded as interrupted, on a
-    connection of its own: the coordinator's may have been cut mid-statement."""
-    try:
-        yield
-    except BaseException as exc:
-        reason = f"signal {exc.signum}" if isinstance(exc, Interrupted) else type(exc).__name__
-        with db.connect(conf.conninfo()) as conn:
-            interrupt_run(conn, run_id, f"interrupted by {reason}; a re-run finishes it")
-        raise
-
-
-def interrupt_run(conn: psycopg.Connection, run_id: int, error: str) -> None:
-    """Counts from what is on record: the ledger rows the run wrote (schemas done) and its
-    recorded failures; schemas cut off by the interruption were rolled back, not failed."""
-    conn.execute(
-        "UPDATE public.tenant_migration_runs r SET status = 'interrupted', finished_at = now(), "
-        "error = %s, done_schemas = (SELECT count(DISTINCT tenant_schema) "
-        "FROM public.tenant_migrations WHERE run_id = r.id), failed_schemas = (SELECT count(*) "
-        "FROM public.tenant_migration_run_results WHERE run_id = r.id AND status = 'failed') "
-        "WHERE id = %s",
-        [error, run_id],
-    )
-
-
-def queue_run(
-    *, actor: str, options: dict[str, Any], total: int, enqueue: Callable[[int], str]
-) -> int:
-    """Record a queued run and hand it to the worker (``enqueue(run_id)`` returns the job
-    id) in one transaction of Django's connection, where the job queue lives: the worker
-    never picks up a job whose run row it cannot see."""
-    from django.db import connection, transaction
-
-    with transaction.atomic():
-        connection.ensure_connection()
-        conn = connection.connection
-        row = conn.execute(
-            "INSERT INTO public.tenant_migration_runs (kind, actor, status, options, "
-            "total_schemas) VALUES ('migrate', %s, 'queued', %s, %s) RETURNING id",
-            [actor, Jsonb(options), total],
-        ).fetchone()
-        run_id = int(row[0])
-        job_id = enqueue(run_id)
-        conn.execute(
-            "UPDATE public.tenant_migration_runs SET options = options || %s WHERE id = %s",
-            [Jsonb({"job_id": job_id}), run_id],
-        )
-        audit.write(
-            conn,
-            "migrate.queued",
-            actor=actor,
-            details={**options, "run_id": run_id, "job_id": job_id},
-        )
-    return run_id
-
-
-def fail_queued_run(run_id: int, actor: str, error: str) -> None:
-    """Close a run that could not start (no infrastructure, a tenant dropped since it was
-    queued, an unreadable file), and say so in the audit log."""
-    with _connect() as conn, conn.transaction():
-        closed = conn.execute(
-            "UPDATE public.tenant_migration_runs SET status = 'failed', error = %s, "
-            "finished_at = now() WHERE id = %s AND status IN ('queued', 'running')",
-            [error, run_id],
-        ).rowcount
-        if closed:
-            details = {"run_id": run_id, "outcome": "failed", "error": error}
-            audit.write(conn, "migrate.run", actor=actor, details=details)
-
-
-def start_run(
-    conn: psycopg.Connection,
-    kind: str,
-    actor: str,
-    options: dict[str, Any],
-    total: int,
-    run_id: int | None = None,
-) -> int:
-    close_dead_runs(conn)
-    # Through a transaction pooler the backend is anyone's: only the heartbeat tells.
-    pid = sql.SQL("NULL" if conf.engine_through_transaction_pooler() else "pg_backend_pid()")
-    if run_id is not None:
-        conn.execute(
-            sql.SQL(
-                "UPDATE public.tenant_migration_runs SET status = 'running', started_at = now(), "
-                "heartbeat_at = now(), total_schemas = %s, backend_pid = {} WHERE id = %s"
-            ).format(pid),
-            [total, run_id],
-        )
-        return run_id
-    row = conn.execute(
-        sql.SQL(
-            "INSERT INTO public.tenant_migration_runs (kind, actor, options, total_schemas, "
-            "backend_pid, heartbeat_at) VALUES (%s, %s, %s, %s, {}, now()) RETURNING id"
-        ).format(pid),
-        [kind, actor, Jsonb(options), total],
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def finish_run(
-    conn: psycopg.Connection,
-    run_id: int,
-    results: list[SchemaResult],
-    *,
-    status: str,
-    error: str | None = None,
-) -> None:
-    touched = [r for r in results if r.status != "skipped"]
-    with conn.transaction():
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO public.tenant_migration_run_results "
-                "(run_id, tenant_schema, status, versions, error, duration_ms) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
-                [
-                    (run_id, r.schema, r.status, Jsonb(r.versions), r.error, r.duration_ms)
-                    for r in touched
-                ],
-            )
-        conn.execute(
-            "UPDATE public.tenant_migration_runs SET status = %s, error = %s, finished_at = now(),"
-            " done_schemas = %s, failed_schemas = %s WHERE id = %s",
-            [status, error, len(results), sum(r.failed for r in results), run_id],
-        )
 
 
 @dataclass
@@ -623,7 +321,7 @@ def _infrastructure(request: RunRequest) -> list[str]:
         return ensure_infrastructure()
     if not request.looking:
         return []
-    with _connect() as conn:
+    with connect() as conn:
         ready = infrastructure_ready(conn)
     if not ready:
         return ALL_PENDING
@@ -727,7 +425,7 @@ def _applied(conn: psycopg.Connection, request: RunRequest, report: RunReport) -
         result = SchemaResult(s.schema, "failed", error=error)
         report.results.append(result)
         handle(Event("schema_finished", s.schema, result=result))
-    with _interruptible(report.run_id), heartbeat(conn, report.run_id):
+    with interruptible(report.run_id), heartbeat(conn, report.run_id):
         stop_error = _execute(executor, plan, todo, report, fail_fast=request.fail_fast)
     _record(conn, request, report, stop_error)
     return report
@@ -744,7 +442,7 @@ def _executor(
     """The engine for this run, its workers fitted to the server, its events kept on the
     run's row and passed on."""
     assert report.plan is not None and report.run_id is not None
-    recorder = _Recorder(conn, report.run_id, len(report.plan.with_pending))
+    recorder = Recorder(conn, report.run_id, len(report.plan.with_pending))
 
     def handle(event: Event) -> None:
         if event.kind == "schema_finished" and event.result is not None:
@@ -878,7 +576,7 @@ def rollback(
         jobs, note = fit_jobs(conn, jobs)
         report.notes += [note] if note else []
         executor = Executor(conf.conninfo(), conf.engine_options(jobs=jobs, actor=actor), on_event)
-        with _interruptible(report.run_id), heartbeat(conn, report.run_id):
+        with interruptible(report.run_id), heartbeat(conn, report.run_id):
             report.results = executor.rollback((schema, int(version)) for schema, _ in targets)
         status = "failed" if report.failed else "succeeded"
         finish_run(conn, report.run_id, report.results, status=status)

@@ -26,7 +26,7 @@ from tenancy.engine.names import (
     validate_org_name,
 )
 from tenancy.engine.source import TENANT, Migration, discover
-from tenancy.services.runs import connect_ready
+from tenancy.services.infrastructure import connect_ready
 
 
 class TenantError(TenancyError):

@@ -36,7 +36,7 @@ from tenancy.engine.names import (
 )
 from tenancy.engine.plan import plan_schema
 from tenancy.engine.source import TENANT, Migration, discover
-from tenancy.services.runs import connect_ready
+from tenancy.services.infrastructure import connect_ready
 
 SCRATCH_PREFIX = "tenancy_verify_"
 # From this many tenants on, the fingerprint query runs on connections of its own, split over

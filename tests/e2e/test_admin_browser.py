@@ -14,6 +14,9 @@ from django.contrib.auth.models import User
 
 from tests.conftest import ledger_versions, manage, tables_in
 
+# Server-independent and slow: .ci/run runs these on its first server only.
+pytestmark = pytest.mark.once
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",

@@ -7,7 +7,7 @@ from typing import Any
 
 from django_tasks_db.management.commands.db_worker import Command as WorkerCommand
 
-from tenancy.services import runs
+from tenancy.services import run_records
 
 
 class Command(WorkerCommand):
@@ -17,7 +17,7 @@ class Command(WorkerCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        closed = runs.close_dead_runs_now()
+        closed = run_records.close_dead_runs_now()
         if closed and options.get("verbosity", 1) >= 1:
             self.stdout.write(f"Marked {closed} run(s) whose process died as interrupted.")
         super().handle(*args, **options)

@@ -9,8 +9,9 @@ from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 from django_tenants.management.commands.migrate_schemas import MigrateSchemasCommand
 
+from tenancy.engine.errors import RunError
+from tenancy.management.actor import cli_actor
 from tenancy.services import runs
-from tenancy.services.recovery import default_actor
 
 
 def _tenant_apps_have_migrations() -> bool:
@@ -56,9 +57,9 @@ class Command(MigrateSchemasCommand):
                 tenants=not schema or schema != "public",
                 only=[schema] if schema and schema != "public" else None,
                 jobs=options.get("jobs") or 1,
-                actor=default_actor(),
+                actor=cli_actor(),
             )
-        except runs.RunError as exc:
+        except RunError as exc:
             raise CommandError(str(exc)) from exc
         for reason in report.refused:
             self.stderr.write(self.style.ERROR(f"Refused: {reason}"))

@@ -9,8 +9,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy import conf
-from tenancy.engine.errors import TenancyError
+from tenancy.engine.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING, Interrupted, TenancyError
 from tenancy.engine.names import schema_for_org
+from tenancy.management.actor import cli_actor
 from tenancy.management.interrupts import interruptible
 from tenancy.management.output import Progress, write_json, write_plan
 from tenancy.management.prompts import confirm_schema
@@ -57,7 +58,7 @@ def _verb_flag(verb: str) -> str:
 
 def _would(o: dict, changes: bool) -> int:
     """The exit code of a verb's dry run: 2 under --check when it would change something."""
-    return runs.EXIT_PENDING if (o["check"] and changes) else runs.EXIT_OK
+    return EXIT_PENDING if (o["check"] and changes) else EXIT_OK
 
 
 def _positive(value: str) -> int:
@@ -85,7 +86,7 @@ class Command(BaseCommand):
             try:
                 usage_error(message)
             except SystemExit:
-                sys.exit(runs.EXIT_FAILED)
+                sys.exit(EXIT_FAILED)
 
         parser.error = error  # type: ignore[method-assign]
         return parser
@@ -198,12 +199,12 @@ class Command(BaseCommand):
         create.add_argument("--name", help="Organization name for --create-tenant.")
 
     def handle(self, *args: Any, **o: Any) -> None:
-        actor = o["actor"] or recovery.default_actor()
+        actor = o["actor"] or cli_actor()
         verb = self._verb(o)
         try:
             with interruptible():
                 code = self._run(verb, o, actor)
-        except runs.Interrupted as stop:
+        except Interrupted as stop:
             self.stderr.write(
                 f"Interrupted (signal {stop.signum}): the schema in progress was rolled back "
                 "and the run is recorded as interrupted; run the command again to finish."
@@ -254,7 +255,7 @@ class Command(BaseCommand):
         return verb
 
     def _usage(self, message: str) -> None:
-        raise CommandError(message, returncode=runs.EXIT_FAILED)
+        raise CommandError(message, returncode=EXIT_FAILED)
 
     # -- verbs ---------------------------------------------------------------------------
     def _schema(self, value: str) -> str:

@@ -8,9 +8,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.errors import TenancyError
+from tenancy.management.actor import cli_actor
 from tenancy.management.prompts import add_noinput_argument
 from tenancy.services import lifecycle
-from tenancy.services.recovery import default_actor
 
 
 class Command(BaseCommand):
@@ -37,7 +37,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         days = options["days"]
         statuses = tuple(options["status"] or lifecycle.INACTIVE_STATUSES)
-        actor = options["actor"] or default_actor()
+        actor = options["actor"] or cli_actor()
         try:
             candidates = lifecycle.inactive_tenants(days, statuses=statuses)
             dry_run = options["dry_run"] or not candidates

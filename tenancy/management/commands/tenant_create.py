@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.errors import TenancyError
-from tenancy.services.recovery import default_actor
+from tenancy.management.actor import cli_actor
 from tenancy.services.tenants import create_tenant
 
 
@@ -27,7 +27,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             created = create_tenant(
-                options["org_id"], options["name"], actor=options["actor"] or default_actor()
+                options["org_id"], options["name"], actor=options["actor"] or cli_actor()
             )
         except TenancyError as exc:
             raise CommandError(str(exc), returncode=exc.exit_code) from exc

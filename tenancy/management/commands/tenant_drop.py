@@ -7,9 +7,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.errors import TenancyError
+from tenancy.management.actor import cli_actor
 from tenancy.management.prompts import add_tenant_arguments, confirm_schema
 from tenancy.services import lifecycle
-from tenancy.services.recovery import default_actor
 
 
 class Command(BaseCommand):
@@ -37,7 +37,7 @@ class Command(BaseCommand):
                 )
             dropped = lifecycle.drop_tenant(
                 options["tenant"],
-                actor=options["actor"] or default_actor(),
+                actor=options["actor"] or cli_actor(),
                 expected_schema=confirmation,
                 reason=options["reason"],
             )

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenancy.services.runs import RunError
+from tenancy.engine.errors import RunError
 from tenancy.services.tenants import list_tenants
 
 

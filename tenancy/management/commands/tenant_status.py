@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.names import validate_schema_name
-from tenancy.services import runs
+from tenancy.services import run_records
 from tenancy.services.reports import schema_states
 
 COLUMNS = ("SCHEMA", "STATUS", "APPLIED", "LAST MIGRATION", "APPLIED AT", "PENDING", "FAILED",
@@ -66,7 +66,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         only = options["tenant"]
         try:
-            runs.close_dead_runs_now()  # whoever looks next closes runs whose process died
+            run_records.close_dead_runs_now()  # whoever looks next closes runs whose process died
             only = [validate_schema_name(s) for s in only] if only else None
             states = schema_states(include_public=options["public"], only=only, sizes=True)
         except TenancyError as exc:

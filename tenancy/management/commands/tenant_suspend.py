@@ -7,9 +7,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.errors import TenancyError
+from tenancy.management.actor import cli_actor
 from tenancy.management.prompts import add_tenant_arguments
 from tenancy.services import lifecycle
-from tenancy.services.recovery import default_actor
 
 
 class StatusCommand(BaseCommand):
@@ -25,7 +25,7 @@ class StatusCommand(BaseCommand):
             change = lifecycle.set_status(
                 options["tenant"],
                 self.status,
-                actor=options["actor"] or default_actor(),
+                actor=options["actor"] or cli_actor(),
                 reason=options["reason"],
             )
         except TenancyError as exc:
