@@ -534,39 +534,20 @@ def rollback(
     on_event: Callable[[Event], None] | None = None,
 ) -> RunReport:
     """Undo every migration numbered ``version`` or above, newest first, on the schemas
-    whose ledger shows them; each schema in its own transaction."""
+    whose ledger shows them; each schema in its own transaction. The same steps as a run:
+    plan → refuse → look (a dry run) or undo → record."""
     if not version.isdigit():
         raise RunError(f"--rollback takes a migration number such as 004, not {version!r}.")
     public, tenants, only = _scope(public, tenants, only)
     report = RunReport(kind="rollback", plan=None, dry_run=dry_run)
     with connect_ready() as conn:
-        plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=tenants, only=only)
-        _check_only(plan, only)
-        report.plan = plan
-        found = ledger.rollback_rows_by_schema(conn, [s.schema for s in plan.schemas], int(version))
-        targets = [(s.schema, found[s.schema]) for s in plan.schemas if s.schema in found]
+        targets = _rollback_plan(conn, report, int(version), public, tenants, only)
         report.refused = _rollback_refusals(targets)
         if report.refused:
             report.exit_code = EXIT_FAILED
             return report
         if dry_run:
-            for schema, rows in targets:
-                missing = [n for _, n, down in rows if not (down and down.strip())]
-                report.results.append(
-                    SchemaResult(
-                        schema,
-                        "failed" if missing else "planned",
-                        versions=[v for v, _, _ in rows],
-                        error=("no rollback SQL recorded for " + ", ".join(missing))
-                        if missing
-                        else None,
-                    )
-                )
-                if on_event:
-                    for _, name, down in rows:
-                        on_event(Event("sql", schema, sql=down or "", message=name))
-            report.exit_code = EXIT_FAILED if report.failed else EXIT_OK
-            return report
+            return _rollback_looked(report, targets, on_event)
         if not targets:
             return report  # nothing recorded at or above the version: no run row, no audit
         require_session("A rollback")
@@ -578,19 +559,60 @@ def rollback(
         executor = Executor(conf.conninfo(), conf.engine_options(jobs=jobs, actor=actor), on_event)
         with interruptible(report.run_id), heartbeat(conn, report.run_id):
             report.results = executor.rollback((schema, int(version)) for schema, _ in targets)
-        status = "failed" if report.failed else "succeeded"
-        finish_run(conn, report.run_id, report.results, status=status)
-        audit.write(
-            conn,
-            "migrate.rollback",
-            actor=actor,
-            details={
-                "run_id": report.run_id,
-                "version": version,
-                "outcome": status,
-                "rolled_back": {r.schema: r.versions for r in report.results if r.versions},
-                "failed": {r.schema: r.error for r in report.failed},
-            },
-        )
-        report.exit_code = EXIT_FAILED if report.failed else EXIT_OK
+        _record_rollback(conn, report, version, actor)
         return report
+
+
+_Targets = list[tuple[str, list[tuple]]]  # (schema, its ledger rows to undo, newest first)
+
+
+def _rollback_plan(
+    conn: psycopg.Connection,
+    report: RunReport,
+    version: int,
+    public: bool,
+    tenants: bool,
+    only: list[str] | None,
+) -> _Targets:
+    plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=tenants, only=only)
+    _check_only(plan, only)
+    report.plan = plan
+    found = ledger.rollback_rows_by_schema(conn, [s.schema for s in plan.schemas], version)
+    return [(s.schema, found[s.schema]) for s in plan.schemas if s.schema in found]
+
+
+def _rollback_looked(
+    report: RunReport, targets: _Targets, on_event: Callable[[Event], None] | None
+) -> RunReport:
+    """A dry run: what each schema would undo, and where no rollback SQL was recorded."""
+    for schema, rows in targets:
+        missing = [n for _, n, down in rows if not (down and down.strip())]
+        error = f"no rollback SQL recorded for {', '.join(missing)}" if missing else None
+        versions = [v for v, _, _ in rows]
+        report.results.append(
+            SchemaResult(schema, "failed" if missing else "planned", versions, error=error)
+        )
+        if on_event:
+            for _, name, down in rows:
+                on_event(Event("sql", schema, sql=down or "", message=name))
+    report.exit_code = EXIT_FAILED if report.failed else EXIT_OK
+    return report
+
+
+def _record_rollback(conn: psycopg.Connection, report: RunReport, version: str, actor: str) -> None:
+    assert report.run_id is not None
+    status = "failed" if report.failed else "succeeded"
+    finish_run(conn, report.run_id, report.results, status=status)
+    audit.write(
+        conn,
+        "migrate.rollback",
+        actor=actor,
+        details={
+            "run_id": report.run_id,
+            "version": version,
+            "outcome": status,
+            "rolled_back": {r.schema: r.versions for r in report.results if r.versions},
+            "failed": {r.schema: r.error for r in report.failed},
+        },
+    )
+    report.exit_code = EXIT_FAILED if report.failed else EXIT_OK

@@ -383,6 +383,8 @@ class Command(BaseCommand):
         self._refusals(report)
         if report.refused:
             return report.exit_code
+        for note in report.notes:
+            self.stdout.write(note)
         if not report.results:
             self.stdout.write(
                 f"Nothing to roll back: no schema has migration {o['rollback']} or later recorded."
