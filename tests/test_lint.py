@@ -234,9 +234,10 @@ def test_roles_owners_grants_and_session_functions_are_refused(tmp_path):
         "ALTER ROLE CURRENT_USER SET work_mem = '1GB';\n"  # 10
         "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC;\n"  # 11
         "SELECT lo_create(0), pg_advisory_lock(1);\n"  # 12
-        "SELECT query_to_xml('DROP SCHEMA x', true, true, '');\n",  # 13
+        "SELECT query_to_xml('DROP SCHEMA x', true, true, '');\n"  # 13
+        "ALTER DATABASE postgres SET search_path = public;\n",  # 14
     )
-    assert hits(problems, "privileges") == [(n, "error") for n in (4, 5, 6, 9, 10, 11)]
+    assert hits(problems, "privileges") == [(n, "error") for n in (4, 5, 6, 9, 10, 11, 14)]
     assert hits(problems, "forbidden-function") == [(12, "error"), (13, "error")]
 
 

@@ -627,6 +627,11 @@ _ENGINE_ONLY: dict[type, str] = {
     ast.CreatePublicationStmt: "CREATE PUBLICATION",
     ast.CreateSubscriptionStmt: "CREATE SUBSCRIPTION",
     ast.LoadStmt: "LOAD",
+    ast.CreatedbStmt: "CREATE DATABASE",
+    ast.DropdbStmt: "DROP DATABASE",
+    ast.AlterDatabaseStmt: "ALTER DATABASE",
+    ast.AlterDatabaseSetStmt: "ALTER DATABASE … SET",
+    ast.CreateTableSpaceStmt: "CREATE TABLESPACE",
 }
 _GRANTEES_ALLOWED = frozenset({TENANT_ROLE})
 
