@@ -31,9 +31,8 @@ wrote it, and 005_x.sql: the same file with other table and column names.)
 Each row's SQL is built with the engine's own helpers (``db.begin_locked``,
 ``ledger.applied_for``, ``ledger.record_statement``, the executor's savepoint and role
 statements), so the rows follow the engine. Round trips per schema are given for each.
-``--only`` picks variants by key (``exec`` for the checkouts' executors; ``exec``,
-``exec_noprep``, ``exec_3rt``, ``exec_3rt_noprep`` for this checkout's executor as is and
-with prototypes of proposed engine changes, patched in: see PROTOTYPES).
+``--only`` picks variants by key (``exec``: this checkout's executor and the checkouts',
+interleaved by chunks).
 It does not drop the database: drop it (and its tenant roles) when done.
 """
 
@@ -74,11 +73,11 @@ from psycopg import sql  # noqa: E402
 
 from tenancy import conf  # noqa: E402
 from tenancy.engine import db, ledger, statements  # noqa: E402
-from tenancy.engine import executor as executor_module  # noqa: E402
 from tenancy.engine.executor import (  # noqa: E402
     SAVEPOINT,
     Executor,
-    _set_role,
+    _as_owner,
+    _back_to_login,
     placeholders,
     tenant_owner,
 )
@@ -106,7 +105,6 @@ INS = sql.SQL(
 )
 SAVE = sql.SQL("SAVEPOINT {}").format(sql.Identifier(SAVEPOINT))
 RELEASE = sql.SQL("RELEASE SAVEPOINT {}").format(sql.Identifier(SAVEPOINT))
-NO_ROLE = sql.SQL("SELECT set_config('role', 'none', true)")
 LOCK_TIMEOUT = 5000
 
 
@@ -131,18 +129,19 @@ def raw(c, s, *, owner=False, savepoint=False):
     with c.transaction():  # BEGIN ... COMMIT: 2 round trips
         c.execute(db.search_path(s))
         enter = [SAVE] if savepoint else []
-        enter += [_set_role(OWNER[s])] if owner else []
+        enter += [_as_owner(c, OWNER[s])] if owner else []
         c.execute(join(*enter, TEXT[s]))
         leave = [RELEASE] if savepoint else []
-        leave += [NO_ROLE] if owner else []
+        leave += [_back_to_login(c)] if owner else []
         values = [s, mig.version, mig.name, mig.checksum, mig.down_sql]
         c.execute(join(*leave, INS.format(*map(sql.Literal, values))))
 
 
 def engine_seq(c, s, *, owner=True, savepoint=True, read_with_lock=False):
-    """The fast path's statements by hand: [BEGIN; lock + settings] [ledger read]
-    [SAVEPOINT; role; file] [RELEASE; role none; ledger upsert; COMMIT]: 4 round trips.
-    ``read_with_lock``: the ledger read as a third statement of the first round trip (3)."""
+    """The engine's statements by hand: [BEGIN; lock + settings] [ledger read]
+    [SAVEPOINT; role; file] [RELEASE; role back; ledger upsert; COMMIT]: 4 round trips.
+    ``read_with_lock``: the ledger read as a third statement of the first round trip (3),
+    as the engine sends it since the commit after 8223563."""
     begin = db.begin_locked(c, s, LOCK_TIMEOUT)
     if read_with_lock:
         cur = c.execute(
@@ -164,10 +163,10 @@ def engine_seq(c, s, *, owner=True, savepoint=True, read_with_lock=False):
         assert cur.fetchone()[0]
         ledger.applied_for(c, s)
     enter = [SAVE] if savepoint else []
-    enter += [_set_role(OWNER[s])] if owner else []
+    enter += [_as_owner(c, OWNER[s])] if owner else []
     c.execute(join(*enter, TEXT[s]))
     leave = [RELEASE] if savepoint else []
-    leave += [NO_ROLE] if owner else []
+    leave += [_back_to_login(c)] if owner else []
     record = ledger.record_statement(s, mig, elapsed_ms=1, actor="x", run_id=None)
     c.execute(join(*leave, record, "COMMIT"))
 
@@ -301,72 +300,17 @@ class ExecutorServer:
         self.proc.wait()
 
 
-# Prototypes of proposed engine changes, patched in for a variant (not engine code):
-# - no auto-prepare: the worker connections with psycopg's prepare_threshold=None (psycopg
-#   prepares the ledger read after 5 uses, and discards every prepared statement after a
-#   result whose status starts with ALTER/DROP, as a migration's does: a DEALLOCATE ALL);
-# - read with the lock: the ledger read as a third statement of the BEGIN round trip (its
-#   own statement, so its snapshot follows the lock), instead of a round trip of its own.
-#   The body is the fast path's, Executor._fast_once as of commit 82f4047.
-def _connect_noprep(conninfo, *, autocommit: bool = True) -> psycopg.Connection:
-    return psycopg.connect(**dict(conninfo), autocommit=autocommit, prepare_threshold=None)
-
-
-def _fast_once_read_with_lock(self, conn, schema, migrations):
-    read = sql.SQL("SELECT {} FROM public.tenant_migrations WHERE tenant_schema = {}").format(
-        sql.SQL(ledger._APPLIED_COLUMNS), sql.Literal(schema)
-    )
-    begin = db.begin_locked(conn, schema, self.options.lock_timeout_ms)
-    cur = conn.execute(sql.SQL("{}; {}").format(begin, read))
-    cur.nextset()
-    row = cur.fetchone()
-    if not (row and row[0]):
-        executor_module._rollback(conn)
-        return None
-    cur.nextset()
-    applied = ledger._rows_to_map(cur.fetchall()).get(schema, {})
-    pending = executor_module.plan_schema(schema, "", migrations, applied).pending
-    if not pending:
-        executor_module._rollback(conn)
-        return executor_module.SchemaResult(schema, "skipped")
-    if not self.options.fake and not all(m.transactional for m in pending):
-        executor_module._rollback(conn)
-        return False
-    self.emit(executor_module.Event("schema_started", schema))
-    executor_module.apply_in_transaction(
-        conn,
-        schema,
-        pending,
-        placeholders(schema, conn.info.dbname),
-        lock_timeout_ms=self.options.lock_timeout_ms,
-        actor=self.options.actor,
-        run_id=self.options.run_id,
-        fake=self.options.fake,
-        on_sql=lambda m, text: self.emit(
-            executor_module.Event("sql", schema, migration=m, sql=text)
-        ),
-        configured=True,
-        commit=True,
-    )
-    return executor_module.SchemaResult(schema, "succeeded", versions=[m.version for m in pending])
-
-
-def in_process_executor(*, noprep: bool = False, read_with_lock: bool = False):
-    """``Executor.migrate`` of this checkout over a chunk, optionally with prototypes."""
+def in_process_executor():
+    """``Executor.migrate`` of this checkout over a chunk. (The two prototypes this file
+    patched in until commit 8223563, worker connections without psycopg's auto-prepare and
+    the ledger read in the BEGIN round trip, are the engine's own since: compare with an
+    earlier checkout by ``--checkout before=DIR``.)"""
 
     def run(chunk: list[str]) -> float:
-        connect, fast_once = executor_module.db.connect, Executor._fast_once
-        if noprep:
-            executor_module.db.connect = _connect_noprep
-        if read_with_lock:
-            Executor._fast_once = _fast_once_read_with_lock
-        try:
-            started = time.perf_counter()
-            options = conf.engine_options(jobs=1, actor="ablation")
-            res = Executor(conf.conninfo(), options, None).migrate((s, SCOPE, [mig]) for s in chunk)
-            seconds = time.perf_counter() - started
-        finally:
-            executor_module.db.connect, Executor._fast_once = connect, fast_once
+        started = time.perf_counter()
+        options = conf.engine_options(jobs=1, actor="ablation")
+        res = Executor(conf.conninfo(), options, None).migrate((s, SCOPE, [mig]) for s in chunk)
+        seconds = time.perf_counter() - started
         assert all(r.status == "succeeded" for r in res), [r for r in res if r.failed][:2]
         return seconds
 
@@ -375,13 +319,6 @@ def in_process_executor(*, noprep: bool = False, read_with_lock: bool = False):
 
 PROTOTYPES = [  # (key, label, runner)
     ("exec", "Executor.migrate of this checkout, as is", in_process_executor()),
-    ("exec_noprep", "  worker connections without auto-prepare", in_process_executor(noprep=True)),
-    ("exec_3rt", "  ledger read with the lock", in_process_executor(read_with_lock=True)),
-    (
-        "exec_3rt_noprep",
-        "  both",
-        in_process_executor(noprep=True, read_with_lock=True),
-    ),
 ]
 
 
@@ -422,9 +359,9 @@ STEPS = [
     ("seq_old", "engine seq. of adb9785: no savepoint, no role", 4, partial(E, **NONE)),
     ("seq_sp", "  + savepoint", 4, partial(E, owner=False)),
     ("seq_role", "  + owner role", 4, partial(E, savepoint=False)),
-    ("seq_now", "  + both: today's engine sequence", 4, E),
-    ("seq_3rt", "today's, ledger read with the lock", 3, partial(E, read_with_lock=True)),
-    ("seq_3rt_nosp", "today's, read with the lock, no savepoint", 3, partial(E, **FAST)),
+    ("seq_now", "  + both: the engine sequence of 8223563", 4, E),
+    ("seq_3rt", "  + ledger read with the lock (engine now)", 3, partial(E, read_with_lock=True)),
+    ("seq_3rt_nosp", "the engine now without its savepoint", 3, partial(E, **FAST)),
 ]
 # Whole runs: (key, label, runner() -> seconds). Measured pass by pass between raw passes.
 RUNS = [

@@ -26,6 +26,7 @@ import pstats
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -150,7 +151,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help=f"skip the {LOCKS_CHECK_TENANTS}-tenant max_locks_per_transaction step",
     )
+    p.add_argument(
+        "--checkout",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also run the status step and the apply step (at the first --jobs) with the code "
+        "of another checkout (e.g. the commit before a change), in a subprocess timed inside "
+        "itself, its passes alternating with raw like this checkout's",
+    )
     args = p.parse_args(argv)
+    args.checkout = [tuple(c.split("=", 1)) for c in args.checkout]
     args.jobs = sorted({int(j) for j in str(args.jobs).split(",") if j.strip()})
     if not args.db_name.startswith("bench"):
         p.error("--db-name must start with 'bench': the bench drops its database at the end")
@@ -176,6 +187,47 @@ def configure_environment(args: argparse.Namespace) -> None:
     else:
         os.environ.pop("EMPLOYER_PORTAL_DB_URL", None)
         os.environ["EMPLOYER_PORTAL_DB_NAME"] = args.db_name
+
+
+# Another checkout's runs.migrate / status, in a process of its own (its code, this bench's
+# database and migrations folder), timed inside it so that its start-up does not count.
+CHECKOUT_CHILD = """
+import json, os, statistics, sys, time
+sys.path.insert(0, os.getcwd())
+import django
+django.setup()
+from django.conf import settings
+settings.TENANCY = {**settings.TENANCY, "MIGRATIONS_DIR": sys.argv[1]}
+from tenancy.services import reports, runs
+if sys.argv[2] == "status":
+    times = []
+    for _ in range(int(sys.argv[3])):
+        started = time.perf_counter()
+        runs.make_plan()
+        reports.schema_states()
+        times.append(time.perf_counter() - started)
+    print(json.dumps({"seconds": statistics.median(times), "all": times}))
+else:
+    started = time.perf_counter()
+    report = runs.migrate(jobs=int(sys.argv[3]), actor="bench")
+    seconds = time.perf_counter() - started
+    ok = sum(r.status == "succeeded" for r in report.results)
+    print(json.dumps({"seconds": seconds, "exit": report.exit_code, "ok": ok}))
+"""
+
+
+def run_checkout(directory: str, sql_dir: Path, *args: str) -> dict[str, Any]:
+    env = {**os.environ}
+    env.setdefault("EMPLOYER_PORTAL_PGDATA", str(ROOT / ".pgdata"))
+    out = subprocess.run(
+        [sys.executable, "-c", CHECKOUT_CHILD, str(sql_dir), *args],
+        cwd=directory,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 # -- measurement helpers ---------------------------------------------------------------------
@@ -252,7 +304,7 @@ class ApplyPass:
     (and its undo) leaves dead catalog rows behind and the next one is slower."""
 
     index: int
-    kind: str  # raw | engine
+    kind: str  # raw | engine | the name of a --checkout
     jobs: int | None
     seconds: float
     schemas: int
@@ -277,7 +329,7 @@ class ApplyPass:
 
     @property
     def label(self) -> str:
-        return "raw" if self.kind == "raw" else f"engine --jobs {self.jobs}"
+        return "raw" if self.kind == "raw" else f"{self.kind} --jobs {self.jobs}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -720,6 +772,7 @@ class Bench:
                     f"{note}; {results} run result rows by then",
                 )
             )
+            self.checkout_status(schemas, raw_s, "status: both, after the apply runs")
             return
         self.results.rows += [
             Row(
@@ -755,6 +808,25 @@ class Bench:
         ]
         self.status_s = statistics.median(both)
         self.status_schemas = schemas
+        self.checkout_status(schemas, raw_s, "status: both (dry run + status)")
+
+    def checkout_status(self, schemas: int, raw_s: float, step: str) -> None:
+        """The same status figure with each --checkout's code, right after this one's."""
+        for name, directory in self.args.checkout:
+            out = run_checkout(directory, self.sql_dir, "status", str(self.args.repeat))
+            self.results.rows.append(
+                Row(
+                    f"{step} [{name}]",
+                    schemas,
+                    out["seconds"],
+                    raw_s,
+                    None,
+                    None,
+                    peak_rss_mb(),
+                    f"median of {self.args.repeat} in {directory}: "
+                    + ", ".join(f"{v:.3f}" for v in out["all"]),
+                )
+            )
 
     # -- step 2: a run with nothing to do ---------------------------------------------------
     def step_noop(self) -> None:
@@ -880,10 +952,14 @@ class Bench:
         migration = self.write_migration(APPLY_SLUG, APPLY_SQL)
         schemas = self.tenant_schemas()
         n = len(schemas)
-        order = [jobs for _ in range(self.args.rounds) for jobs in self.args.jobs]
+        # (checkout name or None for this one, jobs); other checkouts at the first --jobs.
+        variants = [(None, jobs) for jobs in self.args.jobs]
+        variants += [(name, self.args.jobs[0]) for name, _ in self.args.checkout]
+        order = [v for _ in range(self.args.rounds) for v in variants]
+        directories = dict(self.args.checkout)
         self.log(
             f"apply {migration.name} to {n} schemas: raw, "
-            + ", ".join(f"jobs {jobs}, raw" for jobs in order)
+            + ", ".join(f"{name or 'engine'} jobs {jobs}, raw" for name, jobs in order)
         )
         self.raw_apply(schemas, migration)  # warm-up, not timed
         passes = self.results.apply_passes
@@ -896,22 +972,29 @@ class Bench:
             self.log(f"pass {len(passes)}: raw apply {m.seconds:.2f}s")
 
         raw_pass()
-        for jobs in order:
+        for name, jobs in order:
             self.undo(schemas, migration)
             m = Measure()
             with self.measured(m):
-                report = runs.migrate(jobs=jobs, actor="bench")
-            ok = sum(r.status == "succeeded" for r in report.results)
-            if report.exit_code != 0 or ok != n:
-                raise SystemExit(f"engine apply jobs={jobs}: exit {report.exit_code}, {ok}/{n} ok")
+                if name is None:
+                    report = runs.migrate(jobs=jobs, actor="bench")
+                    code = report.exit_code
+                    ok = sum(r.status == "succeeded" for r in report.results)
+                else:
+                    out = run_checkout(directories[name], self.sql_dir, "migrate", str(jobs))
+                    code, ok = out["exit"], out["ok"]
+            if name is not None:
+                m.seconds = out["seconds"]  # timed inside the child, without its start-up
+            if code != 0 or ok != n:
+                raise SystemExit(f"{name or 'engine'} apply jobs={jobs}: exit {code}, {ok}/{n} ok")
             self.verify_applied(schemas, migration, "bench_priority")
             passes.append(
-                ApplyPass(len(passes) + 1, "engine", jobs, m.seconds, n, m.max_connections)
+                ApplyPass(len(passes) + 1, name or "engine", jobs, m.seconds, n, m.max_connections)
             )
-            self.log(f"pass {len(passes)}: engine apply jobs={jobs}: {m.seconds:.2f}s")
+            self.log(f"pass {len(passes)}: {name or 'engine'} apply jobs={jobs}: {m.seconds:.2f}s")
             raw_pass()
         for i, p in enumerate(passes):
-            if p.kind == "engine":
+            if p.kind != "raw":
                 p.raw_before, p.raw_after = passes[i - 1].seconds, passes[i + 1].seconds
         if self.args.profile:  # an extra, untimed pass (workers' threads are not profiled)
             jobs = self.args.jobs[0]
@@ -922,15 +1005,16 @@ class Bench:
         # Left applied: tenants created later get every file, as the engine would give them.
         raws = [p for p in passes if p.kind == "raw"]
         self.apply_ratio: dict[int, float] = {}
-        for jobs in self.args.jobs:
-            mine = [p for p in passes if p.jobs == jobs]
+        for name, jobs in variants:
+            mine = [p for p in passes if p.jobs == jobs and p.kind == (name or "engine")]
             engine_s = statistics.fmean(p.seconds for p in mine)
             raw_s = statistics.fmean(p.raw_adjacent or 0.0 for p in mine)
-            self.apply_ratio[jobs] = engine_s / raw_s
+            if name is None:
+                self.apply_ratio[jobs] = engine_s / raw_s
             pairs = " ".join(f"{p.ratio_before:.2f}/{p.ratio_after:.2f}" for p in mine)
             self.results.rows.append(
                 Row(
-                    f"apply 1 migration: migrate(jobs={jobs})",
+                    f"apply 1 migration: migrate(jobs={jobs})" + (f" [{name}]" if name else ""),
                     n,
                     engine_s,
                     raw_s,
@@ -1115,7 +1199,7 @@ class Bench:
             pairs = [
                 r
                 for p in self.results.apply_passes
-                if p.jobs == jobs
+                if p.jobs == jobs and p.kind == "engine"
                 for r in (p.ratio_before, p.ratio_after)
                 if r is not None
             ]
