@@ -24,12 +24,16 @@ from django_tasks_db.models import DBTaskResult
 
 from tenancy.admin_views import (
     ACTIVE_RUN_STATUSES,
+    STATUS_KINDS,
     CreateTenantForm,
     actor_for,
+    badge,
     enqueue_run,
     run_progress,
     schema_states_for,
+    state_badges,
     tenant_page_context,
+    when,
 )
 from tenancy.engine.errors import RunError, TenancyError
 from tenancy.engine.names import InvalidName
@@ -91,6 +95,22 @@ class HasFailuresFilter(_StateFilter):
         return state.failed
 
 
+class HasDriftFilter(_StateFilter):
+    title = "has drift"
+    parameter_name = "has_drift"
+
+    def matches(self, state: SchemaState) -> bool:
+        return bool(state.drift)
+
+
+class MissingSchemaFilter(_StateFilter):
+    title = "schema missing"
+    parameter_name = "schema_missing"
+
+    def matches(self, state: SchemaState) -> bool:
+        return not state.schema_exists
+
+
 class TenantChangeList(ChangeList):
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
@@ -118,17 +138,23 @@ def _verify_one(request: HttpRequest, schema: str) -> TenantResult | None:
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
+    # Narrow columns that fit at 1400 px beside the filters; the phone hides the quiet ones.
     list_display = (
         "organization_name",
         "auth0_org_id",
-        "schema_name",
-        "status",
+        "status_badge",
         "applied_count",
-        "pending_count",
-        "failed_state",
+        "migration_state",
         "last_migration",
+        "created",
     )
-    list_filter = ("status", HasPendingFilter, HasFailuresFilter)
+    list_filter = (
+        "status",
+        HasPendingFilter,
+        HasFailuresFilter,
+        HasDriftFilter,
+        MissingSchemaFilter,
+    )
     search_fields = ("organization_name", "auth0_org_id", "schema_name")
     list_per_page = 100
     actions = ["run_pending_migrations"]
@@ -156,34 +182,30 @@ class TenantAdmin(admin.ModelAdmin):
         state = _state(tenant)
         return state.applied if state else "?"
 
-    @admin.display(description="Pending")
-    def pending_count(self, tenant: Tenant) -> str:
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, tenant: Tenant) -> str:
+        return badge(tenant.get_status_display(), STATUS_KINDS.get(tenant.status, "quiet"))
+
+    @admin.display(description="Migrations")
+    def migration_state(self, tenant: Tenant) -> str:
+        return state_badges(_state(tenant), tenant.schema_name)
+
+    @admin.display(description="Last migrated")
+    def last_migration(self, tenant: Tenant) -> str:
         state = _state(tenant)
         if state is None:
             return "?"
-        if not state.schema_exists:
-            return format_html('<span title="{}">schema missing</span>', tenant.schema_name)
-        drift = f" (drift: {', '.join(state.drift)})" if state.drift else ""
+        if not state.last_migration:
+            return "—"
         return format_html(
-            '<span title="{}">{} pending{}</span>',
-            ", ".join(state.pending),
-            len(state.pending),
-            drift,
+            '<span class="tenancy-last">{}</span><br><small>{}</small>',
+            state.last_migration,
+            when(state.last_applied_at),
         )
 
-    @admin.display(description="Failed")
-    def failed_state(self, tenant: Tenant) -> str:
-        state = _state(tenant)
-        if state is None or not state.failed:
-            return "0 failed"
-        return format_html(
-            '<span title="{}" class="errornote-inline">1 failed</span>', state.last_error or ""
-        )
-
-    @admin.display(description="Last migration")
-    def last_migration(self, tenant: Tenant) -> str:
-        state = _state(tenant)
-        return (state.last_migration or "—") if state else "?"
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, tenant: Tenant) -> str:
+        return when(tenant.created_at)
 
     # -- pages ----------------------------------------------------------------------------
     def get_urls(self) -> list:

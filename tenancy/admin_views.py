@@ -10,6 +10,10 @@ from django import forms
 from django.contrib import messages
 from django.db.models import Q
 from django.http import HttpRequest
+from django.templatetags.static import static
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from tenancy import conf
 from tenancy.engine import statements
@@ -47,17 +51,41 @@ class CreateTenantForm(forms.Form):
 
 # -- the tenant list ---------------------------------------------------------------------
 def schema_states_for(request: HttpRequest) -> dict[str, SchemaState]:
-    """Every tenant's migration state, computed once per request (filters and columns
-    share it): reports.schema_states answers in a constant number of queries."""
+    """Every tenant's migration state, computed once per request (filters, columns and the
+    run buttons share it): reports.schema_states answers in a constant number of queries.
+    The public schema's state is kept apart (``public_state_for``)."""
     cached = getattr(request, _STATES_ATTR, None)
     if cached is None:
+        public: SchemaState | None = None
         try:
-            cached = {s.schema: s for s in reports.schema_states(include_public=False)}
+            cached = {}
+            for s in reports.schema_states(include_public=True):
+                if s.scope == "public":
+                    public = s
+                else:
+                    cached[s.schema] = s
         except TenancyError as exc:
             messages.error(request, f"Migration state unavailable: {exc}")
             cached = {}
         setattr(request, _STATES_ATTR, cached)
+        setattr(request, _STATES_ATTR + "_public", public)
     return cached
+
+
+def public_state_for(request: HttpRequest) -> SchemaState | None:
+    schema_states_for(request)
+    return getattr(request, _STATES_ATTR + "_public", None)
+
+
+def has_work(state: SchemaState | None) -> bool:
+    """Whether a run would do something to this schema (pending files, or a missing schema
+    it would report)."""
+    return bool(state and (state.pending or not state.schema_exists))
+
+
+def anything_pending(request: HttpRequest) -> bool:
+    states = schema_states_for(request)
+    return has_work(public_state_for(request)) or any(has_work(s) for s in states.values())
 
 
 # -- a tenant's page ---------------------------------------------------------------------
@@ -151,3 +179,81 @@ def run_progress(run: MigrationRun) -> dict[str, Any]:
             for r in run.results.order_by("tenant_schema")
         ],
     }
+
+
+# -- display helpers ---------------------------------------------------------------------
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def when(dt: Any) -> str:
+    """A time to the second, in the site's time zone, as a <time> element."""
+    if not dt:
+        return "—"
+    local = timezone.localtime(dt)
+    return format_html('<time datetime="{}">{}</time>', dt.isoformat(), local.strftime(TIME_FORMAT))
+
+
+def duration(ms: int | float | None) -> str:
+    """1.234 s, 2 min 05 s, 340 ms."""
+    if ms is None:
+        return "—"
+    ms = int(ms)
+    if ms < 1000:
+        return f"{ms} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+# kind → (admin icon, css modifier): the admin's own icons and palette (light and dark).
+_BADGE_ICONS = {"ok": "icon-yes.svg", "warn": "icon-alert.svg", "error": "icon-no.svg"}
+
+
+def badge(text: str, kind: str, title: str = "") -> str:
+    """A state as a coloured badge: ok (green), warn (yellow), error (red), quiet (grey)."""
+    icon = _BADGE_ICONS.get(kind)
+    img = format_html('<img src="{}" alt="" width="13" height="13">', static(f"admin/img/{icon}"))
+    return format_html(
+        '<span class="tenancy-badge tenancy-badge-{}"{}>{}{}</span>',
+        kind,
+        format_html(' title="{}"', title) if title else "",
+        img if icon else "",
+        text,
+    )
+
+
+STATUS_KINDS = {"active": "ok", "suspended": "warn", "archived": "quiet"}
+RUN_STATUS_KINDS = {
+    "succeeded": "ok",
+    "queued": "quiet",
+    "running": "warn",
+    "failed": "error",
+    "refused": "error",
+    "interrupted": "error",
+}
+
+
+def state_badges(state: SchemaState | None, schema: str = "") -> str:
+    """Missing schema, failed, drift and pending stand out; an up-to-date schema is quiet."""
+    if state is None:
+        return badge("unknown", "quiet")
+    parts: list[str] = []
+    if not state.schema_exists:
+        parts.append(badge("schema missing", "error", f"{schema or state.schema} does not exist"))
+    if state.failed:
+        parts.append(badge("1 failed", "error", state.last_error or ""))
+    if state.drift:
+        label = "drift" if len(state.drift) == 1 else f"drift ×{len(state.drift)}"
+        parts.append(badge(label, "error", f"changed after applied: {', '.join(state.drift)}"))
+    if state.missing:
+        parts.append(badge(f"{len(state.missing)} file(s) gone", "warn", ", ".join(state.missing)))
+    if state.pending:
+        parts.append(badge(f"{len(state.pending)} pending", "warn", ", ".join(state.pending)))
+    if not parts:
+        parts.append(badge("0 pending", "ok", "up to date"))
+    return mark_safe(" ".join(parts))  # noqa: S308 (each part built by format_html)

@@ -17,7 +17,7 @@ from django.urls import reverse as django_reverse
 
 from tenancy.models import AuditLog, MigrationRun, SystemConfiguration, Tenant
 from tenancy.services import reports, tenants
-from tests.conftest import ledger_versions, manage, query, tables_in
+from tests.conftest import connect, ledger_versions, manage, query, tables_in
 
 CHANGELIST = "/admin/tenancy/tenant/"
 ADD = "/admin/tenancy/tenant/add/"
@@ -232,7 +232,10 @@ def test_list_shows_state_and_filters_by_pending_and_failures(ready: Path, super
     c = client_for(superuser)
     html = c.get(CHANGELIST).content.decode()
     assert "1 pending" in _cell(html, "org_alpha1") and "1 failed" in _cell(html, "org_alpha1")
-    assert "1 pending" in _cell(html, "org_beta1") and "0 failed" in _cell(html, "org_beta1")
+    assert "1 pending" in _cell(html, "org_beta1") and "failed" not in _cell(html, "org_beta1")
+    # Failed and pending stand out as coloured badges, not grey text.
+    assert "tenancy-badge-error" in _cell(html, "org_alpha1")
+    assert "tenancy-badge-warn" in _cell(html, "org_beta1")
 
     failures = c.get(CHANGELIST, {"has_failures": "yes"}).content.decode()
     assert "org_alpha1" in failures and "org_beta1" not in failures
@@ -247,6 +250,37 @@ def test_list_shows_state_and_filters_by_pending_and_failures(ready: Path, super
     up_to_date = c.get(CHANGELIST, {"has_pending": "no"}).content.decode()
     assert "org_beta1" in up_to_date and "org_alpha1" not in up_to_date
     assert "004_feature_data" in _cell(up_to_date, "org_beta1")
+
+
+def test_list_shows_drift_missing_schema_and_times_to_the_second(
+    ready: Path, superuser: User
+) -> None:
+    import re
+
+    tenants.create_tenant("org_drift1", "Drifted", actor="test")
+    tenants.create_tenant("org_gone2", "Gone", actor="test")
+    tenants.create_tenant("org_fine1", "Fine", actor="test")
+    query(
+        "UPDATE public.tenant_migrations SET checksum = 'edited' WHERE tenant_schema = "
+        "'tenant_org_drift1' AND migration_version = '002' RETURNING 1"
+    )
+    with connect() as conn:
+        conn.execute("DROP SCHEMA tenant_org_gone2 CASCADE")
+    c = client_for(superuser)
+    html = c.get(CHANGELIST).content.decode()
+    assert "drift" in _cell(html, "org_drift1") and "tenancy-badge-error" in _cell(
+        html, "org_drift1"
+    )
+    assert "schema missing" in _cell(html, "org_gone2")
+    fine = _cell(html, "org_fine1")
+    assert "0 pending" in fine and "tenancy-badge-ok" in fine and "tenancy-badge-error" not in fine
+    created = re.search(r'field-created"><time[^>]*>([^<]+)<', fine)
+    assert created and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", created.group(1))
+    assert re.search(r"003_candidates\S*</span><br><small><time[^>]*>[-\d]+ [:\d]{8}<", fine)
+    drift = c.get(CHANGELIST, {"has_drift": "yes"}).content.decode()
+    assert "org_drift1" in drift and "org_fine1" not in drift
+    missing = c.get(CHANGELIST, {"schema_missing": "yes"}).content.decode()
+    assert "org_gone2" in missing and "org_fine1" not in missing
 
 
 def test_search_by_name_org_id_and_schema(ready: Path, superuser: User) -> None:

@@ -1,0 +1,105 @@
+"""The control room's second pass in a real browser (Playwright, Debian's chromium) at an
+operator's laptop width (1400 px) and a phone's (390 px), against a messy fleet: failed,
+drifted, pending and missing-schema tenants."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from tenancy.services import runs, tenants
+from tests.conftest import connect, query
+from tests.e2e.conftest import LONG, log_in
+
+pytestmark = [pytest.mark.once, pytest.mark.e2e]
+
+BROKEN_SQL = """-- Migration: 004_broken.sql
+-- UP
+CREATE TABLE feature_data (id serial PRIMARY KEY, organization_id uuid REFERENCES nowhere(id));
+"""
+
+
+def make_fleet(sql_dir: Path, count: int = 21) -> dict[str, str]:
+    """``count`` tenants (long names), then: one whose run failed (others pending), one
+    drifted (its ledger checksum changed), one whose schema is missing."""
+    for i in range(count):
+        tenants.create_tenant(
+            f"org_Fleet{i:02d}", f"Fleet Member {i:02d} International Holdings", actor="test"
+        )
+    (sql_dir / "tenant" / "004_broken.sql").write_text(BROKEN_SQL)
+    failed = "tenant_org_fleet03"
+    report = runs.migrate(only=[failed], public=False, actor="test")
+    drifted, missing = "tenant_org_fleet05", "tenant_org_fleet07"
+    query(
+        "UPDATE public.tenant_migrations SET checksum = 'edited' WHERE tenant_schema = %s "
+        "AND migration_version = '002' RETURNING 1",
+        [drifted],
+    )
+    with connect() as conn:
+        conn.execute(f"DROP SCHEMA {missing} CASCADE")
+    return {"failed": failed, "drifted": drifted, "missing": missing, "run": str(report.run_id)}
+
+
+@pytest.fixture
+def fleet(public_ready: None, sql_dir: Path) -> dict[str, str]:
+    return make_fleet(sql_dir)
+
+
+def overflow(page: Any) -> dict[str, int]:
+    return page.evaluate(
+        """() => ({
+            page: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+            results: (() => { const r = document.querySelector('#changelist .results');
+                               return r ? r.scrollWidth - r.clientWidth : 0; })(),
+        })"""
+    )
+
+
+def test_tenant_list_fits_at_1400_and_reads_on_a_phone(
+    live_server: Any, fleet: dict[str, str], ops_user: User, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(LONG)
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/tenancy/tenant/")
+    expect(page.locator("#result_list tbody tr")).to_have_count(21)
+    assert overflow(page) == {"page": 0, "results": 0}
+    for column in ("status_badge", "migration_state", "last_migration", "created"):
+        cell = page.locator(f"#result_list td.field-{column}").first
+        expect(cell).to_be_visible()
+        assert cell.bounding_box()["x"] + cell.bounding_box()["width"] <= 1400
+
+    failed = page.locator("#result_list tbody tr", has_text="Member 03")
+    expect(failed.locator(".tenancy-badge-error")).to_contain_text("1 failed")
+    drifted = page.locator("#result_list tbody tr", has_text="Member 05")
+    expect(drifted.locator(".tenancy-badge-error")).to_contain_text("drift")
+    missing = page.locator("#result_list tbody tr", has_text="Member 07")
+    expect(missing.locator(".tenancy-badge-error")).to_contain_text("schema missing")
+    expect(
+        page.locator("#result_list tbody tr", has_text="Member 10").locator(".tenancy-badge-warn")
+    ).to_contain_text("1 pending")
+    # Failed is red, not grey: the badge's colour is the admin's error colour.
+    colour = failed.locator(".tenancy-badge-error").first.evaluate("e => getComputedStyle(e).color")
+    assert colour not in ("rgb(102, 102, 102)", "rgb(51, 51, 51)")
+    # Times to the second.
+    expect(failed.locator("td.field-created")).to_have_text(
+        re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
+    )
+
+    phone = browser.new_page(viewport={"width": 390, "height": 844})
+    phone.set_default_timeout(LONG)
+    log_in(phone, live_server.url)
+    phone.goto(f"{live_server.url}/admin/tenancy/tenant/")
+    assert overflow(phone)["page"] == 0
+    first = phone.locator("#result_list tbody tr").first
+    for column in ("organization_name", "status_badge", "migration_state"):
+        cell = first.locator(f".field-{column}")
+        expect(cell).to_be_visible()
+        box = cell.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, column
