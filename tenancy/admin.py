@@ -18,19 +18,30 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django_tasks_db import admin as _tasks_admin  # noqa: F401 (registers DBTaskResult)
 from django_tasks_db.models import DBTaskResult
 
 from tenancy.admin_views import (
     ACTIVE_RUN_STATUSES,
+    RUN_STATUS_KINDS,
     STATUS_KINDS,
     CreateTenantForm,
+    RunNotStarted,
     actor_for,
+    anything_pending,
     badge,
-    enqueue_run,
+    duration,
+    has_work,
+    public_state_for,
+    run_duration_ms,
+    run_options,
     run_progress,
+    run_rows,
+    run_scope,
+    run_summary,
     schema_states_for,
+    start_guarded_run,
     state_badges,
     tenant_page_context,
     when,
@@ -40,7 +51,6 @@ from tenancy.engine.names import InvalidName
 from tenancy.models import (
     AuditLog,
     MigrationRun,
-    MigrationRunResult,
     SystemConfiguration,
     Tenant,
 )
@@ -220,7 +230,11 @@ class TenantAdmin(admin.ModelAdmin):
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         run_records.close_dead_runs_now()  # the list shows failures and the latest runs
-        context = {"can_run": self.has_run_migrations_permission(request), **(extra_context or {})}
+        context = {
+            "can_run": self.has_run_migrations_permission(request),
+            "nothing_pending": not anything_pending(request),
+            **(extra_context or {}),
+        }
         return super().changelist_view(request, context)
 
     def add_view(
@@ -273,6 +287,7 @@ class TenantAdmin(admin.ModelAdmin):
         if tenant is not None and self.has_view_permission(request, tenant):
             context.update(tenant_page_context(request, tenant.schema_name))
             context["can_run"] = self.has_run_migrations_permission(request)
+            context["nothing_pending"] = not has_work(context.get("state"))
             context["verify_result"] = _verify_one(request, tenant.schema_name)
         return super().change_view(request, object_id, form_url, context)
 
@@ -283,9 +298,28 @@ class TenantAdmin(admin.ModelAdmin):
         return self._start(request, only=schemas, public=False)
 
     def run_all_view(self, request: HttpRequest) -> HttpResponse:
-        """Every pending migration: public first, then every tenant."""
-        self._check_can_run(request)
-        return self._start(request, only=None, public=True)
+        """Every pending migration, public first, then every tenant: a confirmation page
+        (Django's intermediate-page pattern) lists the schemas and files; its POST with
+        ``post=yes`` queues the run."""
+        if not self.has_run_migrations_permission(request):
+            raise PermissionDenied
+        if request.method == "POST" and request.POST.get("post") == "yes":
+            return self._start(request, only=None, public=True)
+        states = schema_states_for(request)
+        public = public_state_for(request)
+        work = [s for s in [public, *states.values()] if has_work(s)]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Run all pending migrations?",
+            "subtitle": None,
+            "work": work,
+            "files": sorted({f"{s.scope}/{name}" for s in work for name in s.pending}),
+            "blocked": [s for s in [public, *states.values()] if s and (s.drift or s.missing)],
+            "active_runs": MigrationRun.objects.filter(status__in=ACTIVE_RUN_STATUSES),
+            "has_view_permission": self.has_view_permission(request),
+        }
+        return TemplateResponse(request, "admin/tenancy/tenant/run_all_confirmation.html", context)
 
     def run_one_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         self._check_can_run(request)
@@ -299,10 +333,29 @@ class TenantAdmin(admin.ModelAdmin):
             raise PermissionDenied
 
     def _start(self, request: HttpRequest, *, only: list[str] | None, public: bool) -> Any:
-        run = enqueue_run(request, only=only, public=public)
-        scope = ", ".join(only) if only else "public and every tenant"
-        messages.success(request, f"Run {run.pk} queued for {scope}.")
-        return HttpResponseRedirect(reverse("admin:tenancy_migrationrun_change", args=[run.pk]))
+        return start_from_admin(request, only=only, public=public)
+
+
+def start_from_admin(request: HttpRequest, *, only: list[str] | None, public: bool) -> Any:
+    """Queue a guarded run and go to its page; or say why not (with a link to the run
+    already covering that scope) and go back."""
+    try:
+        run = start_guarded_run(request, only=only, public=public)
+    except RunNotStarted as exc:
+        if exc.active is not None:
+            url = reverse("admin:tenancy_migrationrun_change", args=[exc.active.pk])
+            messages.error(request, format_html('{} <a href="{}">Follow it.</a>', str(exc), url))
+            return HttpResponseRedirect(url)
+        messages.warning(request, str(exc))
+        return HttpResponseRedirect(
+            request.META.get("HTTP_REFERER") or reverse("admin:tenancy_tenant_changelist")
+        )
+    except TenancyError as exc:
+        messages.error(request, f"No run was started: {exc}")
+        return HttpResponseRedirect(reverse("admin:tenancy_tenant_changelist"))
+    scope = ", ".join(only) if only else "public and every tenant"
+    messages.success(request, f"Run {run.pk} queued for {scope}.")
+    return HttpResponseRedirect(reverse("admin:tenancy_migrationrun_change", args=[run.pk]))
 
 
 # -- runs --------------------------------------------------------------------------------
@@ -319,62 +372,118 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class MigrationRunResultInline(admin.TabularInline):
-    model = MigrationRunResult
-    fields = ("tenant_schema", "status", "versions", "error", "duration_ms", "finished_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    ordering = ("tenant_schema",)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(MigrationRun)
 class MigrationRunAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "kind",
-        "status",
+        "run_status",
         "progress",
-        "failed_schemas",
+        "failures",
+        "scope",
         "actor",
-        "started_at",
-        "finished_at",
+        "started",
+        "took",
     )
+    list_display_links = ("id", "kind")
     list_filter = ("status", "kind")
-    search_fields = ("actor",)
+    search_fields = ("actor", "results__tenant_schema", "options__only")
+    # The run's page: readable fields; the per-schema rows (failed first) follow them.
     fields = (
-        "kind",
-        "status",
+        "run_status",
         "progress",
-        "failed_schemas",
+        "summary",
+        "scope",
+        "options_display",
+        "kind",
         "actor",
-        "options",
-        "error",
-        "started_at",
-        "finished_at",
-        "backend_pid",
+        "started",
+        "finished",
+        "took",
     )
     readonly_fields = fields
-    inlines = [MigrationRunResultInline]
     change_list_template = "admin/tenancy/migrationrun/change_list.html"
     change_form_template = "admin/tenancy/migrationrun/change_form.html"
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        queryset, _ = super().get_search_results(request, queryset, search_term)
+        return queryset.distinct(), False
+
+    @admin.display(description="Status", ordering="status")
+    def run_status(self, run: MigrationRun) -> str:
+        return format_html(
+            '<span class="js-run-status-badge">{}</span>',
+            badge(run.get_status_display(), RUN_STATUS_KINDS.get(run.status, "quiet")),
+        )
+
+    @admin.display(description="Progress")
+    def progress(self, run: MigrationRun) -> str:
+        percent = int(100 * run.done_schemas / run.total_schemas) if run.total_schemas else 0
+        if run.status not in ACTIVE_RUN_STATUSES and run.total_schemas == run.done_schemas:
+            percent = 100
+        return format_html(
+            '<span class="tenancy-progress{}" role="progressbar" aria-valuenow="{}" '
+            'aria-valuemin="0" aria-valuemax="100"><span style="width: {}%"></span></span>'
+            '<span class="js-run-progress">{} / {}</span> schemas',
+            " tenancy-progress-failed" if run.failed_schemas else "",
+            percent,
+            percent,
+            run.done_schemas,
+            run.total_schemas,
+        )
+
+    @admin.display(description="Failed", ordering="failed_schemas")
+    def failures(self, run: MigrationRun) -> str:
+        if run.failed_schemas:
+            return badge(f"{run.failed_schemas} failed", "error")
+        if run.status in ("refused", "interrupted", "failed"):
+            return badge(run.get_status_display().lower(), "error", run.error or "")
+        return "0"
+
+    @admin.display(description="What failed")
+    def summary(self, run: MigrationRun) -> str:
+        text = run_summary(run, run_rows(run))
+        failed = run.failed_schemas or run.status in ("failed", "refused", "interrupted")
+        return format_html(
+            '<span class="{}" id="run-summary">{}</span>',
+            "tenancy-failed" if failed else "",
+            text,
+        )
+
+    @admin.display(description="Scope")
+    def scope(self, run: MigrationRun) -> str:
+        return run_scope(run.options or {})
+
+    @admin.display(description="Options")
+    def options_display(self, run: MigrationRun) -> str:
+        rows = run_options(run.options or {})
+        if not rows:
+            return "—"
+        return format_html_join("; ", "{}: {}", rows)
+
+    @admin.display(description="Started", ordering="started_at")
+    def started(self, run: MigrationRun) -> str:
+        return when(run.started_at)
+
+    @admin.display(description="Finished", ordering="finished_at")
+    def finished(self, run: MigrationRun) -> str:
+        return when(run.finished_at)
+
+    @admin.display(description="Duration")
+    def took(self, run: MigrationRun) -> str:
+        return duration(run_duration_ms(run))
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Whoever may start a run may follow it.
         return super().has_view_permission(request, obj) or request.user.has_perm(RUN_PERMISSION)
 
-    @admin.display(description="Progress (done / total)")
-    def progress(self, run: MigrationRun) -> str:
-        return f"{run.done_schemas} / {run.total_schemas}"
-
     def get_urls(self) -> list:
         return [
+            path(
+                "<int:object_id>/retry/",
+                self.admin_site.admin_view(self.retry_view),
+                name="tenancy_migrationrun_retry",
+            ),
             path(
                 "<int:object_id>/progress.json",
                 self.admin_site.admin_view(self.progress_view),
@@ -382,6 +491,22 @@ class MigrationRunAdmin(ReadOnlyAdmin):
             ),
             *super().get_urls(),
         ]
+
+    def retry_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """Retry failed schemas: a new run of the registered schemas that failed in this one."""
+        if request.method != "POST" or not request.user.has_perm(RUN_PERMISSION):
+            raise PermissionDenied
+        run = get_object_or_404(MigrationRun, pk=object_id)
+        failed = sorted(
+            set(run.results.filter(status="failed").values_list("tenant_schema", flat=True))
+        )
+        registered = list(
+            Tenant.objects.filter(schema_name__in=failed).values_list("schema_name", flat=True)
+        )
+        if not registered:
+            messages.warning(request, "No registered tenant schema failed in this run.")
+            return HttpResponseRedirect(reverse("admin:tenancy_migrationrun_change", args=[run.pk]))
+        return start_from_admin(request, only=sorted(registered), public=False)
 
     def progress_view(self, request: HttpRequest, object_id: int) -> JsonResponse:
         run_records.close_dead_runs_now()  # whoever looks next closes runs whose process died
@@ -411,6 +536,13 @@ class MigrationRunAdmin(ReadOnlyAdmin):
         context = dict(extra_context or {})
         if run is not None:
             context["run_active"] = run.status in ACTIVE_RUN_STATUSES
+            context["run_rows"] = run_rows(run)
+            context["can_retry"] = (
+                not context["run_active"]
+                and request.user.has_perm(RUN_PERMISSION)
+                and any(r["status"] == "failed" and r["url"] for r in context["run_rows"])
+            )
+            context["subtitle"] = f"Run {run.pk} ({run.kind}, {run.get_status_display()})"
             context["progress_url"] = reverse("admin:tenancy_migrationrun_progress", args=[run.pk])
         return super().change_view(request, object_id, form_url, context)
 

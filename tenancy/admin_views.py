@@ -158,9 +158,11 @@ def enqueue_run(request: HttpRequest, *, only: list[str] | None, public: bool) -
 
 def run_progress(run: MigrationRun) -> dict[str, Any]:
     """The JSON the run page polls while a run is queued or running."""
+    rows = run_rows(run)
     return {
         "id": run.pk,
         "status": run.status,
+        "status_label": run.get_status_display(),
         "active": run.status in ACTIVE_RUN_STATUSES,
         "total": run.total_schemas,
         "done": run.done_schemas,
@@ -168,15 +170,21 @@ def run_progress(run: MigrationRun) -> dict[str, Any]:
         "error": run.error,
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "duration": duration(run_duration_ms(run)),
         "results": [
             {
-                "schema": r.tenant_schema,
-                "status": r.status,
-                "versions": r.versions,
-                "error": r.error,
-                "duration_ms": r.duration_ms,
+                "schema": r["schema"],
+                "status": r["status"],
+                "versions": r["versions"],
+                "error": r["error"],
+                "duration_ms": r["duration_ms"],
+                "duration": duration(r["duration_ms"]),
+                "finished_at": timezone.localtime(r["finished_at"]).strftime(TIME_FORMAT)
+                if r["finished_at"]
+                else None,
+                "url": r["url"],
             }
-            for r in run.results.order_by("tenant_schema")
+            for r in rows
         ],
     }
 
@@ -257,3 +265,175 @@ def state_badges(state: SchemaState | None, schema: str = "") -> str:
     if not parts:
         parts.append(badge("0 pending", "ok", "up to date"))
     return mark_safe(" ".join(parts))  # noqa: S308 (each part built by format_html)
+
+
+# -- a run's page ------------------------------------------------------------------------
+def run_scope(options: dict[str, Any]) -> str:
+    """What a run covers, in words, from its recorded options."""
+    only = options.get("only")
+    public = options.get("public", False)
+    tenants = options.get("tenants", True)
+    if only:
+        names = ", ".join(only[:5]) + (f" and {len(only) - 5} more" if len(only) > 5 else "")
+        return f"public and {names}" if public else names
+    if public and tenants:
+        return "public and every tenant"
+    if public:
+        return "public only"
+    return "every tenant"
+
+
+_OPTION_LABELS = {
+    "jobs": "parallel workers",
+    "fail_fast": "stop at the first failure",
+    "fake": "recorded without running (fake)",
+    "version": "rolled back from version",
+    "job_id": "background job",
+}
+
+
+def run_options(options: dict[str, Any]) -> list[tuple[str, str]]:
+    """The run's options other than its scope, as (label, value) pairs a person reads."""
+    rows: list[tuple[str, str]] = []
+    for key, label in _OPTION_LABELS.items():
+        if key not in options or options[key] in (None, False):
+            continue
+        value = options[key]
+        rows.append((label, "yes" if value is True else str(value)))
+    return rows
+
+
+def tenant_urls(schemas: list[str]) -> dict[str, str]:
+    """Each registered schema's admin page (one query)."""
+    from django.urls import reverse
+
+    from tenancy.models import Tenant
+
+    pks = Tenant.objects.filter(schema_name__in=schemas).values_list("schema_name", "pk")
+    return {
+        schema: reverse("admin:tenancy_tenant_change", args=[pk], urlconf="employer_portal.urls")
+        for schema, pk in pks
+    }
+
+
+def run_rows(run: MigrationRun) -> list[dict[str, Any]]:
+    """The run's per-schema rows, failed first. While it runs, the schemas the ledger shows
+    it has applied so far (its own results are written when it ends)."""
+    results = list(run.results.all())
+    rows = [
+        {
+            "schema": r.tenant_schema,
+            "status": r.status,
+            "versions": list(r.versions or []),
+            "error": r.error,
+            "duration_ms": r.duration_ms,
+            "finished_at": r.finished_at,
+        }
+        for r in results
+    ]
+    if run.status in ACTIVE_RUN_STATUSES and not rows:
+        applied: dict[str, dict[str, Any]] = {}
+        for m in TenantMigration.objects.filter(run_id=run.pk).order_by("applied_at", "id"):
+            row = applied.setdefault(
+                m.tenant_schema,
+                {
+                    "schema": m.tenant_schema,
+                    "status": "succeeded",
+                    "versions": [],
+                    "error": None,
+                    "duration_ms": 0,
+                    "finished_at": m.applied_at,
+                },
+            )
+            row["versions"].append(m.migration_version)
+            row["duration_ms"] += m.execution_time_ms or 0
+            row["finished_at"] = m.applied_at
+        rows = list(applied.values())
+    urls = tenant_urls([r["schema"] for r in rows])
+    for r in rows:
+        r["url"] = urls.get(r["schema"])
+    rows.sort(key=lambda r: (r["status"] != "failed", r["schema"] != "public", r["schema"]))
+    return rows
+
+
+def run_summary(run: MigrationRun, rows: list[dict[str, Any]]) -> str:
+    """One sentence on what failed, for the top of the run's page."""
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed:
+        first = (failed[0]["error"] or "").strip().splitlines()
+        names = ", ".join(r["schema"] for r in failed[:5])
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        return (
+            f"{len(failed)} of {max(run.total_schemas, len(rows))} schema(s) failed: "
+            f"{names}{more}. First error: {first[0] if first else 'unknown'}"
+        )
+    if run.error:
+        return run.error
+    if run.status in ACTIVE_RUN_STATUSES:
+        return "No failure so far."
+    return "Nothing failed."
+
+
+def run_duration_ms(run: MigrationRun) -> int | None:
+    if not run.started_at:
+        return None
+    end = run.finished_at or (timezone.now() if run.status == RunStatus.RUNNING else None)
+    return int((end - run.started_at).total_seconds() * 1000) if end else None
+
+
+# -- run guards --------------------------------------------------------------------------
+class RunNotStarted(Exception):
+    """Why a run was not queued: nothing to do, or an active run covers the same schemas."""
+
+    def __init__(self, message: str, active: MigrationRun | None = None):
+        super().__init__(message)
+        self.active = active
+
+
+def _covers(options: dict[str, Any]) -> tuple[bool, set[str] | None]:
+    """(public?, tenant schemas: None for every tenant) of a run's recorded options."""
+    only = options.get("only")
+    public = bool(options.get("public", False))
+    if only:
+        return public, set(only)
+    return public, None if options.get("tenants", True) else set()
+
+
+def overlaps(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    public_a, tenants_a = _covers(a)
+    public_b, tenants_b = _covers(b)
+    if public_a and public_b:
+        return True
+    if tenants_a is None:
+        return tenants_b is None or bool(tenants_b)
+    if tenants_b is None:
+        return bool(tenants_a)
+    return bool(tenants_a & tenants_b)
+
+
+_QUEUE_LOCK = "tenancy.admin.queue_run"
+
+
+def start_guarded_run(
+    request: HttpRequest, *, only: list[str] | None, public: bool
+) -> MigrationRun:
+    """Queue a run unless it would do nothing (no pending file, no missing schema in its
+    scope) or an active run already covers an overlapping scope. The check and the queueing
+    share one transaction under an advisory lock, so two clicks cannot both pass."""
+    from django.db import connection, transaction
+
+    options = {"only": only, "public": public, "tenants": True}
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_QUEUE_LOCK])
+        for active in MigrationRun.objects.filter(status__in=ACTIVE_RUN_STATUSES).order_by("pk"):
+            if overlaps(active.options or {}, options):
+                raise RunNotStarted(
+                    f"Run {active.pk} ({active.get_status_display().lower()}) already covers "
+                    f"{run_scope(active.options or {})}: no second run was started.",
+                    active,
+                )
+        states = reports.schema_states(include_public=public, only=only)
+        if not any(has_work(s) for s in states):
+            raise RunNotStarted("Nothing pending: no run was started.")
+        return enqueue_run(request, only=only, public=public)

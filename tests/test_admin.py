@@ -104,7 +104,7 @@ def test_anonymous_is_redirected_to_login(pg: None, url: str) -> None:
 def test_anonymous_cannot_create_or_run(ready: Path) -> None:
     c = Client()
     assert c.post(ADD, {"auth0_org_id": "org_anon1"}).status_code == 302
-    assert c.post(RUN_ALL).status_code == 302
+    assert c.post(RUN_ALL, {"post": "yes"}).status_code == 302
     assert not Tenant.objects.exists() and not admin_runs().exists()
     assert "tenant_org_anon1" not in {r[0] for r in query("SELECT nspname FROM pg_namespace")}
 
@@ -114,7 +114,7 @@ def test_non_staff_is_refused_even_with_permissions(ready: Path) -> None:
     for response in (
         c.get(CHANGELIST),
         c.post(ADD, {"auth0_org_id": "org_outsider1"}),
-        c.post(RUN_ALL),
+        c.post(RUN_ALL, {"post": "yes"}),
     ):
         assert response.status_code == 302
         assert response["Location"].startswith("/admin/login/")
@@ -140,7 +140,8 @@ def test_staff_without_run_permission_cannot_run(ready: Path) -> None:
     pk = Tenant.objects.get(schema_name=tenant.schema).pk
     assert 'name="action"' not in page  # no action on offer to this user
     c.post(CHANGELIST, {"action": "run_pending_migrations", "_selected_action": [pk], "index": 0})
-    assert c.post(RUN_ALL).status_code == 403
+    assert c.post(RUN_ALL, {"post": "yes"}).status_code == 403
+    assert c.get(RUN_ALL).status_code == 403
     assert c.post(f"{CHANGELIST}{pk}/run/").status_code == 403
     assert not admin_runs().exists()
     assert not AuditLog.objects.filter(action="migrate.queued").exists()
@@ -148,8 +149,12 @@ def test_staff_without_run_permission_cannot_run(ready: Path) -> None:
 
 def test_run_views_refuse_get(ready: Path, superuser: User) -> None:
     tenants.create_tenant("org_getrun1", actor="test")
+    add_file(ready, "004_feature_data.sql", FEATURE_SQL)
     c = client_for(superuser)
-    assert c.get(RUN_ALL).status_code == 403
+    pk = Tenant.objects.get().pk
+    assert c.get(f"{CHANGELIST}{pk}/run/").status_code == 403
+    assert c.get(RUN_ALL).status_code == 200  # the confirmation page only
+    assert c.get(RUN_ALL, {"post": "yes"}).status_code == 200
     assert not admin_runs().exists()
 
 
@@ -452,7 +457,12 @@ def test_run_all_button_runs_public_and_every_tenant(ready: Path, superuser: Use
     add_file(ready, "004_feature_data.sql", FEATURE_SQL)
     c = client_for(superuser)
     assert "Run all pending migrations" in c.get(CHANGELIST).content.decode()
-    c.post(RUN_ALL)
+    confirm = c.post(RUN_ALL)  # without post=yes: the confirmation page, nothing queued
+    assert confirm.status_code == 200 and not admin_runs().exists()
+    page = confirm.content.decode()
+    assert "tenant/004_feature_data.sql" in page
+    assert "tenant_org_all1" in page and "tenant_org_all2" in page
+    c.post(RUN_ALL, {"post": "yes"})
     run = admin_runs().get()
     assert run.options["only"] is None and run.options["public"] is True
     run_worker(ready)
@@ -463,6 +473,7 @@ def test_run_all_button_runs_public_and_every_tenant(ready: Path, superuser: Use
 
 def test_a_run_that_cannot_start_is_marked_failed(ready: Path, superuser: User) -> None:
     tenants.create_tenant("org_gone1", actor="test")
+    add_file(ready, "004_feature_data.sql", FEATURE_SQL)
     c = client_for(superuser)
     c.post(f"{CHANGELIST}{Tenant.objects.get().pk}/run/")
     query("DELETE FROM public.tenant_domains RETURNING 1")
@@ -477,8 +488,9 @@ def test_a_run_that_cannot_start_is_marked_failed(ready: Path, superuser: User) 
 
 def test_runs_list_refreshes_only_while_a_run_is_active(ready: Path, superuser: User) -> None:
     tenants.create_tenant("org_refresh1", actor="test")
+    add_file(ready, "004_feature_data.sql", FEATURE_SQL)
     c = client_for(superuser)
-    c.post(RUN_ALL)
+    c.post(RUN_ALL, {"post": "yes"})
     assert 'http-equiv="refresh"' in c.get("/admin/tenancy/migrationrun/").content.decode()
     run = admin_runs().get()
     assert (
@@ -536,4 +548,108 @@ def test_run_urls_take_numeric_ids_only(pg: None, superuser: User) -> None:
     # Not a server error, and no run: the admin's catch-all redirects to "not found".
     assert c.get("/admin/tenancy/migrationrun/abc/progress.json").status_code in (301, 302, 404)
     assert c.post(f"{CHANGELIST}abc/run/").status_code in (301, 302, 404)
+    assert not admin_runs().exists()
+
+
+# -- run guards --------------------------------------------------------------------------
+def test_nothing_pending_disables_the_buttons_and_records_no_run(
+    ready: Path, superuser: User
+) -> None:
+    tenants.create_tenant("org_idle1", actor="test")
+    c = client_for(superuser)
+    page = c.get(CHANGELIST).content.decode()
+    assert "disabled" in page[page.index("Run all pending migrations") - 200 :][:300]
+    pk = Tenant.objects.get().pk
+    tenant_page = c.get(f"{CHANGELIST}{pk}/change/").content.decode()
+    assert "disabled" in tenant_page[tenant_page.index(">Run pending migrations") - 120 :][:140]
+    assert "Nothing is pending" in c.get(RUN_ALL).content.decode()
+    response = c.post(RUN_ALL, {"post": "yes"}, follow=True)
+    assert "Nothing pending: no run was started." in response.content.decode()
+    c.post(f"{CHANGELIST}{pk}/run/")
+    assert not admin_runs().exists()
+    assert not AuditLog.objects.filter(action="migrate.queued").exists()
+
+
+def test_a_second_overlapping_run_is_refused_with_a_link(ready: Path, superuser: User) -> None:
+    tenants.create_tenant("org_ova1", actor="test")
+    tenants.create_tenant("org_ovb1", actor="test")
+    add_file(ready, "004_feature_data.sql", FEATURE_SQL)
+    c = client_for(superuser)
+    a = Tenant.objects.get(schema_name="tenant_org_ova1").pk
+    b = Tenant.objects.get(schema_name="tenant_org_ovb1").pk
+    c.post(f"{CHANGELIST}{a}/run/")
+    first = admin_runs().get()
+    again = c.post(f"{CHANGELIST}{a}/run/")
+    run_url = reverse("admin:tenancy_migrationrun_change", args=[first.pk])
+    assert again["Location"] == run_url
+    message = c.get(run_url).content.decode()
+    assert f"Run {first.pk} (queued) already covers tenant_org_ova1" in message
+    assert f'<a href="{run_url}">Follow it.</a>' in message
+    assert c.post(RUN_ALL, {"post": "yes"})["Location"] == run_url  # every tenant overlaps
+    assert admin_runs().count() == 1
+    c.post(f"{CHANGELIST}{b}/run/")  # another tenant: no overlap
+    assert admin_runs().count() == 2
+    run_worker(ready)
+    c.post(f"{CHANGELIST}{a}/run/")  # finished: nothing pending any more, no run
+    assert admin_runs().count() == 2
+
+
+def test_failed_run_page_puts_failures_first_and_retries_them(ready: Path, superuser: User) -> None:
+    for org in ("org_aok1", "org_bok1", "org_zfail1"):
+        tenants.create_tenant(org, actor="test")
+    add_file(ready, "004_plain.sql", "-- UP\nCREATE TABLE plain_table (id int);\n")
+    with connect() as conn:  # only this schema already has the table: only it fails
+        conn.execute("CREATE TABLE tenant_org_zfail1.plain_table (id int)")
+    runs_before = admin_runs().count()
+    c = client_for(superuser)
+    c.post(RUN_ALL, {"post": "yes"})
+    run_worker(ready)
+    run = admin_runs().get()
+    assert runs_before == 0 and run.status == "failed"
+    html = c.get(reverse("admin:tenancy_migrationrun_change", args=[run.pk])).content.decode()
+    rows = html[html.index('id="run-results"') :]
+    first_row = rows[rows.index("<tbody>") : rows.index("</tr>", rows.index("<tbody>"))]
+    assert "tenant_org_zfail1" in first_row and "already exists" in first_row
+    tenant_url = reverse(
+        "admin:tenancy_tenant_change", args=[Tenant.objects.get(schema_name="tenant_org_aok1").pk]
+    )
+    assert f'href="{tenant_url}"' in rows
+    assert 'id="run-summary"' in html and "1 of 3 schema(s) failed: tenant_org_zfail1" in html
+    assert "backend_pid" not in html and "Backend pid" not in html
+    assert '"job_id"' not in html and "{&quot;" not in html  # options as fields, not JSON
+    assert "Retry failed schemas" in html
+
+
+def test_retry_needs_the_run_permission(ready: Path, superuser: User) -> None:
+    tenants.create_tenant("org_retry1", actor="test")
+    add_file(ready, "004_broken.sql", BROKEN_SQL)
+    c = client_for(superuser)
+    c.post(f"{CHANGELIST}{Tenant.objects.get().pk}/run/")
+    run_worker(ready)
+    run = admin_runs().get()
+    url = reverse("admin:tenancy_migrationrun_retry", args=[run.pk])
+    assert Client().post(url).status_code == 302 and admin_runs().count() == 1
+    viewer = client_for(user("viewer", "tenancy.view_migrationrun"))
+    assert (
+        "Retry failed schemas"
+        not in viewer.get(
+            reverse("admin:tenancy_migrationrun_change", args=[run.pk])
+        ).content.decode()
+    )
+    assert viewer.post(url).status_code == 403 and admin_runs().count() == 1
+    assert c.get(url).status_code == 403
+    runner = client_for(user("runner", "tenancy.run_migrations"))
+    retry = runner.post(url)
+    again = admin_runs().exclude(pk=run.pk).get()
+    assert retry["Location"] == reverse("admin:tenancy_migrationrun_change", args=[again.pk])
+    assert again.options["only"] == ["tenant_org_retry1"] and again.actor == "admin:runner"
+
+
+def test_run_all_confirmation_permissions(ready: Path) -> None:
+    tenants.create_tenant("org_conf1", actor="test")
+    add_file(ready, "004_feature_data.sql", FEATURE_SQL)
+    assert Client().get(RUN_ALL).status_code == 302
+    assert client_for(user("viewer", "tenancy.view_tenant")).get(RUN_ALL).status_code == 403
+    runner = client_for(user("runner", "tenancy.view_tenant", "tenancy.run_migrations"))
+    assert "tenant/004_feature_data.sql" in runner.get(RUN_ALL).content.decode()
     assert not admin_runs().exists()

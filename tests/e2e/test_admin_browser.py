@@ -65,9 +65,11 @@ def test_create_tenant_then_run_a_new_migration_from_the_admin(
     page.select_option("select[name=action]", "run_pending_migrations")
     page.click("button[name=index]")
     # The run page follows the background run until the worker has finished it.
-    expect(page.locator(".field-status .readonly")).to_have_text("Succeeded", timeout=LONG)
-    expect(page.locator(".field-progress .readonly")).to_have_text("1 / 1")
-    expect(page.locator(".field-tenant_schema", has_text=schema)).to_be_visible()
+    expect(page.locator(".field-run_status .readonly")).to_have_text("Succeeded", timeout=LONG)
+    expect(page.locator(".field-progress .readonly")).to_contain_text("1 / 1")
+    expect(page.locator("#run-results tbody th", has_text=schema)).to_be_visible()
+    expect(page.locator("#content h2").first).to_contain_text("Succeeded")
+    expect(page.locator(".breadcrumbs")).to_contain_text("Succeeded")
 
     page.goto(f"{live_server.url}/admin/tenancy/tenant/")
     expect(row.locator("td.field-migration_state")).to_have_text("0 pending")

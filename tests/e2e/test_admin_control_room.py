@@ -24,16 +24,19 @@ CREATE TABLE feature_data (id serial PRIMARY KEY, organization_id uuid REFERENCE
 
 
 def make_fleet(sql_dir: Path, count: int = 21) -> dict[str, str]:
-    """``count`` tenants (long names), then: one whose run failed (others pending), one
-    drifted (its ledger checksum changed), one whose schema is missing."""
+    """``count`` tenants (long names), then: a run over all of them where one schema fails
+    (its table already exists), a new file pending everywhere, one tenant drifted (its
+    ledger checksum changed), one whose schema is missing."""
     for i in range(count):
         tenants.create_tenant(
             f"org_Fleet{i:02d}", f"Fleet Member {i:02d} International Holdings", actor="test"
         )
-    (sql_dir / "tenant" / "004_broken.sql").write_text(BROKEN_SQL)
-    failed = "tenant_org_fleet03"
-    report = runs.migrate(only=[failed], public=False, actor="test")
-    drifted, missing = "tenant_org_fleet05", "tenant_org_fleet07"
+    failed, drifted, missing = "tenant_org_fleet03", "tenant_org_fleet05", "tenant_org_fleet07"
+    (sql_dir / "tenant" / "004_plain.sql").write_text("-- UP\nCREATE TABLE plain (id int);\n")
+    with connect() as conn:
+        conn.execute(f"CREATE TABLE {failed}.plain (id int)")
+    report = runs.migrate(public=False, actor="test")
+    (sql_dir / "tenant" / "005_more.sql").write_text("-- UP\nCREATE TABLE more (id int);\n")
     query(
         "UPDATE public.tenant_migrations SET checksum = 'edited' WHERE tenant_schema = %s "
         "AND migration_version = '002' RETURNING 1",
@@ -103,3 +106,69 @@ def test_tenant_list_fits_at_1400_and_reads_on_a_phone(
         expect(cell).to_be_visible()
         box = cell.bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= 390, column
+
+
+def test_failed_run_page_shows_the_failed_schema_first(
+    live_server: Any, fleet: dict[str, str], ops_user: User, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(LONG)
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/tenancy/migrationrun/{fleet['run']}/change/")
+    first = page.locator("#run-results tbody tr").first
+    expect(first.locator("th")).to_have_text(fleet["failed"])
+    expect(first).to_contain_text("already exists")
+    expect(page.locator("#run-summary")).to_contain_text(
+        f"1 of 21 schema(s) failed: {fleet['failed']}"
+    )
+    expect(page.locator(".field-run_status .tenancy-badge-error")).to_have_text("Failed")
+    expect(page.locator("#content h2").first).to_contain_text("Failed")
+    first.locator("th a").click()  # the schema links to its tenant
+    expect(page.locator("#migration-state")).to_contain_text("already exists")
+
+
+def test_run_all_confirms_refuses_a_second_and_shows_rows_while_running(
+    live_server: Any,
+    public_ready: None,
+    sql_dir: Path,
+    worker: Any,
+    ops_user: User,
+    browser: Any,
+) -> None:
+    from playwright.sync_api import expect
+
+    for i in range(3):
+        tenants.create_tenant(f"org_Live{i}", actor="test")
+    (sql_dir / "tenant" / "004_slow.sql").write_text(
+        "-- UP\nSELECT pg_sleep(3);\nCREATE TABLE slow (id int);\n"
+    )
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(LONG)
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/tenancy/tenant/")
+    page.click("text=Run all pending migrations")
+    expect(page.locator("#run-all-files")).to_contain_text("tenant/004_slow.sql")
+    expect(page.locator("#run-all-schemas li")).to_have_count(3)
+    page.click("input[type=submit][value^='Yes, run']")
+    expect(page.locator(".field-run_status")).to_contain_text("Running")
+    # Rows appear while the run is still running; heading and status agree.
+    expect(page.locator("#run-results tbody tr.run-row-succeeded").first).to_be_visible()
+    expect(page.locator(".field-run_status")).to_contain_text("Running")
+    expect(page.locator("#content h2").first).to_contain_text("Running")
+    run_url = page.url
+
+    second = browser.new_page(viewport={"width": 1400, "height": 900})
+    second.set_default_timeout(LONG)
+    log_in(second, live_server.url)
+    second.goto(f"{live_server.url}/admin/tenancy/tenant/run-all/")
+    second.click("input[type=submit][value^='Yes, run']")
+    expect(second.locator(".messagelist .error")).to_contain_text("already covers")
+    assert second.url == run_url
+
+    expect(page.locator(".field-run_status")).to_contain_text("Succeeded", timeout=LONG)
+    expect(page.locator("#run-results tbody tr.run-row-succeeded")).to_have_count(3)
+    assert query("SELECT count(*) FROM public.tenant_migration_runs WHERE actor = 'admin:ops'") == [
+        (1,)
+    ]
