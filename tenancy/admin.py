@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps as django_apps
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.db.models.signals import post_migrate
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -24,6 +26,7 @@ from django_tasks_db.models import DBTaskResult
 
 from tenancy.admin_views import (
     ACTIVE_RUN_STATUSES,
+    LIFECYCLE_VERBS,
     RUN_STATUS_KINDS,
     STATUS_KINDS,
     CreateTenantForm,
@@ -44,6 +47,7 @@ from tenancy.admin_views import (
     start_guarded_run,
     state_badges,
     tenant_page_context,
+    verbs_for,
     when,
 )
 from tenancy.engine.errors import RunError, TenancyError
@@ -68,6 +72,36 @@ RUN_PERMISSION = "tenancy.run_migrations"
 # registered before we unregister it, whatever the order of INSTALLED_APPS.
 if admin.site.is_registered(DBTaskResult):
     admin.site.unregister(DBTaskResult)
+
+
+# The lifecycle actions' permissions (Tenant's Meta belongs to the models): migration 0007
+# creates them, and this keeps them after a flush (TransactionTestCase, `manage.py flush`),
+# which re-creates only the permissions models declare.
+LIFECYCLE_PERMISSIONS = [
+    ("suspend_tenant", "Can suspend a tenant"),
+    ("archive_tenant", "Can archive a tenant"),
+    ("reactivate_tenant", "Can reactivate a tenant"),
+    ("drop_tenant", "Can drop a tenant (schema, data, role and registry row)"),
+    ("recreate_tenant", "Can recreate a tenant's schema from the migration files"),
+]
+
+
+def ensure_lifecycle_permissions(using: str = "default", **kwargs: Any) -> None:
+    from django.contrib.auth.models import Permission
+    from django.contrib.contenttypes.models import ContentType
+
+    ct = ContentType.objects.db_manager(using).get_for_model(Tenant)
+    for codename, name in LIFECYCLE_PERMISSIONS:
+        Permission.objects.db_manager(using).get_or_create(
+            content_type=ct, codename=codename, defaults={"name": name}
+        )
+
+
+post_migrate.connect(
+    ensure_lifecycle_permissions,
+    sender=django_apps.get_app_config("tenancy"),
+    dispatch_uid="tenancy.admin.ensure_lifecycle_permissions",
+)
 
 
 # -- the tenant list ---------------------------------------------------------------------
@@ -223,6 +257,11 @@ class TenantAdmin(admin.ModelAdmin):
         return [
             path("run-all/", view(self.run_all_view), name="tenancy_tenant_run_all"),
             path("<int:object_id>/run/", view(self.run_one_view), name="tenancy_tenant_run"),
+            path(
+                "<int:object_id>/lifecycle/<str:verb>/",
+                view(self.lifecycle_view),
+                name="tenancy_tenant_lifecycle",
+            ),
             *super().get_urls(),
         ]
 
@@ -288,8 +327,46 @@ class TenantAdmin(admin.ModelAdmin):
             context.update(tenant_page_context(request, tenant.schema_name))
             context["can_run"] = self.has_run_migrations_permission(request)
             context["nothing_pending"] = not has_work(context.get("state"))
+            context["lifecycle_verbs"] = verbs_for(request, tenant)
             context["verify_result"] = _verify_one(request, tenant.schema_name)
         return super().change_view(request, object_id, form_url, context)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def lifecycle_view(self, request: HttpRequest, object_id: int, verb: str) -> HttpResponse:
+        """Suspend, archive, reactivate, recreate, drop: a confirmation page (GET), then the
+        lifecycle service on POST with ``post=yes``; the service audits it."""
+        action = LIFECYCLE_VERBS.get(verb)
+        if action is None:
+            raise Http404(f"No lifecycle action {verb!r}.")
+        if not request.user.has_perm(action.permission):
+            raise PermissionDenied
+        tenant = get_object_or_404(Tenant, pk=object_id)
+        page = reverse("admin:tenancy_tenant_change", args=[tenant.pk])
+        reason = (request.POST.get("reason") or "").strip() or None
+        if request.method == "POST" and request.POST.get("post") == "yes":
+            typed = (request.POST.get("confirm_schema") or "").strip() if action.typed else None
+            try:
+                message = action.call(tenant.schema_name, actor_for(request), reason, typed)
+            except TenancyError as exc:
+                messages.error(request, f"{action.label} refused: {exc}")
+            else:
+                messages.success(request, message)
+                if verb == "drop":
+                    return HttpResponseRedirect(reverse("admin:tenancy_tenant_changelist"))
+                return HttpResponseRedirect(page)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"{action.label} {tenant.organization_name}?",
+            "subtitle": None,
+            "object": tenant,
+            "action": action,
+            "applies": action.applies(tenant),
+            "tenant_url": page,
+            "has_view_permission": self.has_view_permission(request),
+        }
+        template = "admin/tenancy/tenant/lifecycle_confirmation.html"
+        return TemplateResponse(request, template, context)
 
     # -- runs -----------------------------------------------------------------------------
     @admin.action(description="Run pending migrations", permissions=["run_migrations"])

@@ -437,3 +437,113 @@ def start_guarded_run(
         if not any(has_work(s) for s in states):
             raise RunNotStarted("Nothing pending: no run was started.")
         return enqueue_run(request, only=only, public=public)
+
+
+# -- lifecycle actions -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Verb:
+    """A lifecycle action: its label, permission, when it applies, what the confirmation
+    page says, and the lifecycle service call (the same one its command makes)."""
+
+    name: str
+    label: str
+    permission: str
+    explain: str
+    applies: Any  # (tenant) -> bool
+    call: Any  # (schema, actor, reason, typed) -> str (the success message)
+    danger: bool = False
+    typed: bool = False  # the operator types the schema name to confirm
+
+
+def _status_call(verb: str) -> Any:
+    from tenancy.services import lifecycle
+
+    def call(schema: str, actor: str, reason: str | None, typed: str | None) -> str:
+        change = getattr(lifecycle, verb)(schema, actor=actor, reason=reason)
+        if not change.changed:
+            return f"{schema} was already {change.new}: nothing changed."
+        return f"{schema}: {change.old} → {change.new}."
+
+    return call
+
+
+def _drop(schema: str, actor: str, reason: str | None, typed: str | None) -> str:
+    from tenancy.services import lifecycle
+
+    dropped = lifecycle.drop_tenant(schema, actor=actor, expected_schema=typed, reason=reason)
+    return (
+        f"Tenant {dropped.tenant.org_id} dropped: schema {schema}, role and "
+        f"{dropped.ledger_rows} ledger rows, in {dropped.elapsed_ms} ms."
+    )
+
+
+def _recreate(schema: str, actor: str, reason: str | None, typed: str | None) -> str:
+    from tenancy.services import lifecycle
+
+    done = lifecycle.recreate_tenant(schema, actor=actor, reason=reason)
+    return (
+        f"Schema {schema} recreated with {len(done.migrations_applied)} migrations in "
+        f"{done.elapsed_ms} ms."
+    )
+
+
+LIFECYCLE_VERBS: dict[str, Verb] = {
+    v.name: v
+    for v in (
+        Verb(
+            "suspend",
+            "Suspend",
+            "tenancy.suspend_tenant",
+            "Its domain stops being served at once; its schema and data stay intact.",
+            lambda t: t.status != "suspended",
+            _status_call("suspend"),
+        ),
+        Verb(
+            "archive",
+            "Archive",
+            "tenancy.archive_tenant",
+            "Its domain stops being served; its schema and data stay intact.",
+            lambda t: t.status != "archived",
+            _status_call("archive"),
+        ),
+        Verb(
+            "reactivate",
+            "Reactivate",
+            "tenancy.reactivate_tenant",
+            "Its domain is served again.",
+            lambda t: t.status != "active",
+            _status_call("reactivate"),
+        ),
+        Verb(
+            "recreate",
+            "Recreate",
+            "tenancy.recreate_tenant",
+            "Drops its schema (ALL ITS DATA IS LOST), role and ledger rows, and builds them "
+            "again from every tenant migration on disk, in one transaction. The registry row "
+            "and domains stay.",
+            lambda t: True,
+            _recreate,
+            danger=True,
+        ),
+        Verb(
+            "drop",
+            "Drop",
+            "tenancy.drop_tenant",
+            "Drops its schema (ALL ITS DATA IS LOST), roles, ledger rows, domains and registry "
+            "row, in one transaction. This cannot be undone.",
+            lambda t: True,
+            _drop,
+            danger=True,
+            typed=True,
+        ),
+    )
+}
+
+
+def verbs_for(request: HttpRequest, tenant: Any) -> list[Verb]:
+    """The lifecycle actions this user may take on this tenant now."""
+    return [
+        v
+        for v in LIFECYCLE_VERBS.values()
+        if request.user.has_perm(v.permission) and v.applies(tenant)
+    ]

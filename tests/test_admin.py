@@ -653,3 +653,94 @@ def test_run_all_confirmation_permissions(ready: Path) -> None:
     runner = client_for(user("runner", "tenancy.view_tenant", "tenancy.run_migrations"))
     assert "tenant/004_feature_data.sql" in runner.get(RUN_ALL).content.decode()
     assert not admin_runs().exists()
+
+
+# -- lifecycle actions -------------------------------------------------------------------
+def lifecycle_url(pk: int, verb: str) -> str:
+    return f"{CHANGELIST}{pk}/lifecycle/{verb}/"
+
+
+@pytest.mark.parametrize(
+    ("verb", "start", "end"),
+    [
+        ("suspend", "active", "suspended"),
+        ("archive", "active", "archived"),
+        ("reactivate", "suspended", "active"),
+    ],
+)
+def test_status_actions_need_their_permission_and_are_audited(
+    ready: Path, verb: str, start: str, end: str
+) -> None:
+    tenants.create_tenant("org_life1", actor="test")
+    query("UPDATE public.tenant_registry SET status = %s RETURNING 1", [start])
+    pk = Tenant.objects.get().pk
+    url = lifecycle_url(pk, verb)
+    assert Client().get(url).status_code == 302
+    assert Client().post(url, {"post": "yes"}).status_code == 302
+    other = "suspend" if verb != "suspend" else "archive"
+    no_perm = client_for(user("viewer", "tenancy.view_tenant", f"tenancy.{other}_tenant"))
+    assert no_perm.get(url).status_code == 403
+    assert no_perm.post(url, {"post": "yes"}).status_code == 403
+    assert f"/lifecycle/{verb}/" not in no_perm.get(f"{CHANGELIST}{pk}/change/").content.decode()
+    assert Tenant.objects.get().status == start
+    ops = client_for(user("ops", "tenancy.view_tenant", f"tenancy.{verb}_tenant"))
+    assert f"/lifecycle/{verb}/" in ops.get(f"{CHANGELIST}{pk}/change/").content.decode()
+    confirm = ops.get(url)
+    assert confirm.status_code == 200 and 'name="post" value="yes"' in confirm.content.decode()
+    ops.post(url)  # no post=yes: the confirmation page again, nothing changes
+    assert Tenant.objects.get().status == start
+    response = ops.post(url, {"post": "yes", "reason": "ticket 42"})
+    assert response["Location"] == f"{CHANGELIST}{pk}/change/"
+    assert Tenant.objects.get().status == end
+    assert query(
+        "SELECT actor, details->>'reason', details->>'to' FROM public.audit_logs WHERE action = %s",
+        [f"tenant.{verb}"],
+    ) == [("admin:ops", "ticket 42", end)]
+
+
+def test_drop_needs_permission_and_the_typed_schema(ready: Path) -> None:
+    tenants.create_tenant("org_drop1", actor="test")
+    pk = Tenant.objects.get().pk
+    url = lifecycle_url(pk, "drop")
+    assert (
+        Client().post(url, {"post": "yes", "confirm_schema": "tenant_org_drop1"}).status_code == 302
+    )
+    no_perm = client_for(user("viewer", "tenancy.view_tenant", "tenancy.recreate_tenant"))
+    assert (
+        no_perm.post(url, {"post": "yes", "confirm_schema": "tenant_org_drop1"}).status_code == 403
+    )
+    ops = client_for(user("ops", "tenancy.view_tenant", "tenancy.drop_tenant"))
+    wrong = ops.post(url, {"post": "yes", "confirm_schema": "tenant_org_other"})
+    assert wrong.status_code == 200 and "does not match" in wrong.content.decode()
+    assert Tenant.objects.exists() and "organizations" in tables_in("tenant_org_drop1")
+    response = ops.post(url, {"post": "yes", "confirm_schema": "tenant_org_drop1"})
+    assert response["Location"] == CHANGELIST
+    assert not Tenant.objects.exists() and not tables_in("tenant_org_drop1")
+    assert query("SELECT actor FROM public.audit_logs WHERE action = 'tenant.drop'") == [
+        ("admin:ops",)
+    ]
+
+
+def test_recreate_needs_permission_and_rebuilds_the_schema(ready: Path) -> None:
+    tenants.create_tenant("org_recreate1", actor="test")
+    with connect() as conn:
+        conn.execute("DROP SCHEMA tenant_org_recreate1 CASCADE")
+    pk = Tenant.objects.get().pk
+    url = lifecycle_url(pk, "recreate")
+    assert Client().post(url, {"post": "yes"}).status_code == 302
+    no_perm = client_for(user("viewer", "tenancy.view_tenant", "tenancy.drop_tenant"))
+    assert no_perm.post(url, {"post": "yes"}).status_code == 403
+    assert not tables_in("tenant_org_recreate1")
+    ops = client_for(user("ops", "tenancy.view_tenant", "tenancy.recreate_tenant"))
+    assert ops.post(url, {"post": "yes"})["Location"] == f"{CHANGELIST}{pk}/change/"
+    assert "organizations" in tables_in("tenant_org_recreate1")
+    assert ledger_versions("tenant_org_recreate1") == ["001", "002", "003"]
+    assert query("SELECT actor FROM public.audit_logs WHERE action = 'tenant.recreate'") == [
+        ("admin:ops",)
+    ]
+
+
+def test_unknown_lifecycle_verb_is_not_found(ready: Path, superuser: User) -> None:
+    tenants.create_tenant("org_verb1", actor="test")
+    pk = Tenant.objects.get().pk
+    assert client_for(superuser).get(lifecycle_url(pk, "explode")).status_code == 404

@@ -172,3 +172,28 @@ def test_run_all_confirms_refuses_a_second_and_shows_rows_while_running(
     assert query("SELECT count(*) FROM public.tenant_migration_runs WHERE actor = 'admin:ops'") == [
         (1,)
     ]
+
+
+def test_suspend_through_its_confirmation_page(
+    live_server: Any, public_ready: None, ops_user: User, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    tenants.create_tenant("org_Suspend1", "Suspend Me", actor="test")
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(LONG)
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/tenancy/tenant/")
+    page.click("text=Suspend Me")
+    page.click(".object-tools a.tenancy-lifecycle-suspend")
+    expect(page.locator("#content h1")).to_contain_text("Suspend Suspend Me?")
+    page.fill("#id_reason", "unpaid invoice")
+    page.click("#lifecycle-confirm")
+    expect(page.locator(".messagelist .success")).to_contain_text("active → suspended")
+    expect(page.locator(".field-status .readonly")).to_have_text("Suspended")
+    assert query(
+        "SELECT status FROM public.tenant_registry WHERE schema_name = 'tenant_org_suspend1'"
+    ) == [("suspended",)]
+    assert query(
+        "SELECT actor, details->>'reason' FROM public.audit_logs WHERE action = 'tenant.suspend'"
+    ) == [("admin:ops", "unpaid invoice")]
