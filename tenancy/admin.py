@@ -35,6 +35,7 @@ from tenancy.admin_views import (
     anything_pending,
     badge,
     duration,
+    fleet_overview,
     has_work,
     public_state_for,
     run_duration_ms,
@@ -622,6 +623,24 @@ class MigrationRunAdmin(ReadOnlyAdmin):
             context["subtitle"] = f"Run {run.pk} ({run.kind}, {run.get_status_display()})"
             context["progress_url"] = reverse("admin:tenancy_migrationrun_progress", args=[run.pk])
         return super().change_view(request, object_id, form_url, context)
+
+
+# -- the fleet overview on the admin index -----------------------------------------------
+_stock_index = admin.site.index
+
+
+def _index_with_fleet(request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+    context = dict(extra_context or {})
+    if request.user.has_perm("tenancy.view_tenant"):
+        run_records.close_dead_runs_now()
+        context.update(fleet_overview(request))
+    return _stock_index(request, context)
+
+
+# The admin's own index page, with the overview above the app list (templates/admin/
+# tenancy/index.html); admin.site's URLs are built after autodiscovery, so they use this.
+admin.site.index = _index_with_fleet  # type: ignore[method-assign]
+admin.site.index_template = "admin/tenancy/index.html"
 
 
 # -- audit and settings ------------------------------------------------------------------

@@ -547,3 +547,34 @@ def verbs_for(request: HttpRequest, tenant: Any) -> list[Verb]:
         for v in LIFECYCLE_VERBS.values()
         if request.user.has_perm(v.permission) and v.applies(tenant)
     ]
+
+
+# -- the fleet overview (admin index) ----------------------------------------------------
+def fleet_overview(request: HttpRequest) -> dict[str, Any]:
+    """Counts for the admin index: tenants by status, migration states, the public schema,
+    the active run and the latest runs (a constant number of queries)."""
+    from django.db.models import Count
+
+    from tenancy.models import Tenant
+
+    states = schema_states_for(request)
+    by_status = dict(Tenant.objects.values_list("status").annotate(n=Count("id")))
+    active = (
+        MigrationRun.objects.filter(status__in=ACTIVE_RUN_STATUSES).order_by("started_at").first()
+    )
+    return {
+        "fleet": {
+            "tenants": sum(by_status.values()),
+            "by_status": [(s, by_status.get(s, 0)) for s in ("active", "suspended", "archived")],
+            "pending": sum(1 for s in states.values() if s.pending),
+            "failed": sum(1 for s in states.values() if s.failed),
+            "drifted": sum(1 for s in states.values() if s.drift),
+            "missing": sum(1 for s in states.values() if not s.schema_exists),
+            "public": public_state_for(request),
+            "active_run": active,
+            "active_percent": int(100 * active.done_schemas / active.total_schemas)
+            if active and active.total_schemas
+            else 0,
+            "latest_runs": list(MigrationRun.objects.order_by("-started_at", "-id")[:5]),
+        }
+    }

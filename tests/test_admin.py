@@ -744,3 +744,34 @@ def test_unknown_lifecycle_verb_is_not_found(ready: Path, superuser: User) -> No
     tenants.create_tenant("org_verb1", actor="test")
     pk = Tenant.objects.get().pk
     assert client_for(superuser).get(lifecycle_url(pk, "explode")).status_code == 404
+
+
+# -- the fleet overview --------------------------------------------------------------------
+def test_fleet_overview_counts_and_permissions(ready: Path) -> None:
+    import re
+
+    for org in ("org_ova2", "org_ovb2", "org_ovc2"):
+        tenants.create_tenant(org, actor="test")
+    query(
+        "UPDATE public.tenant_registry SET status = 'suspended' "
+        "WHERE auth0_org_id = 'org_ovb2' RETURNING 1"
+    )
+    add_file(ready, "004_feature_data.sql", FEATURE_SQL)
+    with connect() as conn:
+        conn.execute("DROP SCHEMA tenant_org_ovc2 CASCADE")
+    assert Client().get("/admin/").status_code == 302
+    staff = client_for(user("nobody")).get("/admin/").content.decode()
+    assert 'id="fleet-overview"' not in staff
+    html = client_for(user("viewer", "tenancy.view_tenant")).get("/admin/").content.decode()
+
+    def count(card: str) -> int:
+        m = re.search(rf'id="fleet-{card}"><span class="n">(\d+)<', html)
+        assert m, card
+        return int(m.group(1))
+
+    assert count("tenants") == 3 and count("status-active") == 2
+    assert count("status-suspended") == 1 and count("status-archived") == 0
+    assert count("pending") == 3 and count("missing") == 1
+    assert count("failed") == 0 and count("drifted") == 0
+    assert "?has_pending=yes" in html and "?schema_missing=yes" in html
+    assert 'id="fleet-public"' in html and "no run is active" in html

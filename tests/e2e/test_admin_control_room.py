@@ -197,3 +197,23 @@ def test_suspend_through_its_confirmation_page(
     assert query(
         "SELECT actor, details->>'reason' FROM public.audit_logs WHERE action = 'tenant.suspend'"
     ) == [("admin:ops", "unpaid invoice")]
+
+
+def test_overview_counts_match_the_database(
+    live_server: Any, fleet: dict[str, str], ops_user: User, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(LONG)
+    log_in(page, live_server.url)
+    (tenants_n,) = query("SELECT count(*) FROM public.tenant_registry")[0]
+    expect(page.locator("#fleet-tenants .n")).to_have_text(str(tenants_n))
+    expect(page.locator("#fleet-failed .n")).to_have_text("1")
+    expect(page.locator("#fleet-drifted .n")).to_have_text("1")
+    expect(page.locator("#fleet-missing .n")).to_have_text("1")
+    expect(page.locator("#fleet-pending .n")).to_have_text(str(tenants_n))
+    expect(page.locator("#fleet-latest-runs")).to_contain_text(f"Run {fleet['run']}")
+    page.click("#fleet-failed")
+    expect(page.locator("#result_list tbody tr")).to_have_count(1)
+    expect(page.locator("#result_list tbody tr")).to_contain_text("Member 03")

@@ -1,0 +1,51 @@
+"""`make screenshots`: PNGs of the control room at 1400x900 and 390x844 (light theme), into
+$SCREENSHOTS_DIR (git-ignored `screenshots/`). Skipped unless that variable is set."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from tenancy.models import Tenant
+from tests.e2e.conftest import LONG, log_in
+from tests.e2e.test_admin_control_room import make_fleet
+
+pytestmark = [pytest.mark.once, pytest.mark.e2e]
+TARGET = os.environ.get("SCREENSHOTS_DIR")
+SIZES = {"desktop": (1400, 900), "phone": (390, 844)}
+
+
+@pytest.fixture
+def shot_data(public_ready: None, sql_dir: Path) -> dict[str, Any]:
+    # Before the browser starts: Django refuses ORM calls while Playwright's loop runs.
+    fleet = make_fleet(sql_dir)
+    return {**fleet, "pk": Tenant.objects.get(schema_name="tenant_org_fleet04").pk}
+
+
+@pytest.mark.skipif(not TARGET, reason="make screenshots sets SCREENSHOTS_DIR")
+def test_screenshots(
+    live_server: Any, shot_data: dict[str, Any], ops_user: User, browser: Any
+) -> None:
+    fleet, pk = shot_data, shot_data["pk"]
+    out = Path(str(TARGET))
+    out.mkdir(parents=True, exist_ok=True)
+    pages = {
+        "overview": "/admin/",
+        "tenant-list": "/admin/tenancy/tenant/",
+        "failed-run": f"/admin/tenancy/migrationrun/{fleet['run']}/change/",
+        "confirm-suspend": f"/admin/tenancy/tenant/{pk}/lifecycle/suspend/",
+        "confirm-run-all": "/admin/tenancy/tenant/run-all/",
+    }
+    for size, (width, height) in SIZES.items():
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.set_default_timeout(LONG)
+        log_in(page, live_server.url)
+        for name, url in pages.items():
+            page.goto(f"{live_server.url}{url}")
+            page.screenshot(path=str(out / f"{name}-{size}.png"), full_page=True)
+        page.close()
+    assert len(list(out.glob("*.png"))) >= len(pages) * len(SIZES)
