@@ -354,13 +354,13 @@ def test_bad_tenant_argument(probe: Path, argument: str, message: str) -> None:
 
 def test_failed_reference_build_leaves_nothing(probe: Path, monkeypatch: Any) -> None:
     make_tenants("org_fa1")
-    real = verify_service.apply_in_transaction
+    real = verify_service.apply_to_new_schema
 
     def apply_then_fail(*args: Any, **kwargs: Any) -> None:
         real(*args, **kwargs)  # the scratch schema is built, then the build fails
         raise RuntimeError("injected failure")
 
-    monkeypatch.setattr(verify_service, "apply_in_transaction", apply_then_fail)
+    monkeypatch.setattr(verify_service, "apply_to_new_schema", apply_then_fail)
     before = server_state()
     with pytest.raises(VerifyError, match="reference schema could not be built"):
         verify()

@@ -861,20 +861,12 @@ def apply_in_transaction(
     run_id: int | None,
     on_sql: Callable[[Migration, str], None] | None = None,
     commit: bool = False,
-    new_schema: bool = False,
 ) -> None:
     """Apply ``migrations`` to ``schema`` in the caller's open transaction, whose
     search_path and lock_timeout are the schema's already (``db.begin_locked``,
     ``db.settings_statement``), and record them in the ledger; with ``commit``, the last
     ledger row travels with the ``COMMIT``. ``on_sql`` sees each file's SQL before it runs.
-
-    ``new_schema=True`` is the earlier signature's way of asking for
-    ``apply_to_new_schema`` (tenant creation and tenant_verify still call it so)."""
-    if new_schema:
-        apply_to_new_schema(
-            conn, schema, migrations, ids, lock_timeout_ms=lock_timeout_ms, actor=actor
-        )
-        return
+    A schema built in the same transaction uses ``apply_to_new_schema``."""
 
     def text_of(m: Migration) -> str:
         text = _render(m, ids)

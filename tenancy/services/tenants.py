@@ -14,7 +14,7 @@ from psycopg import sql
 from tenancy import conf
 from tenancy.engine import audit, db, ledger, ownership, rules
 from tenancy.engine.errors import TenancyError
-from tenancy.engine.executor import apply_in_transaction, placeholders
+from tenancy.engine.executor import apply_to_new_schema, placeholders
 from tenancy.engine.names import (
     app_role,
     domain_for_org,
@@ -163,15 +163,13 @@ def create_schema(ctx: CreationContext) -> None:
 
 
 def apply_migrations(ctx: CreationContext) -> None:
-    apply_in_transaction(
+    apply_to_new_schema(
         ctx.conn,
         ctx.schema,
         ctx.migrations,
         placeholders(ctx.schema, ctx.conn.info.dbname),
         lock_timeout_ms=int(conf.setting("LOCK_TIMEOUT_MS")),
         actor=ctx.actor,
-        run_id=None,
-        new_schema=True,
     )
     ctx.applied = [m.version for m in ctx.migrations]
 

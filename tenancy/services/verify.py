@@ -26,7 +26,7 @@ from psycopg import sql
 from tenancy import conf
 from tenancy.engine import catalog, db, ledger, ownership, rules
 from tenancy.engine.errors import TenancyError
-from tenancy.engine.executor import apply_in_transaction, placeholders
+from tenancy.engine.executor import apply_to_new_schema, placeholders
 from tenancy.engine.names import (
     app_role,
     owner_group_role,
@@ -232,15 +232,13 @@ def _build(
     statements += ownership.create_schema_statements(schema, owner, web)
     conn.execute(sql.SQL("; ").join(statements))
     try:
-        apply_in_transaction(
+        apply_to_new_schema(
             conn,
             schema,
             files,
             placeholders(schema, database),
             lock_timeout_ms=int(conf.setting("LOCK_TIMEOUT_MS")),
             actor="verify",
-            run_id=None,
-            new_schema=True,
         )
     except Exception as exc:
         raise VerifyError(f"The reference schema could not be built: {exc}") from exc
