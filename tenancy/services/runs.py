@@ -481,7 +481,23 @@ def _record(
             "failed": {r.schema: r.error for r in report.failed},
         },
     )
+    _audit_schemas(conn, "migrate.fake" if request.fake else "migrate.run", request.actor, report)
     report.exit_code = EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _audit_schemas(conn: psycopg.Connection, action: str, actor: str, report: RunReport) -> None:
+    """A row per schema the run touched (``<action>.schema``, with tenant_schema set): a
+    tenant's page and a search by schema show its own part of each run."""
+    rows = [
+        (
+            r.schema,
+            {"run_id": report.run_id, "outcome": r.status, "versions": r.versions}
+            | ({"error": r.error} if r.error else {}),
+        )
+        for r in report.results
+        if r.status != "skipped"
+    ]
+    audit.write_per_schema(conn, f"{action}.schema", actor=actor, rows=rows)
 
 
 def _execute(
@@ -615,4 +631,5 @@ def _record_rollback(conn: psycopg.Connection, report: RunReport, version: str, 
             "failed": {r.schema: r.error for r in report.failed},
         },
     )
+    _audit_schemas(conn, "migrate.rollback", actor, report)
     report.exit_code = EXIT_FAILED if report.failed else EXIT_OK
