@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install lint bench bench-pooler clean-db test-deps
+.PHONY: run test install lint bench bench-pooler clean-db test-deps citus
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -80,3 +80,9 @@ clean-db:
 # and 390x844, from a browser test on a 21-tenant fleet, into screenshots/ (git-ignored).
 screenshots: install test-deps
 	SCREENSHOTS_DIR=$(CURDIR)/screenshots $(PY) -m pytest -q -p no:cacheprovider tests/e2e/test_admin_screenshots.py
+
+# Citus for the scale-out tests and bench/bench_citus.py, built from a citusdata/citus
+# checkout: make citus CITUS_SOURCE=/path/to/citus [CITUS_TAG=v12.1.9]
+citus:
+	@test -n "$(CITUS_SOURCE)" || { echo "usage: make citus CITUS_SOURCE=/path/to/citus/checkout"; exit 2; }
+	scripts/build-citus.sh "$(CITUS_SOURCE)" $(CITUS_TAG)
