@@ -122,7 +122,9 @@ def _prepare_database(cluster: Cluster) -> None:
         with cluster.connect(node) as conn:
             conn.execute("CREATE EXTENSION citus")
     with cluster.connect() as conn:
-        conn.execute("SELECT citus_set_coordinator_host('127.0.0.1', %s)", [cluster.coordinator.port])
+        conn.execute(
+            "SELECT citus_set_coordinator_host('127.0.0.1', %s)", [cluster.coordinator.port]
+        )
         for worker in cluster.workers:
             conn.execute("SELECT citus_add_node('127.0.0.1', %s)", [worker.port])
         conn.execute(
