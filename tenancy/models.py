@@ -172,3 +172,36 @@ class MigrationRunResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_schema}: {self.status}"
+
+
+class PoolState(models.TextChoices):
+    READY = "ready", "Ready"
+    # A claim found it unusable (drifted, or its catalog kept its pool name): it is
+    # dropped by the next fill or drain, never handed out.
+    BROKEN = "broken", "Broken"
+
+
+class TenantPoolEntry(models.Model):
+    """A schema of the warm pool (``tenancy/services/pool.py``): built ahead with every
+    tenant migration (its ledger rows under its pool name), its roles, grants and owners;
+    not a tenant, so not in ``tenant_registry``. A claim renames it to a new tenant's
+    names and deletes this row in the creation's transaction."""
+
+    schema_name = models.CharField(max_length=63, unique=True)
+    state = models.CharField(
+        max_length=16, choices=PoolState.choices, default=PoolState.READY, db_default="ready"
+    )
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "tenant_pool"
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(state__in=["ready", "broken"]),
+                name="tenant_pool_state_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schema_name} ({self.state})"
