@@ -233,7 +233,20 @@ TENANCY = {
     # `manage.py lint_migrations`: rule → "error" | "warning" | "off", e.g.
     # {"drop-column": "error", "squawk:renaming-column": "off"}; refusal rules stay errors.
     "LINT": {},
+    # A run that fails, is refused or is interrupted POSTs its alert (JSON) here, with a
+    # short timeout and a few retries that never fail or stall the run (docs/deployment.md).
+    "ALERT_WEBHOOK_URL": env.str("TENANCY_ALERT_WEBHOOK_URL", default=""),
+    "ALERT_TIMEOUT_S": env.float("TENANCY_ALERT_TIMEOUT_S", default=3.0),
+    "ALERT_RETRIES": env.int("TENANCY_ALERT_RETRIES", default=2),
+    # /metrics (Prometheus) answers this bearer token, or a logged-in staff user.
+    "METRICS_TOKEN": env.str("TENANCY_METRICS_TOKEN", default=""),
 }
+# The same alerts are mailed to ADMINS (comma-separated addresses) through EMAIL_URL
+# (django-environ's form, e.g. smtp+tls://user:password@smtp.example.com:587).
+ADMINS = [(address.split("@")[0], address) for address in env.list("ADMINS", default=[])]
+if env.str("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
+SERVER_EMAIL = env.str("SERVER_EMAIL", default="root@localhost")
 
 # --- background jobs (django-tasks, database backend) ----------------------------------------
 # The admin enqueues migration runs here; `manage.py db_worker` (started by `make run`)

@@ -22,6 +22,12 @@ DEFAULTS: dict[str, Any] = {
     "ENGINE_POOLER": "none",
     # Lint rule → "error" | "warning" | "off" (lint_migrations); {} keeps each rule's default.
     "LINT": {},
+    # Alerts on failed, refused and interrupted runs (services/alerts.py); "" sends no POST.
+    "ALERT_WEBHOOK_URL": "",
+    "ALERT_TIMEOUT_S": 3.0,  # per webhook attempt (and the admins' mail connection)
+    "ALERT_RETRIES": 2,
+    # Bearer token of the Prometheus endpoint (tenancy/metrics.py); "" allows staff only.
+    "METRICS_TOKEN": "",
 }
 
 

@@ -20,6 +20,7 @@ from tenancy import conf
 from tenancy.engine import audit, db
 from tenancy.engine.errors import Interrupted
 from tenancy.engine.executor import SchemaResult
+from tenancy.services import alerts
 from tenancy.services.infrastructure import connect, infrastructure_ready
 
 
@@ -70,10 +71,13 @@ def close_dead_runs(conn: psycopg.Connection) -> int:
            AND (coalesce(heartbeat_at, started_at) < now() - make_interval(secs => %s)
                 OR (backend_pid IS NOT NULL
                     AND backend_pid NOT IN (SELECT pid FROM pg_stat_activity)))
+        RETURNING id
         """,
         [DEAD_AFTER_S],
     )
-    return cur.rowcount
+    closed = [row[0] for row in cur.fetchall()]
+    alerts.runs_closed(conn, closed)
+    return len(closed)
 
 
 def close_dead_runs_now() -> int:
@@ -133,6 +137,7 @@ def interrupt_run(conn: psycopg.Connection, run_id: int, error: str) -> None:
         "WHERE id = %s",
         [error, run_id],
     )
+    alerts.runs_closed(conn, [run_id])
 
 
 def queue_run(
@@ -169,15 +174,17 @@ def queue_run(
 def fail_queued_run(run_id: int, actor: str, error: str) -> None:
     """Close a run that could not start (no infrastructure, a tenant dropped since it was
     queued, an unreadable file), and say so in the audit log."""
-    with connect() as conn, conn.transaction():
-        closed = conn.execute(
-            "UPDATE public.tenant_migration_runs SET status = 'failed', error = %s, "
-            "finished_at = now() WHERE id = %s AND status IN ('queued', 'running')",
-            [error, run_id],
-        ).rowcount
-        if closed:
-            details = {"run_id": run_id, "outcome": "failed", "error": error}
-            audit.write(conn, "migrate.run", actor=actor, details=details)
+    with connect() as conn:
+        with conn.transaction():
+            closed = conn.execute(
+                "UPDATE public.tenant_migration_runs SET status = 'failed', error = %s, "
+                "finished_at = now() WHERE id = %s AND status IN ('queued', 'running')",
+                [error, run_id],
+            ).rowcount
+            if closed:
+                details = {"run_id": run_id, "outcome": "failed", "error": error}
+                audit.write(conn, "migrate.run", actor=actor, details=details)
+        alerts.runs_closed(conn, [run_id] if closed else [])
 
 
 def start_run(
@@ -236,3 +243,4 @@ def finish_run(
             " done_schemas = %s, failed_schemas = %s WHERE id = %s",
             [status, error, len(results), sum(r.failed for r in results), run_id],
         )
+    alerts.runs_closed(conn, [run_id])  # committed: whoever the alert reaches sees it

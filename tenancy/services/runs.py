@@ -29,6 +29,7 @@ from tenancy.engine.executor import Event, Executor, SchemaResult
 from tenancy.engine.names import PUBLIC_SCHEMA, validate_schema_name
 from tenancy.engine.plan import Plan, build_plan, plan_schema
 from tenancy.engine.source import PUBLIC, TENANT, discover
+from tenancy.services import alerts
 from tenancy.services.infrastructure import (
     connect,
     connect_ready,
@@ -383,6 +384,10 @@ def _refused(conn: psycopg.Connection, request: RunRequest, report: RunReport) -
             start_run(conn, "migrate", request.actor, {}, 0, request.run_id)
             error = "\n".join(report.refused)
             finish_run(conn, request.run_id, [], status="refused", error=error)
+        else:  # no run row to record it on: finish_run's alert has nothing to read
+            alerts.unrecorded_refusal(
+                actor=request.actor, reasons=report.refused, options=_recorded_options(request)
+            )
     return True
 
 
