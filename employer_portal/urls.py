@@ -4,7 +4,10 @@ from django.contrib import admin
 from django.urls import path
 from django.views.generic import RedirectView
 
+from tenancy.metrics import metrics
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("metrics", metrics, name="tenancy-metrics"),  # Prometheus; token or staff
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
 ]
