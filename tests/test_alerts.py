@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from django.core import mail
 
-from tenancy.services import alerts, run_records
+from tenancy.services import alerts, run_records, runs
 from tenancy.services.tenants import create_tenant
 from tenancy.signals import migration_run_alert
 from tests.conftest import ROOT, connect, ledger_versions, query, run_command, subprocess_env
@@ -152,6 +152,10 @@ def test_successful_run_sends_nothing(fleet, sql_dir, hook, signals_seen, settin
 def test_webhook_down_does_not_fail_the_run(fleet, sql_dir, settings, quick_alerts, caplog):
     url = f"http://127.0.0.1:{free_port()}/alerts"
     settings.TENANCY = {**settings.TENANCY, "ALERT_WEBHOOK_URL": url}
+    # The mail server is down too.
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()
 
     def broken(sender: Any, **kwargs: Any) -> None:
         raise RuntimeError("a receiver with a bug")
@@ -170,6 +174,7 @@ def test_webhook_down_does_not_fail_the_run(fleet, sql_dir, settings, quick_aler
     assert elapsed < 15
     assert "a receiver with a bug" in caplog.text
     assert f"webhook {url} failed" in caplog.text and "refused" in caplog.text.lower()
+    assert "cannot mail the admins" in caplog.text
 
 
 def test_slow_webhook_does_not_stall_the_run(fleet, sql_dir, settings, quick_alerts, caplog):
@@ -259,3 +264,25 @@ def test_post_retries_a_server_error_then_gives_up(caplog):
     finally:
         refused.close()
     assert len(refused.bodies) == 1  # the receiver refuses the body: no retry
+
+
+def test_an_admin_run_refused_or_failing_to_start_alerts_once_with_its_id(
+    fleet, sql_dir, hook, signals_seen
+):
+    notes = sql_dir / "tenant" / "004_notes.sql"
+    notes.write_text("CREATE TABLE notes (id int);\n")
+    assert run_command("migrate_tenants")[0] == 0
+    notes.write_text("CREATE TABLE notes (id bigint);\n")
+    queued = "INSERT INTO tenant_migration_runs (actor, status) VALUES ('admin:x', 'queued') "
+    refused = query(queued + "RETURNING id")[0][0]
+    report = runs.migrate(public=False, tenants=True, actor="admin:x", run_id=refused)
+    assert report.exit_code == 3
+    assert [(a["run_id"], a["kind"]) for a in hook.bodies] == [(refused, "refused")]
+    assert "drift: tenant/004_notes.sql" in hook.bodies[0]["error"]
+    # A queued run that could not start at all (the worker's fallback) alerts as failed.
+    broken = query(queued + "RETURNING id")[0][0]
+    run_records.fail_queued_run(broken, "admin:x", "RunError: a tenant was dropped")
+    run_records.fail_queued_run(broken, "admin:x", "again")  # already closed: no alert
+    assert [(a["run_id"], a["kind"]) for a in hook.bodies[1:]] == [(broken, "failed")]
+    assert hook.bodies[1]["error"] == "RunError: a tenant was dropped"
+    assert signals_seen == hook.bodies
