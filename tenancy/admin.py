@@ -27,17 +27,24 @@ from django_tasks_db.models import DBTaskResult
 from tenancy.admin_views import (
     ACTIVE_RUN_STATUSES,
     LIFECYCLE_VERBS,
+    RECOVERY_VERBS,
     RUN_STATUS_KINDS,
     STATUS_KINDS,
     CreateTenantForm,
     RunNotStarted,
     actor_for,
     anything_pending,
+    audit_details_html,
+    audit_rows,
     badge,
+    drift_offers,
     duration,
     fleet_overview,
     has_work,
     public_state_for,
+    recovery_call,
+    recovery_plan,
+    recovery_verbs_for,
     run_duration_ms,
     run_options,
     run_progress,
@@ -48,7 +55,9 @@ from tenancy.admin_views import (
     start_guarded_run,
     state_badges,
     tenant_page_context,
+    tenant_urls,
     verbs_for,
+    version_of,
     when,
 )
 from tenancy.engine.errors import RunError, TenancyError
@@ -75,15 +84,19 @@ if admin.site.is_registered(DBTaskResult):
     admin.site.unregister(DBTaskResult)
 
 
-# The lifecycle actions' permissions (Tenant's Meta belongs to the models): migration 0007
-# creates them, and this keeps them after a flush (TransactionTestCase, `manage.py flush`),
-# which re-creates only the permissions models declare.
+# The lifecycle and recovery actions' permissions (Tenant's Meta belongs to the models):
+# migrations 0007 and 0008 create them, and this keeps them after a flush
+# (TransactionTestCase, `manage.py flush`), which re-creates only the permissions models
+# declare.
 LIFECYCLE_PERMISSIONS = [
     ("suspend_tenant", "Can suspend a tenant"),
     ("archive_tenant", "Can archive a tenant"),
     ("reactivate_tenant", "Can reactivate a tenant"),
     ("drop_tenant", "Can drop a tenant (schema, data, role and registry row)"),
     ("recreate_tenant", "Can recreate a tenant's schema from the migration files"),
+    ("accept_checksum_tenant", "Can accept a changed migration file's checksum for a tenant"),
+    ("fake_migration_tenant", "Can mark a pending migration file as applied for a tenant"),
+    ("rollback_tenant", "Can roll back a tenant's schema to an earlier version"),
 ]
 
 
@@ -263,6 +276,16 @@ class TenantAdmin(admin.ModelAdmin):
                 view(self.lifecycle_view),
                 name="tenancy_tenant_lifecycle",
             ),
+            path(
+                "<int:object_id>/recover/<str:verb>/",
+                view(self.recovery_view),
+                name="tenancy_tenant_recover",
+            ),
+            path(
+                "accept-checksum/",
+                view(self.accept_checksum_view),
+                name="tenancy_tenant_accept_checksum",
+            ),
             *super().get_urls(),
         ]
 
@@ -329,8 +352,40 @@ class TenantAdmin(admin.ModelAdmin):
             context["can_run"] = self.has_run_migrations_permission(request)
             context["nothing_pending"] = not has_work(context.get("state"))
             context["lifecycle_verbs"] = verbs_for(request, tenant)
+            context["recovery"] = recovery_verbs_for(request)
+            state = context.get("state")
+            context["drift_files"] = [(version_of(n), n) for n in (state.drift if state else [])]
             context["verify_result"] = _verify_one(request, tenant.schema_name)
         return super().change_view(request, object_id, form_url, context)
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict | None = None
+    ) -> HttpResponse:
+        """HISTORY: the tenant's audit rows (the admin's and the command line's), not
+        Django's LogEntry, which never sees tenants change (they change through services)."""
+        tenant = self.get_object(request, object_id)
+        if tenant is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, tenant):
+            raise PermissionDenied
+        limit = 200
+        rows = AuditLog.objects.filter(tenant_schema=tenant.schema_name).order_by(
+            "-created_at", "-id"
+        )[: limit + 1]
+        found = audit_rows(rows)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Change history: {tenant}",
+            "subtitle": None,
+            "module_name": str(self.opts.verbose_name_plural).capitalize(),
+            "object": tenant,
+            "opts": self.opts,
+            "preserved_filters": self.get_preserved_filters(request),
+            "audit_rows": found[:limit],
+            "more": len(found) > limit,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/tenancy/tenant/object_history.html", context)
 
     # -- lifecycle ------------------------------------------------------------------------
     def lifecycle_view(self, request: HttpRequest, object_id: int, verb: str) -> HttpResponse:
@@ -369,6 +424,67 @@ class TenantAdmin(admin.ModelAdmin):
         template = "admin/tenancy/tenant/lifecycle_confirmation.html"
         return TemplateResponse(request, template, context)
 
+    # -- recovery -------------------------------------------------------------------------
+    def recovery_view(self, request: HttpRequest, object_id: int, verb: str) -> HttpResponse:
+        """Accept a checksum, mark as applied, roll back, on one tenant: a confirmation page
+        (GET, ``?version=``; without it, a choice of versions), then the service on POST
+        with ``post=yes``; the service writes the audit rows."""
+        tenant = get_object_or_404(Tenant, pk=object_id)
+        return self._recovery(request, verb, tenant)
+
+    def accept_checksum_view(self, request: HttpRequest) -> HttpResponse:
+        """Accept a checksum in every schema that shows the drift (``?public=1``: the
+        public schema's file), as `migrate_tenants --accept-checksum` without --tenant."""
+        return self._recovery(request, "accept-checksum", None)
+
+    def _recovery(self, request: HttpRequest, verb: str, tenant: Tenant | None) -> HttpResponse:
+        action = RECOVERY_VERBS.get(verb)
+        if action is None:
+            raise Http404(f"No recovery action {verb!r}.")
+        if not request.user.has_perm(action.permission):
+            raise PermissionDenied
+        schema = tenant.schema_name if tenant else None
+        public = tenant is None and (request.GET.get("public") or request.POST.get("public")) == "1"
+        version = (request.POST.get("version") or request.GET.get("version") or "").strip()
+        back = (
+            reverse("admin:tenancy_tenant_change", args=[tenant.pk])
+            if tenant
+            else reverse("admin:tenancy_tenant_changelist")
+        )
+        if request.method == "POST" and request.POST.get("post") == "yes" and version:
+            try:
+                outcome = recovery_call(verb, schema, version, actor_for(request), public=public)
+            except TenancyError as exc:
+                messages.error(request, f"{action.label} refused: {exc}")
+            else:
+                if outcome.run_id is not None:
+                    url = reverse("admin:tenancy_migrationrun_change", args=[outcome.run_id])
+                    text = format_html('{} <a href="{}">See the run.</a>', outcome.message, url)
+                else:
+                    text = outcome.message
+                (messages.success if outcome.ok else messages.error)(request, text)
+                return HttpResponseRedirect(back)
+        try:
+            plan = recovery_plan(verb, schema, version or None, public=public)
+        except TenancyError as exc:
+            messages.error(request, f"{action.label} unavailable: {exc}")
+            return HttpResponseRedirect(back)
+        where = tenant.organization_name if tenant else ("public" if public else "every tenant")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"{action.label} in {where}?",
+            "subtitle": None,
+            "object": tenant,
+            "action": action,
+            "plan": plan,
+            "public": public,
+            "back_url": back,
+            "has_view_permission": self.has_view_permission(request),
+        }
+        template = "admin/tenancy/tenant/recovery_confirmation.html"
+        return TemplateResponse(request, template, context)
+
     # -- runs -----------------------------------------------------------------------------
     @admin.action(description="Run pending migrations", permissions=["run_migrations"])
     def run_pending_migrations(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
@@ -395,6 +511,7 @@ class TenantAdmin(admin.ModelAdmin):
             "files": sorted({f"{s.scope}/{name}" for s in work for name in s.pending}),
             "blocked": [s for s in [public, *states.values()] if s and (s.drift or s.missing)],
             "active_runs": MigrationRun.objects.filter(status__in=ACTIVE_RUN_STATUSES),
+            "drift_offers": drift_offers(request),
             "has_view_permission": self.has_view_permission(request),
         }
         return TemplateResponse(request, "admin/tenancy/tenant/run_all_confirmation.html", context)
@@ -622,6 +739,8 @@ class MigrationRunAdmin(ReadOnlyAdmin):
             )
             context["subtitle"] = f"Run {run.pk} ({run.kind}, {run.get_status_display()})"
             context["progress_url"] = reverse("admin:tenancy_migrationrun_progress", args=[run.pk])
+            if run.status == "refused" and "drift" in (run.error or ""):
+                context["drift_offers"] = drift_offers(request)
         return super().change_view(request, object_id, form_url, context)
 
 
@@ -644,14 +763,56 @@ admin.site.index_template = "admin/tenancy/index.html"
 
 
 # -- audit and settings ------------------------------------------------------------------
+class AuditChangeList(ChangeList):
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        # The page's tenant links in one query.
+        self.result_list = list(self.result_list)
+        urls = tenant_urls([a.tenant_schema for a in self.result_list if a.tenant_schema])
+        for row in self.result_list:
+            row.tenant_url = urls.get(row.tenant_schema or "")
+
+
 @admin.register(AuditLog)
 class AuditLogAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "action", "actor", "tenant_schema", "details")
+    """Who did what to which tenant: details as fields, tenants and runs linked. Runs,
+    fakes, rollbacks and acceptances write a row per schema they touched (``….schema``)
+    beside their run-wide row, so a search by schema finds each tenant's own history."""
+
+    list_display = ("when_display", "action", "actor", "tenant_link", "details_fields")
+    list_display_links = ("when_display",)
     list_filter = ("action",)
     search_fields = ("action", "actor", "tenant_schema")
     date_hierarchy = "created_at"
-    fields = ("created_at", "action", "actor", "tenant_schema", "details")
+    fields = ("when_display", "action", "actor", "tenant_link", "details_table")
     readonly_fields = fields
+    change_list_template = "admin/tenancy/auditlog/change_list.html"
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return AuditChangeList
+
+    @admin.display(description="When", ordering="created_at")
+    def when_display(self, row: AuditLog) -> str:
+        return when(row.created_at)
+
+    @admin.display(description="Tenant", ordering="tenant_schema")
+    def tenant_link(self, row: AuditLog) -> str:
+        if not row.tenant_schema:
+            return "—"
+        url = getattr(row, "tenant_url", None)
+        if url is None and not hasattr(row, "tenant_url"):
+            url = tenant_urls([row.tenant_schema]).get(row.tenant_schema)
+        return (
+            format_html('<a href="{}">{}</a>', url, row.tenant_schema) if url else row.tenant_schema
+        )
+
+    @admin.display(description="Details")
+    def details_fields(self, row: AuditLog) -> str:
+        return audit_details_html(row.details)
+
+    @admin.display(description="Details")
+    def details_table(self, row: AuditLog) -> str:
+        return audit_details_html(row.details, block=True)
 
 
 @admin.register(SystemConfiguration)

@@ -3,7 +3,7 @@ data, enqueueing a run, a run's progress. Thin: every decision is the services'.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django import forms
@@ -115,13 +115,9 @@ def tenant_page_context(request: HttpRequest, schema: str) -> dict[str, Any]:
             ]
     except TenancyError as exc:
         messages.error(request, f"Migration state unavailable: {exc}")
-    # Run audit rows name their schemas inside details, not in tenant_schema.
-    about_schema = (
-        Q(tenant_schema=schema)
-        | Q(details__applied__has_key=schema)
-        | Q(details__failed__has_key=schema)
-        | Q(details__schemas__contains=[schema])
-    )
+    # Its own rows: runs, fakes, rollbacks and acceptances write one per schema they touch
+    # (the run-wide rows, which list every schema, stay on the audit log's pages).
+    about_schema = Q(tenant_schema=schema)
     return {
         "state": state,
         "history": TenantMigration.objects.filter(tenant_schema=schema).order_by(
@@ -131,7 +127,9 @@ def tenant_page_context(request: HttpRequest, schema: str) -> dict[str, Any]:
         .select_related("run")
         .order_by("-finished_at", "-id")[:10],
         "pending_files": pending,
-        "audit_rows": AuditLog.objects.filter(about_schema).order_by("-created_at", "-id")[:50],
+        "audit_rows": audit_rows(
+            AuditLog.objects.filter(about_schema).order_by("-created_at", "-id")[:50]
+        ),
     }
 
 
@@ -578,3 +576,317 @@ def fleet_overview(request: HttpRequest) -> dict[str, Any]:
             "latest_runs": list(MigrationRun.objects.order_by("-started_at", "-id")[:5]),
         }
     }
+
+
+# -- recovery actions: accept a checksum, mark as applied, roll back ----------------------
+@dataclass(frozen=True)
+class RecoveryVerb:
+    """A recovery action: its label, permission and what the confirmation page says. The
+    plan (``recovery_plan``) and the call (``recovery_call``) are the services' own: the
+    dry run and the verb ``migrate_tenants`` runs for --accept-checksum, --fake/--baseline
+    and --rollback."""
+
+    name: str
+    label: str
+    permission: str
+    explain: str
+    danger: bool = False
+
+
+RECOVERY_VERBS: dict[str, RecoveryVerb] = {
+    v.name: v
+    for v in (
+        RecoveryVerb(
+            "accept-checksum",
+            "Accept checksum",
+            "tenancy.accept_checksum_tenant",
+            "Records the file's current checksum in the ledger (and its DOWN section): the "
+            "edited file is taken as what was applied. Nothing runs in the schema; runs stop "
+            "refusing it for drift. (migrate_tenants --accept-checksum)",
+        ),
+        RecoveryVerb(
+            "fake",
+            "Mark as applied",
+            "tenancy.fake_migration_tenant",
+            "Records the pending file(s) below in the ledger as applied WITHOUT running them: "
+            "do this only when the schema already has what they create. A run of kind "
+            "'fake' is recorded. (migrate_tenants --fake / --baseline)",
+        ),
+        RecoveryVerb(
+            "rollback",
+            "Roll back",
+            "tenancy.rollback_tenant",
+            "Runs the DOWN SQL recorded in the ledger for each migration below, newest first, "
+            "in one transaction, and deletes their ledger rows: data in what they created is "
+            "lost. (migrate_tenants --rollback)",
+            danger=True,
+        ),
+    )
+}
+
+
+def recovery_verbs_for(request: HttpRequest) -> dict[str, bool]:
+    """Which recovery actions this user may take: {'accept_checksum': True, ...}."""
+    return {
+        v.name.replace("-", "_"): request.user.has_perm(v.permission)
+        for v in RECOVERY_VERBS.values()
+    }
+
+
+def version_of(name: str) -> str:
+    """'004_feature.sql' → '004'."""
+    return name.split("_", 1)[0]
+
+
+@dataclass
+class RecoveryPlan:
+    """What the confirmation page shows: the versions to choose from, what the chosen one
+    would do (rows: name and detail), and why it cannot be done (problems)."""
+
+    choices: list[tuple[str, str]]
+    version: str | None = None
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    schemas: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    active: MigrationRun | None = None
+
+
+def _active_run_on(schema: str | None) -> MigrationRun | None:
+    """A queued or running run covering this tenant (any tenant for a fleet-wide action)."""
+    mine = {"only": [schema] if schema else None, "public": False, "tenants": True}
+    for run in MigrationRun.objects.filter(status__in=ACTIVE_RUN_STATUSES).order_by("pk"):
+        if overlaps(run.options or {}, mine):
+            return run
+    return None
+
+
+def recovery_plan(
+    verb: str, schema: str | None, version: str | None, *, public: bool = False
+) -> RecoveryPlan:
+    """The confirmation page's content, read through the services (a state report, the
+    drift check, the rollback's dry run); raises TenancyError when they cannot answer."""
+    from tenancy.services import recovery, runs
+
+    only = [schema] if schema else None
+    states = reports.schema_states(include_public=public, only=only)
+    state = next((s for s in states if s.schema == (schema or "public")), None)
+    if verb == "accept-checksum":
+        scope = "public" if public else "tenant"
+        drift = sorted({n for s in states if s.scope == scope for n in s.drift})
+        choices = [(version_of(n), n) for n in drift]
+    elif verb == "fake":
+        choices = [(version_of(n), n) for n in (state.pending if state else [])]
+    else:
+        applied = TenantMigration.objects.filter(tenant_schema=schema).order_by("migration_version")
+        choices = [(m.migration_version, m.migration_name) for m in applied]
+    plan = RecoveryPlan(choices=choices, version=version)
+    if version is None:
+        return plan
+    if not version.isdigit():
+        plan.problems.append(f"{version!r} is not a migration number.")
+        return plan
+    if verb == "accept-checksum":
+        migration, plan.schemas = recovery.drifted(version, public=public, only=only)
+        plan.rows = [(f"{migration.scope}/{migration.name}", f"new checksum {migration.checksum}")]
+        if not plan.schemas:
+            plan.problems.append(f"{migration.name} shows no drift: nothing to accept.")
+    elif verb == "fake":
+        names = [n for n in (state.pending if state else []) if int(version_of(n)) <= int(version)]
+        plan.rows = [(n, "recorded as applied, not run") for n in names]
+        plan.schemas = [schema] if schema and names else []
+        if not names:
+            plan.problems.append(f"Nothing pending numbered {version} or below: nothing to mark.")
+        elif state and state.drift:
+            plan.problems.append(
+                f"{schema} has drift ({', '.join(state.drift)}): accept or restore it first."
+            )
+    else:
+        report = runs.rollback(version, public=False, tenants=True, only=only, dry_run=True)
+        plan.problems += report.refused
+        recorded = {
+            m.migration_version: (m.migration_name, (m.rollback_sql or "").strip())
+            for m in TenantMigration.objects.filter(tenant_schema=schema)
+        }
+        for result in report.results:
+            plan.schemas.append(result.schema)
+            for v in result.versions:
+                name, down = recorded.get(v, (v, ""))
+                plan.rows.append((name, down or "no DOWN recorded"))
+            if result.error:
+                plan.problems.append(f"{result.schema}: {result.error}: it cannot be rolled back.")
+        if not report.results:
+            plan.problems.append(
+                f"Nothing numbered {version} or above is recorded: nothing to undo."
+            )
+    plan.active = _active_run_on(schema) if verb != "accept-checksum" else None
+    if plan.active is not None:
+        plan.problems.append(
+            f"Run {plan.active.pk} ({plan.active.get_status_display().lower()}) covers this "
+            "tenant: wait for it to end."
+        )
+    return plan
+
+
+@dataclass(frozen=True)
+class RecoveryOutcome:
+    ok: bool
+    message: str
+    run_id: int | None = None
+
+
+def recovery_call(
+    verb: str, schema: str | None, version: str, actor: str, *, public: bool = False
+) -> RecoveryOutcome:
+    """The service the command calls for this verb (it writes the audit rows); a refusal
+    raises TenancyError, a schema that failed is an outcome that is not ok."""
+    from tenancy.services import recovery, runs
+
+    only = [schema] if schema else None
+    if verb == "accept-checksum":
+        accepted = recovery.accept_checksum(version, public=public, only=only, actor=actor)
+        return RecoveryOutcome(
+            True, f"Accepted the new checksum of {accepted.name} in {accepted.rows} schema(s)."
+        )
+    if verb == "fake":
+        report = recovery.baseline(version, public=False, tenants=True, only=only, actor=actor)
+        done = f"marked {{}} as applied in {schema} without running them"
+    else:
+        report = runs.rollback(version, public=False, tenants=True, only=only, actor=actor)
+        done = f"rolled back {{}} in {schema}"
+    if report.refused:
+        raise TenancyError("; ".join(report.refused))
+    if report.failed:
+        errors = "; ".join(f"{r.schema}: {r.error}" for r in report.failed)
+        return RecoveryOutcome(False, f"Run {report.run_id} failed: {errors}", report.run_id)
+    versions = sorted({v for r in report.results for v in r.versions})
+    if not versions:
+        return RecoveryOutcome(False, f"Nothing to do for {version} in {schema}: nothing changed.")
+    return RecoveryOutcome(
+        True, f"Run {report.run_id}: {done.format(', '.join(versions))}.", report.run_id
+    )
+
+
+def drift_offers(request: HttpRequest) -> list[dict[str, Any]]:
+    """Each drifted file in the fleet (tenant and public), with how many schemas and the
+    fleet-wide Accept checksum page, for a user who may accept checksums."""
+    from django.urls import reverse
+
+    if not request.user.has_perm(RECOVERY_VERBS["accept-checksum"].permission):
+        return []
+    found: dict[tuple[str, str], list[str]] = {}
+    states = [public_state_for(request), *schema_states_for(request).values()]
+    for s in states:
+        for name in s.drift if s else []:
+            found.setdefault((s.scope, name), []).append(s.schema)
+    url = reverse("admin:tenancy_tenant_accept_checksum", urlconf="employer_portal.urls")
+    return [
+        {
+            "file": f"{scope}/{name}",
+            "schemas": schemas,
+            "url": f"{url}?version={version_of(name)}" + ("&public=1" if scope == "public" else ""),
+        }
+        for (scope, name), schemas in sorted(found.items())
+    ]
+
+
+# -- the audit log, readable ---------------------------------------------------------------
+_DETAIL_LABELS = {
+    "run_id": "run",
+    "outcome": "outcome",
+    "versions": "versions",
+    "applied": "applied",
+    "failed": "failed",
+    "rolled_back": "rolled back",
+    "schemas": "schemas",
+    "only": "tenants",
+    "public": "public",
+    "tenants": "tenants",
+    "job_id": "job",
+    "reasons": "reasons",
+    "error": "error",
+    "reason": "reason",
+    "migration": "file",
+    "checksum": "checksum",
+    "version": "version",
+    "from": "from",
+    "to": "to",
+}
+
+
+def _detail_value(value: Any, limit: int = 5) -> str:
+    """A JSON value in words: lists and mappings shortened to ``limit`` entries."""
+    if value is None:
+        return "—"
+    if value is True or value is False:
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        shown = ", ".join(_detail_value(v, limit) for v in value[:limit])
+        return shown + (f" and {len(value) - limit} more" if len(value) > limit else "")
+    if isinstance(value, dict):
+        items = list(value.items())
+        shown = "; ".join(f"{k}: {_detail_value(v, limit)}" for k, v in items[:limit])
+        return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+    return str(value)
+
+
+def audit_fields(details: dict[str, Any] | None) -> list[tuple[str, str, str | None]]:
+    """An audit row's details as (label, value, link) fields a person reads: known keys
+    first, in a fixed order; the run id links to its run."""
+    from django.urls import reverse
+
+    details = dict(details or {})
+    order = [k for k in _DETAIL_LABELS if k in details] + sorted(
+        k for k in details if k not in _DETAIL_LABELS
+    )
+    fields: list[tuple[str, str, str | None]] = []
+    for key in order:
+        value = details[key]
+        if key == "public" and value is False or key == "tenants" and value is True:
+            continue  # the defaults say nothing
+        link = None
+        if key == "run_id" and isinstance(value, int):
+            link = reverse(
+                "admin:tenancy_migrationrun_change", args=[value], urlconf="employer_portal.urls"
+            )
+        label = _DETAIL_LABELS.get(key, key.replace("_", " "))
+        if key == "only" and value is None:
+            continue
+        fields.append((label, _detail_value(value), link))
+    return fields
+
+
+def audit_details_html(details: dict[str, Any] | None, *, block: bool = False) -> str:
+    """The fields as HTML: one per line in a list cell, or a table on the row's page."""
+    fields = audit_fields(details)
+    if not fields:
+        return "—"
+    parts = [
+        format_html('<a href="{}">{}</a>', link, value) if link else format_html("{}", value)
+        for _, value, link in fields
+    ]
+    if block:
+        rows = [
+            format_html("<tr><th>{}</th><td>{}</td></tr>", label, part)
+            for (label, _, _), part in zip(fields, parts, strict=True)
+        ]
+        return format_html('<table class="tenancy-fields">{}</table>', mark_safe("".join(rows)))  # noqa: S308
+    lines = [
+        format_html('<span class="tenancy-detail"><b>{}</b>: {}</span>', label, part)
+        for (label, _, _), part in zip(fields, parts, strict=True)
+    ]
+    return mark_safe("<br>".join(lines))  # noqa: S308 (each line built by format_html)
+
+
+def audit_rows(queryset: Any) -> list[dict[str, Any]]:
+    """Audit rows for a page (the tenant's page, its history): time, action, actor, the
+    details as fields."""
+    return [
+        {
+            "created_at": a.created_at,
+            "when": when(a.created_at),
+            "action": a.action,
+            "actor": a.actor,
+            "details": audit_details_html(a.details),
+        }
+        for a in queryset
+    ]

@@ -775,3 +775,178 @@ def test_fleet_overview_counts_and_permissions(ready: Path) -> None:
     assert count("failed") == 0 and count("drifted") == 0
     assert "?has_pending=yes" in html and "?schema_missing=yes" in html
     assert 'id="fleet-public"' in html and "no run is active" in html
+
+
+# -- recovery actions: accept a checksum, mark as applied, roll back -------------------------
+ROLLBACK_SQL = """-- Migration: 004_feature_data.sql
+-- UP
+CREATE TABLE feature_data (id serial PRIMARY KEY, label text NOT NULL);
+-- DOWN
+DROP TABLE feature_data;
+"""
+
+
+def recover_url(pk: int, verb: str, version: str | None = None) -> str:
+    return f"{CHANGELIST}{pk}/recover/{verb}/" + (f"?version={version}" if version else "")
+
+
+def two_tenants() -> tuple[int, str, str]:
+    """Two tenants; the first one's pk and both schemas."""
+    tenants.create_tenant("org_reca1", "Recover A", actor="test")
+    tenants.create_tenant("org_recb1", "Recover B", actor="test")
+    return Tenant.objects.get(auth0_org_id="org_reca1").pk, "tenant_org_reca1", "tenant_org_recb1"
+
+
+def checksums(version: str) -> dict[str, str]:
+    rows = query(
+        "SELECT tenant_schema, checksum FROM public.tenant_migrations "
+        "WHERE migration_version = %s AND tenant_schema <> 'public'",
+        [version],
+    )
+    return dict(rows)
+
+
+def assert_refused_without_permission(url: str, data: dict[str, str], other: str) -> None:
+    """Anonymous: to the login page; staff with another recovery permission: 403."""
+    for response in (Client().get(url), Client().post(url, data)):
+        assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    no_perm = client_for(user("viewer", "tenancy.view_tenant", f"tenancy.{other}"))
+    assert no_perm.get(url).status_code == 403
+    assert no_perm.post(url, data).status_code == 403
+
+
+def test_accept_checksum_needs_its_permission_and_is_audited(ready: Path) -> None:
+    pk, a, b = two_tenants()
+    good = checksums("002")[b]
+    query(
+        "UPDATE public.tenant_migrations SET checksum = 'edited' WHERE tenant_schema = %s "
+        "AND migration_version = '002' RETURNING 1",
+        [a],
+    )
+    url = recover_url(pk, "accept-checksum", "002")
+    data = {"post": "yes", "version": "002"}
+    assert_refused_without_permission(url, data, "rollback_tenant")
+    viewer_page = client_for(User.objects.get(username="viewer")).get(f"{CHANGELIST}{pk}/change/")
+    assert "/recover/accept-checksum/" not in viewer_page.content.decode()
+    assert checksums("002")[a] == "edited"
+
+    ops = client_for(user("ops", "tenancy.view_tenant", "tenancy.accept_checksum_tenant"))
+    page = ops.get(f"{CHANGELIST}{pk}/change/").content.decode()
+    assert 'id="accept-002"' in page and "Accept checksum of 002" in page
+    confirm = ops.get(url).content.decode()
+    assert "tenant/002_job_postings.sql" in confirm and 'id="recovery-confirm"' in confirm
+    response = ops.post(url, data)
+    assert response["Location"] == f"{CHANGELIST}{pk}/change/"
+    assert checksums("002") == {a: good, b: good}
+    assert query(
+        "SELECT actor, details->'schemas' FROM public.audit_logs "
+        "WHERE action = 'migrate.accept_checksum'"
+    ) == [("admin:ops", [a])]
+    again = ops.get(url).content.decode()  # nothing left to accept: no confirm button
+    assert "shows no drift" in again and 'id="recovery-confirm"' not in again
+
+
+def test_mark_as_applied_needs_its_permission_records_without_running(ready: Path) -> None:
+    pk, a, b = two_tenants()
+    add_file(ready, "004_feature_data.sql", FEATURE_SQL)
+    url = recover_url(pk, "fake", "004")
+    data = {"post": "yes", "version": "004"}
+    assert_refused_without_permission(url, data, "accept_checksum_tenant")
+    assert ledger_versions(a) == ["001", "002", "003"]
+
+    ops = client_for(user("ops", "tenancy.view_tenant", "tenancy.fake_migration_tenant"))
+    assert 'id="fake-004"' in ops.get(f"{CHANGELIST}{pk}/change/").content.decode()
+    confirm = ops.get(url).content.decode()
+    assert "004_feature_data.sql" in confirm and "recorded as applied, not run" in confirm
+    response = ops.post(url, data)
+    assert response["Location"] == f"{CHANGELIST}{pk}/change/"
+    assert ledger_versions(a) == ["001", "002", "003", "004"]
+    assert "feature_data" not in tables_in(a)  # recorded, not run
+    assert ledger_versions(b) == ["001", "002", "003"]  # the other tenant untouched
+    run = MigrationRun.objects.get(kind="fake")
+    assert run.actor == "admin:ops" and run.options["only"] == [a]
+    assert query(
+        "SELECT action, tenant_schema, details->>'outcome' FROM public.audit_logs "
+        "WHERE action LIKE 'migrate.fake%%' ORDER BY action"
+    ) == [("migrate.fake", None, "succeeded"), ("migrate.fake.schema", a, "succeeded")]
+
+
+def test_rollback_needs_its_permission_runs_the_down_sql_and_is_audited(ready: Path) -> None:
+    from tenancy.services import runs
+
+    pk, a, b = two_tenants()
+    add_file(ready, "004_feature_data.sql", ROLLBACK_SQL)
+    runs.migrate(public=False, actor="test")
+    url = recover_url(pk, "rollback", "004")
+    data = {"post": "yes", "version": "004"}
+    assert_refused_without_permission(url, data, "fake_migration_tenant")
+    assert "feature_data" in tables_in(a)
+
+    ops = client_for(user("ops", "tenancy.view_tenant", "tenancy.rollback_tenant"))
+    page = ops.get(f"{CHANGELIST}{pk}/change/").content.decode()
+    assert 'id="rollback-004"' in page and "Roll back…" in page
+    chooser = ops.get(recover_url(pk, "rollback")).content.decode()
+    assert 'id="recovery-choose"' in chooser and '<option value="004">' in chooser
+    confirm = ops.get(url).content.decode()
+    assert "DROP TABLE feature_data;" in confirm and 'id="recovery-confirm"' in confirm
+    response = ops.post(url, data)
+    assert response["Location"] == f"{CHANGELIST}{pk}/change/"
+    assert "feature_data" not in tables_in(a) and ledger_versions(a) == ["001", "002", "003"]
+    assert "feature_data" in tables_in(b) and ledger_versions(b)[-1] == "004"
+    assert query(
+        "SELECT action, actor, tenant_schema FROM public.audit_logs "
+        "WHERE action LIKE 'migrate.rollback%%' ORDER BY action"
+    ) == [("migrate.rollback", "admin:ops", None), ("migrate.rollback.schema", "admin:ops", a)]
+
+
+def test_rollback_without_recorded_down_is_refused_on_its_page(ready: Path, superuser: User):
+    from tenancy.services import runs
+
+    pk, a, _ = two_tenants()
+    add_file(ready, "004_plain.sql", "-- UP\nCREATE TABLE plain (id int);\n")
+    runs.migrate(public=False, actor="test")
+    c = client_for(superuser)
+    confirm = c.get(recover_url(pk, "rollback", "004")).content.decode()
+    assert "no rollback SQL recorded" in confirm and 'id="recovery-confirm"' not in confirm
+    response = c.post(recover_url(pk, "rollback"), {"post": "yes", "version": "004"}, follow=True)
+    assert "failed" in response.content.decode()
+    assert ledger_versions(a)[-1] == "004" and "plain" in tables_in(a)  # nothing undone
+    bad = c.get(recover_url(pk, "rollback", "x1")).content.decode()
+    assert "is not a migration number" in bad
+    assert c.get(recover_url(pk, "explode")).status_code == 404
+
+
+def test_recovery_refused_while_a_run_covers_the_tenant(ready: Path, superuser: User) -> None:
+    pk, a, _ = two_tenants()
+    add_file(ready, "004_feature_data.sql", FEATURE_SQL)
+    c = client_for(superuser)
+    c.post(f"{CHANGELIST}{pk}/run/")  # queued; no worker
+    confirm = c.get(recover_url(pk, "fake", "004")).content.decode()
+    assert "covers this tenant" in confirm and 'id="recovery-confirm"' not in confirm
+
+
+def test_drift_refusal_offers_accept_checksum_fleet_wide(ready: Path, superuser: User) -> None:
+    _, a, b = two_tenants()
+    for schema in (a, b):
+        query(
+            "UPDATE public.tenant_migrations SET checksum = 'edited' WHERE tenant_schema = %s "
+            "AND migration_version = '001' RETURNING 1",
+            [schema],
+        )
+    add_file(ready, "004_feature_data.sql", FEATURE_SQL)
+    c = client_for(superuser)
+    assert 'id="drift-offers"' in c.get(RUN_ALL).content.decode()
+    c.post(RUN_ALL, {"post": "yes"})
+    run_worker(ready)  # the worker's run is refused for drift
+    run_id = MigrationRun.objects.get(status="refused").pk
+    page = c.get(reverse("admin:tenancy_migrationrun_change", args=[run_id])).content.decode()
+    assert 'id="drift-offers"' in page and "tenant/001_organizations_users.sql" in page
+    url = "/admin/tenancy/tenant/accept-checksum/?version=001"
+    assert f'href="{url}"' in page
+    confirm = c.get(url).content.decode()
+    assert a in confirm and b in confirm
+    assert Client().post(url, {"post": "yes", "version": "001"}).status_code == 302
+    assert client_for(user("viewer", "tenancy.view_tenant")).get(url).status_code == 403
+    c.post(url, {"post": "yes", "version": "001"})
+    assert "edited" not in checksums("001").values()
+    assert "drift-offers" not in c.get(RUN_ALL).content.decode()

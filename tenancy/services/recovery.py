@@ -65,6 +65,14 @@ def accept_checksum(
                 "schemas": schemas,
             },
         )
+        details = {
+            "migration": f"{migration.scope}/{migration.name}",
+            "checksum": migration.checksum,
+        }
+        rows_per_schema = [(schema, details) for schema in schemas]
+        audit.write_per_schema(
+            conn, "migrate.accept_checksum.schema", actor=actor, rows=rows_per_schema
+        )
     return Accepted(migration.name, rows)
 
 
