@@ -61,7 +61,7 @@ from tenancy.admin_views import (
     when,
 )
 from tenancy.engine.errors import RunError, TenancyError
-from tenancy.engine.names import InvalidName
+from tenancy.engine.names import InvalidName, schema_for_org
 from tenancy.models import (
     AuditLog,
     MigrationRun,
@@ -177,6 +177,22 @@ class TenantChangeList(ChangeList):
         self.result_list = list(self.result_list)
         for tenant in self.result_list:
             tenant.migration_state = states.get(tenant.schema_name)
+
+
+def _about_org_id(org_id: str) -> bool:
+    """Whether a refused creation is about the id itself: its schema is registered (the
+    same id, or a case twin) or exists already."""
+    from django.db import connection
+
+    try:
+        schema = schema_for_org(org_id)
+    except InvalidName:
+        return True
+    if Tenant.objects.filter(schema_name=schema).exists():
+        return True
+    with connection.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema])
+        return cur.fetchone() is not None
 
 
 def _state(tenant: Tenant) -> SchemaState | None:
@@ -316,7 +332,8 @@ class TenantAdmin(admin.ModelAdmin):
             except InvalidName as exc:
                 form.add_error("auth0_org_id", str(exc))
             except (tenant_service.TenantError, RunError) as exc:
-                form.add_error(None, str(exc))
+                # A duplicate, a case twin or a leftover schema is about the id: on its field.
+                form.add_error("auth0_org_id" if _about_org_id(org_id) else None, str(exc))
             else:
                 messages.success(
                     request,
@@ -324,10 +341,12 @@ class TenantAdmin(admin.ModelAdmin):
                     f"{len(created.migrations_applied)} migrations applied in "
                     f"{created.elapsed_ms} ms.",
                 )
-                target = "admin:tenancy_tenant_changelist"
-                if not self.has_view_permission(request):
-                    target = "admin:index"
-                return HttpResponseRedirect(reverse(target))
+                new = Tenant.objects.filter(schema_name=created.schema).first()
+                if new is not None and self.has_view_permission(request, new):
+                    return HttpResponseRedirect(
+                        reverse("admin:tenancy_tenant_change", args=[new.pk])
+                    )
+                return HttpResponseRedirect(reverse("admin:index"))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,

@@ -182,8 +182,10 @@ def test_create_tenant_through_the_form(ready: Path) -> None:
     c = client_for(user("alice", "tenancy.view_tenant", "tenancy.add_tenant"))
     assert "Create tenant" in c.get(CHANGELIST).content.decode()
     assert c.get(ADD).status_code == 200
+    assert 'id="schema-preview"' in c.get(ADD).content.decode()
     response = c.post(ADD, {"auth0_org_id": "org_Acme42", "organization_name": "Acme"}, follow=True)
-    assert response.redirect_chain[-1][0] == reverse("admin:tenancy_tenant_changelist")
+    new = Tenant.objects.get(auth0_org_id="org_Acme42")
+    assert response.redirect_chain[-1][0] == reverse("admin:tenancy_tenant_change", args=[new.pk])
     schema = "tenant_org_acme42"
     assert {"organizations", "job_postings", "candidates"} <= tables_in(schema)
     assert ledger_versions(schema) == ["001", "002", "003"]
@@ -193,8 +195,11 @@ def test_create_tenant_through_the_form(ready: Path) -> None:
     assert query(
         "SELECT action, actor FROM public.audit_logs WHERE tenant_schema = %s", [schema]
     ) == [("tenant.create", "admin:alice")]
-    row = response.content.decode()
-    assert "org_Acme42" in row and "0 pending" in row and "003_candidates" in row
+    page = response.content.decode()
+    assert "org_Acme42" in page and "0 pending" in page and "003_candidates" in page
+    history = c.get(f"{CHANGELIST}{new.pk}/history/").content.decode()
+    assert "tenant.create" in history and "admin:alice" in history
+    assert "added via this admin site" not in history
 
 
 @pytest.mark.parametrize(
@@ -215,8 +220,14 @@ def test_refused_creation_is_a_form_error_and_leaves_nothing(ready: Path, superu
     c = client_for(superuser)
     duplicate = c.post(ADD, {"auth0_org_id": "org_Twin1"}).content.decode()
     assert "already exists" in duplicate and 'class="errornote"' in duplicate
+
+    def field_errors(html: str) -> str:  # the org id field's own error list
+        start = html.index("field-auth0_org_id")
+        return html[start : html.index("</div>", start)]
+
+    assert "already exists" in field_errors(duplicate)
     twin = c.post(ADD, {"auth0_org_id": "org_TWIN1"}).content.decode()
-    assert "differs only in letter case" in twin
+    assert "differs only in letter case" in field_errors(twin)
     assert Tenant.objects.count() == 1
 
 
@@ -950,3 +961,32 @@ def test_drift_refusal_offers_accept_checksum_fleet_wide(ready: Path, superuser:
     c.post(url, {"post": "yes", "version": "001"})
     assert "edited" not in checksums("001").values()
     assert "drift-offers" not in c.get(RUN_ALL).content.decode()
+
+
+# -- the audit log ---------------------------------------------------------------------------
+def test_audit_log_reads_as_fields_with_links_and_a_row_per_tenant(
+    ready: Path, superuser: User
+) -> None:
+    from tenancy.services import runs
+
+    pk, a, b = two_tenants()
+    add_file(ready, "004_feature_data.sql", FEATURE_SQL)
+    report = runs.migrate(public=False, actor="test")
+    run_url = reverse("admin:tenancy_migrationrun_change", args=[report.run_id])
+    assert query(
+        "SELECT tenant_schema, details->>'outcome' FROM public.audit_logs "
+        "WHERE action = 'migrate.run.schema' AND (details->>'run_id')::int = %s ORDER BY 1",
+        [report.run_id],
+    ) == [(a, "succeeded"), (b, "succeeded")]
+    c = client_for(superuser)
+    found = c.get("/admin/tenancy/auditlog/", {"q": a}).content.decode()
+    assert "migrate.run.schema" in found and f'href="{run_url}"' in found
+    assert f'href="{CHANGELIST}{pk}/change/"' in found  # the tenant links to its page
+    assert "{&#x27;" not in found and "{'" not in found  # no raw dict text
+    assert "<b>versions</b>: 004" in found and b not in found
+    row = AuditLog.objects.get(action="migrate.run", details__run_id=report.run_id)
+    page = c.get(f"/admin/tenancy/auditlog/{row.pk}/change/").content.decode()
+    assert '<table class="tenancy-fields">' in page and f'href="{run_url}"' in page
+    tenant_page = c.get(f"{CHANGELIST}{pk}/change/").content.decode()
+    audit = tenant_page[tenant_page.index('id="audit-rows"') :]
+    assert "migrate.run.schema" in audit and b not in audit  # its own rows, not the others'
