@@ -195,6 +195,23 @@ def _about_org_id(org_id: str) -> bool:
         return cur.fetchone() is not None
 
 
+def _count_case(counts: dict[str, int]) -> Any:
+    """CASE WHEN schema_name IN (...) THEN n ... ELSE 0: one branch per distinct count."""
+    from django.db.models import Case, IntegerField, Value, When
+
+    by_count: dict[int, list[str]] = {}
+    for schema, n in counts.items():
+        if n:
+            by_count.setdefault(int(n), []).append(schema)
+    if not by_count:
+        return Value(0, output_field=IntegerField())
+    return Case(
+        *[When(schema_name__in=schemas, then=Value(n)) for n, schemas in by_count.items()],
+        default=Value(0),
+        output_field=IntegerField(),
+    )
+
+
 def _state(tenant: Tenant) -> SchemaState | None:
     return getattr(tenant, "migration_state", None)
 
@@ -251,7 +268,30 @@ class TenantAdmin(admin.ModelAdmin):
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return TenantChangeList
 
-    @admin.display(description="Applied")
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        """The computed counts as sortable annotations: one CASE branch per distinct count
+        (a handful), from the page's one schema_states call."""
+        queryset = super().get_queryset(request)
+        if request.resolver_match and request.resolver_match.url_name != (
+            "tenancy_tenant_changelist"
+        ):
+            return queryset
+        states = schema_states_for(request)
+        return queryset.annotate(
+            applied_n=_count_case({s: st.applied for s, st in states.items()}),
+            pending_n=_count_case({s: len(st.pending) for s, st in states.items()}),
+            # failed first, then drift, a missing schema, then the most pending
+            attention_n=_count_case(
+                {
+                    s: 1_000_000 * st.failed
+                    + 100_000 * bool(st.drift or not st.schema_exists)
+                    + len(st.pending)
+                    for s, st in states.items()
+                }
+            ),
+        )
+
+    @admin.display(description="Applied", ordering="applied_n")
     def applied_count(self, tenant: Tenant) -> int | str:
         state = _state(tenant)
         return state.applied if state else "?"
@@ -260,7 +300,7 @@ class TenantAdmin(admin.ModelAdmin):
     def status_badge(self, tenant: Tenant) -> str:
         return badge(tenant.get_status_display(), STATUS_KINDS.get(tenant.status, "quiet"))
 
-    @admin.display(description="Migrations")
+    @admin.display(description="Migrations", ordering="-attention_n")
     def migration_state(self, tenant: Tenant) -> str:
         return state_badges(_state(tenant), tenant.schema_name)
 

@@ -120,6 +120,7 @@ def tenant_page_context(request: HttpRequest, schema: str) -> dict[str, Any]:
     about_schema = Q(tenant_schema=schema)
     return {
         "state": state,
+        "facts": tenant_facts(schema, state),
         "history": TenantMigration.objects.filter(tenant_schema=schema).order_by(
             "migration_version"
         ),
@@ -131,6 +132,58 @@ def tenant_page_context(request: HttpRequest, schema: str) -> dict[str, Any]:
             AuditLog.objects.filter(about_schema).order_by("-created_at", "-id")[:50]
         ),
     }
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "—"
+    value = float(size)
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"  # pragma: no cover
+
+
+def tenant_facts(schema: str, state: SchemaState | None) -> list[tuple[str, str]]:
+    """What `tenant_status` shows beside the migrations: roles, domains, size, activity
+    (its audit rows and the latest one). The size is this schema's alone (one pg_class
+    scan of its relations), not the fleet's."""
+    from django.db import connection
+    from django.db.models import Max
+
+    from tenancy.engine.names import owner_role_for_schema, role_for_schema
+    from tenancy.models import Domain
+
+    database = str(conf.conninfo()["dbname"])
+    domains = list(
+        Domain.objects.filter(tenant__schema_name=schema).values_list("domain", "is_primary")
+    )
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'm')",
+            [schema],
+        )
+        row = cur.fetchone()
+    size = row[0] if row and state and state.schema_exists else None
+    activity = AuditLog.objects.filter(tenant_schema=schema).aggregate(n=Max("created_at"))["n"]
+    return [
+        ("Role (requests)", role_for_schema(schema, database)),
+        ("Owner role (migrations)", owner_role_for_schema(schema, database)),
+        (
+            "Domains",
+            ", ".join(f"{d}{' (primary)' if primary else ''}" for d, primary in domains) or "—",
+        ),
+        ("Size", human_size(size)),
+        (
+            "Activity",
+            f"{state.activity_count if state else 0} audit row(s); latest "
+            f"{timezone.localtime(activity).strftime(TIME_FORMAT) if activity else '—'}",
+        ),
+        ("Last run", when(state.last_run_at) if state else "—"),
+    ]
 
 
 # -- runs --------------------------------------------------------------------------------

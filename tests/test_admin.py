@@ -990,3 +990,45 @@ def test_audit_log_reads_as_fields_with_links_and_a_row_per_tenant(
     tenant_page = c.get(f"{CHANGELIST}{pk}/change/").content.decode()
     audit = tenant_page[tenant_page.index('id="audit-rows"') :]
     assert "migrate.run.schema" in audit and b not in audit  # its own rows, not the others'
+
+
+# -- navigation ------------------------------------------------------------------------------
+def test_tenant_page_shows_roles_domain_size_activity(ready: Path, superuser: User) -> None:
+    from tenancy.engine.names import role_for_schema
+
+    pk, a, _ = two_tenants()
+    html = client_for(superuser).get(f"{CHANGELIST}{pk}/change/").content.decode()
+    facts = html[html.index('id="tenant-facts"') : html.index('id="catalog-verify"')]
+    assert role_for_schema(a, connection.settings_dict["NAME"]) in facts
+    assert "org-reca1." in facts and "(primary)" in facts  # its domain
+    assert "kB" in facts or "MB" in facts
+    assert "1 audit row(s)" in facts  # the creation
+
+
+def test_list_sorts_by_state_and_applied(ready: Path, superuser: User) -> None:
+    _, a, b = two_tenants()
+    query(
+        "UPDATE public.tenant_migrations SET checksum = 'edited' WHERE tenant_schema = %s "
+        "AND migration_version = '002' RETURNING 1",
+        [b],
+    )
+    c = client_for(superuser)
+    # Columns (after the action checkbox): 1 organization, ..., 4 applied, 5 migrations.
+    html = c.get(CHANGELIST, {"o": "5"}).content.decode()
+    assert html.index("Recover B") < html.index("Recover A")  # drift before up to date
+    html = c.get(CHANGELIST, {"o": "-5"}).content.decode()
+    assert html.index("Recover A") < html.index("Recover B")
+    assert c.get(CHANGELIST, {"o": "4"}).status_code == 200
+
+
+def test_runs_are_searchable_by_tenant_with_their_scope(ready: Path, superuser: User) -> None:
+    from tenancy.services import runs
+
+    _, a, b = two_tenants()
+    add_file(ready, "004_feature_data.sql", FEATURE_SQL)
+    only_a = runs.migrate(public=False, only=[a], actor="test").run_id
+    rest = runs.migrate(public=False, actor="test").run_id
+    html = client_for(superuser).get("/admin/tenancy/migrationrun/", {"q": b}).content.decode()
+    assert f"/migrationrun/{rest}/change/" in html and f"/migrationrun/{only_a}/change/" not in html
+    html = client_for(superuser).get("/admin/tenancy/migrationrun/", {"q": a}).content.decode()
+    assert f"/migrationrun/{only_a}/change/" in html and "field-scope" in html
