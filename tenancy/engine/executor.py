@@ -53,6 +53,15 @@ class Options:
     fake: bool = False
     # The connections go through a transaction-mode pooler: no session-level locks.
     transaction_pooler: bool = False
+    # Called once per schema that has pending files, before any of them runs: see
+    # ``BeforeSchema``. None: nothing is called.
+    before_schema: BeforeSchema | None = None
+
+
+# (the worker's connection, in the schema's first transaction under its lock; the schema;
+# its pending files) -> a note for the schema's result, or None. An exception fails the
+# schema with its message, before anything changed (migrate_tenants --backup-dir).
+BeforeSchema = Callable[[psycopg.Connection, str, list[Migration]], "str | None"]
 
 
 NEEDS_SESSION = (
@@ -117,6 +126,8 @@ class _SchemaState:
     versions: list[str] = field(default_factory=list)  # committed so far
     started: bool = False  # schema_started was emitted
     session_locked: bool = False  # the connection holds the schema's session-level lock
+    prepared: bool = False  # Options.before_schema was called (once, not on lock retries)
+    notes: list[str] = field(default_factory=list)
 
 
 # A per-schema task: (connection, schema, payload) -> its result, or None when another run
@@ -342,6 +353,7 @@ class Executor:
             if rest is None:
                 return None
             result.status, result.error = state.status, state.error
+            result.notes += state.notes
             for segment in rest:
                 if segment[0].transactional:
                     self._with_lock_retries(
@@ -389,6 +401,8 @@ class Executor:
             _rollback(conn)
             state.status = "skipped"
             return []
+        if not self._before_schema(conn, schema, pending.pending, state):
+            return []
         segments = [pending.pending] if self.options.fake else _segments(pending.pending)
         if not segments[0][0].transactional or len(segments) > 1:
             if self.options.transaction_pooler:
@@ -409,6 +423,28 @@ class Executor:
         self._transaction(conn, schema, segments[0], state, begin=False)
         state.versions.extend(m.version for m in segments[0])
         return segments[1:]
+
+    def _before_schema(
+        self,
+        conn: psycopg.Connection,
+        schema: str,
+        pending: list[Migration],
+        state: _SchemaState,
+    ) -> bool:
+        """``Options.before_schema``, once per schema, under its lock and before anything
+        changes; False (the schema failed, its transaction rolled back) when it raised."""
+        hook = self.options.before_schema
+        if hook is None or state.prepared:
+            return True
+        try:
+            note = hook(conn, schema, pending)
+        except Exception as exc:
+            _rollback(conn)
+            state.status, state.error = "failed", str(exc) or type(exc).__name__
+            return False
+        state.prepared = True
+        state.notes += [note] if note else []
+        return True
 
     def _transaction(
         self,

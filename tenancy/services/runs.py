@@ -29,7 +29,7 @@ from tenancy.engine.executor import Event, Executor, SchemaResult
 from tenancy.engine.names import PUBLIC_SCHEMA, validate_schema_name
 from tenancy.engine.plan import Plan, build_plan, plan_schema
 from tenancy.engine.source import PUBLIC, TENANT, discover
-from tenancy.services import alerts
+from tenancy.services import alerts, backups
 from tenancy.services.infrastructure import (
     connect,
     connect_ready,
@@ -282,6 +282,7 @@ class RunRequest:
     run_id: int | None = None  # a run queued by the admin, taken over
     on_event: Callable[[Event], None] | None = None
     on_plan: Callable[[Plan, int], None] | None = None  # the plan and the workers it gets
+    backup_dir: str | None = None  # back up each schema before its files run (backups.py)
 
     @property
     def looking(self) -> bool:
@@ -300,6 +301,8 @@ def run(request: RunRequest) -> RunReport:
         request.public, request.tenants, request.only
     )
     kind = "fake" if request.fake else "migrate"
+    if request.backup_dir is not None:
+        _check_backup(request)
     report = RunReport(kind=kind, plan=None, dry_run=request.looking)
     report.django_migrations = _infrastructure(request)
     if report.django_migrations == ALL_PENDING:
@@ -436,8 +439,19 @@ def _applied(conn: psycopg.Connection, request: RunRequest, report: RunReport) -
     return report
 
 
+def _check_backup(request: RunRequest) -> None:
+    """--backup-dir, before anything changes: only where files run, and only with a
+    pg_dump of the server's version at hand."""
+    if request.looking or request.fake:
+        raise RunError(
+            "--backup-dir backs up schemas right before their files run: a dry run, a check "
+            "or --fake runs none; leave it out."
+        )
+    backups.check_backup_dir(request.backup_dir or "")
+
+
 def _recorded_options(request: RunRequest) -> dict[str, Any]:
-    names = ("public", "tenants", "only", "jobs", "fail_fast", "fake")
+    names = ("public", "tenants", "only", "jobs", "fail_fast", "fake", "backup_dir")
     return {name: getattr(request, name) for name in names}
 
 
@@ -465,6 +479,11 @@ def _executor(
         actor=request.actor,
         run_id=report.run_id,
         fake=request.fake,
+        before_schema=backups.before_schema(
+            request.backup_dir, run_id=report.run_id, actor=request.actor
+        )
+        if request.backup_dir
+        else None,
     )
     return Executor(conf.conninfo(), options, handle), handle
 

@@ -16,6 +16,7 @@ from tenancy.management.interrupts import interruptible
 from tenancy.management.output import Progress, write_json, write_plan
 from tenancy.management.prompts import confirm_schema
 from tenancy.services import recovery, runs
+from tenancy.services.backups import BACKUP_NOTE
 from tenancy.services.tenants import check_creation, create_tenant
 
 EPILOG = """
@@ -45,6 +46,7 @@ OPTION_VERBS = {
     "fail_fast": ("migrate",),
     "allow_missing": ("migrate", "fake"),
     "allow_out_of_order": ("migrate", "fake"),
+    "backup_dir": ("migrate",),
 }
 
 
@@ -130,6 +132,12 @@ class Command(BaseCommand):
             "--fail-fast",
             action="store_true",
             help="Stop at the first schema that fails (default: go on).",
+        )
+        run.add_argument(
+            "--backup-dir",
+            metavar="DIR",
+            help="Back up each schema with pending files (pg_dump, docs/backups.md) into a "
+            "new set in DIR right before its files run; a failed backup fails that schema.",
         )
         run.add_argument(
             "--verbose",
@@ -248,6 +256,8 @@ class Command(BaseCommand):
                     f"{_flag(option)} goes with {' or '.join(_verb_flag(v) for v in verbs)} "
                     f"only, not with {_verb_flag(verb)}."
                 )
+        if o["backup_dir"] is not None and (o["dry_run"] or o["check"]):
+            self._usage("--backup-dir goes with a run that applies files, not --dry-run/--check.")
         if o["name"] is not None and verb != "create_tenant":
             self._usage("--name goes with --create-tenant only.")
         if verb == "create_tenant" and (o["public"] or o["tenants"] or o["tenant"]):
@@ -301,6 +311,7 @@ class Command(BaseCommand):
             actor=actor,
             on_plan=on_plan,
             on_event=lambda e: progress and progress(e),
+            backup_dir=o["backup_dir"],
         )
         if not text:
             write_json(self.stdout, report.to_dict())
@@ -328,6 +339,11 @@ class Command(BaseCommand):
             )
             return report.exit_code
         self._summary(report)
+        if o["verbosity"] >= 1:
+            for r in report.results:
+                for note in r.notes:
+                    if note.startswith(BACKUP_NOTE):
+                        self.stdout.write(f"{r.schema}: {note}")
         return report.exit_code
 
     def _refusals(self, report: runs.RunReport) -> None:

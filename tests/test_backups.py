@@ -1,0 +1,423 @@
+"""Backups: tenant_backup, tenant_restore and migrate_tenants --backup-dir, on the real
+server with its own pg_dump; a tenant backed up, dropped and restored comes back whole."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg import sql
+
+from tenancy.engine.names import owner_role_for_schema, role_for_schema
+from tenancy.services import backups
+from tenancy.services.tenants import create_tenant
+from tests.conftest import (
+    connect,
+    fail_after_step,
+    ledger_versions,
+    query,
+    run_command,
+    tables_in,
+)
+
+ORG, SCHEMA = "org_backup1", "tenant_org_backup1"
+OTHER_ORG, OTHER = "org_backup2", "tenant_org_backup2"
+
+# One row in every table of a tenant (the suite's tenant files), children after parents.
+FILL = """
+WITH o AS (INSERT INTO organizations (auth0_org_id, name, settings)
+           VALUES (%(org)s, 'Backup Org', '{"plan": "pro"}') RETURNING id),
+     u AS (INSERT INTO users (organization_id, auth0_user_id, email, full_name)
+           SELECT id, 'auth0|1', 'a@example.com', 'Ann Example' FROM o RETURNING id),
+     d AS (INSERT INTO departments (organization_id, name) SELECT id, 'Engineering' FROM o
+           RETURNING id),
+     j AS (INSERT INTO job_postings (organization_id, department_id, created_by, title,
+                                     salary_min, salary_max, status)
+           SELECT o.id, d.id, u.id, 'Engineer ünïcode ''quoted''', 100.50, 200, 'open'
+           FROM o, d, u RETURNING id),
+     c AS (INSERT INTO candidates (email, full_name) VALUES ('c@example.com', 'Cat')
+           RETURNING id),
+     a AS (INSERT INTO applications (job_posting_id, candidate_id, cover_letter)
+           SELECT j.id, c.id, E'line one\\nline two\\ttab \\\\ backslash' FROM j, c
+           RETURNING id)
+INSERT INTO interviews (application_id, interviewer_id, scheduled_at, notes)
+SELECT a.id, u.id, '2030-01-02 03:04:05+00', NULL FROM a, u
+"""
+
+
+def fill(schema: str, org: str) -> None:
+    with connect() as conn, conn.transaction():
+        conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+        conn.execute(FILL, {"org": org})
+
+
+def contents(schema: str) -> dict[str, list[tuple]]:
+    """Every row of every table of ``schema``, as text, in a stable order."""
+    out: dict[str, list[tuple]] = {}
+    with connect() as conn:
+        for table in sorted(tables_in(schema)):
+            rows = conn.execute(
+                sql.SQL("SELECT t::text FROM {} t ORDER BY 1").format(sql.Identifier(schema, table))
+            ).fetchall()
+            out[table] = rows
+    return out
+
+
+def public_rows(schema: str) -> dict[str, Any]:
+    """The tenant's rows in public, as JSON (ids included)."""
+    return {
+        "registry": query(
+            "SELECT to_jsonb(r) FROM tenant_registry r WHERE schema_name = %s", [schema]
+        ),
+        "domains": query(
+            "SELECT to_jsonb(d) - 'tenant_id' FROM tenant_domains d JOIN tenant_registry r "
+            "ON r.id = d.tenant_id WHERE r.schema_name = %s ORDER BY d.id",
+            [schema],
+        ),
+        "ledger": query(
+            "SELECT to_jsonb(m) FROM tenant_migrations m WHERE tenant_schema = %s "
+            "ORDER BY migration_version",
+            [schema],
+        ),
+    }
+
+
+def roles_of(schema: str) -> tuple[str, str]:
+    with connect() as conn:
+        database = conn.info.dbname
+    return role_for_schema(schema, database), owner_role_for_schema(schema, database)
+
+
+def role_exists(role: str) -> bool:
+    return bool(query("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]))
+
+
+def schema_exists(schema: str) -> bool:
+    return bool(query("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]))
+
+
+def one_set(root: Path) -> Path:
+    sets = [p for p in root.iterdir() if p.is_dir()]
+    assert len(sets) == 1, sets
+    return sets[0]
+
+
+@pytest.fixture
+def tenant(public_ready: None) -> None:
+    create_tenant(ORG, "Backup One", actor="test")
+    fill(SCHEMA, ORG)
+
+
+# -- backup, drop, restore -------------------------------------------------------------
+def test_a_tenant_backed_up_dropped_and_restored_comes_back_whole(tenant, tmp_path):
+    before, rows_before = contents(SCHEMA), public_rows(SCHEMA)
+    assert before and all(before.values()), "every table has rows"
+
+    code, out, err = run_command("tenant_backup", "--tenant", ORG, "--output", str(tmp_path))
+    assert (code, err) == (0, ""), out
+    assert f"[1/1] {SCHEMA}: 7 table(s)" in out and "Backed up 1 of 1 tenant(s)" in out
+    backup_set = one_set(tmp_path)
+    assert {p.name for p in backup_set.iterdir()} == {
+        f"{SCHEMA}.dump",
+        f"{SCHEMA}.json",
+        "manifest.json",
+    }
+    manifest = json.loads((backup_set / "manifest.json").read_text())
+    assert manifest["summary"]["succeeded"] == 1 and manifest["finished_at"]
+    entry = manifest["entries"][0]
+    assert entry["org_id"] == ORG and entry["dump_bytes"] > 0 and entry["tables"] == 7
+
+    code, _, err = run_command("tenant_drop", ORG, "--noinput")
+    assert code == 0, err
+    web, owner = roles_of(SCHEMA)
+    assert not schema_exists(SCHEMA) and not role_exists(web) and not role_exists(owner)
+    assert public_rows(SCHEMA) == {"registry": [], "domains": [], "ledger": []}
+
+    code, out, err = run_command("tenant_restore", str(backup_set))
+    assert (code, err) == (0, ""), out
+    assert f"Restored tenant {ORG}" in out
+
+    assert contents(SCHEMA) == before
+    assert public_rows(SCHEMA) == rows_before
+    # Owned by the tenant's owner role, as a new tenant's objects are.
+    owners = query(
+        "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = %s", [SCHEMA]
+    ) + query("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = %s", [SCHEMA])
+    assert {o for (o,) in owners} == {owner}
+    assert query(
+        "SELECT actor, details->>'auth0_org_id' FROM audit_logs WHERE action = 'tenant.restore'"
+    ) == [(query("SELECT actor FROM audit_logs WHERE action = 'tenant.drop'")[0][0], ORG)]
+
+    # Its web role works: it reads and writes its rows in a tenant transaction.
+    with connect() as conn, conn.transaction():
+        conn.execute("SELECT set_config('app.current_tenant', %s, true)", [SCHEMA])
+        conn.execute("SELECT set_config('role', %s, true)", [web])
+        conn.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(sql.Identifier(SCHEMA)))
+        assert conn.execute("SELECT title FROM job_postings").fetchall() == [
+            ("Engineer ünïcode 'quoted'",)
+        ]
+        conn.execute("INSERT INTO candidates (email, full_name) VALUES ('n@example.com', 'New')")
+        assert conn.execute(
+            "SELECT tenant_schema FROM audit_logs WHERE action = 'tenant.restore'"
+        ).fetchall() == [(SCHEMA,)]
+
+    code, out, err = run_command("tenant_verify")
+    assert code == 0, out + err
+    assert f"{SCHEMA}: ok" in out
+
+
+def test_restore_refuses_an_existing_tenant_and_replace_puts_the_backup_back(tenant, tmp_path):
+    before = contents(SCHEMA)
+    assert run_command("tenant_backup", "--all", "--output", str(tmp_path))[0] == 0
+    dump = next(one_set(tmp_path).glob("*.dump"))
+    with connect() as conn:
+        conn.execute(sql.SQL("DELETE FROM {}.interviews").format(sql.Identifier(SCHEMA)))
+
+    code, _, err = run_command("tenant_restore", str(dump))
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert f"Tenant {ORG} exists" in err and "--replace" in err
+
+    code, out, err = run_command("tenant_restore", str(dump), "--replace", "--noinput")
+    assert (code, err) == (0, ""), out
+    assert f"Replaced tenant {ORG}" in out
+    assert contents(SCHEMA) == before
+    actions = [a for (a,) in query("SELECT action FROM audit_logs ORDER BY id")]
+    assert actions[-2:] == ["tenant.drop", "tenant.restore"]
+    assert run_command("tenant_verify")[0] == 0
+
+
+@pytest.mark.parametrize("step", [-1, 4])  # after the audit row; after the objects
+def test_a_failed_restore_leaves_nothing(tenant, tmp_path, monkeypatch, step):
+    assert run_command("tenant_backup", "--tenant", SCHEMA, "--output", str(tmp_path))[0] == 0
+    assert run_command("tenant_drop", ORG, "--noinput")[0] == 0
+    audit_before = query("SELECT count(*) FROM audit_logs")
+    name = fail_after_step(monkeypatch, backups, "RESTORE_STEPS", step)
+
+    code, _, err = run_command("tenant_restore", str(one_set(tmp_path)), "--tenant", ORG)
+    assert code == 1 and f"failed at step '{name}'" in err and "Nothing was restored" in err
+    assert len(err.strip().splitlines()) == 1
+    web, owner = roles_of(SCHEMA)
+    assert not schema_exists(SCHEMA) and not role_exists(web) and not role_exists(owner)
+    assert public_rows(SCHEMA) == {"registry": [], "domains": [], "ledger": []}
+    assert query("SELECT count(*) FROM audit_logs") == audit_before
+
+
+def test_a_failed_replace_keeps_the_tenant_it_would_have_replaced(tenant, tmp_path, monkeypatch):
+    assert run_command("tenant_backup", "--tenant", ORG, "--output", str(tmp_path))[0] == 0
+    with connect() as conn:
+        conn.execute(sql.SQL("DELETE FROM {}.interviews").format(sql.Identifier(SCHEMA)))
+    now = contents(SCHEMA)
+    fail_after_step(monkeypatch, backups, "RESTORE_STEPS", -1)
+    code, _, err = run_command("tenant_restore", str(one_set(tmp_path)), "--replace", "--noinput")
+    assert code == 1 and "Nothing was restored" in err
+    assert contents(SCHEMA) == now and ledger_versions(SCHEMA) == ["001", "002", "003"]
+
+
+def test_backup_json_and_several_tenants_in_one_set(tenant, tmp_path):
+    create_tenant(OTHER_ORG, "Backup Two", actor="test")
+    code, out, err = run_command(
+        "tenant_backup", "--all", "--output", str(tmp_path), "--format", "json"
+    )
+    assert (code, err) == (0, "")
+    manifest = json.loads(out)
+    assert [e["schema"] for e in manifest["entries"]] == [SCHEMA, OTHER]
+    assert manifest["summary"] == {**manifest["summary"], "schemas": 2, "failed": 0}
+    meta = json.loads((one_set(tmp_path) / f"{OTHER}.json").read_text())
+    assert meta["org_id"] == OTHER_ORG and [r["migration_version"] for r in meta["ledger"]] == [
+        "001",
+        "002",
+        "003",
+    ]
+    assert meta["registry"]["organization_name"] == "Backup Two" and meta["roles"]["owner"]
+    assert query("SELECT count(*) FROM audit_logs WHERE action = 'tenant.backup'") == [(2,)]
+    # A set of several tenants: the one to restore must be named.
+    code, _, err = run_command("tenant_restore", str(one_set(tmp_path)))
+    assert code == 1 and "--tenant" in err and OTHER in err
+
+
+# -- bad input: one line, exit 1, nothing written ----------------------------------------
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tenant_backup", "--tenant", "org_nobody1"], "No tenant org_nobody1 is registered"),
+        (["tenant_backup", "--tenant", "org_bad-id"], "Invalid Auth0 organization id"),
+        (["tenant_backup", "--tenant", ORG, "--all"], "cannot be combined"),
+        (["tenant_backup"], "--all"),
+        (["tenant_restore", "/nonexistent/backup.dump"], "No backup at /nonexistent"),
+    ],
+)
+def test_bad_input_is_one_line(tenant, tmp_path, args, message):
+    code, out, err = (
+        run_command(*args, "--output", str(tmp_path))
+        if args[0] == ("tenant_backup")
+        else run_command(*args)
+    )
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err + out
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_damaged_dump_is_refused_before_anything_changes(tenant, tmp_path):
+    assert run_command("tenant_backup", "--tenant", ORG, "--output", str(tmp_path))[0] == 0
+    assert run_command("tenant_drop", ORG, "--noinput")[0] == 0
+    dump = next(one_set(tmp_path).glob("*.dump"))
+    dump.write_bytes(dump.read_bytes()[:-10] + b"0123456789")
+    code, _, err = run_command("tenant_restore", str(dump))
+    assert code == 1 and "does not match its checksum" in err
+    assert not schema_exists(SCHEMA)
+
+
+def fake_bin(directory: Path, major: int, *, fails: bool) -> Path:
+    """pg_dump and pg_restore that claim ``major`` and fail when they are asked to work."""
+    directory.mkdir()
+    for name in ("pg_dump", "pg_restore"):
+        path = directory / name
+        work = "echo 'simulated failure' >&2; exit 1" if fails else "exit 0"
+        path.write_text(
+            "#!/bin/sh\n"
+            f'if [ "$1" = "--version" ]; then echo "{name} (PostgreSQL) {major}.0"; exit 0; fi\n'
+            f"{work}\n"
+        )
+        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return directory
+
+
+def server_major() -> int:
+    return int(query("SELECT current_setting('server_version_num')::int / 10000")[0][0])
+
+
+def test_no_pg_dump_of_the_servers_version_is_one_line(tenant, tmp_path, settings):
+    fake = fake_bin(tmp_path / "bin", server_major() - 1, fails=False)
+    settings.TENANCY = {**settings.TENANCY, "PG_BIN_DIR": str(fake)}
+    code, _, err = run_command("tenant_backup", "--all", "--output", str(tmp_path / "out"))
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert f"No pg_dump/pg_restore of PostgreSQL {server_major()}" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_pg_dump_fails_that_tenant_and_leaves_no_dump(tenant, tmp_path, settings):
+    fake = fake_bin(tmp_path / "bin", server_major(), fails=True)
+    settings.TENANCY = {**settings.TENANCY, "PG_BIN_DIR": str(fake)}
+    code, _, err = run_command("tenant_backup", "--all", "--output", str(tmp_path / "out"))
+    assert code == 1 and f"{SCHEMA}: FAILED" in err and "simulated failure" in err
+    backup_set = one_set(tmp_path / "out")
+    assert [p.name for p in backup_set.iterdir()] == ["manifest.json"]
+    manifest = json.loads((backup_set / "manifest.json").read_text())
+    assert manifest["entries"][0]["status"] == "failed"
+
+
+# -- migrate_tenants --backup-dir -------------------------------------------------------
+NEW_TENANT_FILE = """-- Migration: 004_backup_probe.sql
+-- UP: Apply migration
+CREATE TABLE backup_probe (id integer PRIMARY KEY);
+-- DOWN: Rollback migration
+DROP TABLE backup_probe;
+"""
+NEW_PUBLIC_FILE = """-- Migration: 003_backup_probe.sql
+-- UP: Apply migration
+CREATE TABLE public.backup_public_probe (id integer PRIMARY KEY);
+-- DOWN: Rollback migration
+DROP TABLE public.backup_public_probe;
+"""
+UP_TO_DATE_ORG, UP_TO_DATE = "org_backup3", "tenant_org_backup3"
+
+
+@pytest.fixture
+def fleet_with_pending(tenant, sql_dir: Path) -> Path:
+    """Two tenants with 004 pending, and one created after it (nothing pending)."""
+    create_tenant(OTHER_ORG, "Backup Two", actor="test")
+    (sql_dir / "tenant" / "004_backup_probe.sql").write_text(NEW_TENANT_FILE)
+    create_tenant(UP_TO_DATE_ORG, "Up to date", actor="test")
+    return sql_dir
+
+
+def test_backup_dir_backs_up_each_schema_with_pending_work_before_it_runs(
+    fleet_with_pending, tmp_path
+):
+    (fleet_with_pending / "public" / "003_backup_probe.sql").write_text(NEW_PUBLIC_FILE)
+    root = tmp_path / "out"
+    code, out, err = run_command(
+        "migrate_tenants", "--backup-dir", str(root), "--jobs", "2", "--format", "json"
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert {r["schema"] for r in report["results"]} == {"public", SCHEMA, OTHER}
+    backup_set = one_set(root)
+    assert backup_set.name.startswith(f"run-{report['run_id']}-")
+    dumps = sorted(p.name for p in backup_set.glob("*.dump"))
+    assert dumps == ["public.dump", f"{SCHEMA}.dump", f"{OTHER}.dump"]  # not UP_TO_DATE
+    for r in report["results"]:
+        assert any(n.startswith("backup: ") for n in r["notes"]), r
+    # Each backup is the schema as it was right before its files ran.
+    meta = json.loads((backup_set / f"{SCHEMA}.json").read_text())
+    assert [r["migration_version"] for r in meta["ledger"]] == ["001", "002", "003"]
+    assert ledger_versions(SCHEMA) == ["001", "002", "003", "004"]
+    manifest = json.loads((backup_set / "manifest.json").read_text())
+    assert manifest["run_id"] == report["run_id"] and manifest["summary"]["succeeded"] == 3
+
+    # A run with nothing pending takes no backup.
+    code, _, _ = run_command("migrate_tenants", "--backup-dir", str(root))
+    assert code == 0 and len(list(root.iterdir())) == 1
+
+
+def assert_unmigrated() -> None:
+    for schema in (SCHEMA, OTHER):
+        assert ledger_versions(schema) == ["001", "002", "003"]
+        assert "backup_probe" not in tables_in(schema)
+
+
+def test_an_unwritable_backup_dir_fails_each_schema_before_anything_changes(
+    fleet_with_pending, tmp_path
+):
+    in_the_way = tmp_path / "file"
+    in_the_way.write_text("not a directory")
+    code, out, err = run_command("migrate_tenants", "--tenants", "--backup-dir", str(in_the_way))
+    assert code == 1, out
+    assert f"{SCHEMA}: cannot create a backup directory in {in_the_way}" in err
+    assert "Traceback" not in err
+    assert_unmigrated()
+
+
+def test_a_failing_pg_dump_fails_the_schema_before_anything_changes(
+    fleet_with_pending, tmp_path, settings
+):
+    fake = fake_bin(tmp_path / "bin", server_major(), fails=True)
+    settings.TENANCY = {**settings.TENANCY, "PG_BIN_DIR": str(fake)}
+    code, out, err = run_command(
+        "migrate_tenants", "--tenant", ORG, "--backup-dir", str(tmp_path / "out")
+    )
+    assert code == 1, out
+    assert f"{SCHEMA}: backup of {SCHEMA} failed: pg_dump exited 1: simulated failure" in err
+    assert_unmigrated()
+    result = query(
+        "SELECT status, error FROM tenant_migration_run_results WHERE tenant_schema = %s",
+        [SCHEMA],
+    )
+    assert result[0][0] == "failed" and "simulated failure" in result[0][1]
+    assert not list(one_set(tmp_path / "out").glob("*.dump"))
+
+
+def test_no_matching_pg_dump_refuses_the_run_before_anything_changes(
+    fleet_with_pending, tmp_path, settings
+):
+    settings.TENANCY = {**settings.TENANCY, "PG_BIN_DIR": str(tmp_path / "nothing")}
+    runs_before = query("SELECT count(*) FROM tenant_migration_runs")
+    code, _, err = run_command("migrate_tenants", "--backup-dir", str(tmp_path / "out"))
+    assert code == 1 and "No pg_dump/pg_restore" in err and len(err.strip().splitlines()) == 1
+    assert_unmigrated()
+    assert query("SELECT count(*) FROM tenant_migration_runs") == runs_before
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--dry-run"], ["--check"], ["--fake"], ["--baseline", "004"], ["--rollback", "003"]],
+)
+def test_backup_dir_is_refused_where_it_makes_no_sense(fleet_with_pending, tmp_path, extra):
+    root = tmp_path / "out"
+    code, out, err = run_command("migrate_tenants", "--backup-dir", str(root), *extra)
+    assert code == 1 and "--backup-dir" in err, out + err
+    assert not root.exists()
+    assert_unmigrated()
