@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -94,6 +95,23 @@ def proxied(conn: psycopg.Connection) -> bool:
     announced at connection (BackendKeyData) is not the server's own."""
     row = conn.execute("SELECT pg_backend_pid()").fetchone()
     return bool(row) and int(row[0]) != conn.info.backend_pid
+
+
+# Connections to a Citus coordinator (a pooled connection keeps its server).
+_CITUS: weakref.WeakKeyDictionary[psycopg.Connection, bool] = weakref.WeakKeyDictionary()
+
+
+def citus(conn: psycopg.Connection) -> bool:
+    """True when the database is a Citus cluster (the ``citus`` extension is installed):
+    tenant schemas are then distributed schemas on worker nodes, and the engine sends
+    migration statements one at a time (see docs/scale-out.md). Read once per connection."""
+    known = _CITUS.get(conn)
+    if known is None:
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')"
+        ).fetchone()
+        known = _CITUS[conn] = bool(row and row[0])
+    return known
 
 
 def try_lock(conn: psycopg.Connection, name: str) -> bool:

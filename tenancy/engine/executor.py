@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors, sql
 
-from tenancy.engine import db, ledger, statements
+from tenancy.engine import db, ledger, ownership, statements
 from tenancy.engine.names import (
     PUBLIC_SCHEMA,
     app_role,
@@ -809,7 +809,14 @@ def run_file(conn: psycopg.Connection, text: str, owner: str | None) -> None:
     if owner:
         enter.append(_as_owner(conn, owner))
     try:
-        conn.execute(sql.SQL("; ").join([*enter, sql.SQL(text)]))
+        if db.citus(conn):
+            # Citus sends a DDL statement's query text on to the workers, so a file sent
+            # whole would reach them as one multi-statement prepared query, which fails.
+            conn.execute(sql.SQL("; ").join(enter))
+            for statement in statements.split(text):
+                conn.execute(statement)
+        else:
+            conn.execute(sql.SQL("; ").join([*enter, sql.SQL(text)]))
     except errors.LockNotAvailable:
         raise
     except psycopg.Error as exc:
@@ -915,6 +922,7 @@ def apply_in_transaction(
         schema,
         migrations,
         text_of,
+        tenant_owner(schema, conn.info.dbname),
         lock_timeout_ms=lock_timeout_ms,
         record=_Recording(actor, run_id),
         then=_COMMIT if commit else None,
@@ -942,15 +950,28 @@ def apply_to_new_schema(
             return text
         return ";\n".join(_in_transaction(m, s) for s in statements.split(text))
 
+    owner = tenant_owner(schema, conn.info.dbname)
+    # Citus reaches a worker as the current user, over a connection outside this
+    # transaction, which cannot see the schema created in it: there the files run as the
+    # login user, and the owner role takes the schema over before the commit.
+    adopt = bool(owner) and db.citus(conn)
     _run_and_record(
         conn,
         schema,
         migrations,
         text_of,
+        None if adopt else owner,
         lock_timeout_ms=lock_timeout_ms,
         record=_Recording(actor, None),
         then=None,
     )
+    if adopt and owner:
+        web_role = role_for_schema(schema, conn.info.dbname)
+        for statement in [
+            *ownership.adopt_statements(conn, schema, owner),
+            *ownership.existing_objects_grants(schema, web_role),
+        ]:
+            conn.execute(statement)
 
 
 def record_in_transaction(
@@ -986,15 +1007,15 @@ def _run_and_record(
     schema: str,
     migrations: list[Migration],
     text_of: Callable[[Migration], str],
+    owner: str | None,
     *,
     lock_timeout_ms: int,
     record: _Recording,
     then: sql.Composable | None,
 ) -> None:
-    """Each file (``text_of`` gives its SQL) as the schema's owner, then its ledger row,
-    which shares its round trip with what follows it: the settings again before the next
-    file (a file may change search_path), ``then`` after the last."""
-    owner = tenant_owner(schema, conn.info.dbname)
+    """Each file (``text_of`` gives its SQL) as ``owner`` (None: the login user), then its
+    ledger row, which shares its round trip with what follows it: the settings again
+    before the next file (a file may change search_path), ``then`` after the last."""
     for index, m in enumerate(migrations):
         started = time.monotonic()
         _execute_migration(conn, m, text_of(m), owner)

@@ -1,6 +1,7 @@
 """Who owns a tenant's schema, and what each tenant role may do.
 
-Every tenant has two NOLOGIN roles (names in ``names.py``):
+Every tenant has two NOLOGIN roles (names in ``names.py``; on Citus they may log in, see
+``citus_login_statements``):
 
 - the **owner** owns the schema and every object in it. The tenant's migrations run under
   it (``SET LOCAL ROLE`` in the schema's transaction), so PostgreSQL itself refuses a
@@ -27,6 +28,15 @@ ROLE_OPTIONS = "NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS INHERIT"
 
 def role_ddl(role: str) -> sql.Composed:
     return sql.SQL("CREATE ROLE {} " + ROLE_OPTIONS).format(sql.Identifier(role))
+
+
+def citus_login_statements(roles: list[str]) -> list[sql.Composable]:
+    """On Citus the coordinator reaches the workers as the *current* user, so a tenant role
+    that runs queries (its owner during migrations, its web role during requests) must be
+    able to log in there. The roles get no password: the coordinator's own connections are
+    authenticated by the cluster's node authentication (docs/scale-out.md), and a client
+    cannot log in as them where pg_hba.conf asks for a password."""
+    return [sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(r)) for r in roles]
 
 
 def missing_roles(conn: psycopg.Connection, roles: list[str]) -> list[str]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tenancy import conf
-from tenancy.engine import ledger
+from tenancy.engine import citus, ledger
 from tenancy.engine.plan import build_plan
 from tenancy.services.infrastructure import connect_ready
 
@@ -33,6 +33,7 @@ class SchemaState:
     last_run_at: datetime | None = None
     size_bytes: int | None = None
     activity_count: int = 0
+    node: str | None = None  # on Citus: the worker node (host:port) the schema lives on
 
     def to_dict(self) -> dict:
         return {
@@ -53,6 +54,7 @@ class SchemaState:
             "last_error": self.last_error,
             "size_bytes": self.size_bytes,
             "activity_count": self.activity_count,
+            "node": self.node,
         }
 
 
@@ -77,6 +79,7 @@ def schema_states(
                 "WHERE tenant_schema IS NOT NULL GROUP BY tenant_schema"
             ).fetchall()
         )
+        nodes = citus.tenant_nodes(conn)
         size_of: dict[str, int] = {}
         if sizes:
             size_of = dict(
@@ -115,6 +118,7 @@ def schema_states(
                 last_run_at=last_at,
                 size_bytes=size_of.get(s.schema) if sizes else None,
                 activity_count=int(activity.get(s.schema, 0)),
+                node=nodes.get(s.schema),
             )
         )
     return states

@@ -44,7 +44,8 @@ def _problems(state: Any) -> list[str]:
 class Command(BaseCommand):
     help = (
         "Show every tenant's state: migrations applied, the last one and when, pending ones, "
-        "whether its last run failed, its schema size and its activity (audit rows). A "
+        "whether its last run failed, its schema size and its activity (audit rows), and on a "
+        "Citus cluster its worker node. A "
         "constant number of queries, whatever the number of tenants. With --check, exit 1 "
         "when a schema is missing, its last attempt failed, an applied file changed (drift) "
         "or is missing from disk, or a file is out of order."
@@ -84,7 +85,10 @@ class Command(BaseCommand):
         elif not states:
             self.stdout.write("No tenants registered yet")
         else:
-            rows = [COLUMNS] + [
+            # The NODE column only on a Citus cluster (the schemas have nodes there).
+            placed = any(s.node for s in states)
+            columns = (*COLUMNS, "NODE") if placed else COLUMNS
+            rows = [columns] + [
                 (
                     s.schema,
                     s.status or "-",
@@ -95,10 +99,11 @@ class Command(BaseCommand):
                     "MISSING" if not s.schema_exists else ("yes" if s.failed else "no"),
                     human_size(s.size_bytes),
                     str(s.activity_count),
+                    *([s.node or "-"] if placed else []),
                 )
                 for s in states
             ]
-            widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+            widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
             for number, row in enumerate(rows):
                 line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
                 self.stdout.write(line.rstrip())

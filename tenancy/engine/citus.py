@@ -1,0 +1,61 @@
+"""What a Citus coordinator's catalog says about placement: the worker nodes, and the node
+each tenant schema lives on. With schema-based sharding a tenant schema is a distributed
+schema whose tables form one colocation group on one worker. Off Citus (``db.citus`` is
+False) there are no nodes, and these return nothing.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from tenancy.engine import db
+
+# Each distributed schema's node: the placement of any one of its tables (they are
+# colocated, so all share it). One query for the whole fleet.
+_SCHEMA_NODES = """
+SELECT DISTINCT ON (s.schemaid) s.schemaid::regnamespace::text, n.nodename, n.nodeport
+  FROM pg_dist_schema s
+  JOIN pg_dist_partition p ON p.colocationid = s.colocationid
+  JOIN pg_dist_shard sh ON sh.logicalrelid = p.logicalrelid
+  JOIN pg_dist_placement pl ON pl.shardid = sh.shardid
+  JOIN pg_dist_node n ON n.groupid = pl.groupid
+ ORDER BY s.schemaid, n.nodeid
+"""
+
+_WORKERS = """
+SELECT nodename, nodeport FROM pg_dist_node
+ WHERE noderole = 'primary' AND isactive AND shouldhaveshards ORDER BY nodeid
+"""
+
+# Registered tenant schemas still local to the coordinator (created before Citus, or
+# before schema-based sharding was turned on).
+_UNDISTRIBUTED = """
+SELECT tr.schema_name FROM public.tenant_registry tr
+  JOIN pg_namespace n ON n.nspname = tr.schema_name
+ WHERE NOT EXISTS (SELECT 1 FROM pg_dist_schema s WHERE s.schemaid = n.oid)
+ ORDER BY tr.schema_name
+"""
+
+
+def node_name(host: str, port: int) -> str:
+    return f"{host}:{port}"
+
+
+def tenant_nodes(conn: psycopg.Connection) -> dict[str, str]:
+    """Each distributed schema's node as ``host:port``; empty off Citus."""
+    if not db.citus(conn):
+        return {}
+    return {schema: node_name(h, p) for schema, h, p in conn.execute(_SCHEMA_NODES)}
+
+
+def worker_nodes(conn: psycopg.Connection) -> list[str]:
+    """The nodes that take tenants, as ``host:port``; empty off Citus."""
+    if not db.citus(conn):
+        return []
+    return [node_name(h, p) for h, p in conn.execute(_WORKERS)]
+
+
+def undistributed_tenants(conn: psycopg.Connection) -> list[str]:
+    if not db.citus(conn):
+        return []
+    return [row[0] for row in conn.execute(_UNDISTRIBUTED)]
