@@ -421,3 +421,48 @@ def test_backup_dir_is_refused_where_it_makes_no_sense(fleet_with_pending, tmp_p
     assert code == 1 and "--backup-dir" in err, out + err
     assert not root.exists()
     assert_unmigrated()
+
+
+def test_a_runs_backup_restores_the_schema_as_it_was_before_the_run(fleet_with_pending, tmp_path):
+    before = contents(SCHEMA)
+    root = tmp_path / "out"
+    assert run_command("migrate_tenants", "--tenant", ORG, "--backup-dir", str(root))[0] == 0
+    assert "backup_probe" in tables_in(SCHEMA)
+    assert run_command("tenant_drop", ORG, "--noinput")[0] == 0
+
+    code, out, err = run_command(
+        "tenant_restore", str(one_set(root)), "--tenant", ORG, "--format", "json"
+    )
+    assert (code, err) == (0, ""), out
+    assert json.loads(out)["structure"] == "files"
+    assert contents(SCHEMA) == before and ledger_versions(SCHEMA) == ["001", "002", "003"]
+    code, out, _ = run_command("tenant_verify", "--tenant", SCHEMA)
+    assert code == 0 and "1 migration(s) behind" in out
+    assert run_command("migrate_tenants", "--tenant", ORG)[0] == 0
+    assert "backup_probe" in tables_in(SCHEMA)
+
+
+def test_without_the_files_it_was_built_from_the_dumps_own_definitions_are_used(
+    tenant, sql_dir, tmp_path
+):
+    before = contents(SCHEMA)
+    assert run_command("tenant_backup", "--tenant", ORG, "--output", str(tmp_path / "out"))[0] == 0
+    assert run_command("tenant_drop", ORG, "--noinput")[0] == 0
+    edited = sql_dir / "tenant" / "003_candidates_applications_interviews.sql"
+    edited.write_text(edited.read_text() + "\n-- edited after the backup\n")
+
+    code, out, err = run_command(
+        "tenant_restore", str(one_set(tmp_path / "out")), "--format", "json"
+    )
+    assert (code, err) == (0, ""), out
+    assert json.loads(out)["structure"] == "dump"
+    assert contents(SCHEMA) == before
+    web, owner = roles_of(SCHEMA)
+    assert query("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = %s", [SCHEMA]) == [
+        (owner,)
+    ]
+    with connect() as conn, conn.transaction():
+        conn.execute("SELECT set_config('role', %s, true)", [web])
+        assert conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(SCHEMA, "interviews"))
+        ).fetchone() == (1,)
