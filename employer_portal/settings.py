@@ -225,6 +225,9 @@ TENANCY = {
     "SCHEMA_LOCK_WAIT_S": env.float("TENANCY_SCHEMA_LOCK_WAIT_S", default=600.0),
     "MAX_TENANTS": env.int("TENANCY_MAX_TENANTS", default=10000),
     "MAX_CREATIONS_PER_HOUR": env.int("TENANCY_MAX_CREATIONS_PER_HOUR", default=100),
+    # Tenant schemas built ahead and claimed by creations (docs/tenants.md, the warm pool);
+    # `make run` keeps 5, 0 turns the pool off.
+    "POOL_SIZE": env.int("TENANCY_POOL_SIZE", default=0),
     # Development domains: <org id>.localhost
     "DOMAIN_SUFFIX": env.str("TENANCY_DOMAIN_SUFFIX", default="localhost"),
     # The database alias the engine connects to, and the pooler between it and PostgreSQL.

@@ -4,6 +4,10 @@ A run started from the admin never executes in the web request: the view records
 ``MigrationRun`` row with status "queued" and enqueues ``run_migrations`` with its id; the
 worker process calls ``runs.migrate``, which takes that row over (running → succeeded /
 failed, progress counts, per-schema results) exactly as a command-line run would.
+
+The warm pool is refilled here too: a creation (command line, admin, bootstrap) asks for a
+refill with ``request_pool_refill`` (``tenants.REFILL_TASK``) and the worker builds the
+schemas (``pool.fill``), never the web request or the command that created the tenant.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 from django_tasks import task
+from django_tasks.base import TaskResultStatus
 
-from tenancy.services import run_records, runs
+from tenancy.services import pool, run_records, runs
+
+POOL_ACTOR = "worker:pool"
 
 
 @task()
@@ -38,3 +45,22 @@ def run_migrations(
         "failed": len(report.failed),
         "refused": report.refused,
     }
+
+
+@task()
+def refill_pool() -> dict[str, Any]:
+    """Fill the pool to ``TENANCY["POOL_SIZE"]`` (fills queue on a lock and count under it:
+    several refills never overshoot)."""
+    return pool.fill(actor=POOL_ACTOR).to_dict()
+
+
+def request_pool_refill() -> None:
+    """Enqueue ``refill_pool`` unless one is already waiting: that one will count the
+    entries when it runs, claims made before it included."""
+    from django_tasks_db.models import DBTaskResult
+
+    waiting = DBTaskResult.objects.filter(
+        task_path=refill_pool.module_path, status=TaskResultStatus.READY
+    )
+    if not waiting.exists():
+        refill_pool.enqueue()

@@ -38,6 +38,7 @@ TENANCY_TABLES = [
     "tenant_migrations",
     "audit_logs",
     "system_configurations",
+    "tenant_pool",
 ]
 
 

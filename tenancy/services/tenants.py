@@ -1,18 +1,27 @@
 """Tenant lifecycle: create (one transaction: schema, migrations, ledger, role, registry,
-domain, audit), and the registry reads that commands and the admin share."""
+domain, audit), and the registry reads that commands and the admin share.
+
+With a warm pool (``TENANCY["POOL_SIZE"]`` > 0, ``services/pool.py``), a creation first
+claims a pool schema in the same one transaction (``CLAIM_STEPS``): the schema and its roles
+are renamed to the tenant's, then registered as a direct creation would; when no pool schema
+is usable it builds the tenant directly in that transaction, and says which path it took."""
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from django.utils.module_loading import import_string
 from psycopg import sql
 
 from tenancy import conf
 from tenancy.engine import audit, db, ledger, ownership, rules
+from tenancy.engine import pool as pool_engine
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.executor import apply_to_new_schema, placeholders
 from tenancy.engine.names import (
@@ -25,8 +34,18 @@ from tenancy.engine.names import (
     validate_org_id,
     validate_org_name,
 )
+from tenancy.engine.plan import plan_schema
 from tenancy.engine.source import TENANT, Migration, discover
 from tenancy.services.infrastructure import connect_ready
+
+logger = logging.getLogger(__name__)
+
+DIRECT, POOL = "direct", "pool"
+# The background job that refills the pool after a creation (tasks import the services,
+# so the services name it instead of importing it: floors import only downwards).
+REFILL_TASK = "tenancy.tasks.request_pool_refill"
+# Tests hold a claim ("<point>:<seconds>") to kill its process inside the claim's transaction.
+CLAIM_PAUSE_ENV = "TENANCY_TEST_CLAIM_PAUSE_S"
 
 
 class TenantError(TenancyError):
@@ -47,6 +66,9 @@ class CreationContext:
     tenant_id: int | None = None
     applied: list[str] = field(default_factory=list)
     facts: Facts | None = None
+    path: str = DIRECT  # or POOL: a pool schema was claimed
+    pool_schema: str | None = None  # the claimed pool schema's name
+    pool_notes: list[str] = field(default_factory=list)  # why direct, what a claim did
 
 
 @dataclass(frozen=True)
@@ -59,6 +81,7 @@ class Facts:
     superuser: bool
     tenants: int  # counted up to TENANCY["MAX_TENANTS"]
     recent_creations: int  # counted up to TENANCY["MAX_CREATIONS_PER_HOUR"]
+    pool_table: bool  # tenancy.0009 is applied
 
 
 def _read_facts(ctx: CreationContext) -> Facts:
@@ -75,7 +98,8 @@ def _read_facts(ctx: CreationContext) -> Facts:
             LIMIT %(max_tenants)s) AS t),
           (SELECT count(*) FROM (SELECT 1 FROM public.audit_logs
             WHERE action = 'tenant.create' AND created_at > now() - interval '1 hour'
-            LIMIT %(max_per_hour)s) AS c)
+            LIMIT %(max_per_hour)s) AS c),
+          to_regclass('public.tenant_pool') IS NOT NULL
         """,
         {
             "org": ctx.org_id,
@@ -99,6 +123,9 @@ class CreatedTenant:
     domain: str
     migrations_applied: list[str]
     elapsed_ms: int
+    path: str = DIRECT  # POOL when a pool schema was claimed
+    pool_schema: str | None = None
+    pool_notes: list[str] = field(default_factory=list)
 
 
 def _check_free(ctx: CreationContext) -> None:
@@ -204,8 +231,127 @@ def _audit(ctx: CreationContext) -> None:
             "owner_role": ctx.owner,
             "domain": ctx.domain,
             "migrations": ctx.applied,
+            "path": ctx.path,
+            **({"pool_schema": ctx.pool_schema} if ctx.pool_schema else {}),
+            **({"pool_notes": ctx.pool_notes} if ctx.pool_notes else {}),
         },
     )
+
+
+# -- the claim of a pool schema ------------------------------------------------------------
+def _claim(ctx: CreationContext) -> None:
+    """Take a usable pool schema and make it this tenant's (renamed schema, roles and
+    ledger rows), or leave ``ctx.path`` direct with a note: the build steps then run."""
+    facts = ctx.facts or _read_facts(ctx)
+    if not facts.pool_table:
+        ctx.pool_notes.append("no pool table (run migrate_tenants --public)")
+        return
+    if any(role in facts.existing_roles for role in (ctx.role, ctx.owner)):
+        return  # create_roles refuses with its own message
+    pool = _take_usable(ctx, [])
+    if pool is None:
+        ctx.pool_notes.append("pool empty")
+        return
+    _pause_for_tests("taken")
+    if _rename(ctx, pool):
+        ctx.path, ctx.pool_schema = POOL, pool
+        ctx.applied = [m.version for m in ctx.migrations]
+        _pause_for_tests("renamed")
+    # else a trace of its pool name was found: every entry is built alike, so the tenant
+    # is built directly (the next steps) rather than trying the others.
+
+
+def _take_usable(ctx: CreationContext, passed: list[str]) -> str | None:
+    """The next pool schema, its row deleted, brought up to the files; entries a migration
+    run holds are passed over, drifted ones are discarded (never handed out)."""
+    while (taken := pool_engine.take(ctx.conn, passed)) is not None:
+        pool, locked = taken
+        passed.append(pool)
+        if not locked:
+            ctx.pool_notes.append(f"{pool} passed over: a migration run holds it")
+            continue
+        plan = plan_schema(
+            pool,
+            TENANT,
+            ctx.migrations,
+            ledger.applied_for(ctx.conn, pool),
+            schema_exists=_exists(ctx.conn, pool),
+        )
+        if plan.blocked:
+            ctx.pool_notes.append(f"{pool} discarded: {_why_blocked(plan)}")
+            pool_engine.discard(ctx.conn, pool)
+            continue
+        if plan.pending:
+            apply_to_new_schema(
+                ctx.conn,
+                pool,
+                plan.pending,
+                placeholders(pool, ctx.conn.info.dbname),
+                lock_timeout_ms=int(conf.setting("LOCK_TIMEOUT_MS")),
+                actor=ctx.actor,
+            )
+            names = ", ".join(m.name for m in plan.pending)
+            ctx.pool_notes.append(f"{pool} was behind: applied {names} first")
+        return pool
+    return None
+
+
+def _exists(conn: psycopg.Connection, schema: str) -> bool:
+    row = conn.execute("SELECT to_regnamespace(quote_ident(%s)) IS NOT NULL", [schema]).fetchone()
+    return bool(row and row[0])
+
+
+def _why_blocked(plan: Any) -> str:
+    if not plan.schema_exists:
+        return "its schema is missing"
+    if plan.drift:
+        return "drift in " + ", ".join(d.migration.name for d in plan.drift)
+    if plan.missing:
+        return "applied files no longer on disk: " + ", ".join(a.name for a in plan.missing)
+    return "files numbered below applied ones: " + ", ".join(m.name for m in plan.out_of_order)
+
+
+_CLAIM_SAVEPOINT = sql.Identifier("tenancy_claim")
+
+
+def _rename(ctx: CreationContext, pool: str) -> bool:
+    """Rename the pool schema, its roles and ledger rows to the tenant's, in a savepoint;
+    if the catalog still holds a pool name as text, undo it and discard the entry."""
+    database = ctx.conn.info.dbname
+    renames = pool_engine.rename_statements(pool, ctx.schema, database)
+    ctx.conn.execute(
+        sql.SQL("; ").join([sql.SQL("SAVEPOINT {}").format(_CLAIM_SAVEPOINT), *renames])
+    )
+    found = pool_engine.traces(
+        ctx.conn, ctx.schema, [pool, *pool_engine.pool_roles(pool, database)]
+    )
+    if not found:
+        ctx.conn.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_CLAIM_SAVEPOINT))
+        return True
+    ctx.conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(_CLAIM_SAVEPOINT))
+    pool_engine.discard(ctx.conn, pool)
+    ctx.pool_notes.append(
+        f"{pool} discarded: its pool name is still written in {', '.join(sorted(set(found)))}"
+    )
+    return False
+
+
+def _pause_for_tests(point: str) -> None:
+    """Hold the claim's transaction open at ``point`` ("taken": the entry's row deleted;
+    "renamed": schema and roles renamed, before the registry row) when the environment says
+    ``<point>:<seconds>``, so that a test can kill the process right there. Unset in every
+    real deployment."""
+    wanted, _, seconds = os.environ.get(CLAIM_PAUSE_ENV, "").partition(":")
+    if wanted == point and seconds:
+        time.sleep(float(seconds))
+
+
+def _unless_claimed(step: Callable[[CreationContext], None]) -> Callable[[CreationContext], None]:
+    def build(ctx: CreationContext) -> None:
+        if ctx.path != POOL:
+            step(ctx)
+
+    return build
 
 
 # The steps of a creation, in order, all inside one transaction. Named so that a failure
@@ -220,6 +366,46 @@ CREATION_STEPS: list[tuple[str, Callable[[CreationContext], None]]] = [
     ("add domain", _add_domain),
     ("audit", _audit),
 ]
+
+
+# A creation with the pool on: a claimed schema replaces the build steps.
+CLAIM_STEPS: list[tuple[str, Callable[[CreationContext], None]]] = [
+    ("check registry", _check_free),
+    ("check limits", _check_limits),
+    ("claim pool schema", _claim),
+    ("create role", _unless_claimed(create_roles)),
+    ("create schema", _unless_claimed(create_schema)),
+    ("apply migrations", _unless_claimed(apply_migrations)),
+    ("register", _register),
+    ("add domain", _add_domain),
+    ("audit", _audit),
+]
+
+
+def pool_size() -> int:
+    """``TENANCY["POOL_SIZE"]``: pool schemas kept ready (0: no pool)."""
+    try:
+        return max(0, int(conf.setting("POOL_SIZE")))
+    except KeyError:
+        return 0
+
+
+def pool_off_reason(migrations: list[Migration]) -> str | None:
+    """Why creations do not use the pool now (None: they do)."""
+    if pool_size() == 0:
+        return "pool off (TENANCY_POOL_SIZE is 0)"
+    reason = pool_engine.unpoolable_reason(migrations)
+    return f"tenant files cannot be pooled: {reason}" if reason else None
+
+
+def request_refill() -> None:
+    """Ask the background worker to refill the pool (never built in this process: a web
+    request must not pay for it). A failure to enqueue is logged, not raised: the tenant
+    exists, and the next creation or `tenant_pool --fill` refills."""
+    try:
+        import_string(REFILL_TASK)()
+    except Exception:  # noqa: BLE001 (the creation has succeeded whatever this does)
+        logger.warning("Could not enqueue the pool refill", exc_info=True)
 
 
 def run_steps(
@@ -286,10 +472,17 @@ def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system"
     validate_org_name(name, org_id)
     with connect_ready() as conn:
         ctx = _context(conn, org_id, name, actor)
+        off = pool_off_reason(ctx.migrations)
+        steps = CREATION_STEPS if off else CLAIM_STEPS
+        if off and pool_size():
+            ctx.pool_notes.append(off)
         # Creations queue on one lock, so limits and case twins are checked without races.
         lock = ("lock", lambda c: db.xact_lock(c.conn, db.CREATE_LOCK_NAME))
-        run_steps(conn, [lock, *CREATION_STEPS], ctx, f"Creating tenant {org_id}", "created")
-    return _created(ctx, int((time.monotonic() - started) * 1000))
+        run_steps(conn, [lock, *steps], ctx, f"Creating tenant {org_id}", "created")
+    created = _created(ctx, int((time.monotonic() - started) * 1000))
+    if not off:
+        request_refill()
+    return created
 
 
 def check_creation(org_id: str, name: str | None = None) -> CreatedTenant:
@@ -315,6 +508,9 @@ def _created(ctx: CreationContext, elapsed_ms: int) -> CreatedTenant:
         domain=ctx.domain,
         migrations_applied=ctx.applied,
         elapsed_ms=elapsed_ms,
+        path=ctx.path,
+        pool_schema=ctx.pool_schema,
+        pool_notes=list(ctx.pool_notes),
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -23,6 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("org_id", help="Auth0 organization id, e.g. org_ayHu5XNaTNHMasO5")
         parser.add_argument("--name", help="Organization name (default: the org id).")
         parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
+        parser.add_argument("--format", choices=["text", "json"], default="text")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -31,6 +34,9 @@ class Command(BaseCommand):
             )
         except TenancyError as exc:
             raise CommandError(str(exc), returncode=exc.exit_code) from exc
+        if options["format"] == "json":
+            self.stdout.write(json.dumps(dataclasses.asdict(created), indent=2))
+            return
         self.stdout.write(self.style.SUCCESS(f"Created tenant {created.name}"))
         if options["verbosity"] >= 1:
             self.stdout.write(f"   Schema: {created.schema}")
@@ -39,3 +45,13 @@ class Command(BaseCommand):
             self.stdout.write(f"   Role: {created.role}")
             self.stdout.write(f"   Domain: {created.domain}")
             self.stdout.write(f"   Took: {created.elapsed_ms} ms")
+            self.stdout.write(f"   Path: {_path(created)}")
+
+
+def _path(created: Any) -> str:
+    """Which way the tenant was made: a claimed pool schema, or built directly (and why)."""
+    if created.path == "pool":
+        text = f"claimed from the pool ({created.pool_schema})"
+    else:
+        text = "built directly"
+    return text + "".join(f"; {note}" for note in created.pool_notes)

@@ -1,0 +1,98 @@
+"""Show, fill or drain the warm pool of ready tenant schemas (tenancy.services.pool)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from tenancy.engine.errors import TenancyError
+from tenancy.management.actor import cli_actor
+from tenancy.services import pool
+
+
+class Command(BaseCommand):
+    help = (
+        "Show the warm pool of tenant schemas built ahead of creation (TENANCY_POOL_SIZE); "
+        "--fill [N] builds entries up to N (default the setting), --drain drops them with "
+        "their roles and ledger rows. tenant_create claims an entry when one is usable."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        verbs = parser.add_mutually_exclusive_group()
+        verbs.add_argument(
+            "--fill",
+            nargs="?",
+            const=-1,
+            type=int,
+            metavar="N",
+            help="Build pool schemas until N are ready (default: TENANCY_POOL_SIZE).",
+        )
+        verbs.add_argument(
+            "--drain", action="store_true", help="Drop every pool schema and its roles."
+        )
+        parser.add_argument("--format", choices=["text", "json"], default="text")
+        parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        actor = options["actor"] or cli_actor()
+        try:
+            if options["fill"] is not None:
+                self._fill(options, actor)
+            elif options["drain"]:
+                self._drain(options, actor)
+            else:
+                self._show(options)
+        except TenancyError as exc:
+            raise CommandError(str(exc), returncode=exc.exit_code) from exc
+
+    def _show(self, options: dict[str, Any]) -> None:
+        state = pool.status()
+        if options["format"] == "json":
+            self.stdout.write(json.dumps(state.to_dict(), indent=2))
+            return
+        ready = sum(e.usable for e in state.entries)
+        self.stdout.write(f"Pool: {ready} ready of {state.size} (TENANCY_POOL_SIZE)")
+        if state.off:
+            self.stdout.write(self.style.WARNING(f"Creations do not claim: {state.off}"))
+        for e in state.entries:
+            notes = [f"{e.applied} applied"]
+            if e.pending:
+                notes.append(f"{len(e.pending)} pending (applied at claim)")
+            if e.drift:
+                notes.append("drift: " + ", ".join(e.drift))
+            if e.missing:
+                notes.append("missing files: " + ", ".join(e.missing))
+            if not e.schema_exists:
+                notes.append("schema missing")
+            line = f"  {e.schema}  {e.state}  {e.created_at:%Y-%m-%d %H:%M:%S}  {', '.join(notes)}"
+            self.stdout.write(line if e.usable else self.style.WARNING(line))
+
+    def _fill(self, options: dict[str, Any], actor: str) -> None:
+        target = None if options["fill"] < 0 else options["fill"]
+        report = pool.fill(target, actor=actor)
+        if options["format"] == "json":
+            self.stdout.write(json.dumps(report.to_dict(), indent=2))
+            return
+        if report.off:
+            self.stdout.write(self.style.WARNING(f"Nothing built: {report.off}"))
+        for name in report.swept:
+            self.stdout.write(f"Dropped {name} (broken or left without its pool row)")
+        per = f", {sum(report.build_ms) // len(report.build_ms)} ms each" if report.build_ms else ""
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Built {len(report.built)} pool schema(s) for a pool of {report.target}"
+                f" ({report.elapsed_ms} ms{per})"
+            )
+        )
+
+    def _drain(self, options: dict[str, Any], actor: str) -> None:
+        dropped = pool.drain(actor=actor)
+        if options["format"] == "json":
+            self.stdout.write(json.dumps({"dropped": dropped}, indent=2))
+            return
+        self.stdout.write(self.style.SUCCESS(f"Dropped {len(dropped)} pool schema(s)"))
+        if options["verbosity"] >= 2:
+            for name in dropped:
+                self.stdout.write(f"  {name}")
