@@ -217,3 +217,158 @@ def test_overview_counts_match_the_database(
     page.click("#fleet-failed")
     expect(page.locator("#result_list tbody tr")).to_have_count(1)
     expect(page.locator("#result_list tbody tr")).to_contain_text("Member 03")
+
+
+def _ops_page(browser: Any, live_server: Any) -> Any:
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(LONG)
+    log_in(page, live_server.url)
+    return page
+
+
+def _audit(action: str) -> list[tuple]:
+    return query(
+        "SELECT actor, tenant_schema, details->>'reason' FROM public.audit_logs "
+        "WHERE action = %s ORDER BY id",
+        [action],
+    )
+
+
+def test_archive_reactivate_recreate_drop_through_their_confirmation_pages(
+    live_server: Any, public_ready: None, ops_user: User, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    tenants.create_tenant("org_Life1", "Life One", actor="test")
+    tenants.create_tenant("org_Life2", "Life Two", actor="test")
+    one, two = "tenant_org_life1", "tenant_org_life2"
+    query(
+        f"INSERT INTO {one}.organizations (auth0_org_id, name) "
+        "VALUES ('org_Life1', 'kept until recreate') RETURNING 1"
+    )
+    page = _ops_page(browser, live_server)
+    page.goto(f"{live_server.url}/admin/tenancy/tenant/")
+    page.click("text=Life One")
+    tenant_url = page.url.split("?")[0]
+
+    for verb, label, end in (
+        ("archive", "Archive", "archived"),
+        ("reactivate", "Reactivate", "active"),
+    ):
+        page.click(f".object-tools a.tenancy-lifecycle-{verb}")
+        expect(page.locator("#content h1")).to_contain_text(f"{label} Life One?")
+        page.fill("#id_reason", f"ticket {verb}")
+        page.click("#lifecycle-confirm")
+        expect(page.locator(".messagelist .success")).to_contain_text(f"→ {end}")
+        assert page.url == tenant_url
+        assert query("SELECT status FROM public.tenant_registry WHERE schema_name = %s", [one]) == [
+            (end,)
+        ]
+        assert _audit(f"tenant.{verb}") == [("admin:ops", one, f"ticket {verb}")]
+
+    page.click(".object-tools a.tenancy-lifecycle-recreate")
+    expect(page.locator("#lifecycle-explain")).to_contain_text("ALL ITS DATA IS LOST")
+    page.click("#lifecycle-confirm")
+    expect(page.locator(".messagelist .success")).to_contain_text(f"Schema {one} recreated")
+    assert query(f"SELECT count(*) FROM {one}.organizations") == [(0,)]  # rebuilt, empty
+    assert _audit("tenant.recreate") == [("admin:ops", one, None)]
+
+    page.goto(f"{live_server.url}/admin/tenancy/tenant/")
+    page.click("text=Life Two")
+    page.click(".object-tools a.tenancy-lifecycle-drop")
+    page.fill("#id_confirm_schema", "tenant_org_wrong")
+    page.click("#lifecycle-confirm")
+    expect(page.locator(".messagelist .error")).to_contain_text("Drop refused")
+    assert query("SELECT count(*) FROM pg_namespace WHERE nspname = %s", [two]) == [(1,)]
+    page.fill("#id_confirm_schema", two)
+    page.click("#lifecycle-confirm")
+    expect(page.locator(".messagelist .success")).to_contain_text("dropped")
+    assert query("SELECT count(*) FROM pg_namespace WHERE nspname = %s", [two]) == [(0,)]
+    assert query("SELECT count(*) FROM public.tenant_registry WHERE schema_name = %s", [two]) == [
+        (0,)
+    ]
+    assert [r[:2] for r in _audit("tenant.drop")] == [("admin:ops", two)]
+    assert query("SELECT count(*) FROM pg_namespace WHERE nspname = %s", [one]) == [(1,)]
+
+
+FEATURE_WITH_DOWN = """-- Migration: 004_feature.sql
+-- UP
+CREATE TABLE feature (id serial PRIMARY KEY, label text NOT NULL);
+-- DOWN
+DROP TABLE feature;
+"""
+
+
+def test_accept_checksum_mark_applied_and_rollback_through_their_confirmation_pages(
+    live_server: Any, public_ready: None, sql_dir: Path, ops_user: User, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    tenants.create_tenant("org_Fix1", "Fix One", actor="test")
+    tenants.create_tenant("org_Fix2", "Fix Two", actor="test")
+    one, two = "tenant_org_fix1", "tenant_org_fix2"
+    (sql_dir / "tenant" / "004_feature.sql").write_text(FEATURE_WITH_DOWN)
+    runs.migrate(public=False, only=[two], actor="test")  # two has 004 applied
+    query(
+        "UPDATE public.tenant_migrations SET checksum = 'edited' WHERE tenant_schema = %s "
+        "AND migration_version = '002' RETURNING 1",
+        [one],
+    )
+
+    def checksum(schema: str) -> str:
+        return query(
+            "SELECT checksum FROM public.tenant_migrations WHERE tenant_schema = %s "
+            "AND migration_version = '002'",
+            [schema],
+        )[0][0]
+
+    page = _ops_page(browser, live_server)
+    page.goto(f"{live_server.url}/admin/tenancy/tenant/?q=org_Fix1")
+    page.click("text=Fix One")
+    tenant_url = page.url.split("?")[0]
+    # Drift: the tenant page offers Accept checksum for the drifted file.
+    page.click("#accept-002")
+    expect(page.locator("#recovery-rows")).to_contain_text("tenant/002_")
+    page.click("#recovery-confirm")
+    expect(page.locator(".messagelist .success")).to_contain_text("Accepted the new checksum")
+    assert page.url == tenant_url and checksum(one) == checksum(two)
+    assert _audit("migrate.accept_checksum.schema") == [("admin:ops", one, None)]
+    expect(page.locator("#drift-row")).to_have_count(0)
+
+    # Pending 004: Mark as applied records it without running it.
+    page.click("#fake-004")
+    expect(page.locator("#recovery-rows")).to_contain_text("004_feature.sql")
+    page.click("#recovery-confirm")
+    expect(page.locator(".messagelist .success")).to_contain_text("marked 004 as applied")
+    assert query(
+        "SELECT count(*) FROM public.tenant_migrations WHERE tenant_schema = %s "
+        "AND migration_version = '004'",
+        [one],
+    ) == [(1,)]
+    assert query(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename = 'feature'", [one]
+    ) == [(0,)]
+    assert _audit("migrate.fake.schema") == [("admin:ops", one, None)]
+
+    # Roll back 004 on the other tenant: its DOWN runs, its ledger row goes.
+    page.goto(f"{live_server.url}/admin/tenancy/tenant/?q=org_Fix2")
+    page.click("text=Fix Two")
+    page.click("#rollback-004")
+    expect(page.locator("#recovery-rows")).to_contain_text("DROP TABLE feature;")
+    page.click("#recovery-confirm")
+    expect(page.locator(".messagelist .success")).to_contain_text("rolled back 004")
+    assert query(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename = 'feature'", [two]
+    ) == [(0,)]
+    assert query(
+        "SELECT count(*) FROM public.tenant_migrations WHERE tenant_schema = %s "
+        "AND migration_version = '004'",
+        [two],
+    ) == [(0,)]
+    assert _audit("migrate.rollback.schema") == [("admin:ops", two, None)]
+    # The other tenant keeps its (faked) 004.
+    assert query(
+        "SELECT count(*) FROM public.tenant_migrations WHERE tenant_schema = %s "
+        "AND migration_version = '004'",
+        [one],
+    ) == [(1,)]

@@ -23,7 +23,11 @@ SIZES = {"desktop": (1400, 900), "phone": (390, 844)}
 def shot_data(public_ready: None, sql_dir: Path) -> dict[str, Any]:
     # Before the browser starts: Django refuses ORM calls while Playwright's loop runs.
     fleet = make_fleet(sql_dir)
-    return {**fleet, "pk": Tenant.objects.get(schema_name="tenant_org_fleet04").pk}
+    return {
+        **fleet,
+        "pk": Tenant.objects.get(schema_name="tenant_org_fleet04").pk,
+        "drifted_pk": Tenant.objects.get(schema_name=fleet["drifted"]).pk,
+    }
 
 
 @pytest.mark.skipif(not TARGET, reason="make screenshots sets SCREENSHOTS_DIR")
@@ -39,6 +43,11 @@ def test_screenshots(
         "failed-run": f"/admin/tenancy/migrationrun/{fleet['run']}/change/",
         "confirm-suspend": f"/admin/tenancy/tenant/{pk}/lifecycle/suspend/",
         "confirm-run-all": "/admin/tenancy/tenant/run-all/",
+        "confirm-accept-checksum": (
+            f"/admin/tenancy/tenant/{shot_data['drifted_pk']}/recover/accept-checksum/?version=002"
+        ),
+        "tenant-page": f"/admin/tenancy/tenant/{shot_data['drifted_pk']}/change/",
+        "audit-log": "/admin/tenancy/auditlog/",
     }
     for size, (width, height) in SIZES.items():
         page = browser.new_page(viewport={"width": width, "height": height})
