@@ -252,28 +252,27 @@ class BackupSet:
 
     def backup(self, conn: psycopg.Connection, schema: str) -> BackupEntry:
         """Back up ``schema`` in ``conn``'s open transaction (its snapshot is exported to
-        pg_dump); a failure is recorded in the manifest and raised as BackupError."""
+        pg_dump). The entry, recorded in the manifest, says whether it failed and why."""
         started = time.monotonic()
-        entry = BackupEntry(schema, "failed")
         try:
-            directory = self.open()
-            entry = _backup_schema(conn, schema, directory, self)
+            entry = _backup_schema(conn, schema, self.open(), self)
         except BackupError as exc:
-            entry.error = str(exc)
-            raise
+            entry = BackupEntry(schema, "failed", error=str(exc))
         except (OSError, psycopg.Error) as exc:
-            entry.error = f"backup of {schema} failed: {exc}"
-            raise BackupError(entry.error) from exc
-        finally:
-            entry.elapsed_ms = int((time.monotonic() - started) * 1000)
-            self._add(entry)
-        return entry
+            entry = BackupEntry(schema, "failed", error=f"backup of {schema} failed: {exc}")
+        entry.elapsed_ms = int((time.monotonic() - started) * 1000)
+        return self.add(entry)
 
-    def _add(self, entry: BackupEntry) -> None:
+    def failed(self, schema: str, org_id: str | None, error: str) -> BackupEntry:
+        """A schema that could not be backed up at all, recorded as such."""
+        return self.add(BackupEntry(schema, "failed", org_id=org_id, error=error))
+
+    def add(self, entry: BackupEntry) -> BackupEntry:
         with self._lock:
             self.entries.append(entry)
             if self.directory is not None:
                 _write_json(self.directory / MANIFEST, self.manifest())
+        return entry
 
     def finish(self) -> None:
         self.finished_at = _now()
@@ -476,20 +475,16 @@ def _backup_one(
     """One tenant, in a repeatable-read transaction that holds the schema's lock (no run
     migrates it meanwhile) and whose snapshot pg_dump shares."""
     if not tenant.schema_exists:
-        entry = BackupEntry(tenant.schema, "failed", org_id=tenant.org_id)
-        entry.error = f"schema {tenant.schema} does not exist: nothing to back up"
-        backup_set._add(entry)
-        return entry
+        error = f"schema {tenant.schema} does not exist: nothing to back up"
+        return backup_set.failed(tenant.schema, tenant.org_id, error)
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
     try:
         if not db.try_xact_lock(conn, tenant.schema):
-            entry = BackupEntry(tenant.schema, "failed", org_id=tenant.org_id)
-            entry.error = f"a migration run is working on {tenant.schema}; try again later"
-            backup_set._add(entry)
-            return entry
-        return backup_set.backup(conn, tenant.schema)
-    except BackupError:
-        return backup_set.entries[-1]
+            error = f"a migration run is working on {tenant.schema}; try again later"
+            return backup_set.failed(tenant.schema, tenant.org_id, error)
+        entry = backup_set.backup(conn, tenant.schema)
+        entry.org_id = entry.org_id or tenant.org_id
+        return entry
     finally:
         conn.execute("ROLLBACK")
 
@@ -519,6 +514,8 @@ def before_schema(
 
     def hook(conn: psycopg.Connection, schema: str, pending: list[Migration]) -> str:
         entry = backup_set.backup(conn, schema)
+        if entry.status != "succeeded":
+            raise BackupError(entry.error or f"backup of {schema} failed")
         return (
             f"{BACKUP_NOTE}{backup_set.directory}/{entry.dump} ({size_text(entry.dump_bytes)}, "
             f"{entry.elapsed_ms} ms) before {len(pending)} file(s)"
