@@ -740,7 +740,9 @@ def recovery_plan(
         return plan
     if verb == "accept-checksum":
         migration, plan.schemas = recovery.drifted(version, public=public, only=only)
-        plan.rows = [(f"{migration.scope}/{migration.name}", f"new checksum {migration.checksum}")]
+        plan.rows = [
+            (f"{migration.scope}/{migration.name}", f"new checksum {migration.checksum[:16]}…")
+        ]
         if not plan.schemas:
             plan.problems.append(f"{migration.name} shows no drift: nothing to accept.")
     elif verb == "fake":
