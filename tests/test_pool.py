@@ -571,3 +571,56 @@ def test_a_killed_claim_leaves_the_entry_or_a_tenant_never_both_or_neither(
     created = create_tenant("org_killed1", actor="test")
     assert created.path == "pool" and created.pool_schema == entry
     assert leftovers() == nothing_left()
+
+
+# -- migrate_tenants ---------------------------------------------------------------------------
+def test_migrate_tenants_migrates_pool_schemas_apart(rich: Path) -> None:
+    pool.fill(2, actor="test")
+    create_tenant("org_fleet1", actor="test")  # claims one
+    (rich / "tenant" / "005_later.sql").write_text(LATER_SQL)
+    (entry,) = pool_rows()
+    code, out, _ = run_command("migrate_tenants", "--dry-run")
+    assert code == 0 and f"Pool schema {entry}: pending (005_later.sql)" in out
+    code, out, _ = run_command("migrate_tenants", "--check", "--format", "json")
+    report = json.loads(out)
+    assert report["pool"] == [
+        {"schema": entry, "status": "pending", "versions": ["005_later.sql"], "error": None}
+    ]
+    assert all(p["schema"] != entry for p in report["plan"])  # not among the tenants
+    code, out, err = run_command("migrate_tenants")
+    assert code == 0, err
+    assert "applied 1 migration(s) to 1 schema(s)" in out
+    assert f"Pool schema {entry}: succeeded (005)" in out
+    assert query("SELECT count(*) FROM tenant_migrations WHERE tenant_schema = %s", [entry]) == [
+        (5,)
+    ]
+    assert query("SELECT count(*) FROM pg_tables WHERE schemaname = %s", [entry]) == [(9,)]
+    # Nothing left to do: a second run says so and touches no pool schema.
+    code, out, _ = run_command("migrate_tenants", "--format", "json")
+    assert code == 0 and json.loads(out)["pool"] == []
+    # The migrated entry is handed out as it is, identical to a tenant built now.
+    claimed = create_tenant("org_fleet2", actor="test")
+    direct = create_tenant("org_fleet3", actor="test")
+    assert claimed.path == "pool" and not any("applied" in n for n in claimed.pool_notes)
+    with connect() as conn:
+        prints = catalog.fingerprints(conn, [claimed.schema, direct.schema, "tenant_org_fleet1"])
+    assert len({p.digest for p in prints.values()}) == 1
+
+
+def test_a_pool_schema_failing_a_file_is_marked_broken_and_dropped_by_the_next_fill(
+    rich: Path,
+) -> None:
+    pool.fill(1, actor="test")
+    (entry,) = pool_rows()
+    with connect() as conn:  # a hand-made object the next file collides with
+        conn.execute(f"CREATE TABLE {entry}.later_notes (x int)")
+    (rich / "tenant" / "005_later.sql").write_text(LATER_SQL)
+    code, out, err = run_command("migrate_tenants")
+    assert code == 0, err  # the pool does not fail the tenants' run
+    assert f"Pool schema {entry}: failed" in err
+    assert query("SELECT state FROM tenant_pool") == [("broken",)]
+    created = create_tenant("org_afterbroken1", actor="test")
+    assert created.path == "direct" and "pool empty" in created.pool_notes
+    report = pool.fill(1, actor="test")
+    assert entry in report.swept and len(report.built) == 1
+    assert entry not in str(leftovers())

@@ -22,8 +22,10 @@ from typing import Any
 
 import psycopg
 
+from tenancy import conf
 from tenancy.engine import audit, db, ledger
 from tenancy.engine import pool as pool_engine
+from tenancy.engine.executor import MigrationError, apply_to_new_schema, placeholders
 from tenancy.engine.names import owner_role_prefix, role_prefix
 from tenancy.engine.plan import plan_schema
 from tenancy.engine.source import TENANT, Migration
@@ -188,7 +190,7 @@ def fill(target: int | None = None, *, actor: str) -> FillReport:
     report.off = _unpoolable(migrations)
     with connect_ready() as conn:
         _require_table(conn)
-        report.swept = sweep(conn)
+        report.swept = sweep(conn) + _discard_blocked(conn, migrations)
         while not report.off:
             schema, took = _build_one(conn, migrations, report.target, actor)
             if schema is None:
@@ -199,6 +201,24 @@ def fill(target: int | None = None, *, actor: str) -> FillReport:
             audit.write(conn, "tenant_pool.fill", actor=actor, details=report.to_dict())
     report.elapsed_ms = _ms_since(started)
     return report
+
+
+def _discard_blocked(conn: psycopg.Connection, migrations: list[Migration]) -> list[str]:
+    """Drop ready entries a claim would discard (drift, files gone, files out of order, the
+    schema gone), each in its own transaction, unless a claim or a run holds it."""
+    dropped = []
+    for entry in _entries(conn, migrations):
+        if entry.state != "ready" or entry.usable:
+            continue
+        with conn.transaction():
+            held = conn.execute(
+                "SELECT 1 FROM public.tenant_pool WHERE schema_name = %s FOR UPDATE SKIP LOCKED",
+                [entry.schema],
+            ).fetchone()
+            if held and db.try_xact_lock(conn, entry.schema):
+                pool_engine.discard(conn, entry.schema)
+                dropped.append(entry.schema)
+    return dropped
 
 
 def _unpoolable(migrations: list[Migration]) -> str | None:
@@ -246,6 +266,83 @@ def _build_one(
     except _Full:
         return None, 0
     return schema, _ms_since(started)
+
+
+# -- kept migrated -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PoolResult:
+    """What a migration run did to one pool schema (shown apart from the tenants)."""
+
+    schema: str
+    status: str  # succeeded | failed | discarded | skipped | pending (a dry run)
+    versions: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "status": self.status,
+            "versions": self.versions,
+            "error": self.error,
+        }
+
+
+def migrate_entries(*, actor: str, dry_run: bool = False) -> list[PoolResult]:
+    """Bring every ready pool schema up to the files, each in one transaction holding its
+    pool row (a claim skips it meanwhile; one a claim holds is skipped here) and its
+    advisory lock. Drifted entries are dropped, never migrated; a failed one is marked
+    broken (claims never take it; the next fill drops it). ``dry_run``: what is pending."""
+    migrations = tenant_migrations()
+    results: list[PoolResult] = []
+    with connect_ready() as conn:
+        if not _table_exists(conn):
+            return []
+        if dry_run:
+            return [
+                PoolResult(e.schema, "pending", e.pending)
+                for e in _entries(conn, migrations)
+                if e.usable and e.pending
+            ]
+        for schema in pool_schemas(conn):
+            result = _migrate_entry(conn, schema, migrations, actor)
+            if result is not None:
+                results.append(result)
+    return results
+
+
+def _migrate_entry(
+    conn: psycopg.Connection, schema: str, migrations: list[Migration], actor: str
+) -> PoolResult | None:
+    """One entry; None when there was nothing to do."""
+    try:
+        with conn.transaction():
+            held = conn.execute(
+                "SELECT 1 FROM public.tenant_pool WHERE schema_name = %s AND state = 'ready' "
+                "FOR UPDATE SKIP LOCKED",
+                [schema],
+            ).fetchone()
+            if not held or not db.try_xact_lock(conn, schema):
+                return PoolResult(schema, "skipped", error="a claim or another run holds it")
+            plan = plan_schema(schema, TENANT, migrations, ledger.applied_for(conn, schema))
+            if plan.blocked:
+                pool_engine.discard(conn, schema)
+                return PoolResult(schema, "discarded", error="drift or missing files")
+            if not plan.pending:
+                return None
+            apply_to_new_schema(
+                conn,
+                schema,
+                plan.pending,
+                placeholders(schema, conn.info.dbname),
+                lock_timeout_ms=int(conf.setting("LOCK_TIMEOUT_MS")),
+                actor=actor,
+            )
+            return PoolResult(schema, "succeeded", [m.version for m in plan.pending])
+    except (psycopg.Error, MigrationError) as exc:
+        conn.execute(
+            "UPDATE public.tenant_pool SET state = 'broken' WHERE schema_name = %s", [schema]
+        )
+        return PoolResult(schema, "failed", error=str(exc).strip().splitlines()[0])
 
 
 # -- drain and sweep --------------------------------------------------------------------------
@@ -348,9 +445,11 @@ __all__ = [
     "FillReport",
     "PoolEntry",
     "PoolError",
+    "PoolResult",
     "PoolStatus",
     "drain",
     "fill",
+    "migrate_entries",
     "pool_schemas",
     "status",
     "sweep",

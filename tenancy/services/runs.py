@@ -24,12 +24,14 @@ from tenancy.engine.errors import (
     EXIT_PENDING,
     Interrupted,
     RunError,
+    TenancyError,
 )
 from tenancy.engine.executor import Event, Executor, SchemaResult
 from tenancy.engine.names import PUBLIC_SCHEMA, validate_schema_name
 from tenancy.engine.plan import Plan, build_plan, plan_schema
 from tenancy.engine.source import PUBLIC, TENANT, discover
 from tenancy.services import alerts, backups
+from tenancy.services import pool as pool_service
 from tenancy.services.infrastructure import (
     connect,
     connect_ready,
@@ -64,6 +66,8 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)  # lint warnings of pending files
     problems: list[str] = field(default_factory=list)  # what a dry run or --check found broken
     notes: list[str] = field(default_factory=list)  # e.g. --jobs capped
+    # The warm pool's schemas, migrated after the tenants, shown apart (services/pool.py).
+    pool: list[pool_service.PoolResult] = field(default_factory=list)
 
     @property
     def failed(self) -> list[SchemaResult]:
@@ -81,6 +85,7 @@ class RunReport:
             "problems": self.problems,
             "notes": self.notes,
             "django_migrations_pending": self.django_migrations,
+            "pool": [r.to_dict() for r in self.pool],
             "plan": [
                 {
                     "schema": s.schema,
@@ -311,9 +316,21 @@ def run(request: RunRequest) -> RunReport:
         report.plan = _plan(conn, request)
         if _refused(conn, request, report):
             return report
-        if request.looking:
-            return _looked(conn, request, report)
-        return _applied(conn, request, report)
+        report = (_looked if request.looking else _applied)(conn, request, report)
+    return _with_pool(request, report)
+
+
+def _with_pool(request: RunRequest, report: RunReport) -> RunReport:
+    """After every tenant, the pool's schemas (a run of all tenants only, not a fake): a
+    pool schema is kept at the tenants' files, so a claim rarely has a file to apply. Their
+    outcome is reported apart and does not change the exit code: a failed one is marked
+    broken and never handed out."""
+    if request.tenants and request.only is None and not request.fake and request.up_to is None:
+        try:
+            report.pool = pool_service.migrate_entries(actor=request.actor, dry_run=request.looking)
+        except TenancyError as exc:  # e.g. an applied file the refusal rules now refuse
+            report.notes.append(f"pool schemas not migrated: {exc}")
+    return report
 
 
 ALL_PENDING = ["(all)"]  # the Django migrations of a database without the tenancy tables

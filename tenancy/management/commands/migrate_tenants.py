@@ -337,8 +337,10 @@ class Command(BaseCommand):
                 show_sql=o["verbose"],
                 database=conf.conninfo()["dbname"],
             )
+            self._pool(report, o)
             return report.exit_code
         self._summary(report)
+        self._pool(report, o)
         if o["verbosity"] >= 1:
             for r in report.results:
                 for note in r.notes:
@@ -353,6 +355,22 @@ class Command(BaseCommand):
             self.stderr.write(self.style.ERROR(f"Refused: {reason}"))
         if report.refused:
             self.stderr.write("Nothing was applied.")
+
+    def _pool(self, report: runs.RunReport, o: dict) -> None:
+        """The warm pool's schemas, apart from the tenants (they are no tenants)."""
+        for r in report.pool:
+            line = f"Pool schema {r.schema}: {r.status}"
+            if r.versions:
+                line += f" ({', '.join(r.versions)})"
+            if r.error:
+                line += f": {r.error}"
+            if r.status in ("failed", "discarded"):
+                self.stderr.write(self.style.WARNING(line))
+            elif o["verbosity"] >= 1:
+                self.stdout.write(line)
+        for note in report.notes:
+            if note.startswith("pool "):
+                self.stderr.write(self.style.WARNING(note))
 
     def _summary(self, report: runs.RunReport) -> None:
         done = [r for r in report.results if r.status == "succeeded"]
@@ -490,11 +508,12 @@ class Command(BaseCommand):
             )
             return _would(o, True)
         created = create_tenant(org_id, name, actor=actor)
+        path = f", claimed from the pool ({created.pool_schema})" if created.pool_schema else ""
         self.stdout.write(
             self.style.SUCCESS(
                 f"Created tenant {created.name}: schema {created.schema}, "
                 f"{len(created.migrations_applied)} migration(s), role {created.role}, "
-                f"domain {created.domain} ({created.elapsed_ms} ms)"
+                f"domain {created.domain} ({created.elapsed_ms} ms{path})"
             )
         )
         return 0
