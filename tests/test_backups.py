@@ -426,7 +426,8 @@ def test_backup_dir_is_refused_where_it_makes_no_sense(fleet_with_pending, tmp_p
 def test_a_runs_backup_restores_the_schema_as_it_was_before_the_run(fleet_with_pending, tmp_path):
     before = contents(SCHEMA)
     root = tmp_path / "out"
-    assert run_command("migrate_tenants", "--tenant", ORG, "--backup-dir", str(root))[0] == 0
+    code, out, _ = run_command("migrate_tenants", "--tenant", ORG, "--backup-dir", str(root))
+    assert code == 0 and f"{SCHEMA}: backup: {one_set(root)}/{SCHEMA}.dump (" in out
     assert "backup_probe" in tables_in(SCHEMA)
     assert run_command("tenant_drop", ORG, "--noinput")[0] == 0
 
@@ -466,3 +467,20 @@ def test_without_the_files_it_was_built_from_the_dumps_own_definitions_are_used(
         assert conn.execute(
             sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(SCHEMA, "interviews"))
         ).fetchone() == (1,)
+
+
+def test_kept_ids_move_their_sequences_past_them(tenant, tmp_path):
+    assert run_command("tenant_backup", "--tenant", ORG, "--output", str(tmp_path))[0] == 0
+    assert run_command("tenant_drop", ORG, "--noinput")[0] == 0
+    with connect() as conn:  # as in a database whose sequences never drew the dropped ids
+        for table in ("tenant_registry", "tenant_domains", "tenant_migrations"):
+            conn.execute(
+                sql.SQL(
+                    "SELECT setval(pg_get_serial_sequence(%s, 'id'), "
+                    "coalesce((SELECT max(id) FROM {}), 0) + 1, false)"
+                ).format(sql.Identifier("public", table)),
+                [f"public.{table}"],
+            )
+    assert run_command("tenant_restore", str(one_set(tmp_path)))[0] == 0
+    create_tenant(OTHER_ORG, "Backup Two", actor="test")  # no id collides
+    assert len(query("SELECT id FROM tenant_registry")) == 2

@@ -1045,4 +1045,20 @@ def _insert_rows(conn: psycopg.Connection, table: str, rows: list[dict[str, Any]
         ).fetchone()
         assert inserted is not None
         ids.append(int(inserted[0]))
+    conn.execute(
+        sql.SQL(_PAST_KEPT_IDS).format(table=sql.Identifier("public", table)),
+        {"name": f"public.{table}"},
+    )
     return ids
+
+
+# Kept ids were not drawn from the table's id sequence: move it past them (when it is
+# behind, as in another database), so that the next new row does not collide.
+_PAST_KEPT_IDS = """
+SELECT setval(x.s, x.m)
+  FROM (SELECT pg_get_serial_sequence(%(name)s, 'id') AS s,
+               (SELECT max(id) FROM {table}) AS m) x
+ WHERE x.s IS NOT NULL AND x.m > coalesce(
+       (SELECT q.last_value FROM pg_sequences q
+         WHERE format('%%I.%%I', q.schemaname, q.sequencename) = x.s), 0)
+"""
