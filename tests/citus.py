@@ -100,6 +100,8 @@ def _start_node(root: Path, name: str) -> Node:
         # The maintenance daemon would phone home for version checks without this.
         "citus.enable_statistics_collection": "off",
         "max_prepared_transactions": "200",
+        # tenant_move's default mode copies a schema with logical replication.
+        "wal_level": "logical",
     }
     with (folder / "postgresql.conf").open("a") as conf:
         conf.writelines(f"{key} = {value}\n" for key, value in settings.items())

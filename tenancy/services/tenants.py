@@ -36,7 +36,7 @@ from tenancy.engine.names import (
 )
 from tenancy.engine.plan import plan_schema
 from tenancy.engine.source import TENANT, Migration, discover
-from tenancy.services.infrastructure import connect_ready
+from tenancy.services.infrastructure import connect, connect_ready
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class CreationContext:
     tenant_id: int | None = None
     applied: list[str] = field(default_factory=list)
     facts: Facts | None = None
+    committed_roles: list[str] = field(default_factory=list)  # Citus: see create_roles
     path: str = DIRECT  # or POOL: a pool schema was claimed
     pool_schema: str | None = None  # the claimed pool schema's name
     pool_notes: list[str] = field(default_factory=list)  # why direct, what a claim did
@@ -181,7 +182,32 @@ def create_roles(ctx: CreationContext) -> None:
         create_shared=[r for r in _roles_of(ctx)[2:] if r not in facts.existing_roles],
         superuser=facts.superuser,
     )
-    ctx.conn.execute(sql.SQL("; ").join(statements))  # one round trip
+    if db.citus(ctx.conn):
+        _create_roles_committed(ctx, statements)
+    else:
+        ctx.conn.execute(sql.SQL("; ").join(statements))  # one round trip
+
+
+def _create_roles_committed(ctx: CreationContext, statements: list[sql.Composable]) -> None:
+    """On Citus, the roles are committed before the schema is built: the coordinator reaches
+    the workers as the tenant's roles, and a worker can only authenticate a committed role.
+    ``ctx.committed_roles`` names them, so that a creation that fails drops them again."""
+    roles = [ctx.role, ctx.owner]
+    with connect() as other, other.transaction():
+        for statement in [*statements, *ownership.citus_login_statements(roles)]:
+            other.execute(statement)  # one by one: Citus forwards each to the workers
+    ctx.committed_roles = roles
+
+
+def drop_committed_roles(ctx: CreationContext) -> None:
+    """Undo ``_create_roles_committed`` after a failed creation (nothing else is left: the
+    schema and rows were in the rolled-back transaction)."""
+    if not ctx.committed_roles:
+        return
+    with connect() as other:
+        for role in ctx.committed_roles:
+            other.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    ctx.committed_roles = []
 
 
 def create_schema(ctx: CreationContext) -> None:
@@ -478,7 +504,11 @@ def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system"
             ctx.pool_notes.append(off)
         # Creations queue on one lock, so limits and case twins are checked without races.
         lock = ("lock", lambda c: db.xact_lock(c.conn, db.CREATE_LOCK_NAME))
-        run_steps(conn, [lock, *steps], ctx, f"Creating tenant {org_id}", "created")
+        try:
+            run_steps(conn, [lock, *steps], ctx, f"Creating tenant {org_id}", "created")
+        except BaseException:
+            drop_committed_roles(ctx)
+            raise
     created = _created(ctx, int((time.monotonic() - started) * 1000))
     if not off:
         request_refill()
