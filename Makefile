@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# A warm pool of 5 ready tenant schemas (docs/tenants.md); TENANCY_POOL_SIZE=0 make run: none.
+run: export TENANCY_POOL_SIZE ?= 5
 run: install
 	@$(PY) manage.py migrate_tenants --public && $(PY) manage.py migrate_tenants || { \
 		echo "make run: the migrations above did not complete. Fix what they name, or:"; \
@@ -24,6 +26,7 @@ run: install
 		echo "  make clean-db && make run   (start over with an empty embedded database)"; \
 		exit 1; }
 	$(PY) manage.py bootstrap_demo --url http://$(HOST):$(PORT)/admin/
+	$(PY) manage.py tenant_pool --fill
 	@# The admin's background job worker runs beside the web server and stops with it.
 	$(PY) manage.py db_worker --queue-name '*' & WORKER=$$!; \
 	trap 'kill $$WORKER 2>/dev/null; wait $$WORKER 2>/dev/null' EXIT INT TERM; \

@@ -150,6 +150,9 @@ def test_fill_builds_migrated_entries_that_no_tenant_view_shows(rich: Path) -> N
     assert code == 0 and json.loads(out) == []
     code, out, _ = run_command("tenant_status", "--format", "json")
     assert code == 0 and not any(n in out for n in names)
+    code, out, _ = run_command("tenant_status")
+    assert code == 0 and not any(n in out for n in names)
+    assert "Pool: 2 ready of 2 (tenant_pool)" in out
     code, out, _ = run_command("tenant_pool")
     assert code == 0 and "2 ready of 2" in out and all(n in out for n in names)
     code, out, _ = run_command("tenant_pool", "--format", "json")
@@ -415,25 +418,56 @@ def test_files_a_rename_cannot_fix_are_not_pooled(rich: Path) -> None:
     assert len(pool_rows()) == 1  # left for `--drain` (or a change of the files)
 
 
-def test_a_trace_found_after_the_rename_discards_the_entry(rich: Path, monkeypatch: Any) -> None:
-    """The catalog check behind the file check: a function whose search_path was captured
-    while the pool schema was built (the file check is switched off to get one)."""
-    (rich / "tenant" / "005_captured.sql").write_text(
-        "-- UP\nCREATE FUNCTION probe_count() RETURNS bigint LANGUAGE sql "
-        "SET search_path FROM CURRENT AS 'SELECT count(*) FROM probe';\n"
-    )
+CAPTURED_SQL = (
+    "-- UP\nCREATE FUNCTION probe_count() RETURNS bigint LANGUAGE sql "
+    "SET search_path FROM CURRENT AS 'SELECT count(*) FROM probe';\n"
+)
+
+
+@pytest.fixture
+def file_check_off(monkeypatch: Any) -> None:
+    """The catalog checks behind the file check, seen alone: a function whose search_path
+    is captured while the schema is built (the file check would refuse the file)."""
     monkeypatch.setattr(pool_engine, "unpoolable_reason", lambda migrations: None)
+
+
+def test_a_pool_schema_that_would_keep_its_name_is_never_kept(
+    rich: Path, file_check_off: None
+) -> None:
+    (rich / "tenant" / "005_captured.sql").write_text(CAPTURED_SQL)
+    report = pool.fill(2, actor="test")
+    assert report.built == [] and "keeps its own name as text in function probe_count" in (
+        report.off or ""
+    )
+    assert leftovers() == nothing_left()  # the trial rename and the build rolled back
+    created = create_tenant("org_captured1", actor="test")
+    assert created.path == "direct" and "pool empty" in created.pool_notes
+
+
+def test_a_claim_that_applies_files_looks_for_the_pool_name_again(
+    rich: Path, file_check_off: None
+) -> None:
     pool.fill(1, actor="test")
     (pool_name,) = pool_rows()
+    (rich / "tenant" / "005_captured.sql").write_text(CAPTURED_SQL)
     created = create_tenant("org_traced1", actor="test")
     assert created.path == "direct"
-    assert any(
-        f"{pool_name} discarded: its pool name is still written in function" in n
-        for n in created.pool_notes
-    )
+    note = f"{pool_name} discarded: its pool name is still written in function probe_count"
+    assert any(note in n for n in created.pool_notes)
     assert leftovers() == nothing_left()
     config = query("SELECT proconfig FROM pg_proc WHERE proname = 'probe_count'")
     assert config == [(['search_path="tenant_org_traced1", public'],)]
+
+
+def test_migrate_tenants_discards_a_pool_schema_that_would_keep_its_name(
+    rich: Path, file_check_off: None
+) -> None:
+    pool.fill(1, actor="test")
+    (pool_name,) = pool_rows()
+    (rich / "tenant" / "005_captured.sql").write_text(CAPTURED_SQL)
+    code, _, err = run_command("migrate_tenants")
+    assert code == 0 and f"Pool schema {pool_name}: discarded" in err
+    assert leftovers() == nothing_left()
 
 
 # -- drain, refill, orphans --------------------------------------------------------------------

@@ -9,7 +9,8 @@ rename carries them along. It cannot reach names held as *text*: a rendered ``{{
 or ``{{tenant_role}}`` inside a string literal, a function body, a comment, a function's
 ``SET search_path FROM CURRENT``, or data a file computed from the current schema or role
 while it ran. Such files are not pooled (``unpoolable_reason``, read with PostgreSQL's own
-parser), and after a rename ``traces`` looks for the old names in the catalog anyway.
+parser), and ``rename_traces`` looks for the old names in the catalog after a trial rename
+whenever a pool schema is built or migrated: such a schema is never kept.
 """
 
 from __future__ import annotations
@@ -263,6 +264,22 @@ def traces(conn: psycopg.Connection, schema: str, old_names: list[str]) -> list[
         if text and any(name in text for name in old_names):
             found.append(what)
     return found
+
+
+def rename_traces(conn: psycopg.Connection, pool: str) -> list[str]:
+    """``traces`` of a trial: rename the pool schema and its roles to probe names in a
+    savepoint, look, roll the savepoint back. Run wherever a pool schema's catalog changes
+    (built, migrated), so that a claim, which renames the same catalog, needs no look of
+    its own (half the cost of a claim)."""
+    database = conn.info.dbname
+    probe = "tenancy_probe_" + secrets.token_hex(8)
+    savepoint = sql.Identifier("tenancy_rename_probe")
+    renames = rename_statements(pool, probe, database)[:3]  # schema and roles, not the ledger
+    conn.execute(sql.SQL("; ").join([sql.SQL("SAVEPOINT {}").format(savepoint), *renames]))
+    try:
+        return traces(conn, probe, [pool, *pool_roles(pool, database)])
+    finally:
+        conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(savepoint))
 
 
 # -- discard ----------------------------------------------------------------------------------

@@ -192,7 +192,11 @@ def fill(target: int | None = None, *, actor: str) -> FillReport:
         _require_table(conn)
         report.swept = sweep(conn) + _discard_blocked(conn, migrations)
         while not report.off:
-            schema, took = _build_one(conn, migrations, report.target, actor)
+            try:
+                schema, took = _build_one(conn, migrations, report.target, actor)
+            except KeepsItsName as exc:  # rolled back: nothing of it remains
+                report.off = str(exc)
+                break
             if schema is None:
                 break
             report.built.append(schema)
@@ -259,6 +263,7 @@ def _build_one(
         ("create role", create_roles),
         ("create schema", create_schema),
         ("apply migrations", apply_migrations),
+        ("check a rename", _check_rename),
         ("record", lambda c: pool_engine.record(c.conn, c.schema)),
     ]
     try:
@@ -266,6 +271,19 @@ def _build_one(
     except _Full:
         return None, 0
     return schema, _ms_since(started)
+
+
+class KeepsItsName(PoolError):
+    """A pool schema whose catalog would keep its pool name through a rename."""
+
+
+def _check_rename(ctx: CreationContext) -> None:
+    found = pool_engine.rename_traces(ctx.conn, ctx.schema)
+    if found:
+        raise KeepsItsName(
+            "tenant files cannot be pooled: a schema built from them keeps its own name as "
+            f"text in {', '.join(sorted(set(found)))}, which a rename cannot change"
+        )
 
 
 # -- kept migrated -----------------------------------------------------------------------------
@@ -337,6 +355,11 @@ def _migrate_entry(
                 lock_timeout_ms=int(conf.setting("LOCK_TIMEOUT_MS")),
                 actor=actor,
             )
+            found = pool_engine.rename_traces(conn, schema)
+            if found:
+                pool_engine.discard(conn, schema)
+                where = ", ".join(sorted(set(found)))
+                return PoolResult(schema, "discarded", error=f"would keep its name in {where}")
             return PoolResult(schema, "succeeded", [m.version for m in plan.pending])
     except (psycopg.Error, MigrationError) as exc:
         conn.execute(

@@ -274,12 +274,13 @@ def _claim(ctx: CreationContext) -> None:
         return
     if any(role in facts.existing_roles for role in (ctx.role, ctx.owner)):
         return  # create_roles refuses with its own message
-    pool = _take_usable(ctx, [])
-    if pool is None:
+    taken = _take_usable(ctx, [])
+    if taken is None:
         ctx.pool_notes.append("pool empty")
         return
+    pool, caught_up = taken
     _pause_for_tests("taken")
-    if _rename(ctx, pool):
+    if _rename(ctx, pool, look=caught_up):
         ctx.path, ctx.pool_schema = POOL, pool
         ctx.applied = [m.version for m in ctx.migrations]
         _pause_for_tests("renamed")
@@ -287,9 +288,10 @@ def _claim(ctx: CreationContext) -> None:
     # is built directly (the next steps) rather than trying the others.
 
 
-def _take_usable(ctx: CreationContext, passed: list[str]) -> str | None:
-    """The next pool schema, its row deleted, brought up to the files; entries a migration
-    run holds are passed over, drifted ones are discarded (never handed out)."""
+def _take_usable(ctx: CreationContext, passed: list[str]) -> tuple[str, bool] | None:
+    """The next pool schema, its row deleted, brought up to the files (and whether files
+    were applied to it just now); entries a migration run holds are passed over, drifted
+    ones are discarded (never handed out)."""
     while (taken := pool_engine.take(ctx.conn, passed)) is not None:
         pool, locked = taken
         passed.append(pool)
@@ -318,7 +320,7 @@ def _take_usable(ctx: CreationContext, passed: list[str]) -> str | None:
             )
             names = ", ".join(m.name for m in plan.pending)
             ctx.pool_notes.append(f"{pool} was behind: applied {names} first")
-        return pool
+        return pool, bool(plan.pending)
     return None
 
 
@@ -340,11 +342,16 @@ def _why_blocked(plan: Any) -> str:
 _CLAIM_SAVEPOINT = sql.Identifier("tenancy_claim")
 
 
-def _rename(ctx: CreationContext, pool: str) -> bool:
-    """Rename the pool schema, its roles and ledger rows to the tenant's, in a savepoint;
-    if the catalog still holds a pool name as text, undo it and discard the entry."""
+def _rename(ctx: CreationContext, pool: str, *, look: bool) -> bool:
+    """Rename the pool schema, its roles and ledger rows to the tenant's. ``look``: files
+    were applied to it just now, after the trial rename of its build (``pool.fill``), so
+    look again, in a savepoint: if the catalog still holds a pool name as text, undo the
+    renames and discard the entry."""
     database = ctx.conn.info.dbname
     renames = pool_engine.rename_statements(pool, ctx.schema, database)
+    if not look:
+        ctx.conn.execute(sql.SQL("; ").join(renames))  # one round trip
+        return True
     ctx.conn.execute(
         sql.SQL("; ").join([sql.SQL("SAVEPOINT {}").format(_CLAIM_SAVEPOINT), *renames])
     )

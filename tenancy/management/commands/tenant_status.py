@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.names import validate_schema_name
-from tenancy.services import run_records
+from tenancy.services import pool, run_records
 from tenancy.services.reports import schema_states
 
 COLUMNS = ("SCHEMA", "STATUS", "APPLIED", "LAST MIGRATION", "APPLIED AT", "PENDING", "FAILED",
@@ -64,6 +64,18 @@ class Command(BaseCommand):
             "an out-of-order file.",
         )
 
+    def _pool_line(self) -> None:
+        """The warm pool, apart: its schemas are no tenants (`tenant_pool` lists them)."""
+        try:
+            state = pool.status()
+        except TenancyError:
+            return  # no pool table yet, or files no tenant can be built from
+        if state.entries or state.size:
+            behind = sum(bool(e.pending) for e in state.entries if e.usable)
+            ready = sum(e.usable for e in state.entries)
+            extra = f", {behind} behind the files (migrated at claim)" if behind else ""
+            self.stdout.write(f"Pool: {ready} ready of {state.size}{extra} (tenant_pool)")
+
     def handle(self, *args: Any, **options: Any) -> None:
         only = options["tenant"]
         try:
@@ -112,6 +124,8 @@ class Command(BaseCommand):
             for s in states:
                 if s.failed and s.last_error and options["verbosity"] >= 2:
                     self.stderr.write(f"{s.schema}: {s.last_error}")
+        if options["format"] != "json" and not only:
+            self._pool_line()
         if options["check"]:
             problems = [p for s in states for p in _problems(s)]
             if problems:
