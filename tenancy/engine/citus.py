@@ -6,6 +6,10 @@ False) there are no nodes, and these return nothing.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
+from typing import TypeVar
+
 import psycopg
 
 from tenancy.engine import db
@@ -37,6 +41,9 @@ SELECT tr.schema_name FROM public.tenant_registry tr
 """
 
 
+T = TypeVar("T")
+
+
 def node_name(host: str, port: int) -> str:
     return f"{host}:{port}"
 
@@ -59,3 +66,20 @@ def undistributed_tenants(conn: psycopg.Connection) -> list[str]:
     if not db.citus(conn):
         return []
     return [row[0] for row in conn.execute(_UNDISTRIBUTED)]
+
+
+def spread_over_nodes(items: list[T], node_of: Callable[[T], str | None]) -> list[T]:
+    """``items`` reordered to take their nodes in turn (A1 B1 A2 B2 …, each node's items in
+    their order): a run's workers, which take schemas in this order, then work on
+    different nodes at the same time instead of queueing on one. Off Citus every item has
+    no node and the order stays as it was."""
+    queues: dict[str | None, deque[T]] = {}
+    for item in items:
+        queues.setdefault(node_of(item), deque()).append(item)
+    spread: list[T] = []
+    while queues:
+        for node in list(queues):
+            spread.append(queues[node].popleft())
+            if not queues[node]:
+                del queues[node]
+    return spread

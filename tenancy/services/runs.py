@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from tenancy import conf
-from tenancy.engine import audit, ledger, rules
+from tenancy.engine import audit, citus, ledger, rules
 from tenancy.engine.errors import (
     EXIT_DRIFT,
     EXIT_FAILED,
@@ -451,7 +451,8 @@ def _applied(conn: psycopg.Connection, request: RunRequest, report: RunReport) -
         report.results.append(result)
         handle(Event("schema_finished", s.schema, result=result))
     with interruptible(report.run_id), heartbeat(conn, report.run_id):
-        stop_error = _execute(executor, plan, todo, report, fail_fast=request.fail_fast)
+        nodes = citus.tenant_nodes(conn)  # empty off Citus
+        stop_error = _execute(executor, plan, todo, report, nodes, fail_fast=request.fail_fast)
     _record(conn, request, report, stop_error)
     return report
 
@@ -542,16 +543,23 @@ def _audit_schemas(conn: psycopg.Connection, action: str, actor: str, report: Ru
 
 
 def _execute(
-    executor: Executor, plan: Plan, todo: list, report: RunReport, *, fail_fast: bool
+    executor: Executor,
+    plan: Plan,
+    todo: list,
+    report: RunReport,
+    nodes: dict[str, str],
+    *,
+    fail_fast: bool,
 ) -> str | None:
-    """Public first, then tenants (not at all when public failed). Returns why it stopped
-    early, if it did."""
+    """Public first, then tenants (not at all when public failed), taking the Citus worker
+    nodes in turn (``nodes``: schema → node). Returns why it stopped early, if it did."""
     for scope in (PUBLIC, TENANT):
         work = [
             (s.schema, plan.migrations[scope], s.pending)
             for s in todo
             if s.scope == scope and s.schema_exists
         ]
+        work = citus.spread_over_nodes(work, lambda item: nodes.get(item[0]))
         if not work:
             continue
         if fail_fast and report.failed:
