@@ -227,6 +227,39 @@ def test_two_concurrent_runs_apply_each_file_once(fleet):
     assert rows[0][0] == len(TENANTS)
 
 
+def test_a_shared_table_that_tenants_reference_is_copied_to_every_node(fleet):
+    (fleet.migrations / "public" / "003_job_categories.sql").write_text(
+        "-- UP\nCREATE TABLE public.job_categories (id int PRIMARY KEY, name text NOT NULL);\n"
+        "INSERT INTO public.job_categories VALUES (1, 'Engineering');\n"
+        "GRANT SELECT, REFERENCES ON public.job_categories TO {{owner_group}};\n"
+        "-- DOWN\nDROP TABLE public.job_categories;\n"
+    )
+    fleet.add_file(
+        "007_posting_category.sql",
+        "-- UP\nALTER TABLE job_postings ADD COLUMN category_id int "
+        "REFERENCES public.job_categories (id);\n"
+        "-- DOWN\nALTER TABLE job_postings DROP COLUMN category_id;\n",
+    )
+    done = fleet.manage("migrate_tenants", "--jobs", "2", "--format", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert any("reference table" in note for note in json.loads(done.stdout)["notes"])
+    kind = fleet.query(
+        "SELECT partmethod FROM pg_dist_partition "
+        "WHERE logicalrelid = 'public.job_categories'::regclass"
+    )
+    assert kind == [("n",)]  # a reference table: a copy on every node
+    schema = schema_of(TENANTS[5])
+    with fleet.cluster.connect() as conn, conn.transaction():
+        _in_tenant_context(conn, schema)
+        conn.execute(
+            "WITH o AS (INSERT INTO organizations (auth0_org_id, name) VALUES ('c', 'c') "
+            "RETURNING id) INSERT INTO job_postings (organization_id, title, category_id) "
+            "SELECT id, 'Categorised', 1 FROM o"
+        )
+        with pytest.raises(errors.ForeignKeyViolation), conn.transaction():
+            conn.execute("UPDATE job_postings SET category_id = 99")
+
+
 def _in_tenant_context(conn: psycopg.Connection, schema: str) -> None:
     """What the portal does per request: the tenant's role, search_path and setting, for
     this transaction only."""

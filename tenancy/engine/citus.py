@@ -83,3 +83,27 @@ def spread_over_nodes(items: list[T], node_of: Callable[[T], str | None]) -> lis
             if not queues[node]:
                 del queues[node]
     return spread
+
+
+# Public tables that tenant tables may point to (the owner group holds REFERENCES on them,
+# granted by a public migration) and that are still local to the coordinator.
+_SHARED_LOCAL = """
+SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+   AND to_regrole(quote_ident(%s)) IS NOT NULL
+   AND has_table_privilege(quote_ident(%s), c.oid, 'REFERENCES')
+   AND c.oid NOT IN (SELECT logicalrelid FROM pg_dist_partition)
+ ORDER BY 1
+"""
+
+
+def replicate_shared_tables(conn: psycopg.Connection, owner_group: str) -> list[str]:
+    """Make every shared table that tenant tables may reference a Citus *reference table*
+    (a copy on every node): a tenant's foreign key must find the row on the tenant's own
+    node. Returns the tables made so; nothing off Citus."""
+    if not db.citus(conn):
+        return []
+    tables = [row[0] for row in conn.execute(_SHARED_LOCAL, [owner_group, owner_group])]
+    for table in tables:
+        conn.execute("SELECT create_reference_table(%s)", [table])
+    return tables

@@ -27,7 +27,7 @@ from tenancy.engine.errors import (
     TenancyError,
 )
 from tenancy.engine.executor import Event, Executor, SchemaResult
-from tenancy.engine.names import PUBLIC_SCHEMA, validate_schema_name
+from tenancy.engine.names import PUBLIC_SCHEMA, owner_group_role, validate_schema_name
 from tenancy.engine.plan import Plan, build_plan, plan_schema
 from tenancy.engine.source import PUBLIC, TENANT, discover
 from tenancy.services import alerts, backups
@@ -452,7 +452,9 @@ def _applied(conn: psycopg.Connection, request: RunRequest, report: RunReport) -
         handle(Event("schema_finished", s.schema, result=result))
     with interruptible(report.run_id), heartbeat(conn, report.run_id):
         nodes = citus.tenant_nodes(conn)  # empty off Citus
-        stop_error = _execute(executor, plan, todo, report, nodes, fail_fast=request.fail_fast)
+        stop_error = _execute(
+            conn, executor, plan, todo, report, nodes, fail_fast=request.fail_fast
+        )
     _record(conn, request, report, stop_error)
     return report
 
@@ -543,6 +545,7 @@ def _audit_schemas(conn: psycopg.Connection, action: str, actor: str, report: Ru
 
 
 def _execute(
+    conn: psycopg.Connection,
     executor: Executor,
     plan: Plan,
     todo: list,
@@ -560,6 +563,8 @@ def _execute(
             if s.scope == scope and s.schema_exists
         ]
         work = citus.spread_over_nodes(work, lambda item: nodes.get(item[0]))
+        if scope == TENANT and (stop := _replicate_shared_tables(conn, report)):
+            return stop
         if not work:
             continue
         if fail_fast and report.failed:
@@ -568,6 +573,18 @@ def _execute(
         report.results.extend(results)
         if scope == PUBLIC and any(r.failed for r in results):
             return "public schema failed; tenant migrations were not attempted"
+    return None
+
+
+def _replicate_shared_tables(conn: psycopg.Connection, report: RunReport) -> str | None:
+    """On Citus, before any tenant file: shared tables that tenant tables may reference
+    become reference tables (see ``citus.replicate_shared_tables``). Why the run stops, if
+    that fails."""
+    try:
+        made = citus.replicate_shared_tables(conn, owner_group_role(conn.info.dbname))
+    except psycopg.Error as exc:
+        return f"making shared tables Citus reference tables failed: {exc}"
+    report.notes += [f"{table}: now a Citus reference table (on every node)" for table in made]
     return None
 
 
