@@ -541,3 +541,41 @@ def test_an_unnamed_concurrent_index_is_flagged_as_not_resumable(tmp_path):
     unnamed = tenant_file(tmp_path / "b", "CREATE INDEX CONCURRENTLY ON organizations (name);")
     assert "unnamed-concurrent-index" not in rules_of(named)
     assert hits(unnamed, "unnamed-concurrent-index") == [(4, "warning")]
+
+
+# --- Citus ----------------------------------------------------------------------------------
+
+CITUS_FILE = (
+    "CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;\n"
+    "CREATE TRIGGER stamped BEFORE INSERT ON organizations\n"
+    "  FOR EACH ROW EXECUTE FUNCTION stamp();\n"
+    "CREATE TABLE archived_organizations (note text) INHERITS (organizations);\n"
+    "ALTER TABLE organizations ADD COLUMN plan_id int;\n"
+    "ALTER TABLE organizations ADD CONSTRAINT organizations_plan_fk FOREIGN KEY (plan_id)\n"
+    "  REFERENCES public.plans (id) NOT VALID;\n"
+)
+
+
+def test_citus_rules_flag_what_schema_based_sharding_refuses(tmp_path):
+    problems = tenant_file(tmp_path, CITUS_FILE, squawk="off", **rules.CITUS_RULES)
+    assert hits(problems, "citus-trigger") == [(5, "error")]
+    assert hits(problems, "citus-inheritance") == [(7, "error")]
+    assert hits(problems, "citus-shared-reference") == [(9, "warning")]
+    # off on a plain server unless settings turn them on
+    plain = tenant_file(tmp_path, CITUS_FILE, squawk="off")
+    assert not rules_of(plain) & set(rules.CITUS_RULES)
+    chosen = tenant_file(tmp_path, CITUS_FILE, squawk="off", **{"citus-trigger": "warning"})
+    assert hits(chosen, "citus-trigger") == [(5, "warning")]
+    assert rules.for_citus({"citus-trigger": "off"})["citus-trigger"] == "off"
+
+
+def test_lint_migrations_citus_option(tmp_path):
+    write(tmp_path, "tenant/001_organizations.sql", EARLIER)
+    write(tmp_path, "tenant/002_change.sql", CITUS_FILE)
+    code, out, _ = run_command("lint_migrations", str(tmp_path), "--format", "json")
+    assert code == 0
+    assert not {p["rule"] for p in json.loads(out)["problems"]} & set(rules.CITUS_RULES)
+    code, out, _ = run_command("lint_migrations", str(tmp_path), "--citus", "--format", "json")
+    assert code == 1
+    found = {p["rule"] for p in json.loads(out)["problems"]}
+    assert set(rules.CITUS_RULES) <= found

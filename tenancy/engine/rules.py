@@ -60,6 +60,16 @@ SAFETY_RULES: dict[str, str] = {
     "drop-table": WARNING,
     "constraint-without-not-valid": WARNING,
     "missing-down": WARNING,
+    # What Citus' schema-based sharding refuses in a tenant schema: off on a plain server,
+    # errors on a Citus cluster (``for_citus``), or set in settings to prepare for one.
+    "citus-trigger": OFF,
+    "citus-inheritance": OFF,
+    "citus-shared-reference": OFF,
+}
+CITUS_RULES = {
+    "citus-trigger": ERROR,
+    "citus-inheritance": ERROR,
+    "citus-shared-reference": WARNING,
 }
 SQUAWK = "squawk"  # settings key for every squawk rule at once ("off" skips squawk)
 SQUAWK_EXCLUDED = frozenset(
@@ -876,6 +886,47 @@ def _safety(node: ast.Node, new: set[str], earlier: Mapping[str, str]) -> Iterat
                 )
 
 
+def for_citus(severities: Mapping[str, str]) -> dict[str, str]:
+    """The severities for a Citus cluster: the Citus rules on, unless settings say."""
+    return {**CITUS_RULES, **severities}
+
+
+def _citus(node: ast.Node) -> Iterator[tuple[str, str]]:
+    """(rule, message) of what Citus refuses in a distributed (tenant) schema."""
+    if isinstance(node, ast.CreateTrigStmt):
+        yield (
+            "citus-trigger",
+            f"CREATE TRIGGER {node.trigname} on {_table_key(node.relation)}: Citus refuses "
+            "triggers on distributed tables, and on a Citus cluster every tenant table is "
+            "one. Do it in the application, or with a constraint or a generated column.",
+        )
+    elif isinstance(node, ast.CreateStmt) and node.inhRelations:
+        yield (
+            "citus-inheritance",
+            f"CREATE TABLE {_table_key(node.relation)} … INHERITS: tables in a Citus "
+            "distributed schema cannot inherit or be inherited. Use declarative "
+            "partitioning (PARTITION BY / PARTITION OF), which Citus supports.",
+        )
+    for constraint in _foreign_keys(node):
+        target = constraint.pktable
+        if target is not None and target.schemaname == "public":
+            yield (
+                "citus-shared-reference",
+                f"A foreign key to public.{target.relname}: on Citus the row must be on the "
+                "tenant's node, so public."
+                f"{target.relname} must be a reference table. The engine makes it one when "
+                "a public migration grants REFERENCES on it to {{owner_group}}; make sure "
+                "one does.",
+            )
+
+
+def _foreign_keys(node: ast.Node) -> Iterator[ast.Constraint]:
+    """FOREIGN KEY constraints a CREATE TABLE or ALTER TABLE adds (column or table level)."""
+    for item in _walk(node):
+        if isinstance(item, ast.Constraint) and item.contype == ConstrType.CONSTR_FOREIGN:
+            yield item
+
+
 def _alter_table_cmd(cmd: ast.AlterTableCmd, table: str) -> Iterator[tuple[str, str]]:
     subtype = cmd.subtype.name
     if subtype == "AT_AddColumn" and _required_without_value(cmd.def_):
@@ -976,7 +1027,8 @@ def _lint_group(group: list[Migration], levels: Mapping[str, str]) -> list[Probl
             continue  # reported by refusals()
         new = _created_tables(found)
         for stmt in found:
-            for rule, message in _safety(stmt.node, new, earlier):
+            citus = _citus(stmt.node) if migration.scope == TENANT else ()
+            for rule, message in (*_safety(stmt.node, new, earlier), *citus):
                 if levels[rule] != OFF and rule not in stmt.ignored:
                     problems.append(
                         Problem(str(migration.path), stmt.line, rule, levels[rule], message)

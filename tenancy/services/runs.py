@@ -9,14 +9,14 @@ tables are written by ``run_records``; the infrastructure and connections come f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
 from tenancy import conf
-from tenancy.engine import audit, citus, ledger, rules
+from tenancy.engine import audit, citus, db, ledger, rules
 from tenancy.engine.errors import (
     EXIT_DRIFT,
     EXIT_FAILED,
@@ -237,10 +237,11 @@ def fit_jobs(conn: psycopg.Connection, jobs: int) -> tuple[int, str | None]:
     )
 
 
-def check_files(plan: Plan) -> tuple[list[str], list[str]]:
-    """(refusals, lint warnings) of the plan's pending files. A refusal (transaction
-    control, session state, a tenant file reaching outside its schema) stops the whole run
-    before anything runs; warnings are printed. Every problem is listed at once."""
+def check_files(plan: Plan, severities: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """(refusals, lint warnings) of the plan's pending files, linted with ``severities``
+    (``lint_severities``). A refusal (transaction control, session state, a tenant file
+    reaching outside its schema) stops the whole run before anything runs; warnings are
+    printed. Every problem is listed at once."""
     pending = {(m.scope, m.version): m for s in plan.schemas for m in s.pending}
     if not pending:
         return [], []
@@ -253,10 +254,17 @@ def check_files(plan: Plan) -> tuple[list[str], list[str]]:
     context = [m for scope in sorted(scopes) for m in plan.migrations.get(scope, [])]
     applied = {str(m.path) for m in context} - {str(m.path) for m in ordered}
     try:
-        problems = rules.lint(context, conf.lint_severities())
+        problems = rules.lint(context, severities)
     except rules.LintConfigError as exc:
         raise RunError(f"TENANCY['LINT']: {exc}") from exc
     return [], [str(p) for p in problems if p.path not in applied]
+
+
+def lint_severities(conn: psycopg.Connection | None) -> dict[str, str]:
+    """The settings' lint severities, with the Citus rules on when the database is a Citus
+    cluster."""
+    severities = conf.lint_severities()
+    return rules.for_citus(severities) if conn is not None and db.citus(conn) else severities
 
 
 def _names(schemas: list[str], limit: int = 5) -> str:
@@ -356,7 +364,7 @@ def _looked_fresh(request: RunRequest, report: RunReport) -> RunReport:
     migrations = {PUBLIC: discover(directory, PUBLIC), TENANT: discover(directory, TENANT)}
     schemas = [plan_schema(PUBLIC_SCHEMA, PUBLIC, migrations[PUBLIC], {})] if request.public else []
     report.plan = Plan(migrations=migrations, schemas=schemas)
-    rejected, report.warnings = check_files(report.plan)
+    rejected, report.warnings = check_files(report.plan, lint_severities(None))
     report.refused = rejected
     if rejected:
         report.exit_code = EXIT_FAILED
@@ -388,7 +396,7 @@ def _refused(conn: psycopg.Connection, request: RunRequest, report: RunReport) -
     """Files that break the refusal rules, drift, missing and out-of-order files stop the
     run before anything runs (and are recorded, unless this is a dry run)."""
     assert report.plan is not None
-    rejected, report.warnings = check_files(report.plan)
+    rejected, report.warnings = check_files(report.plan, lint_severities(conn))
     report.refused = rejected + refusals(
         report.plan,
         allow_missing=request.allow_missing,

@@ -21,7 +21,8 @@ EPILOG = f"""
 refusal rules (always errors; the engine will not run such a file):
   {", ".join(rules.REFUSAL_RULES)}
 safety rules (severity from settings TENANCY["LINT"]; "-- lint: ignore <rule>" above a
-statement or at the end of its first line silences one):
+statement or at the end of its first line silences one; the citus-* rules are off unless
+--citus or a Citus coordinator):
 {_SAFETY}
   squawk:<rule> (warning): squawk's rules, except those ours replace or that do not fit
 See docs/migrations.md.
@@ -62,11 +63,21 @@ class Command(BaseCommand):
             help='text: "path:line: severity [rule] message" lines and a summary; json: '
             '{"problems": [...], "errors": n, "warnings": n}.',
         )
+        parser.add_argument(
+            "--citus",
+            action="store_true",
+            help="Check for a Citus cluster: the citus-* rules (what schema-based sharding "
+            "refuses in a tenant schema) become errors, unless TENANCY['LINT'] sets them. "
+            "migrate_tenants does this by itself on a Citus coordinator.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         migrations = collect(options["paths"])
         try:
-            problems = rules.lint(migrations, conf.lint_severities())
+            severities = conf.lint_severities()
+            if options["citus"]:
+                severities = rules.for_citus(severities)
+            problems = rules.lint(migrations, severities)
         except rules.LintConfigError as exc:
             raise CommandError(f'TENANCY["LINT"]: {exc}') from exc
         problems = sorted((_shown(p) for p in problems), key=lambda p: (p.path, p.line))
