@@ -27,9 +27,13 @@ from django_tasks_db.models import DBTaskResult
 from tenancy.admin_views import (
     ACTIVE_RUN_STATUSES,
     LIFECYCLE_VERBS,
+    LOCAL_NODE,
+    MOVE_PERMISSION,
+    REBALANCE_PERMISSION,
     RECOVERY_VERBS,
     RUN_STATUS_KINDS,
     STATUS_KINDS,
+    TRANSFER_MODE_HELP,
     CreateTenantForm,
     RunNotStarted,
     actor_for,
@@ -41,7 +45,13 @@ from tenancy.admin_views import (
     duration,
     fleet_overview,
     has_work,
+    move_message,
+    move_plan,
+    node_counts,
+    node_label,
+    placement_for,
     public_state_for,
+    rebalance_rows,
     recovery_call,
     recovery_plan,
     recovery_verbs_for,
@@ -68,7 +78,7 @@ from tenancy.models import (
     SystemConfiguration,
     Tenant,
 )
-from tenancy.services import run_records
+from tenancy.services import placement, run_records
 from tenancy.services import tenants as tenant_service
 from tenancy.services.reports import SchemaState
 from tenancy.services.verify import TenantResult, verify
@@ -84,8 +94,8 @@ if admin.site.is_registered(DBTaskResult):
     admin.site.unregister(DBTaskResult)
 
 
-# The lifecycle and recovery actions' permissions (Tenant's Meta belongs to the models):
-# migrations 0007 and 0008 create them, and this keeps them after a flush
+# The lifecycle, recovery and placement actions' permissions (Tenant's Meta belongs to the
+# models): migrations 0007, 0008 and 0010 create them, and this keeps them after a flush
 # (TransactionTestCase, `manage.py flush`), which re-creates only the permissions models
 # declare.
 LIFECYCLE_PERMISSIONS = [
@@ -97,6 +107,8 @@ LIFECYCLE_PERMISSIONS = [
     ("accept_checksum_tenant", "Can accept a changed migration file's checksum for a tenant"),
     ("fake_migration_tenant", "Can mark a pending migration file as applied for a tenant"),
     ("rollback_tenant", "Can roll back a tenant's schema to an earlier version"),
+    ("move_tenant", "Can move a tenant to another Citus worker node"),
+    ("rebalance_tenant", "Can start and stop the Citus rebalancer (moves tenants between nodes)"),
 ]
 
 
@@ -167,6 +179,29 @@ class MissingSchemaFilter(_StateFilter):
 
     def matches(self, state: SchemaState) -> bool:
         return not state.schema_exists
+
+
+class NodeFilter(admin.SimpleListFilter):
+    """On a Citus cluster, the tenants on one worker node (or not distributed); hidden
+    elsewhere (no lookups)."""
+
+    title = "node"
+    parameter_name = "node"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        where = placement_for(request)
+        if not where.citus:
+            return []
+        return [(w, w) for w in where.workers] + [(LOCAL_NODE, "not distributed")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        value = self.value()
+        if not value:
+            return None
+        nodes = placement_for(request).nodes
+        if value == LOCAL_NODE:
+            return queryset.exclude(schema_name__in=list(nodes))
+        return queryset.filter(schema_name__in=[s for s, n in nodes.items() if n == value])
 
 
 class TenantChangeList(ChangeList):
@@ -245,6 +280,7 @@ class TenantAdmin(admin.ModelAdmin):
         HasFailuresFilter,
         HasDriftFilter,
         MissingSchemaFilter,
+        NodeFilter,
     )
     search_fields = ("organization_name", "auth0_org_id", "schema_name")
     list_per_page = 100
@@ -265,6 +301,14 @@ class TenantAdmin(admin.ModelAdmin):
         return request.user.has_perm(RUN_PERMISSION)
 
     # -- columns --------------------------------------------------------------------------
+    def get_list_display(self, request: HttpRequest) -> Any:
+        """On a Citus cluster, the node each tenant lives on, after its migrations (no empty
+        column on plain PostgreSQL)."""
+        columns = list(super().get_list_display(request))
+        if placement_for(request).citus:
+            columns.insert(columns.index("migration_state") + 1, "node")
+        return columns
+
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return TenantChangeList
 
@@ -304,6 +348,13 @@ class TenantAdmin(admin.ModelAdmin):
     def migration_state(self, tenant: Tenant) -> str:
         return state_badges(_state(tenant), tenant.schema_name)
 
+    @admin.display(description="Node")
+    def node(self, tenant: Tenant) -> str:
+        state = _state(tenant)
+        if state is not None and state.node:
+            return format_html('<span class="tenancy-node">{}</span>', state.node)
+        return format_html('<span title="{}">—</span>', node_label(state))
+
     @admin.display(description="Last migrated")
     def last_migration(self, tenant: Tenant) -> str:
         state = _state(tenant)
@@ -342,6 +393,13 @@ class TenantAdmin(admin.ModelAdmin):
                 view(self.accept_checksum_view),
                 name="tenancy_tenant_accept_checksum",
             ),
+            path("<int:object_id>/move/", view(self.move_view), name="tenancy_tenant_move"),
+            path("rebalance/", view(self.rebalance_view), name="tenancy_tenant_rebalance"),
+            path(
+                "rebalance/stop/",
+                view(self.rebalance_stop_view),
+                name="tenancy_tenant_rebalance_stop",
+            ),
             *super().get_urls(),
         ]
 
@@ -352,6 +410,8 @@ class TenantAdmin(admin.ModelAdmin):
         context = {
             "can_run": self.has_run_migrations_permission(request),
             "nothing_pending": not anything_pending(request),
+            "can_rebalance": request.user.has_perm(REBALANCE_PERMISSION)
+            and placement_for(request).citus,
             **(extra_context or {}),
         }
         return super().changelist_view(request, context)
@@ -407,7 +467,9 @@ class TenantAdmin(admin.ModelAdmin):
         tenant = self.get_object(request, object_id)
         context = dict(extra_context or {})
         if tenant is not None and self.has_view_permission(request, tenant):
-            context.update(tenant_page_context(request, tenant.schema_name))
+            citus = placement_for(request).citus
+            context.update(tenant_page_context(request, tenant.schema_name, citus=citus))
+            context["can_move"] = citus and request.user.has_perm(MOVE_PERMISSION)
             context["can_run"] = self.has_run_migrations_permission(request)
             context["nothing_pending"] = not has_work(context.get("state"))
             context["lifecycle_verbs"] = verbs_for(request, tenant)
@@ -543,6 +605,110 @@ class TenantAdmin(admin.ModelAdmin):
         }
         template = "admin/tenancy/tenant/recovery_confirmation.html"
         return TemplateResponse(request, template, context)
+
+    # -- placement (Citus) ----------------------------------------------------------------
+    def move_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """Move to node: a confirmation page (the worker and the transfer mode to choose),
+        then ``placement.move_tenant`` on POST with ``post=yes``, in the request (one
+        tenant's tables are copied; the service audits it as ``tenant.move``)."""
+        if not request.user.has_perm(MOVE_PERMISSION):
+            raise PermissionDenied
+        tenant = get_object_or_404(Tenant, pk=object_id)
+        page = reverse("admin:tenancy_tenant_change", args=[tenant.pk])
+        node = (request.POST.get("node") or request.GET.get("node") or "").strip()
+        mode = (request.POST.get("mode") or "auto").strip()
+        if request.method == "POST" and request.POST.get("post") == "yes":
+            try:
+                move = placement.move_tenant(
+                    tenant.schema_name, node, mode=mode, actor=actor_for(request)
+                )
+            except TenancyError as exc:
+                messages.error(request, f"Move refused: {exc}")
+            else:
+                (messages.success if move.moved else messages.info)(request, move_message(move))
+                return HttpResponseRedirect(page)
+        plan = move_plan(request, tenant.schema_name)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Move {tenant.organization_name} to another node?",
+            "subtitle": None,
+            "object": tenant,
+            "plan": plan,
+            "chosen_node": node if node in plan.targets else next(iter(plan.targets), ""),
+            "modes": [(m, TRANSFER_MODE_HELP[m]) for m in placement.TRANSFER_MODES],
+            "chosen_mode": mode if mode in placement.TRANSFER_MODES else "auto",
+            "tenant_url": page,
+            "has_view_permission": self.has_view_permission(request),
+        }
+        return TemplateResponse(request, "admin/tenancy/tenant/move_confirmation.html", context)
+
+    def rebalance_view(self, request: HttpRequest) -> HttpResponse:
+        """Rebalance: the nodes and the rebalancer's jobs (refreshing while one is active);
+        with none active, the confirmation to start one (``placement.start_rebalance`` on
+        POST with ``post=yes``); with one active, a link to stop it."""
+        if not request.user.has_perm(REBALANCE_PERMISSION):
+            raise PermissionDenied
+        here = reverse("admin:tenancy_tenant_rebalance")
+        mode = (request.POST.get("mode") or "auto").strip()
+        if request.method == "POST" and request.POST.get("post") == "yes":
+            try:
+                job = placement.start_rebalance(mode=mode, actor=actor_for(request))
+            except TenancyError as exc:
+                messages.error(request, f"Rebalance refused: {exc}")
+            else:
+                if job is None:
+                    messages.info(request, "The nodes are balanced: nothing to move.")
+                else:
+                    messages.success(request, f"Rebalance job {job} started.")
+                return HttpResponseRedirect(here)
+        return self._rebalance_page(request, mode=mode, stopping=False)
+
+    def rebalance_stop_view(self, request: HttpRequest) -> HttpResponse:
+        """Stop the running rebalance: a confirmation page, then
+        ``placement.stop_rebalance`` on POST with ``post=yes``."""
+        if not request.user.has_perm(REBALANCE_PERMISSION):
+            raise PermissionDenied
+        if request.method == "POST" and request.POST.get("post") == "yes":
+            try:
+                stopped = placement.stop_rebalance(actor=actor_for(request))
+            except TenancyError as exc:
+                messages.error(request, f"Stop refused: {exc}")
+            else:
+                if stopped:
+                    messages.success(request, "Rebalance stopped; the moves already done stay.")
+                else:
+                    messages.info(request, "No rebalance was running: nothing stopped.")
+                return HttpResponseRedirect(reverse("admin:tenancy_tenant_rebalance"))
+        return self._rebalance_page(request, mode="auto", stopping=True)
+
+    def _rebalance_page(self, request: HttpRequest, *, mode: str, stopping: bool) -> HttpResponse:
+        where = placement_for(request)
+        problems: list[str] = []
+        jobs: list[dict[str, Any]] = []
+        if not where.citus:
+            problems.append(placement.NOT_CITUS)
+        else:
+            try:
+                jobs = rebalance_rows(placement.rebalance_jobs())
+            except TenancyError as exc:
+                problems.append(f"The rebalancer's jobs are unavailable: {exc}")
+        active = [j for j in jobs if j["active"]]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Stop the rebalance?" if stopping else "Rebalance tenants over the nodes?",
+            "subtitle": None,
+            "stopping": stopping,
+            "problems": problems,
+            "nodes": node_counts(request),
+            "jobs": jobs[:10],
+            "active": active,
+            "modes": [(m, TRANSFER_MODE_HELP[m]) for m in placement.TRANSFER_MODES],
+            "chosen_mode": mode if mode in placement.TRANSFER_MODES else "auto",
+            "has_view_permission": self.has_view_permission(request),
+        }
+        return TemplateResponse(request, "admin/tenancy/tenant/rebalance.html", context)
 
     # -- runs -----------------------------------------------------------------------------
     @admin.action(description="Run pending migrations", permissions=["run_migrations"])

@@ -21,7 +21,7 @@ from tenancy.engine.errors import TenancyError
 from tenancy.engine.executor import placeholders
 from tenancy.engine.source import TENANT, discover
 from tenancy.models import AuditLog, MigrationRun, MigrationRunResult, RunStatus, TenantMigration
-from tenancy.services import reports, run_records
+from tenancy.services import placement, reports, run_records
 from tenancy.services.reports import SchemaState
 from tenancy.tasks import run_migrations
 
@@ -97,7 +97,9 @@ class PendingFile:
     sql: str
 
 
-def tenant_page_context(request: HttpRequest, schema: str) -> dict[str, Any]:
+def tenant_page_context(
+    request: HttpRequest, schema: str, *, citus: bool = False
+) -> dict[str, Any]:
     """History from the ledger, latest run results, pending files with the SQL a run
     would execute in this schema, and the audit rows about it."""
     state: SchemaState | None = None
@@ -120,7 +122,7 @@ def tenant_page_context(request: HttpRequest, schema: str) -> dict[str, Any]:
     about_schema = Q(tenant_schema=schema)
     return {
         "state": state,
-        "facts": tenant_facts(schema, state),
+        "facts": tenant_facts(schema, state, citus=citus),
         "history": TenantMigration.objects.filter(tenant_schema=schema).order_by(
             "migration_version"
         ),
@@ -145,10 +147,12 @@ def human_size(size: int | None) -> str:
     return f"{size} bytes"  # pragma: no cover
 
 
-def tenant_facts(schema: str, state: SchemaState | None) -> list[tuple[str, str]]:
+def tenant_facts(
+    schema: str, state: SchemaState | None, *, citus: bool = False
+) -> list[tuple[str, str]]:
     """What `tenant_status` shows beside the migrations: roles, domains, size, activity
-    (its audit rows and the latest one). The size is this schema's alone (one pg_class
-    scan of its relations), not the fleet's."""
+    (its audit rows and the latest one), and on a Citus cluster the node it lives on. The
+    size is this schema's alone (one pg_class scan of its relations), not the fleet's."""
     from django.db import connection
     from django.db.models import Max
 
@@ -169,7 +173,9 @@ def tenant_facts(schema: str, state: SchemaState | None) -> list[tuple[str, str]
         row = cur.fetchone()
     size = row[0] if row and state and state.schema_exists else None
     activity = AuditLog.objects.filter(tenant_schema=schema).aggregate(n=Max("created_at"))["n"]
+    node = [("Node", node_label(state))] if citus else []
     return [
+        *node,
         ("Role (requests)", role_for_schema(schema, database)),
         ("Owner role (migrations)", owner_role_for_schema(schema, database)),
         (
@@ -603,7 +609,8 @@ def verbs_for(request: HttpRequest, tenant: Any) -> list[Verb]:
 # -- the fleet overview (admin index) ----------------------------------------------------
 def fleet_overview(request: HttpRequest) -> dict[str, Any]:
     """Counts for the admin index: tenants by status, migration states, the public schema,
-    the active run and the latest runs (a constant number of queries)."""
+    the active run and the latest runs, and on a Citus cluster the worker nodes with their
+    tenants (a constant number of queries)."""
     from django.db.models import Count
 
     from tenancy.models import Tenant
@@ -627,6 +634,9 @@ def fleet_overview(request: HttpRequest) -> dict[str, Any]:
             if active and active.total_schemas
             else 0,
             "latest_runs": list(MigrationRun.objects.order_by("-started_at", "-id")[:5]),
+            # On a Citus cluster: each worker with its tenants (empty elsewhere).
+            "nodes": node_counts(request),
+            "can_rebalance": request.user.has_perm(REBALANCE_PERMISSION),
         }
     }
 
@@ -865,6 +875,8 @@ _DETAIL_LABELS = {
     "version": "version",
     "from": "from",
     "to": "to",
+    "mode": "transfer mode",
+    "job": "rebalance job",
 }
 
 
@@ -945,3 +957,139 @@ def audit_rows(queryset: Any) -> list[dict[str, Any]]:
         }
         for a in queryset
     ]
+
+
+# -- placement on a Citus cluster ----------------------------------------------------------
+_PLACEMENT_ATTR = "_tenancy_placement"
+LOCAL_NODE = "local"  # the node filter's value for schemas not distributed (on the coordinator)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The worker nodes and each distributed tenant schema's node, read once per request
+    (``placement.placement()``: one query for the fleet). Off Citus both are empty."""
+
+    workers: list[str]
+    nodes: dict[str, str]
+
+    @property
+    def citus(self) -> bool:
+        return bool(self.workers)
+
+
+def placement_for(request: HttpRequest) -> Placement:
+    cached = getattr(request, _PLACEMENT_ATTR, None)
+    if cached is None:
+        try:
+            workers, nodes = placement.placement()
+        except TenancyError:
+            workers, nodes = [], {}  # no infrastructure yet: the pages say so already
+        cached = Placement(workers, nodes)
+        setattr(request, _PLACEMENT_ATTR, cached)
+    return cached
+
+
+def node_label(state: SchemaState | None) -> str:
+    """Where a tenant lives on a Citus cluster, in words."""
+    if state is None:
+        return "unknown"
+    if state.node:
+        return state.node
+    if not state.schema_exists:
+        return "— (schema missing)"
+    return "coordinator (not distributed: manage.py tenant_distribute)"
+
+
+def node_counts(request: HttpRequest) -> list[dict[str, Any]]:
+    """The fleet overview's nodes: each worker with how many registered tenants it holds,
+    then the registered schemas not distributed (if any), from the page's one
+    schema_states call and one placement read."""
+    where = placement_for(request)
+    if not where.citus:
+        return []
+    states = schema_states_for(request)
+    counts = dict.fromkeys(where.workers, 0)
+    local = 0
+    for s in states.values():
+        if s.node:
+            counts[s.node] = counts.get(s.node, 0) + 1
+        elif s.schema_exists:
+            local += 1
+    rows = [{"node": node, "tenants": n, "filter": node} for node, n in counts.items()]
+    if local:
+        rows.append({"node": "not distributed", "tenants": local, "filter": LOCAL_NODE})
+    return rows
+
+
+MOVE_PERMISSION = "tenancy.move_tenant"
+REBALANCE_PERMISSION = "tenancy.rebalance_tenant"
+
+TRANSFER_MODE_HELP = {
+    "auto": "copies with logical replication while the tenant's writes go on, then switches "
+    "over (needs wal_level = logical and a primary key or replica identity on every table)",
+    "block_writes": "the tenant's writes wait while its tables copy (works everywhere; "
+    "reads go on)",
+    "force_logical": "logical replication, refusing to fall back to blocking writes",
+}
+
+
+@dataclass
+class MovePlan:
+    """The Move to node confirmation page: where the tenant is, where it can go, and why it
+    cannot (problems; then there is no "Yes" button)."""
+
+    current: str | None
+    targets: list[str]
+    problems: list[str] = field(default_factory=list)
+
+
+def move_plan(request: HttpRequest, schema: str) -> MovePlan:
+    where = placement_for(request)
+    current = where.nodes.get(schema)
+    plan = MovePlan(current, [w for w in where.workers if w != current])
+    if not where.citus:
+        plan.problems.append(placement.NOT_CITUS)
+    elif current is None:
+        plan.problems.append(
+            f"{schema} is not a distributed schema (no tables yet, or created before Citus): "
+            "`manage.py tenant_distribute` makes it one."
+        )
+    elif not plan.targets:
+        plan.problems.append(f"{current} is the only worker node: there is nowhere to move it.")
+    return plan
+
+
+def move_message(move: placement.Move) -> str:
+    if not move.moved:
+        return f"{move.schema} is already on {move.target}: nothing moved."
+    return (
+        f"{move.schema} moved from {move.source} to {move.target} "
+        f"({move.mode}) in {duration(move.elapsed_ms)}."
+    )
+
+
+REBALANCE_ACTIVE_STATES = ("scheduled", "running", "cancelling", "failing")
+
+
+def rebalance_rows(jobs: list[placement.RebalanceJob]) -> list[dict[str, Any]]:
+    """The rebalancer's jobs for the page: state, times, task counts and a percentage."""
+    rows = []
+    for job in jobs:
+        counts = dict((job.details or {}).get("task_state_counts") or {})
+        total = sum(int(n) for n in counts.values())
+        done = int(counts.get("done", 0))
+        kind = {"finished": "ok", "running": "warn", "scheduled": "warn"}.get(job.state, "")
+        if job.state in ("failed", "failing", "cancelled", "cancelling"):
+            kind = "error"
+        rows.append(
+            {
+                "job_id": job.job_id,
+                "state": badge(job.state, kind or "quiet"),
+                "active": job.state in REBALANCE_ACTIVE_STATES,
+                "started": when(job.started_at),
+                "finished": when(job.finished_at),
+                "tasks": ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "—",
+                "percent": int(100 * done / total) if total else 0,
+            }
+        )
+    return rows

@@ -1032,3 +1032,87 @@ def test_runs_are_searchable_by_tenant_with_their_scope(ready: Path, superuser: 
     assert f"/migrationrun/{rest}/change/" in html and f"/migrationrun/{only_a}/change/" not in html
     html = client_for(superuser).get("/admin/tenancy/migrationrun/", {"q": a}).content.decode()
     assert f"/migrationrun/{only_a}/change/" in html and "field-scope" in html
+
+
+# -- placement on Citus: move to node, rebalance (plain PostgreSQL here) ---------------------
+def move_url(pk: int) -> str:
+    return f"{CHANGELIST}{pk}/move/"
+
+
+REBALANCE = f"{CHANGELIST}rebalance/"
+REBALANCE_STOP = f"{CHANGELIST}rebalance/stop/"
+NOT_CITUS = "not a Citus cluster"
+
+
+def placement_audit() -> list[tuple]:
+    return query(
+        "SELECT action FROM public.audit_logs "
+        "WHERE action IN ('tenant.move', 'tenant.rebalance', 'tenant.rebalance.stop')"
+    )
+
+
+def test_placement_permissions_exist_after_a_flush(pg: None) -> None:
+    # transactional_db flushed the tables before this test: the post_migrate hook in
+    # tenancy/admin.py put migration 0010's permissions back.
+    names = dict(
+        Permission.objects.filter(
+            content_type__app_label="tenancy", codename__in=["move_tenant", "rebalance_tenant"]
+        ).values_list("codename", "name")
+    )
+    assert set(names) == {"move_tenant", "rebalance_tenant"}
+
+
+def test_move_needs_its_permission_and_is_refused_off_citus(ready: Path) -> None:
+    tenants.create_tenant("org_move1", "Move One", actor="test")
+    pk = Tenant.objects.get().pk
+    url = move_url(pk)
+    data = {"post": "yes", "node": "127.0.0.1:5432", "mode": "block_writes"}
+    for response in (Client().get(url), Client().post(url, data)):
+        assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    other = client_for(user("viewer", "tenancy.view_tenant", "tenancy.rebalance_tenant"))
+    assert other.get(url).status_code == 403
+    assert other.post(url, data).status_code == 403
+    assert "/move/" not in other.get(f"{CHANGELIST}{pk}/change/").content.decode()
+    ops = client_for(user("ops", "tenancy.view_tenant", "tenancy.move_tenant"))
+    # Off Citus the tenant page offers no move, and the page says why with no "Yes".
+    tenant_page = ops.get(f"{CHANGELIST}{pk}/change/").content.decode()
+    assert "Move to node" not in tenant_page and ">Node<" not in tenant_page
+    confirm = ops.get(url)
+    html = confirm.content.decode()
+    assert confirm.status_code == 200 and NOT_CITUS in html
+    assert 'id="move-confirm"' not in html
+    refused = ops.post(url, data)
+    assert refused.status_code == 200
+    assert f"Move refused: This database is {NOT_CITUS}" in refused.content.decode()
+    assert placement_audit() == []
+    assert query("SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant_org_move1'") == [(1,)]
+
+
+def test_rebalance_needs_its_permission_and_is_refused_off_citus(ready: Path) -> None:
+    tenants.create_tenant("org_rebal1", actor="test")
+    for url in (REBALANCE, REBALANCE_STOP):
+        for response in (Client().get(url), Client().post(url, {"post": "yes"})):
+            assert response.status_code == 302
+            assert response["Location"].startswith("/admin/login/")
+    other = client_for(user("viewer", "tenancy.view_tenant", "tenancy.move_tenant"))
+    for url in (REBALANCE, REBALANCE_STOP):
+        assert other.get(url).status_code == 403
+        assert other.post(url, {"post": "yes"}).status_code == 403
+    ops = client_for(user("ops", "tenancy.view_tenant", "tenancy.rebalance_tenant"))
+    assert "Rebalance…" not in ops.get(CHANGELIST).content.decode()  # not offered off Citus
+    assert 'id="fleet-nodes"' not in ops.get("/admin/").content.decode()
+    for url, refusal in ((REBALANCE, "Rebalance refused"), (REBALANCE_STOP, "Stop refused")):
+        page = ops.get(url).content.decode()
+        assert NOT_CITUS in page and 'name="post" value="yes"' not in page
+        refused = ops.post(url, {"post": "yes", "mode": "block_writes"})
+        assert refused.status_code == 200
+        assert f"{refusal}: This database is {NOT_CITUS}" in refused.content.decode()
+    assert placement_audit() == []
+
+
+def test_no_node_column_or_filter_off_citus(ready: Path, superuser: User) -> None:
+    tenants.create_tenant("org_nonode1", actor="test")
+    html = client_for(superuser).get(CHANGELIST).content.decode()
+    assert "org_nonode1" in html
+    assert 'class="column-node' not in html and 'class="field-node' not in html
+    assert "?node=" not in html  # the node filter has no choices, so it is not shown
