@@ -34,7 +34,7 @@ from tenancy.engine.names import (
     validate_org_id,
     validate_org_name,
 )
-from tenancy.engine.plan import plan_schema
+from tenancy.engine.plan import SchemaPlan, plan_schema
 from tenancy.engine.source import TENANT, Migration, discover
 from tenancy.services.infrastructure import connect, connect_ready
 
@@ -329,7 +329,7 @@ def _exists(conn: psycopg.Connection, schema: str) -> bool:
     return bool(row and row[0])
 
 
-def _why_blocked(plan: Any) -> str:
+def _why_blocked(plan: SchemaPlan) -> str:
     if not plan.schema_exists:
         return "its schema is missing"
     if plan.drift:

@@ -77,6 +77,10 @@ class Command(BaseCommand):
             return
         if report.off:
             self.stdout.write(self.style.WARNING(f"Nothing built: {report.off}"))
+        elif report.target == 0:
+            self.stdout.write(
+                self.style.WARNING("TENANCY_POOL_SIZE is 0 (no pool): --fill N builds N anyway")
+            )
         for name in report.swept:
             self.stdout.write(f"Dropped {name} (broken or left without its pool row)")
         per = f", {sum(report.build_ms) // len(report.build_ms)} ms each" if report.build_ms else ""
