@@ -1061,9 +1061,9 @@ def move_plan(request: HttpRequest, schema: str) -> MovePlan:
 
 def move_message(move: placement.Move) -> str:
     if not move.moved:
-        return f"{move.schema} is already on {move.target}: nothing moved."
+        return f"Nothing moved: {move.schema} is already on {move.target}."
     return (
-        f"{move.schema} moved from {move.source} to {move.target} "
+        f"Moved {move.schema} from {move.source} to {move.target} "
         f"({move.mode}) in {duration(move.elapsed_ms)}."
     )
 
