@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +41,10 @@ class Fleet:
     cluster: citus.Cluster
     migrations: Path
 
-    def manage(self, *args: str) -> subprocess.CompletedProcess:
+    def manage(self, *args: str, migrations: Path | None = None) -> subprocess.CompletedProcess:
         env = {**os.environ, "EMPLOYER_PORTAL_DB_URL": self.cluster.url}
         env.pop("DATABASE_URL", None)
-        env["TENANCY_MIGRATIONS_DIR"] = str(self.migrations)
+        env["TENANCY_MIGRATIONS_DIR"] = str(migrations or self.migrations)
         return subprocess.run(
             [sys.executable, str(ROOT / "manage.py"), *args],
             cwd=ROOT,
@@ -341,6 +342,48 @@ def test_roles_and_row_level_security_hold_across_nodes(fleet):
             seen = conn.execute("SELECT DISTINCT tenant_schema FROM public.audit_logs").fetchall()
     assert seen == [(a,)]
     assert fleet.query(sql.SQL("SELECT count(*) FROM {}.candidates").format(sql.Identifier(b)))
+
+
+def test_a_failed_creation_leaves_no_role_on_any_node(fleet, tmp_path):
+    broken = tmp_path / "migrations_sql"
+    shutil.copytree(fleet.migrations, broken)
+    (broken / "tenant" / "900_broken.sql").write_text("-- UP\nSELECT 1/0;\n")
+    created = fleet.manage("tenant_create", "org_citusbroken", migrations=broken)
+    assert created.returncode == 1 and "division by zero" in created.stderr
+    schema = "tenant_org_citusbroken"
+    roles = [role_for_schema(schema, fleet.cluster.database)]
+    roles.append(owner_role_for_schema(schema, fleet.cluster.database))
+    for node in fleet.cluster.nodes:
+        assert (
+            fleet.query("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [roles], node=node)
+            == []
+        )
+        assert (
+            fleet.query("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema], node=node) == []
+        )
+    assert (
+        fleet.query("SELECT 1 FROM public.tenant_registry WHERE schema_name = %s", [schema]) == []
+    )
+
+
+def test_the_rebalancer_evens_out_the_workers(fleet):
+    first, second = (w.address for w in fleet.cluster.workers)
+    for schema, node in fleet.nodes().items():  # everyone onto the first worker
+        if node != first:
+            moved = fleet.manage("tenant_move", schema, "--node", first, "--mode", "block_writes")
+            assert moved.returncode == 0, moved.stderr
+    assert set(fleet.nodes().values()) == {first}
+    started = fleet.manage("tenant_rebalance", "--mode", "block_writes")
+    assert started.returncode == 0, started.stderr
+    assert "started" in started.stdout
+    fleet.query("SELECT citus_rebalance_wait()")
+    status = fleet.manage("tenant_rebalance", "--status", "--format", "json")
+    assert json.loads(status.stdout)[0]["state"] == "finished"
+    counts = Counter(fleet.nodes().values())
+    # Citus stops within its threshold (10% of the average) of an even split
+    assert set(counts) == {first, second} and abs(counts[first] - counts[second]) <= 2
+    assert fleet.manage("tenant_rebalance", "--stop").stdout.strip() == "No rebalance is running."
+    assert fleet.query("SELECT count(*) FROM public.audit_logs WHERE action = 'tenant.rebalance'")
 
 
 def test_a_dropped_tenant_leaves_nothing_on_any_node(fleet):
