@@ -49,6 +49,9 @@ def test_create_tenant_then_run_a_new_migration_from_the_admin(
     page.fill("#id_auth0_org_id", "org_E2eBrowser1")
     page.fill("#id_organization_name", "Browser Co")
     page.click("input[type=submit][value='Create tenant']")
+    # The new tenant's own page comes next; its row on the list shows its state.
+    expect(page.locator("#content")).to_contain_text("tenant_org_e2ebrowser1")
+    page.goto(f"{live_server.url}/admin/tenancy/tenant/")
     row = page.locator("#result_list tbody tr", has_text="org_E2eBrowser1")
     expect(row.locator("td.field-migration_state")).to_have_text("0 pending")
     expect(row.locator("td.field-organization_name, th.field-organization_name")).to_have_text(
