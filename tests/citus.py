@@ -7,6 +7,8 @@ users; the coordinator knows the workers, and the database has schema-based shar
 (every new schema becomes a distributed schema placed on one worker). PostgreSQL refuses to
 run as root, so under root the nodes run as the ``postgres`` system user the packages
 create. Citus is not packaged for Debian: ``scripts/build-citus.sh`` installs it.
+``cluster(workers=0, plain=True)`` starts one node of the same binaries and settings without
+Citus (the baseline of ``bench/bench_citus.py``).
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ LIB = Path(f"/usr/lib/postgresql/{PG_MAJOR}/lib")
 SYSTEM_USER = "postgres"
 
 
-def missing() -> str | None:
-    """Why a cluster cannot start here, in one line; None when it can."""
+def missing(plain: bool = False) -> str | None:
+    """Why a cluster (``plain``: a node without Citus) cannot start here, in one line; None
+    when it can."""
     if not (BIN / "postgres").exists():
         return f"no PostgreSQL {PG_MAJOR} server binaries in {BIN}"
-    if not (LIB / "citus.so").exists():
+    if not plain and not (LIB / "citus.so").exists():
         return f"Citus is not installed for PostgreSQL {PG_MAJOR} (scripts/build-citus.sh SOURCE)"
     return None
 
@@ -81,7 +84,7 @@ def _run(command: list[str]) -> None:
         raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip() or done.stdout}")
 
 
-def _start_node(root: Path, name: str) -> Node:
+def _start_node(root: Path, name: str, plain: bool = False) -> Node:
     folder = root / name
     _run([str(BIN / "initdb"), "-D", str(folder), "-U", "postgres", "-A", "trust", "-E", "UTF8",
           "--no-sync"])  # fmt: skip
@@ -103,6 +106,8 @@ def _start_node(root: Path, name: str) -> Node:
         # tenant_move's default mode copies a schema with logical replication.
         "wal_level": "logical",
     }
+    if plain:
+        settings = {k: v for k, v in settings.items() if "citus" not in k + v}
     with (folder / "postgresql.conf").open("a") as conf:
         conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
     _run([str(BIN / "pg_ctl"), "-D", str(folder), "-l", str(folder / "server.log"), "-w",
@@ -137,10 +142,15 @@ def _prepare_database(cluster: Cluster) -> None:
 
 
 @contextmanager
-def cluster(workers: int = 2, database: str = "employer_portal") -> Iterator[Cluster]:
+def cluster(
+    workers: int = 2, database: str = "employer_portal", *, plain: bool = False
+) -> Iterator[Cluster]:
     """Start a coordinator and ``workers`` workers; yields the cluster, stops and deletes it
-    afterwards."""
-    reason = missing()
+    afterwards. ``plain``: one node of the same binaries and settings without Citus (no
+    workers; the database only created), for comparisons."""
+    if plain and workers:
+        raise ValueError("a plain node has no workers")
+    reason = missing(plain)
     if reason:
         raise RuntimeError(reason)
     root = Path(tempfile.mkdtemp(prefix="citus-"))
@@ -150,9 +160,13 @@ def cluster(workers: int = 2, database: str = "employer_portal") -> Iterator[Clu
         stack.callback(shutil.rmtree, root, True)
         nodes: list[Node] = []
         for name in ["coordinator", *(f"worker{i + 1}" for i in range(workers))]:
-            node = _start_node(root, name)
+            node = _start_node(root, name, plain)
             stack.callback(_stop_node, node)
             nodes.append(node)
         result = Cluster(nodes[0], nodes[1:], database, nodes)
-        _prepare_database(result)
+        if plain:
+            with psycopg.connect(result.coordinator.url("postgres"), autocommit=True) as conn:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        else:
+            _prepare_database(result)
         yield result
