@@ -253,3 +253,44 @@ def test_rebalance_from_the_admin_spreads_the_tenants(served: Served, page: Any)
     page.goto(f"{served.base_url}/admin/tenancy/tenant/rebalance/stop/")
     assert page.query_selector("#rebalance-stop-confirm") is None
     assert "nothing to stop" in page.inner_text("#rebalance-idle")
+
+
+def test_stop_a_running_rebalance_through_its_confirmation_page(served: Served, page: Any) -> None:
+    first = served.cluster.workers[0].address
+    script = (
+        "from tenancy.services import placement\n"
+        f"for org in {TENANTS!r}:\n"
+        f"    placement.move_tenant(org, {first!r}, mode='block_writes', actor='test')\n"
+    )
+    served.manage("shell", "-c", script)
+    before = served.nodes()
+    # citus_rebalance_status() shows the latest job only
+    last_job = max(
+        [j for (j,) in served.query("SELECT job_id FROM citus_rebalance_status()")] or [0]
+    )
+    # A transaction holding every tenant's table keeps the rebalancer's move waiting, so
+    # the job is still running when the operator stops it.
+    with served.cluster.connect() as holder:
+        holder.execute("BEGIN")
+        for org in TENANTS:
+            holder.execute(
+                f"LOCK TABLE {schema_of(org)}.organizations IN SHARE UPDATE EXCLUSIVE MODE"
+            )
+        page.goto(f"{served.base_url}/admin/tenancy/tenant/rebalance/")
+        page.select_option("#id_mode", "block_writes")
+        page.click("#rebalance-confirm", timeout=15_000)
+        assert "Rebalance job" in page.inner_text(".messagelist")
+        stop_url = page.get_attribute("#rebalance-stop", "href")
+        assert stop_url and stop_url.endswith("/rebalance/stop/")
+        page.goto(f"{served.base_url}{stop_url}")
+        assert "the moves already done stay done" in page.inner_text("#rebalance-explain")
+        page.click("#rebalance-stop-confirm")
+        assert "Rebalance stopped" in page.inner_text(".messagelist")
+        holder.execute("ROLLBACK")
+    page.wait_for_selector("#rebalance-form", timeout=LONG)  # the job has ended
+    (job,) = served.query("SELECT job_id, state::text FROM citus_rebalance_status()")
+    assert job[0] > last_job and job[1] == "cancelled"
+    assert served.nodes() == before  # the blocked move never happened
+    assert served.query(
+        "SELECT actor FROM public.audit_logs WHERE action = 'tenant.rebalance.stop'"
+    ) == [("admin:ops",)]
