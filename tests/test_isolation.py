@@ -201,8 +201,9 @@ def test_the_engine_still_sees_and_writes_every_row(two_tenants):
     # The connecting user (the engine: superuser in dev and CI, owner of the table) is not
     # limited: reports and the rate limit count every tenant's rows.
     with as_role(None, None) as conn:
-        # two tenant.create, two portal.login, migrate.run of --public and the one above
-        assert len(audit_schemas(conn)) == 6
+        # two tenant.create, two portal.login, migrate.run of --public and the one above,
+        # and the public schema's own row of the --public run (migrate.run.schema)
+        assert len(audit_schemas(conn)) == 7
         conn.execute("INSERT INTO audit_logs (tenant_schema, action) VALUES (%s, 'engine')", [B])
     create_tenant("org_gamma3", actor="test")  # writes its audit row under FORCE RLS
     creations = "SELECT count(*) FROM public.audit_logs WHERE action = 'tenant.create'"
