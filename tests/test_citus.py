@@ -386,6 +386,24 @@ def test_the_rebalancer_evens_out_the_workers(fleet):
     assert fleet.query("SELECT count(*) FROM public.audit_logs WHERE action = 'tenant.rebalance'")
 
 
+def test_the_warm_pool_stays_off_on_citus(fleet, monkeypatch):
+    # A claim renames the pool schema's roles, and the workers would keep the old names.
+    monkeypatch.setenv("TENANCY_POOL_SIZE", "2")
+    filled = fleet.manage("tenant_pool", "--fill")
+    assert "pool off on Citus" in filled.stdout + filled.stderr
+    assert fleet.query("SELECT count(*) FROM public.tenant_pool") == [(0,)]
+    created = fleet.manage("tenant_create", "org_citusdirect", "--format", "json")
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["path"] == "direct"
+    page = fleet.manage(
+        "shell",
+        "-c",
+        "from django.test import Client\n"
+        "print(f\"status={Client().get('/', HTTP_HOST='org-citusdirect.localhost').status_code}\")",
+    )
+    assert "status=200" in page.stdout, page.stdout + page.stderr
+
+
 def test_a_dropped_tenant_leaves_nothing_on_any_node(fleet):
     org = TENANTS[-1]
     schema = schema_of(org)

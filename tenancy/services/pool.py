@@ -34,6 +34,7 @@ from tenancy.services.tenants import (
     CreationContext,
     TenantError,
     apply_migrations,
+    citus_pool_reason,
     create_roles,
     create_schema,
     pool_off_reason,
@@ -122,7 +123,8 @@ def status() -> PoolStatus:
     with connect_ready() as conn:
         _require_table(conn)
         entries = _entries(conn, migrations)
-    return PoolStatus(pool_size(), entries, pool_off_reason(migrations))
+        off = citus_pool_reason(conn) or pool_off_reason(migrations)
+    return PoolStatus(pool_size(), entries, off)
 
 
 def _entries(conn: psycopg.Connection, migrations: list[Migration]) -> list[PoolEntry]:
@@ -190,6 +192,7 @@ def fill(target: int | None = None, *, actor: str) -> FillReport:
     report.off = _unpoolable(migrations)
     with connect_ready() as conn:
         _require_table(conn)
+        report.off = citus_pool_reason(conn) or report.off
         report.swept = sweep(conn) + _discard_blocked(conn, migrations)
         while not report.off:
             try:

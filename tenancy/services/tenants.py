@@ -431,6 +431,14 @@ def pool_off_reason(migrations: list[Migration]) -> str | None:
     return f"tenant files cannot be pooled: {reason}" if reason else None
 
 
+def citus_pool_reason(conn: psycopg.Connection) -> str | None:
+    """Why the pool is off on this database regardless of its size: on Citus a claim's role
+    renames would not reach the worker nodes, where the tenant's roles must exist."""
+    if db.citus(conn):
+        return "pool off on Citus (worker nodes do not receive the claim's role renames)"
+    return None
+
+
 def request_refill() -> None:
     """Ask the background worker to refill the pool (never built in this process: a web
     request must not pay for it). A failure to enqueue is logged, not raised: the tenant
@@ -505,7 +513,7 @@ def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system"
     validate_org_name(name, org_id)
     with connect_ready() as conn:
         ctx = _context(conn, org_id, name, actor)
-        off = pool_off_reason(ctx.migrations)
+        off = citus_pool_reason(conn) or pool_off_reason(ctx.migrations)
         steps = CREATION_STEPS if off else CLAIM_STEPS
         if off and pool_size():
             ctx.pool_notes.append(off)
