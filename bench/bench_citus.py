@@ -114,6 +114,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=",".join(SETUPS),
         help=f"which setups, in this order (default {','.join(SETUPS)})",
     )
+    p.add_argument(
+        "--cached-worker-connections",
+        type=int,
+        default=0,
+        metavar="N",
+        help="on Citus, ALTER DATABASE ... SET citus.max_cached_conns_per_worker TO N for the "
+        "engine's sessions (default 0; -1 leaves Citus' default, 1). With caching, one session "
+        "keeps a worker connection open per tenant role it took, and a run over more tenants "
+        "than a worker's max_connections fails (see bench/README.md); raw keeps Citus' default",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     # The child process of one setup (internal).
     p.add_argument("--child", metavar="SETUP", help=argparse.SUPPRESS)
@@ -162,6 +172,7 @@ def run_setup(args: argparse.Namespace, setup: str) -> dict[str, Any]:
             command += ["--url", c.url, "--tenants", str(args.tenants)]
             command += ["--create-sample", str(args.create_sample)]
             command += ["--jobs", ",".join(map(str, args.jobs))]
+            command += ["--cached-worker-connections", str(args.cached_worker_connections)]
             out = subprocess.run(
                 command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, check=False
             )
@@ -291,9 +302,14 @@ class Child:
         self.setup = args.child
 
     def connect(self) -> Any:
+        """The bench's own connections (raw, checks): Citus' default connection caching,
+        whatever the database's setting for the engine."""
         import psycopg
 
-        return psycopg.connect(self.args.url, autocommit=True, prepare_threshold=None)
+        options = "-c citus.max_cached_conns_per_worker=1" if self.citus() else ""
+        return psycopg.connect(
+            self.args.url, autocommit=True, prepare_threshold=None, options=options
+        )
 
     def citus(self) -> bool:
         return SETUPS[self.setup] is not None
@@ -303,12 +319,21 @@ class Child:
 
         django.setup()
         from django.core.management import call_command
+        from psycopg import sql
 
         with self.connect() as conn:
             server = conn.execute("SELECT version()").fetchone()[0].split(" on ")[0]
             if self.citus():
                 version = conn.execute("SELECT citus_version()").fetchone()[0]
                 server += f", {version.split(' on ')[0]}"
+                cached = self.args.cached_worker_connections
+                if cached >= 0:
+                    conn.execute(
+                        sql.SQL(
+                            "ALTER DATABASE {} SET citus.max_cached_conns_per_worker TO {}"
+                        ).format(sql.Identifier(conn.info.dbname), sql.Literal(cached))
+                    )
+                    server += f"; citus.max_cached_conns_per_worker = {cached} for the engine"
         call_command("migrate_tenants", "--public", verbosity=0, stdout=io.StringIO())
         create = self.step_create()
         apply = self.step_apply()
@@ -494,6 +519,9 @@ class Child:
                 seconds = time.perf_counter() - started
                 ok = sum(r.status == "succeeded" for r in report.results)
                 if report.exit_code != 0 or ok != n:
+                    failed = [r for r in report.results if r.status != "succeeded"]
+                    for r in failed[:3]:
+                        log(f"{self.setup}: {r.schema} {r.status}: {getattr(r, 'error', '')}")
                     raise SystemExit(
                         f"{self.setup}: engine --jobs {jobs}: exit {report.exit_code}, {ok}/{n}"
                     )
