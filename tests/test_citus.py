@@ -386,6 +386,36 @@ def test_the_rebalancer_evens_out_the_workers(fleet):
     assert fleet.query("SELECT count(*) FROM public.audit_logs WHERE action = 'tenant.rebalance'")
 
 
+def _status_code(fleet: Fleet, org: str) -> str:
+    page = fleet.manage(
+        "shell",
+        "-c",
+        "from django.test import Client\n"
+        f"print('status=' + str(Client().get('/', HTTP_HOST='{org.replace('_', '-')}.localhost')"
+        ".status_code))",
+    )
+    return page.stdout.strip().splitlines()[-1]
+
+
+def test_suspend_and_recreate_on_citus(fleet):
+    org = TENANTS[10]
+    schema = schema_of(org)
+    assert fleet.manage("tenant_suspend", org).returncode == 0
+    assert _status_code(fleet, org) == "status=403"
+    assert fleet.manage("tenant_reactivate", org).returncode == 0
+    recreated = fleet.manage("tenant_recreate", org, "--noinput")
+    assert recreated.returncode == 0, recreated.stderr
+    assert schema in fleet.nodes()  # distributed again, on a worker
+    versions = fleet.query(
+        "SELECT count(*) FROM public.tenant_migrations WHERE tenant_schema = %s", [schema]
+    )
+    files = len(list((fleet.migrations / "tenant").glob("*.sql")))
+    assert versions == [(files,)]
+    assert _status_code(fleet, org) == "status=200"
+    verified = fleet.manage("tenant_verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
 def test_the_warm_pool_stays_off_on_citus(fleet, monkeypatch):
     # A claim renames the pool schema's roles, and the workers would keep the old names.
     monkeypatch.setenv("TENANCY_POOL_SIZE", "2")
@@ -395,13 +425,7 @@ def test_the_warm_pool_stays_off_on_citus(fleet, monkeypatch):
     created = fleet.manage("tenant_create", "org_citusdirect", "--format", "json")
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["path"] == "direct"
-    page = fleet.manage(
-        "shell",
-        "-c",
-        "from django.test import Client\n"
-        "print(f\"status={Client().get('/', HTTP_HOST='org-citusdirect.localhost').status_code}\")",
-    )
-    assert "status=200" in page.stdout, page.stdout + page.stderr
+    assert _status_code(fleet, "org_citusdirect") == "status=200"
 
 
 def test_a_dropped_tenant_leaves_nothing_on_any_node(fleet):

@@ -27,6 +27,7 @@ from tenancy.engine.names import (
     validate_org_id,
     validate_schema_name,
 )
+from tenancy.engine.ownership import missing_roles
 from tenancy.services.infrastructure import connect_ready
 from tenancy.services.tenants import (
     CreationContext,
@@ -79,6 +80,13 @@ class LifecycleContext:
     @property
     def owner(self) -> str:
         return owner_role_for_schema(self.tenant.schema, self.conn.info.dbname)
+
+    @property
+    def keep_roles(self) -> bool:
+        """A recreate on Citus keeps the tenant's roles when both exist: the schema it
+        builds is reached on the workers as them, and a worker only knows committed roles
+        (a role dropped and made again in this transaction is neither)."""
+        return db.citus(self.conn) and not missing_roles(self.conn, [self.role, self.owner])
 
 
 @dataclass(frozen=True)
@@ -350,6 +358,18 @@ def _creation(ctx: LifecycleContext) -> CreationContext:
     return ctx.details["creation"]
 
 
+def _step_drop_role_unless_kept(ctx: LifecycleContext) -> None:
+    if not ctx.keep_roles:
+        _step_drop_role(ctx)
+
+
+def _step_create_role(ctx: LifecycleContext) -> None:
+    if ctx.keep_roles:
+        ctx.details["roles_kept"] = [ctx.role, ctx.owner]
+        return
+    create_roles(_creation(ctx))
+
+
 def _step_keep_domain(ctx: LifecycleContext) -> None:
     """The tenant keeps its domains; one that lost its primary domain gets it back."""
     creation = _creation(ctx)
@@ -390,9 +410,9 @@ RECREATE_STEPS: list[tuple[str, Callable[[LifecycleContext], None]]] = [
     ("lock", _step_lock),
     ("check registry", _step_check),
     ("drop schema", _step_drop_schema),
-    ("drop role", _step_drop_role),
+    ("drop role", _step_drop_role_unless_kept),
     ("delete ledger rows", _step_delete_ledger),
-    ("create role", lambda ctx: create_roles(_creation(ctx))),
+    ("create role", _step_create_role),
     ("create schema", lambda ctx: create_schema(_creation(ctx))),
     ("apply migrations", lambda ctx: apply_migrations(_creation(ctx))),
     ("keep domain", _step_keep_domain),
