@@ -247,6 +247,8 @@ TENANCY = {
 # The same alerts are mailed to ADMINS (comma-separated addresses) through EMAIL_URL
 # (django-environ's form, e.g. smtp+tls://user:password@smtp.example.com:587).
 ADMINS = [(address.split("@")[0], address) for address in env.list("ADMINS", default=[])]
+# Error reports (the 500 mails to ADMINS, the debug page) hide the webhook's URL as well.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "tenancy.services.alerts.ExceptionReporterFilter"
 if env.str("EMAIL_URL", default=""):
     vars().update(env.email_url("EMAIL_URL"))
 SERVER_EMAIL = env.str("SERVER_EMAIL", default="root@localhost")

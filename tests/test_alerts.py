@@ -173,7 +173,8 @@ def test_webhook_down_does_not_fail_the_run(fleet, sql_dir, settings, quick_aler
     assert all(ledger_versions(s)[-1] == "004" for s in fleet[1:])
     assert elapsed < 15
     assert "a receiver with a bug" in caplog.text
-    assert f"webhook {url} failed" in caplog.text and "refused" in caplog.text.lower()
+    assert f"webhook {url.removesuffix('alerts')}… failed" in caplog.text
+    assert "refused" in caplog.text.lower() and "/alerts" not in caplog.text
     assert "cannot mail the admins" in caplog.text
 
 
@@ -286,3 +287,32 @@ def test_an_admin_run_refused_or_failing_to_start_alerts_once_with_its_id(
     assert [(a["run_id"], a["kind"]) for a in hook.bodies[1:]] == [(broken, "failed")]
     assert hook.bodies[1]["error"] == "RunError: a tenant was dropped"
     assert signals_seen == hook.bodies
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://ops:pa55word@127.0.0.1:{port}/services/T0/B1/hooksecret",  # down
+        "https://hooks.invalid/services/T0/B1/hooksecret",  # no such host
+        "http://127.0.0.1:{port}/services/T0/B1/hooksecret\n",  # not a valid URL
+        "hooks.example/services/T0/B1/hooksecret",  # no scheme
+    ],
+)
+def test_the_webhook_url_is_never_logged(url, caplog):
+    """A webhook's URL carries its secret (Slack's token is its path): a warning names the
+    host, never the path or a password."""
+    url = url.format(port=free_port())
+    assert not alerts.post(url, b"{}", timeout=0.5, retries=0)
+    assert "tenancy alert" in caplog.text
+    assert "hooksecret" not in caplog.text and "pa55word" not in caplog.text, caplog.text
+
+
+def test_error_reports_hide_the_webhook_url(settings):
+    """Django's 500 mails to ADMINS and its debug page list the settings."""
+    from django.views.debug import get_default_exception_reporter_filter
+
+    secret = "https://hooks.example/services/T0/B1/hooksecret"
+    settings.TENANCY = {**settings.TENANCY, "ALERT_WEBHOOK_URL": secret, "METRICS_TOKEN": "t0k"}
+    shown = get_default_exception_reporter_filter().get_safe_settings()["TENANCY"]
+    assert shown["ALERT_WEBHOOK_URL"] != secret and shown["METRICS_TOKEN"] != "t0k"
+    assert shown["ALERT_TIMEOUT_S"] == settings.TENANCY["ALERT_TIMEOUT_S"]

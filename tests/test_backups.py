@@ -3,8 +3,11 @@ server with its own pg_dump; a tenant backed up, dropped and restored comes back
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from tenancy.engine.names import owner_role_for_schema, role_for_schema
 from tenancy.services import backups
 from tenancy.services.tenants import create_tenant
 from tests.conftest import (
+    ROOT,
     connect,
     fail_after_step,
     ledger_versions,
@@ -268,6 +272,96 @@ def test_a_damaged_dump_is_refused_before_anything_changes(tenant, tmp_path):
     code, _, err = run_command("tenant_restore", str(dump))
     assert code == 1 and "does not match its checksum" in err
     assert not schema_exists(SCHEMA)
+
+
+def forge(meta: Path, old: bytes, new: bytes, *, structure_from_dump: bool) -> None:
+    """Rewrite one entry of a dump's table of contents (kept uncompressed in a custom-format
+    archive) to ``new``, padded to the same length so the archive stays readable, and the
+    SHA-256 in the JSON with it: what anyone who can write to the backups can do."""
+    dump = meta.with_suffix(".dump")
+    data = dump.read_bytes()
+    found = re.search(old, data)
+    assert found, old
+    original = found.group(0)
+    assert len(new) <= len(original), (new, original)
+    first, newline, rest = new.partition(b"\n")  # padded where a statement ends
+    padded = first.ljust(len(original) - len(newline + rest)) + newline + rest
+    dump.write_bytes(data.replace(original, padded, 1))
+    description = json.loads(meta.read_text())
+    description["sha256"] = hashlib.sha256(dump.read_bytes()).hexdigest()
+    if structure_from_dump:  # a ledger the files do not match: the dump's definitions run
+        description["ledger"][0]["checksum"] = "0" * 64
+    meta.write_text(json.dumps(description))
+
+
+ESCAPE = b"RESET SESSION AUTHORIZATION; CREATE TABLE public.pwned (who text);"
+
+
+@pytest.mark.parametrize(
+    ("structure_from_dump", "old", "new"),
+    [
+        (  # a row-only restore: a line before a COPY, the COPY without its column list
+            False,
+            rb"COPY tenant_org_backup1\.candidates \([^)]*\) FROM stdin;\n",
+            ESCAPE + b"\nCOPY tenant_org_backup1.candidates FROM stdin;\n",
+        ),
+        (  # the dump's definitions replayed: an index's definition
+            True,
+            rb"CREATE INDEX idx_applications_job_stage ON tenant_org_backup1\.applications [^;]*;",
+            ESCAPE,
+        ),
+    ],
+    ids=["rows", "definitions"],
+)
+def test_a_forged_dump_cannot_leave_the_owner_role(tenant, tmp_path, structure_from_dump, old, new):
+    """The script runs as the owner role, which a superuser login makes a session
+    authorization: a forged archive whose checksum was rewritten too must not end it."""
+    assert run_command("tenant_backup", "--tenant", ORG, "--output", str(tmp_path))[0] == 0
+    assert run_command("tenant_drop", ORG, "--noinput")[0] == 0
+    meta = next(one_set(tmp_path).glob(f"{SCHEMA}.json"))
+    forge(meta, old, new, structure_from_dump=structure_from_dump)
+    try:
+        code, out, err = run_command("tenant_restore", str(meta))
+        assert code == 1, out + err
+        assert "refused" in err and len(err.strip().splitlines()) == 1, err
+        assert not query("SELECT to_regclass('public.pwned')")[0][0]
+        assert not schema_exists(SCHEMA) and not role_exists(roles_of(SCHEMA)[1])
+    finally:
+        with connect() as conn:
+            conn.execute("DROP TABLE IF EXISTS public.pwned")
+
+
+def test_a_dump_of_another_tenant_renamed_is_refused(tenant, tmp_path):
+    create_tenant(OTHER_ORG, "Backup Two", actor="test")
+    assert run_command("tenant_backup", "--all", "--output", str(tmp_path))[0] == 0
+    backup_set = one_set(tmp_path)
+    assert run_command("tenant_drop", ORG, "--noinput")[0] == 0
+    # The other tenant's dump under this tenant's name, its checksum rewritten.
+    (backup_set / f"{SCHEMA}.dump").write_bytes((backup_set / f"{OTHER}.dump").read_bytes())
+    meta = json.loads((backup_set / f"{SCHEMA}.json").read_text())
+    meta["sha256"] = hashlib.sha256((backup_set / f"{SCHEMA}.dump").read_bytes()).hexdigest()
+    (backup_set / f"{SCHEMA}.json").write_text(json.dumps(meta))
+    code, _, err = run_command("tenant_restore", str(backup_set), "--tenant", ORG)
+    assert code == 1 and f"holds schema(s) {OTHER}, not {SCHEMA}" in err, err
+    assert not schema_exists(SCHEMA)
+
+
+def test_the_default_output_directory_is_not_committed():
+    from tenancy.management.commands.tenant_backup import default_output
+
+    probe = default_output().relative_to(ROOT) / "tenant-backup-x" / "manifest.json"
+    result = subprocess.run(
+        ["git", "check-ignore", "-q", str(probe)], cwd=ROOT, capture_output=True, check=False
+    )
+    assert result.returncode == 0, f"{probe} is not ignored by git"
+
+
+def test_backup_files_are_readable_by_their_owner_only(tenant, tmp_path):
+    assert run_command("tenant_backup", "--tenant", ORG, "--output", str(tmp_path))[0] == 0
+    backup_set = one_set(tmp_path)
+    assert stat.S_IMODE(backup_set.stat().st_mode) == 0o700
+    for path in backup_set.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
 
 
 def fake_bin(directory: Path, major: int, *, fails: bool) -> Path:

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 from datetime import datetime
@@ -27,6 +29,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
+from django.views.debug import SafeExceptionReporterFilter
 
 from tenancy import conf
 from tenancy.signals import migration_run_alert
@@ -250,15 +253,46 @@ def _webhook(alert: dict[str, Any]) -> None:
     thread.join(budget + 0.5)
     if thread.is_alive():
         logger.warning(
-            "tenancy alert: webhook %s still busy after %.1f s; not waiting", url, budget
+            "tenancy alert: webhook %s still busy after %.1f s; not waiting", shown(url), budget
         )
+
+
+def shown(url: str) -> str:
+    """The webhook's URL as logs may show it: scheme, host and port. A webhook URL is a
+    secret (Slack's and most chat tools' carry their token in the path), and logs travel
+    further than settings."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an unreadable URL)"
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return "(not an http(s) URL)"
+    return f"{parts.scheme.lower()}://{host}{port}/…"
+
+
+def _without(url: str, text: str) -> str:
+    """``text`` (an exception's message) without the URL or its path in it."""
+    path = urllib.parse.urlsplit(url).path if "://" in url else ""
+    text = text.replace(url, shown(url))
+    return text.replace(path, "/…") if len(path) > 1 else text
+
+
+class ExceptionReporterFilter(SafeExceptionReporterFilter):
+    """Django's filter of error reports (the debug page, the 500 mails to ADMINS), which
+    also hides settings named like a webhook (TENANCY['ALERT_WEBHOOK_URL'])."""
+
+    hidden_settings = re.compile(
+        "API|AUTH|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|WEBHOOK", flags=re.IGNORECASE
+    )
 
 
 def post(url: str, body: bytes, timeout: float, retries: int) -> bool:
     """POST ``body`` (JSON), retrying on connection errors, timeouts, 5xx, 408 and 429.
     Returns whether the receiver accepted it; logs, never raises."""
     if not url.lower().startswith(("http://", "https://")):
-        logger.warning("tenancy alert: TENANCY_ALERT_WEBHOOK_URL is not an http(s) URL: %r", url)
+        logger.warning("tenancy alert: TENANCY_ALERT_WEBHOOK_URL is not an http(s) URL")
         return False
     problem = ""
     for attempt in range(retries + 1):
@@ -279,6 +313,6 @@ def post(url: str, body: bytes, timeout: float, retries: int) -> bool:
             if exc.code < 500 and exc.code not in RETRY_STATUSES:
                 break  # the receiver refuses this body: trying again changes nothing
         except (OSError, ValueError) as exc:  # refused, unreachable, timed out, bad URL
-            problem = str(getattr(exc, "reason", None) or exc)
-    logger.warning("tenancy alert: webhook %s failed (%s)", url, problem)
+            problem = _without(url, str(getattr(exc, "reason", None) or exc))
+    logger.warning("tenancy alert: webhook %s failed (%s)", shown(url), problem)
     return False

@@ -64,7 +64,7 @@ from tenancy.engine.names import (
     validate_org_id,
     validate_schema_name,
 )
-from tenancy.engine.source import Migration
+from tenancy.engine.source import TENANT, Migration
 from tenancy.services import lifecycle
 from tenancy.services.infrastructure import connect, connect_ready
 from tenancy.services.tenants import (
@@ -202,7 +202,8 @@ def _now() -> str:
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
     """Atomically: a reader (or a crash) never sees half a file."""
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(json.dumps(payload, indent=2, default=str) + "\n")
     os.replace(partial, path)
 
 
@@ -310,7 +311,10 @@ def _new_directory(root: Path, label: str) -> Path:
         for suffix in ["", *(f"-{n}" for n in range(2, 100))]:
             path = root / f"{label}-{stamp}{suffix}"
             try:
-                path.mkdir()
+                # A set holds every row of its tenants: its owner's only (0700; the files
+                # in it are 0600 too, whatever the umask).
+                path.mkdir(mode=0o700)
+                path.chmod(0o700)
                 return path
             except FileExistsError:
                 continue
@@ -403,6 +407,7 @@ def _pg_dump(backup_set: BackupSet, schema: str, snapshot: str, target: Path) ->
     ]
     try:
         _run(args, env, f"backup of {schema} failed")
+        partial.chmod(0o600)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
@@ -788,7 +793,115 @@ def _script(tools: Tools, source: Source, scratch: Path, *, data_only: bool) -> 
         None,
         f"cannot read {source.dump}",
     )
+    check_script(script, source.schema, data_only=data_only, what=str(source.dump))
     return script
+
+
+# -- what a restore script may hold --------------------------------------------------------
+# The dump's checksum is only as trustworthy as the JSON beside it: whoever can write a
+# backup set can rewrite both. The script runs under the tenant's owner role, but with a
+# superuser login that is a session authorization, which `RESET SESSION AUTHORIZATION` in
+# the script would end. So the script is read before it runs: the rows (COPY into the
+# tenant's own tables, sequence values) and pg_dump's own settings are all a data-only
+# script may hold; a script of definitions must also pass the refusal rules of a tenant
+# migration file (no session or role change, nothing outside its schema, no privileges).
+_IDENT = r'(?:[a-z_][a-z0-9_$]*|"(?:[^"]|"")+")'
+_COPY_HEADER = re.compile(rf"^COPY ({_IDENT})\.{_IDENT} \({_IDENT}(?:, {_IDENT})*\) FROM stdin;$")
+_SCRIPT_SETTINGS = frozenset(
+    {
+        "statement_timeout",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+        "transaction_timeout",
+        "client_encoding",
+        "standard_conforming_strings",
+        "check_function_bodies",
+        "xmloption",
+        "client_min_messages",
+        "row_security",
+        "default_tablespace",
+        "default_table_access_method",
+        "default_with_oids",
+    }
+)
+_SET_LINE = re.compile(r"^SET ([a-z_]+) = (?:'[^'\\]*'|[A-Za-z0-9_.]+);$")
+_EMPTY_SEARCH_PATH = "SELECT pg_catalog.set_config('search_path', '', false);"
+_SETVAL = re.compile(r"^SELECT pg_catalog\.setval\('([^']+)', \d+, (?:true|false)\);$")
+
+
+def _schema_named(name: str, schema: str) -> bool:
+    return name in (schema, f'"{schema}"')
+
+
+def _script_line_allowed(line: str, schema: str) -> bool:
+    """pg_dump's settings, and sequence values of the tenant's own sequences."""
+    found = _SET_LINE.match(line)
+    if found:
+        return found.group(1) in _SCRIPT_SETTINGS
+    if line == _EMPTY_SEARCH_PATH:
+        return True
+    found = _SETVAL.match(line)
+    return bool(found) and found.group(1).startswith((f"{schema}.", f'"{schema}".'))
+
+
+def check_script(script: Path, schema: str, *, data_only: bool, what: str) -> None:
+    """BackupError unless ``script`` (pg_restore's SQL of a tenant's dump) holds only what a
+    backup of ``schema`` made by tenant_backup holds (see above)."""
+    definitions: list[str] = []
+    with script.open(encoding="utf-8") as f:
+        in_copy = False
+        for number, raw in enumerate(f, 1):
+            line = raw.rstrip("\n")
+            if in_copy:
+                in_copy = line != "\\."
+                continue
+            if not line.strip() or line.startswith("--") or line.startswith(_META_COMMANDS):
+                continue
+            if line.startswith("COPY "):
+                header = _COPY_HEADER.match(line)
+                if not header or not _schema_named(header.group(1), schema):
+                    raise BackupError(
+                        f"{what}: line {number} of its restore script copies rows somewhere "
+                        f"other than a table of {schema}: {line[:80]}"
+                    )
+                in_copy = True
+                continue
+            if _script_line_allowed(line, schema):
+                continue
+            if data_only:
+                raise BackupError(
+                    f"{what}: line {number} of its restore script is not a row, a sequence "
+                    f"value or a pg_dump setting, refused: {line[:80]}"
+                )
+            definitions.append(raw)
+    if definitions:
+        _check_definitions("".join(definitions), schema, what)
+
+
+def _check_definitions(text: str, schema: str, what: str) -> None:
+    """The dump's own definitions must pass a tenant migration file's refusal rules, with
+    the schema's name as the file's placeholder."""
+    from tenancy.engine import rules  # pglast: only when a dump's definitions are replayed
+
+    named = re.compile(rf'(?<![\w$"])(?:"{re.escape(schema)}"|{re.escape(schema)})\.')
+    as_file = Migration(
+        scope=TENANT,
+        version="000",
+        name="restore",
+        description="",
+        path=Path(what),
+        up_sql=named.sub("{{schema}}.", text),
+        down_sql=None,
+        checksum="",
+        transactional=True,
+    )
+    problems = rules.refusals(as_file)
+    if problems:
+        first = problems[0]
+        raise BackupError(
+            f"{what}: its definitions break {len(problems)} refusal rule(s) of a tenant "
+            f"migration, refused: [{first.rule}] {first.message[:200]}"
+        )
 
 
 # -- restore steps (one transaction) ------------------------------------------------------
