@@ -363,6 +363,49 @@ def test_a_drifted_pool_schema_is_discarded_never_handed_out(rich: Path) -> None
     assert values["probe_ticket_seq"] == 205  # START 200 INCREMENT 5, two rows
 
 
+def test_a_claim_sets_aside_an_entry_a_file_fails_on_and_the_creation_goes_on(
+    rich: Path,
+) -> None:
+    """A pool entry whose pending file fails on it (here an object made by hand; or its
+    ledger rows reset) never fails a creation: the entry goes back as broken, the next one
+    is tried, then the direct build."""
+    pool.fill(2, actor="test")
+    bad, good = pool_rows()
+    with connect() as conn:
+        conn.execute(f"CREATE TABLE {bad}.later_notes (x int)")
+    (rich / "tenant" / "005_later.sql").write_text(LATER_SQL)
+    first = create_tenant("org_aside1", actor="test")
+    assert (first.path, first.pool_schema) == ("pool", good)
+    assert any(
+        n.startswith(f"{bad} set aside as broken: 005_later.sql failed on it: ")
+        and "already exists" in n
+        for n in first.pool_notes
+    )
+    assert query("SELECT schema_name, state FROM tenant_pool") == [(bad, "broken")]
+    second = create_tenant("org_aside2", actor="test")  # the broken entry is not taken
+    assert second.path == "direct" and second.pool_notes == ["pool empty"]
+    with connect() as conn:
+        prints = catalog.fingerprints(conn, [first.schema, second.schema])
+    assert prints[first.schema] == prints[second.schema]
+    report = pool.fill(1, actor="test")
+    assert report.swept == [bad] and len(report.built) == 1
+    assert bad not in str(leftovers())
+
+
+def test_a_claim_sets_aside_an_entry_whose_rename_fails(rich: Path) -> None:
+    pool.fill(2, actor="test")
+    bad, good = pool_rows()
+    with connect() as conn:  # an operator "cleaning up" one pool role by hand
+        web = pool_engine.pool_roles(bad, conn.info.dbname)[0]
+        conn.execute(f'DROP OWNED BY "{web}"; DROP ROLE "{web}"')
+    created = create_tenant("org_renamefail1", actor="test")
+    assert (created.path, created.pool_schema) == ("pool", good)
+    assert any(f"{bad} set aside as broken: its rename failed: " in n for n in created.pool_notes)
+    assert query("SELECT schema_name, state FROM tenant_pool") == [(bad, "broken")]
+    code, out, _ = run_command("tenant_pool", "--drain")
+    assert code == 0 and leftovers() == nothing_left()
+
+
 # -- files a rename cannot fix -----------------------------------------------------------------
 def _migration(up_sql: str) -> Migration:
     return Migration("tenant", "009", "009_x.sql", "", Path("009_x.sql"), up_sql, None, "c", True)
@@ -468,6 +511,27 @@ def test_migrate_tenants_discards_a_pool_schema_that_would_keep_its_name(
     code, _, err = run_command("migrate_tenants")
     assert code == 0 and f"Pool schema {pool_name}: discarded" in err
     assert leftovers() == nothing_left()
+
+
+def test_tenant_pool_fill_refuses_a_negative_count_and_is_honest_about_zero(
+    rich: Path, settings: Any
+) -> None:
+    code, _, err = run_command("tenant_pool", "--fill", "-3")
+    assert code != 0 and "N must be 0 or more, not -3" in err
+    assert pool_rows() == []
+    code, out, _ = run_command("tenant_pool", "--fill", "0")  # the pool's size is 2
+    assert code == 0 and "TENANCY_POOL_SIZE is 0" not in out
+    assert "Built 0 pool schema(s) for a pool of 0" in out
+    code, out, _ = run_command("tenant_pool", "--fill")
+    assert code == 0 and "Built 2 pool schema(s) for a pool of 2" in out
+    settings.TENANCY = {**settings.TENANCY, "POOL_SIZE": 0}
+    code, out, _ = run_command("tenant_pool", "--fill", "3")
+    assert "TENANCY_POOL_SIZE is 0 (no pool): creations do not claim until it is set" in out
+    assert "Built 1 pool schema(s) for a pool of 3" in out
+    (fill_row,) = query(
+        "SELECT details FROM audit_logs WHERE action = 'tenant_pool.fill' ORDER BY id DESC LIMIT 1"
+    )
+    assert fill_row[0]["elapsed_ms"] > 0  # the audit row holds the fill's time
 
 
 # -- drain, refill, orphans --------------------------------------------------------------------
@@ -655,6 +719,13 @@ def test_a_pool_schema_failing_a_file_is_marked_broken_and_dropped_by_the_next_f
     assert query("SELECT state FROM tenant_pool") == [("broken",)]
     created = create_tenant("org_afterbroken1", actor="test")
     assert created.path == "direct" and "pool empty" in created.pool_notes
+    # A later run leaves the broken entry alone and says nothing false about it ("skipped:
+    # a claim or another run holds it"); tenant_pool says it is never claimed.
+    code, out, err = run_command("migrate_tenants")
+    assert code == 0 and entry not in out + err
+    code, out, _ = run_command("tenant_pool")
+    assert f"{entry}  broken" in out and "never claimed: the next fill or drain drops it" in out
+    assert "pending (applied at claim)" not in out
     report = pool.fill(1, actor="test")
     assert entry in report.swept and len(report.built) == 1
     assert entry not in str(leftovers())

@@ -181,8 +181,12 @@ def take(conn: psycopg.Connection, skip: list[str]) -> tuple[str, bool] | None:
     return (str(row[0]), bool(row[1])) if row else None
 
 
-def record(conn: psycopg.Connection, schema: str) -> None:
-    conn.execute("INSERT INTO public.tenant_pool (schema_name) VALUES (%s)", [schema])
+def record(conn: psycopg.Connection, schema: str, *, state: str = "ready") -> None:
+    """The pool row of ``schema``: ``ready`` (built), or ``broken`` (a claim that failed on
+    it puts it back so: never claimed, dropped by the next fill or drain)."""
+    conn.execute(
+        "INSERT INTO public.tenant_pool (schema_name, state) VALUES (%s, %s)", [schema, state]
+    )
 
 
 # -- a claim's renames ----------------------------------------------------------------------

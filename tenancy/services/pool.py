@@ -154,12 +154,14 @@ def _entries(conn: psycopg.Connection, migrations: list[Migration]) -> list[Pool
 
 
 def pool_schemas(conn: psycopg.Connection) -> list[str]:
-    """Every pool schema that has a pool row (for ``migrate_tenants``), oldest first."""
+    """Every ready pool schema (for ``migrate_tenants``), oldest first. Broken entries are
+    not migrated: never claimed, the next fill or drain drops them."""
     if not _table_exists(conn):
         return []
     rows = conn.execute(
         "SELECT p.schema_name FROM public.tenant_pool p "
-        "JOIN pg_namespace n ON n.nspname = p.schema_name ORDER BY p.id"
+        "JOIN pg_namespace n ON n.nspname = p.schema_name WHERE p.state = 'ready' "
+        "ORDER BY p.id"
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -204,9 +206,9 @@ def fill(target: int | None = None, *, actor: str) -> FillReport:
                 break
             report.built.append(schema)
             report.build_ms.append(took)
+        report.elapsed_ms = _ms_since(started)
         if report.built or report.swept:
             audit.write(conn, "tenant_pool.fill", actor=actor, details=report.to_dict())
-    report.elapsed_ms = _ms_since(started)
     return report
 
 

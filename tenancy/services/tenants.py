@@ -23,7 +23,7 @@ from tenancy import conf
 from tenancy.engine import audit, db, ledger, ownership, rules
 from tenancy.engine import pool as pool_engine
 from tenancy.engine.errors import TenancyError
-from tenancy.engine.executor import apply_to_new_schema, placeholders
+from tenancy.engine.executor import MigrationError, apply_to_new_schema, placeholders
 from tenancy.engine.names import (
     app_role,
     domain_for_org,
@@ -267,25 +267,30 @@ def _audit(ctx: CreationContext) -> None:
 # -- the claim of a pool schema ------------------------------------------------------------
 def _claim(ctx: CreationContext) -> None:
     """Take a usable pool schema and make it this tenant's (renamed schema, roles and
-    ledger rows), or leave ``ctx.path`` direct with a note: the build steps then run."""
+    ledger rows), or leave ``ctx.path`` direct with a note: the build steps then run. An
+    entry that fails on the way (a file that does not apply to it, a rename refused) is set
+    aside as broken and the next one is tried: a pool entry never fails a creation."""
     facts = ctx.facts or _read_facts(ctx)
     if not facts.pool_table:
         ctx.pool_notes.append("no pool table (run migrate_tenants --public)")
         return
     if any(role in facts.existing_roles for role in (ctx.role, ctx.owner)):
         return  # create_roles refuses with its own message
-    taken = _take_usable(ctx, [])
-    if taken is None:
-        ctx.pool_notes.append("pool empty")
-        return
-    pool, caught_up = taken
-    _pause_for_tests("taken")
-    if _rename(ctx, pool, look=caught_up):
-        ctx.path, ctx.pool_schema = POOL, pool
-        ctx.applied = [m.version for m in ctx.migrations]
-        _pause_for_tests("renamed")
-    # else a trace of its pool name was found: every entry is built alike, so the tenant
-    # is built directly (the next steps) rather than trying the others.
+    passed: list[str] = []
+    while (taken := _take_usable(ctx, passed)) is not None:
+        pool, caught_up = taken
+        _pause_for_tests("taken")
+        outcome = _rename(ctx, pool, look=caught_up)
+        if outcome == _RENAMED:
+            ctx.path, ctx.pool_schema = POOL, pool
+            ctx.applied = [m.version for m in ctx.migrations]
+            _pause_for_tests("renamed")
+            return
+        if outcome == _TRACES:
+            # Every entry is built alike, so the tenant is built directly (the next
+            # steps) rather than trying the others.
+            return
+    ctx.pool_notes.append("pool empty")
 
 
 def _take_usable(ctx: CreationContext, passed: list[str]) -> tuple[str, bool] | None:
@@ -309,19 +314,36 @@ def _take_usable(ctx: CreationContext, passed: list[str]) -> tuple[str, bool] | 
             ctx.pool_notes.append(f"{pool} discarded: {_why_blocked(plan)}")
             pool_engine.discard(ctx.conn, pool)
             continue
+        names = ", ".join(m.name for m in plan.pending)
         if plan.pending:
-            apply_to_new_schema(
-                ctx.conn,
-                pool,
-                plan.pending,
-                placeholders(pool, ctx.conn.info.dbname),
-                lock_timeout_ms=int(conf.setting("LOCK_TIMEOUT_MS")),
-                actor=ctx.actor,
-            )
-            names = ", ".join(m.name for m in plan.pending)
+            try:
+                with ctx.conn.transaction():  # a savepoint: a failure leaves the entry as it was
+                    apply_to_new_schema(
+                        ctx.conn,
+                        pool,
+                        plan.pending,
+                        placeholders(pool, ctx.conn.info.dbname),
+                        lock_timeout_ms=int(conf.setting("LOCK_TIMEOUT_MS")),
+                        actor=ctx.actor,
+                    )
+            except (psycopg.Error, MigrationError) as exc:
+                _set_aside(ctx, pool, f"{names} failed on it: {_first_line(exc)}")
+                continue
             ctx.pool_notes.append(f"{pool} was behind: applied {names} first")
         return pool, bool(plan.pending)
     return None
+
+
+def _set_aside(ctx: CreationContext, pool: str, why: str) -> None:
+    """Put an entry that failed a claim back as ``broken`` (in the caller's transaction,
+    whose claim deleted its row): never claimed, dropped by the next fill or drain."""
+    pool_engine.record(ctx.conn, pool, state="broken")
+    ctx.pool_notes.append(f"{pool} set aside as broken: {why}")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _exists(conn: psycopg.Connection, schema: str) -> bool:
@@ -342,31 +364,39 @@ def _why_blocked(plan: SchemaPlan) -> str:
 _CLAIM_SAVEPOINT = sql.Identifier("tenancy_claim")
 
 
-def _rename(ctx: CreationContext, pool: str, *, look: bool) -> bool:
-    """Rename the pool schema, its roles and ledger rows to the tenant's. ``look``: files
-    were applied to it just now, after the trial rename of its build (``pool.fill``), so
-    look again, in a savepoint: if the catalog still holds a pool name as text, undo the
-    renames and discard the entry."""
+_RENAMED, _TRACES, _FAILED = "renamed", "traces", "failed"
+
+
+def _rename(ctx: CreationContext, pool: str, *, look: bool) -> str:
+    """Rename the pool schema, its roles and ledger rows to the tenant's, in a savepoint
+    sent with them (no extra round trip): ``_RENAMED``. A rename refused (a role of the
+    entry dropped by hand, say) rolls back to it and sets the entry aside: ``_FAILED``.
+    ``look``: files were applied to it just now, after the trial rename of its build
+    (``pool.fill``), so look again: if the catalog still holds a pool name as text, undo
+    the renames and discard the entry: ``_TRACES``."""
     database = ctx.conn.info.dbname
     renames = pool_engine.rename_statements(pool, ctx.schema, database)
+    savepoint = sql.SQL("SAVEPOINT {}").format(_CLAIM_SAVEPOINT)
+    try:
+        ctx.conn.execute(sql.SQL("; ").join([savepoint, *renames]))  # one round trip
+    except psycopg.Error as exc:
+        ctx.conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(_CLAIM_SAVEPOINT))
+        _set_aside(ctx, pool, f"its rename failed: {_first_line(exc)}")
+        return _FAILED
     if not look:
-        ctx.conn.execute(sql.SQL("; ").join(renames))  # one round trip
-        return True
-    ctx.conn.execute(
-        sql.SQL("; ").join([sql.SQL("SAVEPOINT {}").format(_CLAIM_SAVEPOINT), *renames])
-    )
+        return _RENAMED
     found = pool_engine.traces(
         ctx.conn, ctx.schema, [pool, *pool_engine.pool_roles(pool, database)]
     )
     if not found:
         ctx.conn.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_CLAIM_SAVEPOINT))
-        return True
+        return _RENAMED
     ctx.conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(_CLAIM_SAVEPOINT))
     pool_engine.discard(ctx.conn, pool)
     ctx.pool_notes.append(
         f"{pool} discarded: its pool name is still written in {', '.join(sorted(set(found)))}"
     )
-    return False
+    return _TRACES
 
 
 def _pause_for_tests(point: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
@@ -10,6 +11,20 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tenancy.engine.errors import TenancyError
 from tenancy.management.actor import cli_actor
 from tenancy.services import pool
+
+# ``--fill`` without N: fill to the setting.
+_SETTING = -1
+
+
+def _count(value: str) -> int:
+    """N of ``--fill N``: a whole number, 0 or more (argparse says so in one line)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"N must be a whole number, not {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"N must be 0 or more, not {number}")
+    return number
 
 
 class Command(BaseCommand):
@@ -24,8 +39,8 @@ class Command(BaseCommand):
         verbs.add_argument(
             "--fill",
             nargs="?",
-            const=-1,
-            type=int,
+            const=_SETTING,  # an int: argparse converts a str const with type
+            type=_count,
             metavar="N",
             help="Build pool schemas until N are ready (default: TENANCY_POOL_SIZE).",
         )
@@ -58,7 +73,9 @@ class Command(BaseCommand):
             self.stdout.write(self.style.WARNING(f"Creations do not claim: {state.off}"))
         for e in state.entries:
             notes = [f"{e.applied} applied"]
-            if e.pending:
+            if e.state != "ready":
+                notes.append("never claimed: the next fill or drain drops it")
+            elif e.pending:
                 notes.append(f"{len(e.pending)} pending (applied at claim)")
             if e.drift:
                 notes.append("drift: " + ", ".join(e.drift))
@@ -70,16 +87,19 @@ class Command(BaseCommand):
             self.stdout.write(line if e.usable else self.style.WARNING(line))
 
     def _fill(self, options: dict[str, Any], actor: str) -> None:
-        target = None if options["fill"] < 0 else options["fill"]
+        target = None if options["fill"] == _SETTING else options["fill"]
         report = pool.fill(target, actor=actor)
         if options["format"] == "json":
             self.stdout.write(json.dumps(report.to_dict(), indent=2))
             return
         if report.off:
             self.stdout.write(self.style.WARNING(f"Nothing built: {report.off}"))
-        elif report.target == 0:
+        elif pool.pool_size() == 0:
             self.stdout.write(
-                self.style.WARNING("TENANCY_POOL_SIZE is 0 (no pool): --fill N builds N anyway")
+                self.style.WARNING(
+                    "TENANCY_POOL_SIZE is 0 (no pool): creations do not claim until it is set"
+                    + ("" if target else "; --fill N builds N anyway")
+                )
             )
         for name in report.swept:
             self.stdout.write(f"Dropped {name} (broken or left without its pool row)")
