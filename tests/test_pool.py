@@ -502,15 +502,26 @@ def test_a_claim_that_applies_files_looks_for_the_pool_name_again(
     assert config == [(['search_path="tenant_org_traced1", public'],)]
 
 
+REFILLS: list[str] = []
+
+
+def record_refill() -> None:
+    """The refill hook, in tests that check a refill is asked for."""
+    REFILLS.append("refill")
+
+
 def test_migrate_tenants_discards_a_pool_schema_that_would_keep_its_name(
-    rich: Path, file_check_off: None
+    rich: Path, file_check_off: None, monkeypatch: Any
 ) -> None:
     pool.fill(1, actor="test")
     (pool_name,) = pool_rows()
     (rich / "tenant" / "005_captured.sql").write_text(CAPTURED_SQL)
+    monkeypatch.setattr(tenants, "REFILL_TASK", "tests.test_pool.record_refill")
+    REFILLS.clear()
     code, _, err = run_command("migrate_tenants")
     assert code == 0 and f"Pool schema {pool_name}: discarded" in err
     assert leftovers() == nothing_left()
+    assert REFILLS == ["refill"]  # the worker rebuilds what the run took out of the pool
 
 
 def test_tenant_pool_fill_refuses_a_negative_count_and_is_honest_about_zero(
@@ -706,23 +717,28 @@ def test_migrate_tenants_migrates_pool_schemas_apart(rich: Path) -> None:
 
 
 def test_a_pool_schema_failing_a_file_is_marked_broken_and_dropped_by_the_next_fill(
-    rich: Path,
+    rich: Path, monkeypatch: Any
 ) -> None:
     pool.fill(1, actor="test")
     (entry,) = pool_rows()
     with connect() as conn:  # a hand-made object the next file collides with
         conn.execute(f"CREATE TABLE {entry}.later_notes (x int)")
     (rich / "tenant" / "005_later.sql").write_text(LATER_SQL)
+    monkeypatch.setattr(tenants, "REFILL_TASK", "tests.test_pool.record_refill")
+    REFILLS.clear()
     code, out, err = run_command("migrate_tenants")
     assert code == 0, err  # the pool does not fail the tenants' run
     assert f"Pool schema {entry}: failed" in err
+    assert REFILLS == ["refill"]  # asked once, after the run
     assert query("SELECT state FROM tenant_pool") == [("broken",)]
     created = create_tenant("org_afterbroken1", actor="test")
     assert created.path == "direct" and "pool empty" in created.pool_notes
     # A later run leaves the broken entry alone and says nothing false about it ("skipped:
     # a claim or another run holds it"); tenant_pool says it is never claimed.
+    REFILLS.clear()
     code, out, err = run_command("migrate_tenants")
     assert code == 0 and entry not in out + err
+    assert REFILLS == []  # nothing taken out this time: no refill asked
     code, out, _ = run_command("tenant_pool")
     assert f"{entry}  broken" in out and "never claimed: the next fill or drain drops it" in out
     assert "pending (applied at claim)" not in out

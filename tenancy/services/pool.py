@@ -39,6 +39,7 @@ from tenancy.services.tenants import (
     create_schema,
     pool_off_reason,
     pool_size,
+    request_refill,
     run_steps,
     tenant_migrations,
 )
@@ -314,7 +315,8 @@ def migrate_entries(*, actor: str, dry_run: bool = False) -> list[PoolResult]:
     """Bring every ready pool schema up to the files, each in one transaction holding its
     pool row (a claim skips it meanwhile; one a claim holds is skipped here) and its
     advisory lock. Drifted entries are dropped, never migrated; a failed one is marked
-    broken (claims never take it; the next fill drops it). ``dry_run``: what is pending."""
+    broken (claims never take it; the next fill drops it). When either happened, a refill
+    is asked of the worker, as after a claim. ``dry_run``: what is pending."""
     migrations = tenant_migrations()
     results: list[PoolResult] = []
     with connect_ready() as conn:
@@ -330,6 +332,8 @@ def migrate_entries(*, actor: str, dry_run: bool = False) -> list[PoolResult]:
             result = _migrate_entry(conn, schema, migrations, actor)
             if result is not None:
                 results.append(result)
+    if pool_size() and any(r.status in ("failed", "discarded") for r in results):
+        request_refill()  # the worker rebuilds what this run took out of the pool
     return results
 
 
