@@ -160,8 +160,22 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)  # hours
 # Lock the pair (username, address): one attacker cannot lock every admin out.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-# Behind a proxy, the client's address comes from X-Forwarded-For (docs/deployment.md).
-AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+# The client's address: behind TRUSTED_PROXIES proxies (see below), the entry the outermost
+# one appended to X-Forwarded-For; what a client sends itself stays to the left, unread.
+AXES_CLIENT_IP_CALLABLE = "employer_portal.settings.client_ip"
+
+
+def client_ip(request: object) -> str | None:
+    """The address axes locks out (docs/deployment.md, failed admin logins)."""
+    from django.conf import settings
+
+    meta = getattr(request, "META", {})
+    proxies = int(getattr(settings, "TRUSTED_PROXIES", 0))
+    hops = [h.strip() for h in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
+    if proxies <= 0 or len(hops) < proxies:
+        return meta.get("REMOTE_ADDR")
+    return hops[-proxies]
+
 
 TEMPLATES = [
     {
@@ -203,8 +217,12 @@ STORAGES = {
 # With DEBUG off the site is served over TLS, usually by a proxy that terminates it and says
 # so in X-Forwarded-Proto. Each setting can be turned off from the environment.
 _production = not DEBUG
-if env.bool("TRUST_X_FORWARDED_PROTO", default=_production):
+_behind_proxy = env.bool("TRUST_X_FORWARDED_PROTO", default=_production)
+if _behind_proxy:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# How many proxies append to X-Forwarded-For before the app (client_ip above): 1 behind
+# the TLS proxy, 0 (REMOTE_ADDR) without one.
+TRUSTED_PROXIES = env.int("TRUSTED_PROXIES", default=1 if _behind_proxy else 0)
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_production)
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=_production)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=_production)

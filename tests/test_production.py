@@ -8,10 +8,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.test import Client
 
 from tests.conftest import ROOT, subprocess_env
@@ -120,3 +123,74 @@ def test_repeated_wrong_passwords_lock_the_login_out(public_ready, settings):
         "/admin/login/", {**form, "password": "the-right-password-42"}, HTTP_HOST="localhost"
     )
     assert ok.status_code == 302
+
+
+def wrong_passwords(settings: Any, **client: str) -> Client:
+    """The failure limit's wrong passwords for 'ops'; each attempt after the first may
+    claim another address in its own X-Forwarded-For entry (left of the proxy's)."""
+    attacker = Client(**client)
+    for attempt in range(settings.AXES_FAILURE_LIMIT):
+        forwarded = client.get("HTTP_X_FORWARDED_FOR", "")
+        spoofed = f"10.9.9.{attempt}, {forwarded}" if forwarded else f"10.9.9.{attempt}"
+        attacker.post(
+            "/admin/login/",
+            {"username": "ops", "password": "wrong", "next": "/admin/"},
+            HTTP_HOST="localhost",
+            HTTP_X_FORWARDED_FOR=spoofed,
+        )
+    return attacker
+
+
+def right_password(**client: str) -> int:
+    response = Client(**client).post(
+        "/admin/login/",
+        {"username": "ops", "password": "the-right-password-42", "next": "/admin/"},
+        HTTP_HOST="localhost",
+    )
+    return response.status_code
+
+
+def test_behind_a_proxy_the_lockout_is_per_client_and_not_spoofable(public_ready, settings):
+    """Behind the TLS proxy every request comes from its address: the client is the entry
+    the proxy appended to X-Forwarded-For. An attacker rotating the entries it sends itself
+    stays locked out, and does not lock out the admin logging in from elsewhere."""
+    settings.TRUSTED_PROXIES = 1
+    User.objects.create_superuser("ops", "ops@example.com", "the-right-password-42")
+    proxy = "10.0.0.2"
+    wrong_passwords(settings, REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR="203.0.113.9")
+    assert right_password(REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR="10.1.1.1, 203.0.113.9") == 429
+    assert right_password(REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR="198.51.100.7") == 302
+
+
+def test_without_a_proxy_x_forwarded_for_is_not_read(public_ready, settings):
+    settings.TRUSTED_PROXIES = 0
+    User.objects.create_superuser("ops", "ops@example.com", "the-right-password-42")
+    wrong_passwords(settings, REMOTE_ADDR="203.0.113.9")  # a new X-Forwarded-For each time
+    assert right_password(REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR="10.2.2.2") == 429
+    assert right_password(REMOTE_ADDR="198.51.100.7") == 302
+
+
+def setting_in(env: dict[str, str], expression: str) -> str:
+    shown = manage_py(
+        env, "shell", "-c", f"from django.conf import settings as s; print('=', {expression})"
+    )
+    return next(line for line in shown.stdout.splitlines() if line.startswith("= "))[2:]
+
+
+def test_production_trusts_one_proxy_by_default(tmp_path):
+    env = production_env(tmp_path)
+    assert setting_in(env, "s.TRUSTED_PROXIES, s.SECURE_PROXY_SSL_HEADER") == (
+        "1 ('HTTP_X_FORWARDED_PROTO', 'https')"
+    )
+    env["TRUST_X_FORWARDED_PROTO"] = "false"
+    assert setting_in(env, "s.TRUSTED_PROXIES") == "0"
+    env["TRUSTED_PROXIES"] = "2"
+    assert setting_in(env, "s.TRUSTED_PROXIES") == "2"
+
+
+def test_an_operator_lifts_a_lockout_with_axes_reset(public_ready, settings):
+    User.objects.create_superuser("ops", "ops@example.com", "the-right-password-42")
+    wrong_passwords(settings, REMOTE_ADDR="203.0.113.9")
+    assert right_password(REMOTE_ADDR="203.0.113.9") == 429
+    call_command("axes_reset_username", "ops", stdout=StringIO())
+    assert right_password(REMOTE_ADDR="203.0.113.9") == 302
