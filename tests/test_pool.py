@@ -682,6 +682,35 @@ def test_a_killed_claim_leaves_the_entry_or_a_tenant_never_both_or_neither(
     assert leftovers() == nothing_left()
 
 
+def test_a_drain_during_a_claim_leaves_the_claimed_entry_to_the_claim(rich: Path) -> None:
+    pool.fill(2, actor="test")
+    proc = _spawn(
+        rich,
+        "tenant_create",
+        "org_drained1",
+        "--format",
+        "json",
+        extra={tenants.CLAIM_PAUSE_ENV: "renamed:4"},
+    )
+    try:
+        _wait_in_claim()
+        dropped = pool.drain(actor="test")  # while the claim holds its entry, renamed
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    created = json.loads(out)
+    assert created["path"] == "pool" and created["pool_schema"] not in dropped
+    assert len(dropped) == 1  # the other entry
+    assert leftovers() == nothing_left()
+    assert query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tenant_org_drained1'") == [
+        (8,)
+    ]
+    code, out, _ = run_command("tenant_verify")
+    assert code == 0, out
+
+
 # -- migrate_tenants ---------------------------------------------------------------------------
 def test_migrate_tenants_migrates_pool_schemas_apart(rich: Path) -> None:
     pool.fill(2, actor="test")
