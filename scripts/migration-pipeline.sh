@@ -10,8 +10,9 @@
 #   scripts/migration-pipeline.sh check
 #       the gate alone: exit 2 when anything is pending.
 #   scripts/migration-pipeline.sh test
-#       dry run, public migrations (a fresh database has no tenancy tables yet), a test
-#       tenant org_test_<timestamp> (PIPELINE_TEST_TENANT overrides), tenant_list.
+#       the guide's three steps: dry run, a test tenant org_test_<timestamp>
+#       (PIPELINE_TEST_TENANT overrides; on a fresh database its creation sets up the public
+#       schema first), tenant_list.
 #
 # The database is the environment's (EMPLOYER_PORTAL_DB_URL or DATABASE_URL); the python is
 # ${PYTHON:-python}. Exit code: the failing command's (1 failure, 2 pending, 3 drift), after a
@@ -83,7 +84,7 @@ pipeline_test() {
   LISTING="$(mktemp)"
   trap 'rm -f "$LISTING"' EXIT
   step dry-run manage migrate_tenants --dry-run
-  step public manage migrate_tenants --public --noinput
+  # On a fresh database tenant_create sets up the public schema first, by itself.
   step tenant-create manage tenant_create "$org" --name "CI test ${org}"
   step tenant-list run_to_file "$LISTING" manage tenant_list
   local schema

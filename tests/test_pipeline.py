@@ -43,6 +43,8 @@ def test_test_subcommand_on_a_fresh_database(fresh_database: str, sql_dir: Path)
     ok(result)
     assert "002_audit_logs_rls" in result.stdout  # the dry run listed the pending public files
     assert "tenant_org_test_" in result.stdout  # tenant_list shows the new tenant
+    # the guide's three commands, nothing added: the creation set up the public schema
+    assert "Set up the public schema first" in result.stdout
 
 
 def test_deploy_writes_json_and_passes_the_check(

@@ -3,12 +3,25 @@ SQL, limits, and an audit row with its actor."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import psycopg
 import pytest
 
 from tenancy.engine.names import InvalidName, role_for_schema, validate_org_id
 from tenancy.services import tenants
 from tenancy.services.tenants import CREATION_STEPS, TenantError, create_tenant
-from tests.conftest import connect, fail_after_step, query, run_command, tables_in
+from tests.conftest import (
+    ROOT,
+    connect,
+    fail_after_step,
+    fresh_url,
+    query,
+    run_command,
+    subprocess_env,
+    tables_in,
+)
 
 
 def snapshot() -> dict:
@@ -242,3 +255,38 @@ def test_the_guides_ci_org_id_with_underscores_is_accepted(ready):
         create_tenant("org_Test_1795599878", actor="test")
     with pytest.raises(InvalidName, match="too long"):
         create_tenant("org_" + "_".join(["abcdefghij"] * 6), actor="test")
+
+
+def _manage_on(database: str, *args: str) -> subprocess.CompletedProcess:
+    env = subprocess_env()
+    env["EMPLOYER_PORTAL_DB_URL"] = fresh_url(database)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _tables_of(database: str) -> list[tuple]:
+    with connect() as conn:
+        conn_url = conn.info.get_parameters()
+    with psycopg.connect(**{**conn_url, "dbname": database}, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT to_regclass('public.tenant_registry'), to_regclass('public.audit_logs')"
+        ).fetchall()
+
+
+def test_a_first_creation_on_a_fresh_database_sets_up_public_first(fresh_database):
+    bad = _manage_on(fresh_database, "tenant_create", "org bad!")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert _tables_of(fresh_database) == [(None, None)]  # a bad id changed nothing
+    made = _manage_on(fresh_database, "tenant_create", "org_test_1795599878")
+    assert made.returncode == 0, made.stderr
+    assert "Set up the public schema first" in made.stdout
+    listed = _manage_on(fresh_database, "tenant_list")
+    assert "tenant_org_test_1795599878" in listed.stdout
+    again = _manage_on(fresh_database, "tenant_create", "org_test_2")
+    assert again.returncode == 0 and "Set up the public schema" not in again.stdout

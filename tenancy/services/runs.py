@@ -308,6 +308,16 @@ def migrate(**request: Any) -> RunReport:
     return run(RunRequest(**request))
 
 
+def set_up_public_if_missing(actor: str) -> RunReport | None:
+    """On a database without the tenancy tables, what `migrate_tenants --public` does (the
+    tables, then every public file), so that a first `tenant_create` on a fresh database
+    works as the migration guide's testing pipeline runs it. None when the tables exist."""
+    with connect() as conn:
+        if infrastructure_ready(conn):
+            return None
+    return run(RunRequest(public=True, tenants=False, actor=actor))
+
+
 def run(request: RunRequest) -> RunReport:
     """plan → refuse → (report, for a dry run) → execute → record."""
     request.public, request.tenants, request.only = _scope(

@@ -8,17 +8,20 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenancy.engine.errors import TenancyError
+from tenancy.engine.errors import EXIT_OK, TenancyError
+from tenancy.engine.names import validate_org_id
 from tenancy.management.actor import cli_actor
+from tenancy.services.runs import set_up_public_if_missing
 from tenancy.services.tenants import create_tenant
 
 
 class Command(BaseCommand):
     help = (
-        "Create a tenant for an Auth0 organization (org_ followed by letters and digits). "
-        "Its schema is tenant_<org id in lower case>; the schema, every tenant migration, the "
-        "ledger rows, the tenant's role, its registry row, its domain and an audit row are "
-        "created in one transaction: on any error nothing is left behind."
+        "Create a tenant for an Auth0 organization (org_ followed by letters, digits and "
+        "underscores). Its schema is tenant_<org id in lower case>; the schema, every tenant "
+        "migration, the ledger rows, the tenant's roles, its registry row, its domain and an "
+        "audit row are created in one transaction: on any error nothing is left behind. On "
+        "a fresh database the public schema is set up first (as `migrate_tenants --public`)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -28,10 +31,11 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=["text", "json"], default="text")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        actor = options["actor"] or cli_actor()
         try:
-            created = create_tenant(
-                options["org_id"], options["name"], actor=options["actor"] or cli_actor()
-            )
+            validate_org_id(options["org_id"])  # a bad id changes nothing, not even public
+            self._set_up_public(actor, quiet=options["format"] == "json")
+            created = create_tenant(options["org_id"], options["name"], actor=actor)
         except TenancyError as exc:
             raise CommandError(str(exc), returncode=exc.exit_code) from exc
         if options["format"] == "json":
@@ -46,6 +50,25 @@ class Command(BaseCommand):
             self.stdout.write(f"   Domain: {created.domain}")
             self.stdout.write(f"   Took: {created.elapsed_ms} ms")
             self.stdout.write(f"   Path: {_path(created)}")
+
+    def _set_up_public(self, actor: str, *, quiet: bool) -> None:
+        """A fresh database gets its public schema first (as `migrate_tenants --public`)."""
+        report = set_up_public_if_missing(actor)
+        if report is None:
+            return
+        if report.exit_code != EXIT_OK:
+            problems = report.refused + [f"{r.schema}: {r.error}" for r in report.failed]
+            raise CommandError(
+                "The public schema is not set up, and setting it up failed (nothing of the "
+                "tenant was created):\n  " + "\n  ".join(problems or ["see migrate_tenants"]),
+                returncode=report.exit_code,
+            )
+        if not quiet:
+            applied = sum(len(r.versions) for r in report.results)
+            self.stdout.write(
+                f"Set up the public schema first (a fresh database): its tables and "
+                f"{applied} public migration(s), as `migrate_tenants --public` does."
+            )
 
 
 def _path(created: Any) -> str:
