@@ -416,6 +416,25 @@ def test_suspend_and_recreate_on_citus(fleet):
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+def test_backup_drop_and_restore_on_citus(fleet, tmp_path):
+    org = TENANTS[0]
+    schema = schema_of(org)
+    backup = fleet.manage("tenant_backup", "--tenant", org, "--output", str(tmp_path))
+    assert backup.returncode == 0, backup.stderr
+    (backup_set,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    replace = fleet.manage("tenant_restore", str(backup_set), "--replace", "--noinput")
+    assert replace.returncode == 1 and "tenant_drop" in replace.stderr  # refused on Citus
+    assert fleet.manage("tenant_drop", org, "--noinput").returncode == 0
+    restored = fleet.manage("tenant_restore", str(backup_set))
+    assert restored.returncode == 0, restored.stderr
+    assert schema in fleet.nodes()  # distributed again
+    rows = fleet.query(sql.SQL("SELECT title FROM {}.job_postings").format(sql.Identifier(schema)))
+    assert rows == [("Moved engineer",)]  # the rows came from the workers into the dump
+    assert _status_code(fleet, org) == "status=200"
+    verified = fleet.manage("tenant_verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
 def test_the_warm_pool_stays_off_on_citus(fleet, monkeypatch):
     # A claim renames the pool schema's roles, and the workers would keep the old names.
     monkeypatch.setenv("TENANCY_POOL_SIZE", "2")

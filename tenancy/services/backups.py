@@ -47,7 +47,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from tenancy import conf
-from tenancy.engine import audit, db
+from tenancy.engine import audit, db, ownership
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.executor import (  # the engine's owner switch and new-schema build
     _as_owner,
@@ -72,6 +72,7 @@ from tenancy.services.tenants import (
     TenantError,
     create_roles,
     create_schema,
+    drop_committed_roles,
     run_steps,
     tenant_migrations,
 )
@@ -665,12 +666,23 @@ def restore(
     with tempfile.TemporaryDirectory(prefix="tenancy-restore-") as scratch:
         script = _script(tools, source, Path(scratch), data_only=files is not None)
         with db.connect(conf.conninfo()) as conn:
+            if existing is not None and db.citus(conn):
+                raise BackupError(
+                    f"On Citus a restore cannot replace {existing.schema} in one transaction "
+                    "(the tenant's roles would be dropped and made again, and the workers only "
+                    "know committed roles). Drop it with `manage.py tenant_drop` first, then "
+                    "restore."
+                )
             ctx = _restore_context(conn, source, script, actor, replace)
             ctx.files, ctx.scratch = files, Path(scratch)
             steps = list(RESTORE_STEPS)
             if existing is not None:
                 steps = _drop_steps(conn, existing, actor, source) + steps
-            run_steps(conn, steps, ctx, f"Restore of tenant {source.org_id}", "restored")
+            try:
+                run_steps(conn, steps, ctx, f"Restore of tenant {source.org_id}", "restored")
+            except BaseException:
+                drop_committed_roles(ctx.creation)  # Citus: roles made before the transaction
+                raise
     creation = ctx.creation
     return Restored(
         org_id=source.org_id,
@@ -962,16 +974,35 @@ def _step_rows(ctx: RestoreContext) -> None:
     blocks = _blocks(ctx.script, ctx.scratch)
     if ctx.files is not None:
         blocks = _parents_first(ctx.conn, ctx.source.schema, blocks)
-    ctx.conn.execute(_as_owner(ctx.conn, ctx.creation.owner))
-    for block in blocks:
-        block.run(ctx.conn)
-    # The script's SETs (search_path '', …) end here, with the owner's role.
-    ctx.conn.execute(sql.SQL("{}; RESET ALL").format(_back_to_login(ctx.conn)))
+    if db.citus(ctx.conn):
+        _rows_on_citus(ctx, blocks)
+    else:
+        ctx.conn.execute(_as_owner(ctx.conn, ctx.creation.owner))
+        for block in blocks:
+            block.run(ctx.conn)
+        # The script's SETs (search_path '', …) end here, with the owner's role.
+        ctx.conn.execute(sql.SQL("{}; RESET ALL").format(_back_to_login(ctx.conn)))
     row = ctx.conn.execute(
         "SELECT count(*) FROM pg_tables WHERE schemaname = %s", [ctx.source.schema]
     ).fetchone()
     ctx.details["tables"] = int(row[0]) if row else 0
     ctx.details["structure"] = "files" if ctx.files is not None else "dump"
+
+
+def _rows_on_citus(ctx: RestoreContext, blocks: list[_Block]) -> None:
+    """On Citus one transaction cannot reach the workers as two users, and the schema was
+    built as the login user (see executor.apply_to_new_schema): the script runs as the
+    login user too (it passed ``check_script`` first), then the owner role takes over what
+    it made and the web role gets its rights, as a creation does there."""
+    for block in blocks:
+        block.run(ctx.conn)
+    ctx.conn.execute("RESET ALL")
+    creation = ctx.creation
+    for statement in [
+        *ownership.adopt_statements(ctx.conn, creation.schema, creation.owner),
+        *ownership.existing_objects_grants(creation.schema, creation.role),
+    ]:
+        ctx.conn.execute(statement)
 
 
 _COPY = re.compile(r"^COPY (\S+) .*FROM stdin;$")
