@@ -285,7 +285,7 @@ class TenantAdmin(admin.ModelAdmin):
     search_fields = ("organization_name", "auth0_org_id", "schema_name")
     list_per_page = 100
     actions = ["run_pending_migrations"]
-    fields = ("organization_name", "auth0_org_id", "schema_name", "status", "created_at")
+    fields = ("organization_name", "auth0_org_id", "schema_name", "status", "created")
     readonly_fields = fields
     change_list_template = "admin/tenancy/tenant/change_list.html"
     change_form_template = "admin/tenancy/tenant/change_form.html"
@@ -517,7 +517,9 @@ class TenantAdmin(admin.ModelAdmin):
             raise Http404(f"No lifecycle action {verb!r}.")
         if not request.user.has_perm(action.permission):
             raise PermissionDenied
-        tenant = get_object_or_404(Tenant, pk=object_id)
+        tenant = Tenant.objects.filter(pk=object_id).first()
+        if tenant is None:
+            return self._tenant_gone(request, object_id)
         page = reverse("admin:tenancy_tenant_change", args=[tenant.pk])
         reason = (request.POST.get("reason") or "").strip() or None
         if request.method == "POST" and request.POST.get("post") == "yes":
@@ -550,8 +552,23 @@ class TenantAdmin(admin.ModelAdmin):
         """Accept a checksum, mark as applied, roll back, on one tenant: a confirmation page
         (GET, ``?version=``; without it, a choice of versions), then the service on POST
         with ``post=yes``; the service writes the audit rows."""
-        tenant = get_object_or_404(Tenant, pk=object_id)
+        action = RECOVERY_VERBS.get(verb)
+        if action is None:
+            raise Http404(f"No recovery action {verb!r}.")
+        if not request.user.has_perm(action.permission):
+            raise PermissionDenied
+        tenant = Tenant.objects.filter(pk=object_id).first()
+        if tenant is None:
+            return self._tenant_gone(request, object_id)
         return self._recovery(request, verb, tenant)
+
+    def _tenant_gone(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """A page left open while its tenant was dropped (in another tab, or by the command
+        line): back to the list with a message, as Django's own change page does."""
+        messages.warning(
+            request, f"Tenant with ID “{object_id}” doesn’t exist. Perhaps it was dropped?"
+        )
+        return HttpResponseRedirect(reverse("admin:tenancy_tenant_changelist"))
 
     def accept_checksum_view(self, request: HttpRequest) -> HttpResponse:
         """Accept a checksum in every schema that shows the drift (``?public=1``: the
@@ -613,7 +630,9 @@ class TenantAdmin(admin.ModelAdmin):
         tenant's tables are copied; the service audits it as ``tenant.move``)."""
         if not request.user.has_perm(MOVE_PERMISSION):
             raise PermissionDenied
-        tenant = get_object_or_404(Tenant, pk=object_id)
+        tenant = Tenant.objects.filter(pk=object_id).first()
+        if tenant is None:
+            return self._tenant_gone(request, object_id)
         page = reverse("admin:tenancy_tenant_change", args=[tenant.pk])
         node = (request.POST.get("node") or request.GET.get("node") or "").strip()
         mode = (request.POST.get("mode") or "auto").strip()
@@ -743,7 +762,9 @@ class TenantAdmin(admin.ModelAdmin):
 
     def run_one_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         self._check_can_run(request)
-        tenant = get_object_or_404(Tenant, pk=object_id)
+        tenant = Tenant.objects.filter(pk=object_id).first()
+        if tenant is None:
+            return self._tenant_gone(request, object_id)
         return self._start(request, only=[tenant.schema_name], public=False)
 
     def _check_can_run(self, request: HttpRequest) -> None:

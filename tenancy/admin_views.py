@@ -225,6 +225,7 @@ def run_progress(run: MigrationRun) -> dict[str, Any]:
         "done": run.done_schemas,
         "failed": run.failed_schemas,
         "error": run.error,
+        "summary": run_summary(run, rows),
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "duration": duration(run_duration_ms(run)),
@@ -427,6 +428,12 @@ def run_summary(run: MigrationRun, rows: list[dict[str, Any]]) -> str:
     if run.error:
         return run.error
     if run.status in ACTIVE_RUN_STATUSES:
+        if run.failed_schemas:
+            # Failed schemas leave no ledger row: which ones, and why, come with the results.
+            return (
+                f"{run.failed_schemas} schema(s) failed so far; which ones and their errors "
+                "show here when the run ends."
+            )
         return "No failure so far."
     return "Nothing failed."
 
@@ -517,9 +524,10 @@ def _status_call(verb: str) -> Any:
 
     def call(schema: str, actor: str, reason: str | None, typed: str | None) -> str:
         change = getattr(lifecycle, verb)(schema, actor=actor, reason=reason)
+        # Not starting with the schema: the admin capitalises a message's first letter.
         if not change.changed:
-            return f"{schema} was already {change.new}: nothing changed."
-        return f"{schema}: {change.old} → {change.new}."
+            return f"Nothing changed: {schema} was already {change.new}."
+        return f"Tenant {schema}: {change.old} → {change.new}."
 
     return call
 

@@ -1116,3 +1116,84 @@ def test_no_node_column_or_filter_off_citus(ready: Path, superuser: User) -> Non
     assert "org_nonode1" in html
     assert 'class="column-node' not in html and 'class="field-node' not in html
     assert "?node=" not in html  # the node filter has no choices, so it is not shown
+
+
+# -- third pass: what an operator trying to break it found -------------------------------
+def test_runs_list_styles_its_badges(ready: Path, superuser: User) -> None:
+    # The runs list shows status and failure badges: their colours must be on the page.
+    html = client_for(superuser).get("/admin/tenancy/migrationrun/").content.decode()
+    assert "tenancy-badge" in html
+    assert ".tenancy-badge-error {" in html
+
+
+def test_lifecycle_message_keeps_the_schema_name_as_it_is(ready: Path, superuser: User) -> None:
+    # The admin capitalises a message's first letter: a message must not start with a
+    # schema name (tenant_org_… is an identifier, Tenant_org_… is another one).
+    tenants.create_tenant("org_life2", actor="test")
+    pk = Tenant.objects.get().pk
+    c = client_for(superuser)
+    html = c.post(lifecycle_url(pk, "suspend"), {"post": "yes"}, follow=True).content.decode()
+    assert "tenant_org_life2" in html and "Tenant_org_life2" not in html
+    html = c.post(lifecycle_url(pk, "suspend"), {"post": "yes"}, follow=True).content.decode()
+    assert "already suspended" in html and "Tenant_org_life2" not in html
+
+
+def test_actions_on_a_tenant_dropped_meanwhile_go_back_to_the_list(
+    ready: Path, superuser: User
+) -> None:
+    # A confirmation page left open in a tab while the tenant was dropped in another: its
+    # "Yes" lands on the tenant list with a message (as Django's own change page does).
+    from tenancy.services import lifecycle
+
+    tenants.create_tenant("org_gone1", actor="test")
+    pk = Tenant.objects.get().pk
+    lifecycle.drop_tenant("tenant_org_gone1", actor="test", expected_schema="tenant_org_gone1")
+    c = client_for(superuser)
+    for url, data in [
+        (lifecycle_url(pk, "archive"), {"post": "yes"}),
+        (recover_url(pk, "fake", "003"), {"post": "yes", "version": "003"}),
+        (f"{CHANGELIST}{pk}/run/", {}),
+    ]:
+        response = c.post(url, data)
+        assert response.status_code == 302, url
+        assert response["Location"] == CHANGELIST
+        page = c.get(CHANGELIST).content.decode()
+        assert f"ID “{pk}” doesn’t exist" in page, url
+    assert c.get(lifecycle_url(pk, "archive"))["Location"] == CHANGELIST
+    # Without the permission it is still a refusal, not a hint that the tenant is gone.
+    viewer = client_for(user("viewer", "tenancy.view_tenant"))
+    assert viewer.post(lifecycle_url(pk, "archive"), {"post": "yes"}).status_code == 403
+
+
+def test_live_run_summary_admits_failures_before_the_run_ends(ready: Path, superuser: User) -> None:
+    # While a run runs, its failed schemas are only counted (their rows come at the end):
+    # the page must not say "No failure so far" beside a red progress bar.
+    run = MigrationRun.objects.create(
+        status="running", total_schemas=4, done_schemas=2, failed_schemas=1
+    )
+    c = client_for(superuser)
+    html = c.get(f"/admin/tenancy/migrationrun/{run.pk}/change/").content.decode()
+    assert "No failure so far" not in html
+    assert "1 schema(s) failed so far" in html
+    progress = c.get(f"/admin/tenancy/migrationrun/{run.pk}/progress.json").json()
+    assert "1 schema(s) failed so far" in progress["summary"]
+    # The live note follows the status: no "waits for the worker" once it runs.
+    assert "js-run-queued-note" in html
+    assert 'This run is <span class="js-run-status-lower">running</span>' in html
+
+
+def test_tenant_page_times_are_to_the_second(ready: Path, superuser: User) -> None:
+    import re
+
+    pk, _, _ = two_tenants()
+    html = client_for(superuser).get(f"{CHANGELIST}{pk}/change/").content.decode()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+    created = html[html.index("Created") : html.index('id="migration-state"')]
+    assert re.search(stamp, created)
+    for section, nxt in [
+        ('id="migration-state"', 'id="tenant-facts"'),
+        ('id="migration-history"', 'id="run-results"'),
+    ]:
+        part = html[html.index(section) : html.index(nxt)]
+        assert re.search(stamp, part), section
+        assert " a.m." not in part and " p.m." not in part, section

@@ -157,6 +157,9 @@ def test_run_all_confirms_refuses_a_second_and_shows_rows_while_running(
     expect(page.locator("#run-results tbody tr.run-row-succeeded").first).to_be_visible()
     expect(page.locator(".field-run_status")).to_contain_text("Running")
     expect(page.locator("#content h2").first).to_contain_text("Running")
+    # The note under the fields agrees too: running, no longer waiting for the worker.
+    expect(page.locator("#run-live")).to_contain_text("This run is running;")
+    expect(page.locator("#run-live .js-run-queued-note")).to_be_hidden()
     run_url = page.url
 
     second = browser.new_page(viewport={"width": 1400, "height": 900})
