@@ -50,6 +50,21 @@ _command_process = env.str("EMPLOYER_PORTAL_PROCESS", default="") == "command"
 _default_is_direct = bool(_direct_url) and _command_process
 
 
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    """A whole-number setting from the environment; a bad one is a configuration error
+    that names it (one line from manage.py), never a traceback."""
+    raw = env.str(name, default="").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be {minimum} or more, not {value}")
+    return value
+
+
 def _database(url: str) -> dict:
     if url:
         db = _parse_url(url)
@@ -93,7 +108,7 @@ def _parse_url(url: str) -> dict:
 
 _db = _database(_direct_url if _default_is_direct else _app_url)
 # Django's own connection pool (psycopg_pool), off by default: its maximum size.
-_pool_size = env.int("EMPLOYER_PORTAL_DB_POOL", default=0)
+_pool_size = _int("EMPLOYER_PORTAL_DB_POOL", 0)
 if _pool_size > 0:
     _db.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": _pool_size}
 DATABASES = {"default": _db}
@@ -156,7 +171,7 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # refuses logins while an address is locked out
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_FAILURE_LIMIT = _int("AXES_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)  # hours
 # Lock the pair (username, address): one attacker cannot lock every admin out.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
@@ -222,11 +237,11 @@ if _behind_proxy:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # How many proxies append to X-Forwarded-For before the app (client_ip above): 1 behind
 # the TLS proxy, 0 (REMOTE_ADDR) without one.
-TRUSTED_PROXIES = env.int("TRUSTED_PROXIES", default=1 if _behind_proxy else 0)
+TRUSTED_PROXIES = _int("TRUSTED_PROXIES", 1 if _behind_proxy else 0)
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_production)
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=_production)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=_production)
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if _production else 0)
+SECURE_HSTS_SECONDS = _int("SECURE_HSTS_SECONDS", 31536000 if _production else 0)
 # Tenants are served on subdomains (org-<id>.<suffix>): HSTS covers them too.
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_production)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=_production)
@@ -237,15 +252,15 @@ TENANCY = {
     "MIGRATIONS_DIR": env.path("TENANCY_MIGRATIONS_DIR", default=BASE_DIR / "migrations_sql"),
     # DDL gives up after this long waiting for a table lock (readers that arrive meanwhile
     # queue behind it, so keep it short), then retries after a jittered backoff.
-    "LOCK_TIMEOUT_MS": env.int("TENANCY_LOCK_TIMEOUT_MS", default=500),
-    "LOCK_RETRIES": env.int("TENANCY_LOCK_RETRIES", default=10),
+    "LOCK_TIMEOUT_MS": _int("TENANCY_LOCK_TIMEOUT_MS", 500),
+    "LOCK_RETRIES": _int("TENANCY_LOCK_RETRIES", 10),
     # How long a run waits for a schema another run is migrating before failing it.
     "SCHEMA_LOCK_WAIT_S": env.float("TENANCY_SCHEMA_LOCK_WAIT_S", default=600.0),
-    "MAX_TENANTS": env.int("TENANCY_MAX_TENANTS", default=10000),
-    "MAX_CREATIONS_PER_HOUR": env.int("TENANCY_MAX_CREATIONS_PER_HOUR", default=100),
+    "MAX_TENANTS": _int("TENANCY_MAX_TENANTS", 10000),
+    "MAX_CREATIONS_PER_HOUR": _int("TENANCY_MAX_CREATIONS_PER_HOUR", 100),
     # Tenant schemas built ahead and claimed by creations (docs/tenants.md, the warm pool);
     # `make run` keeps 5, 0 turns the pool off.
-    "POOL_SIZE": env.int("TENANCY_POOL_SIZE", default=0),
+    "POOL_SIZE": _int("TENANCY_POOL_SIZE", 0),
     # Development domains: <org id>.localhost
     "DOMAIN_SUFFIX": env.str("TENANCY_DOMAIN_SUFFIX", default="localhost"),
     # The database alias the engine connects to, and the pooler between it and PostgreSQL.
@@ -258,7 +273,7 @@ TENANCY = {
     # short timeout and a few retries that never fail or stall the run (docs/deployment.md).
     "ALERT_WEBHOOK_URL": env.str("TENANCY_ALERT_WEBHOOK_URL", default=""),
     "ALERT_TIMEOUT_S": env.float("TENANCY_ALERT_TIMEOUT_S", default=3.0),
-    "ALERT_RETRIES": env.int("TENANCY_ALERT_RETRIES", default=2),
+    "ALERT_RETRIES": _int("TENANCY_ALERT_RETRIES", 2),
     # /metrics (Prometheus) answers this bearer token, or a logged-in staff user.
     "METRICS_TOKEN": env.str("TENANCY_METRICS_TOKEN", default=""),
 }

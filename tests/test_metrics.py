@@ -107,8 +107,7 @@ def test_metrics_match_the_database(fleet_of_five, token):
     assert value(samples, "tenancy_last_run_id") == run_id
     assert value(samples, "tenancy_last_run_duration_seconds") == pytest.approx(seconds)
     assert value(samples, "tenancy_last_run_finished_timestamp_seconds") == pytest.approx(finished)
-    pool = query("SELECT to_regclass('public.tenant_pool') IS NOT NULL")[0][0]
-    pooled = query("SELECT count(*) FROM public.tenant_pool")[0][0] if pool else 0
+    pooled = query("SELECT count(*) FROM public.tenant_pool WHERE state = 'ready'")[0][0]
     assert value(samples, "tenancy_pool_size") == pooled
 
 
@@ -122,11 +121,11 @@ def test_numbers_are_read_at_scrape_time_and_the_pool_is_counted(fleet_of_five, 
     )
     assert len(edited) == 4
     assert value(scrape(**auth), "tenancy_schemas_drifted", scope="tenant") == 4
-    with connect() as conn:  # the warm pool's table (issue 12), made here if not built yet
-        conn.execute("CREATE TABLE IF NOT EXISTS public.tenant_pool (id serial, schema_name text)")
+    with connect() as conn:  # entries of the warm pool: two ready, one set aside as broken
         conn.execute("DELETE FROM public.tenant_pool")
         conn.execute(
-            "INSERT INTO public.tenant_pool (schema_name) VALUES ('metrics_p1'), ('metrics_p2')"
+            "INSERT INTO public.tenant_pool (schema_name, state) VALUES "
+            "('metrics_p1', 'ready'), ('metrics_p2', 'ready'), ('metrics_p3', 'broken')"
         )
     try:
         assert value(scrape(**auth), "tenancy_pool_size") == 2

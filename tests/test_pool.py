@@ -774,3 +774,15 @@ def test_a_pool_schema_failing_a_file_is_marked_broken_and_dropped_by_the_next_f
     report = pool.fill(1, actor="test")
     assert entry in report.swept and len(report.built) == 1
     assert entry not in str(leftovers())
+
+
+def test_reset_tracking_refuses_a_pool_schema(rich: Path) -> None:
+    pool.fill(actor="test")
+    entry = pool_rows()[0]
+    before = query("SELECT count(*) FROM tenant_migrations WHERE tenant_schema = %s", [entry])
+    code, _, err = run_command(
+        "migrate_tenants", "--reset-tracking", "--tenant", entry, "--noinput"
+    )
+    assert code == 1 and "warm-pool schema" in err
+    after = query("SELECT count(*) FROM tenant_migrations WHERE tenant_schema = %s", [entry])
+    assert after == before and before[0][0] > 0

@@ -86,3 +86,19 @@ def test_django_pool_and_pooler_mode_are_validated():
     out = run(PRINT_ROUTES, **{**POOLED, "EMPLOYER_PORTAL_DB_POOLER": "statement"})
     assert out.returncode != 0
     assert "EMPLOYER_PORTAL_DB_POOLER must be one of none, session, transaction" in out.stderr
+
+
+def test_whole_number_settings_are_checked_in_one_line():
+    manage = (
+        "import runpy, sys; sys.argv = ['manage.py', 'check']; "
+        "runpy.run_path('manage.py', run_name='__main__')"
+    )
+    url = {"EMPLOYER_PORTAL_DB_URL": "postgresql://u:p@dbhost:6543/portal"}
+    for name, value, expected in [
+        ("TENANCY_POOL_SIZE", "abc", "TENANCY_POOL_SIZE must be a whole number, not 'abc'"),
+        ("TENANCY_POOL_SIZE", "-2", "TENANCY_POOL_SIZE must be 0 or more, not -2"),
+        ("TENANCY_LOCK_TIMEOUT_MS", "1.5", "must be a whole number"),
+    ]:
+        out = run(manage, **url, **{name: value})
+        assert out.returncode == 1, out.stderr
+        assert expected in out.stderr and "Traceback" not in out.stderr

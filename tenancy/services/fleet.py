@@ -16,7 +16,6 @@ from tenancy.services.infrastructure import connect_ready
 
 TENANT_STATUSES = ("active", "suspended", "archived")  # always reported, 0 when none
 RUN_OUTCOMES = ("succeeded", "failed", "refused", "interrupted")
-POOL_TABLE = "public.tenant_pool"  # the warm pool of ready schemas (issue 12), when built
 
 
 @dataclass
@@ -92,10 +91,10 @@ def _runs(conn: psycopg.Connection) -> tuple[int, LastRun | None]:
 
 
 def pool_size(conn: psycopg.Connection) -> int:
-    """Schemas waiting in the warm pool. The hook for issue 12's pool: 0 until its table
-    exists, then its rows (a pool entry is a schema ready to be claimed)."""
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [POOL_TABLE]).fetchone()
-    if not (exists and exists[0]):
-        return 0
-    row = conn.execute(f"SELECT count(*) FROM {POOL_TABLE}").fetchone()
+    """Schemas ready to be claimed in the warm pool (entries set aside as broken wait for
+    the next fill to drop them and are not counted); 0 before the pool's table exists."""
+    row = conn.execute(
+        "SELECT CASE WHEN to_regclass('public.tenant_pool') IS NULL THEN 0 "
+        "ELSE (SELECT count(*) FROM public.tenant_pool WHERE state = 'ready') END"
+    ).fetchone()
     return int(row[0]) if row else 0

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from tenancy import conf
 from tenancy.engine import audit, db, ledger
+from tenancy.engine import pool as pool_engine
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.names import PUBLIC_SCHEMA, validate_schema_name
 from tenancy.engine.plan import build_plan
@@ -86,6 +87,11 @@ def tracked_rows(schema: str) -> int:
 def reset_tracking(schema: str, *, actor: str) -> int:
     """The seed's 'Reset Migration Tracking': forget every ledger row of one schema."""
     validate_schema_name(schema)
+    if pool_engine.is_pool_schema(schema):
+        raise RecoveryError(
+            f"{schema} is a warm-pool schema, not a tenant: its ledger is the pool's. "
+            "`manage.py tenant_pool --drain` drops pool schemas; the next fill rebuilds them."
+        )
     with db.connect(conf.conninfo()) as conn, conn.transaction():
         deleted = ledger.delete(conn, schema)
         registered = conn.execute(
