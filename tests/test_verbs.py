@@ -269,6 +269,25 @@ def test_a_signal_stops_the_run_cleanly_and_a_rerun_finishes(public_ready, sql_d
     assert all(version in ledger_versions(s) for s in schemas)
 
 
+def test_schemas_cut_off_by_a_signal_with_jobs_are_interrupted_not_failed(public_ready, sql_dir):
+    schemas = [create_tenant(f"org_cut{i}").schema for i in range(6)]
+    version = add_file(sql_dir, SLOW)
+    proc = manage("migrate_tenants", "--tenants", "--jobs", "2", migrations_dir=sql_dir)
+    deadline = time.monotonic() + 60
+    while not any(version in ledger_versions(s) for s in schemas):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "FAILED" not in out + err  # the files did nothing wrong
+    rows = query("SELECT status, error FROM tenant_migration_run_results")
+    assert all(status in ("succeeded", "interrupted") for status, _ in rows), rows
+    assert all("rolled back" in error for status, error in rows if status == "interrupted")
+    for schema in schemas:  # wholly migrated or wholly not
+        assert ("slow" in tables_in(schema)) == (version in ledger_versions(schema))
+
+
 def test_a_dry_run_on_a_fresh_database_reports_everything_public_pending(fresh_database):
     """The migration guide's Testing Pipeline starts with a dry run on a new database."""
     env = {**subprocess_env(), "EMPLOYER_PORTAL_DB_URL": fresh_url(fresh_database)}

@@ -73,7 +73,7 @@ NEEDS_SESSION = (
 @dataclass
 class SchemaResult:
     schema: str
-    status: str  # succeeded | failed | skipped
+    status: str  # succeeded | failed | skipped | interrupted (cut off by a signal, rolled back)
     versions: list[str] = field(default_factory=list)
     error: str | None = None
     duration_ms: int = 0
@@ -158,6 +158,7 @@ class Executor:
         self._emit_lock = threading.Lock()
         self._alone = threading.Lock()  # non-transactional files run one at a time
         self._stop = threading.Event()
+        self._interrupted = False  # a signal cut the run short (see _run)
         self._conns: set[psycopg.Connection] = set()  # the workers' (cancelled on interrupt)
         self.results: list[SchemaResult] = []
 
@@ -181,6 +182,7 @@ class Executor:
         self._queue = deque(_Item(schema, payload) for schema, payload in work)
         self.results = []
         self._stop.clear()
+        self._interrupted = False
         workers = max(1, min(self.options.jobs, len(self._queue)))
         if workers == 1:
             self._worker(task)
@@ -192,7 +194,9 @@ class Executor:
                     future.result()
             except BaseException:
                 # Interrupted (a signal): no new schema starts, and the statements in
-                # progress are cancelled, so their schemas roll back now.
+                # progress are cancelled, so their schemas roll back now; those end as
+                # interrupted, not failed (their files did nothing wrong).
+                self._interrupted = True
                 self._stop.set()
                 self._cancel_all()
                 raise
@@ -224,6 +228,9 @@ class Executor:
             self._queue.append(item)
 
     def _finish(self, result: SchemaResult) -> None:
+        if result.failed and self._interrupted:
+            result.status = "interrupted"
+            result.error = f"interrupted, rolled back ({result.error})"
         with self._emit_lock:
             self.results.append(result)
             self.on_event(Event("schema_finished", result.schema, result=result))

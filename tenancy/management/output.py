@@ -50,6 +50,8 @@ class Progress:
             self.failed += r.failed
             if r.failed:
                 self._line(self.style.ERROR(f"{r.schema}: FAILED: {r.error}"))
+            elif r.status == "interrupted":
+                self._line(self.style.WARNING(f"{r.schema}: {r.error}"))
             elif self.verbosity >= 1 and (not self.tty or self.verbosity >= 2):
                 what = ", ".join(r.versions) if r.versions else "nothing to do"
                 self._line(f"{r.schema}: {r.status} ({what}) in {r.duration_ms} ms")
