@@ -375,8 +375,9 @@ def tenant_urls(schemas: list[str]) -> dict[str, str]:
 
 
 def run_rows(run: MigrationRun) -> list[dict[str, Any]]:
-    """The run's per-schema rows, failed first. While it runs, the schemas the ledger shows
-    it has applied so far (its own results are written when it ends)."""
+    """The run's per-schema rows, failed first. The run records them as it goes (every
+    half second); before its first are recorded, the schemas the ledger shows it has
+    applied so far."""
     results = list(run.results.all())
     rows = [
         {
@@ -429,11 +430,7 @@ def run_summary(run: MigrationRun, rows: list[dict[str, Any]]) -> str:
         return run.error
     if run.status in ACTIVE_RUN_STATUSES:
         if run.failed_schemas:
-            # Failed schemas leave no ledger row: which ones, and why, come with the results.
-            return (
-                f"{run.failed_schemas} schema(s) failed so far; which ones and their errors "
-                "show here when the run ends."
-            )
+            return f"{run.failed_schemas} schema(s) failed so far."
         return "No failure so far."
     return "Nothing failed."
 

@@ -946,7 +946,10 @@ def test_drift_refusal_offers_accept_checksum_fleet_wide(ready: Path, superuser:
         )
     add_file(ready, "004_feature_data.sql", FEATURE_SQL)
     c = client_for(superuser)
-    assert 'id="drift-offers"' in c.get(RUN_ALL).content.decode()
+    confirm_page = c.get(RUN_ALL).content.decode()
+    assert 'id="drift-offers"' in confirm_page
+    # A run that would be refused is not offered (a direct POST is still recorded, refused)
+    assert 'id="run-all-blocked"' in confirm_page and "Yes, run" not in confirm_page
     c.post(RUN_ALL, {"post": "yes"})
     run_worker(ready)  # the worker's run is refused for drift
     run_id = MigrationRun.objects.get(status="refused").pk

@@ -502,3 +502,27 @@ def test_an_unexpected_error_fails_that_schema_and_the_run_goes_on(tenants5, sql
     assert query("SELECT status FROM public.tenant_migration_runs ORDER BY id DESC LIMIT 1") == [
         ("failed",)
     ]
+
+
+def test_a_run_records_each_schema_as_it_goes_and_once(public_ready):
+    """The admin's live page and an interrupted run's counts read these rows."""
+    from tenancy.engine.executor import SchemaResult
+    from tenancy.services import run_records
+
+    with connect() as conn:
+        run_id = run_records.start_run(conn, "migrate", "test", {}, 2)
+        recorder = run_records.Recorder(conn, run_id, 2)
+        failed = SchemaResult("tenant_org_a1", "failed", error="boom")
+        recorder.on_result(failed)  # the first is saved at once
+        rows = (
+            "SELECT tenant_schema, status, error FROM tenant_migration_run_results "
+            f"WHERE run_id = {int(run_id)}"
+        )
+        assert query(rows) == [("tenant_org_a1", "failed", "boom")]
+        done = SchemaResult("tenant_org_b1", "succeeded", ["001"])
+        recorder.on_result(done)  # the last is saved at once too
+        run_records.finish_run(conn, run_id, [failed, done], status="failed")
+    assert sorted(query(rows)) == [
+        ("tenant_org_a1", "failed", "boom"),
+        ("tenant_org_b1", "succeeded", None),
+    ]

@@ -25,26 +25,50 @@ from tenancy.services.infrastructure import connect, infrastructure_ready
 
 
 class Recorder:
-    """Keeps the run's row current while it runs (for the admin and `migrate_status`)."""
+    """Keeps the run's row and its per-schema results current while it runs (for the
+    admin's live run page, and so that an interrupted run's failures are on record), at
+    most every half second."""
 
     def __init__(self, conn: psycopg.Connection, run_id: int, total: int):
         self.conn, self.run_id, self.total = conn, run_id, total
         self.done = self.failed = 0
         self._last = 0.0
+        self._unsaved: list[SchemaResult] = []
 
     def on_result(self, result: SchemaResult) -> None:
         self.done += 1
         self.failed += result.failed
+        if result.status != "skipped":
+            self._unsaved.append(result)
         now = time.monotonic()
         if now - self._last >= 0.5 or self.done == self.total:
             self._last = now
             self.flush()
 
     def flush(self) -> None:
-        self.conn.execute(
-            "UPDATE public.tenant_migration_runs SET done_schemas = %s, failed_schemas = %s, "
-            "heartbeat_at = now() WHERE id = %s",
-            [self.done, self.failed, self.run_id],
+        unsaved, self._unsaved = self._unsaved, []
+        with self.conn.transaction():
+            _save_results(self.conn, self.run_id, unsaved)
+            self.conn.execute(
+                "UPDATE public.tenant_migration_runs SET done_schemas = %s, "
+                "failed_schemas = %s, heartbeat_at = now() WHERE id = %s",
+                [self.done, self.failed, self.run_id],
+            )
+
+
+def _save_results(conn: psycopg.Connection, run_id: int, results: list[SchemaResult]) -> None:
+    """The per-schema rows of ``results`` not saved yet (a schema has one row per run)."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO public.tenant_migration_run_results "
+            "(run_id, tenant_schema, status, versions, error, duration_ms) "
+            "SELECT %s, %s, %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM "
+            "public.tenant_migration_run_results WHERE run_id = %s AND tenant_schema = %s)",
+            [
+                (run_id, r.schema, r.status, Jsonb(r.versions), r.error, r.duration_ms)
+                + (run_id, r.schema)
+                for r in results
+            ],
         )
 
 
@@ -228,16 +252,7 @@ def finish_run(
 ) -> None:
     touched = [r for r in results if r.status != "skipped"]
     with conn.transaction():
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO public.tenant_migration_run_results "
-                "(run_id, tenant_schema, status, versions, error, duration_ms) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
-                [
-                    (run_id, r.schema, r.status, Jsonb(r.versions), r.error, r.duration_ms)
-                    for r in touched
-                ],
-            )
+        _save_results(conn, run_id, touched)
         conn.execute(
             "UPDATE public.tenant_migration_runs SET status = %s, error = %s, finished_at = now(),"
             " done_schemas = %s, failed_schemas = %s WHERE id = %s",
