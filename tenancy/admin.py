@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.apps import apps as django_apps
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.db.models.signals import post_migrate
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -92,42 +90,6 @@ RUN_PERMISSION = "tenancy.run_migrations"
 # registered before we unregister it, whatever the order of INSTALLED_APPS.
 if admin.site.is_registered(DBTaskResult):
     admin.site.unregister(DBTaskResult)
-
-
-# The lifecycle, recovery and placement actions' permissions (Tenant's Meta belongs to the
-# models): migrations 0007, 0008 and 0010 create them, and this keeps them after a flush
-# (TransactionTestCase, `manage.py flush`), which re-creates only the permissions models
-# declare.
-LIFECYCLE_PERMISSIONS = [
-    ("suspend_tenant", "Can suspend a tenant"),
-    ("archive_tenant", "Can archive a tenant"),
-    ("reactivate_tenant", "Can reactivate a tenant"),
-    ("drop_tenant", "Can drop a tenant (schema, data, role and registry row)"),
-    ("recreate_tenant", "Can recreate a tenant's schema from the migration files"),
-    ("accept_checksum_tenant", "Can accept a changed migration file's checksum for a tenant"),
-    ("fake_migration_tenant", "Can mark a pending migration file as applied for a tenant"),
-    ("rollback_tenant", "Can roll back a tenant's schema to an earlier version"),
-    ("move_tenant", "Can move a tenant to another Citus worker node"),
-    ("rebalance_tenant", "Can start and stop the Citus rebalancer (moves tenants between nodes)"),
-]
-
-
-def ensure_lifecycle_permissions(using: str = "default", **kwargs: Any) -> None:
-    from django.contrib.auth.models import Permission
-    from django.contrib.contenttypes.models import ContentType
-
-    ct = ContentType.objects.db_manager(using).get_for_model(Tenant)
-    for codename, name in LIFECYCLE_PERMISSIONS:
-        Permission.objects.db_manager(using).get_or_create(
-            content_type=ct, codename=codename, defaults={"name": name}
-        )
-
-
-post_migrate.connect(
-    ensure_lifecycle_permissions,
-    sender=django_apps.get_app_config("tenancy"),
-    dispatch_uid="tenancy.admin.ensure_lifecycle_permissions",
-)
 
 
 # -- the tenant list ---------------------------------------------------------------------

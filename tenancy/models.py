@@ -40,6 +40,26 @@ class Tenant(TenantMixin):
     class Meta:
         db_table = "tenant_registry"
         ordering = ["created_at", "id"]
+        # The admin's actions on tenants, each behind its own permission (Django creates
+        # them, and again after a flush, like the model's add/change/delete/view).
+        permissions = [
+            ("suspend_tenant", "Can suspend a tenant"),
+            ("archive_tenant", "Can archive a tenant"),
+            ("reactivate_tenant", "Can reactivate a tenant"),
+            ("drop_tenant", "Can drop a tenant (schema, data, role and registry row)"),
+            ("recreate_tenant", "Can recreate a tenant's schema from the migration files"),
+            (
+                "accept_checksum_tenant",
+                "Can accept a changed migration file's checksum for a tenant",
+            ),
+            ("fake_migration_tenant", "Can mark a pending migration file as applied for a tenant"),
+            ("rollback_tenant", "Can roll back a tenant's schema to an earlier version"),
+            ("move_tenant", "Can move a tenant to another Citus worker node"),
+            (
+                "rebalance_tenant",
+                "Can start and stop the Citus rebalancer (moves tenants between nodes)",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(status__in=["active", "suspended", "archived"]),

@@ -2,8 +2,7 @@
 
 Move a tenant to another worker node (``citus_schema_move``), start or stop Citus'
 rebalancer: rows of auth_permission on the Tenant content type, created here like 0007's
-and 0008's (Django never deletes permissions it did not declare; tenancy/admin.py keeps
-them after a flush).
+and 0008's. Since 0011 the model declares them all (Tenant.Meta.permissions).
 """
 
 from django.db import migrations
