@@ -261,6 +261,8 @@ TENANCY = {
     # Tenant schemas built ahead and claimed by creations (docs/tenants.md, the warm pool);
     # `make run` keeps 5, 0 turns the pool off.
     "POOL_SIZE": _int("TENANCY_POOL_SIZE", 0),
+    # Where tenant_backup / tenant_restore take pg_dump and pg_restore (else looked for).
+    "PG_BIN_DIR": env.str("TENANCY_PG_BIN_DIR", default="") or None,
     # Development domains: <org id>.localhost
     "DOMAIN_SUFFIX": env.str("TENANCY_DOMAIN_SUFFIX", default="localhost"),
     # The database alias the engine connects to, and the pooler between it and PostgreSQL.
