@@ -122,13 +122,20 @@ def _stop_node(node: Node) -> None:
     )
 
 
-def _prepare_database(cluster: Cluster) -> None:
+def create_database(cluster: Cluster, name: str) -> None:
+    """An empty database ``name`` on every node (no extension yet)."""
     for node in cluster.nodes:
         with psycopg.connect(node.url("postgres"), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(cluster.database)))
-        with cluster.connect(node) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def make_citus(cluster: Cluster, name: str) -> None:
+    """Turn database ``name`` of every node into one Citus database: the extension, the
+    coordinator and its workers, schema-based sharding on for new sessions."""
+    for node in cluster.nodes:
+        with psycopg.connect(node.url(name), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION citus")
-    with cluster.connect() as conn:
+    with psycopg.connect(cluster.coordinator.url(name), autocommit=True) as conn:
         conn.execute(
             "SELECT citus_set_coordinator_host('127.0.0.1', %s)", [cluster.coordinator.port]
         )
@@ -136,7 +143,7 @@ def _prepare_database(cluster: Cluster) -> None:
             conn.execute("SELECT citus_add_node('127.0.0.1', %s)", [worker.port])
         conn.execute(
             sql.SQL("ALTER DATABASE {} SET citus.enable_schema_based_sharding TO on").format(
-                sql.Identifier(cluster.database)
+                sql.Identifier(name)
             )
         )
 
@@ -164,9 +171,7 @@ def cluster(
             stack.callback(_stop_node, node)
             nodes.append(node)
         result = Cluster(nodes[0], nodes[1:], database, nodes)
-        if plain:
-            with psycopg.connect(result.coordinator.url("postgres"), autocommit=True) as conn:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-        else:
-            _prepare_database(result)
+        create_database(result, database)
+        if not plain:
+            make_citus(result, database)
         yield result

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -261,6 +262,50 @@ def test_a_shared_table_that_tenants_reference_is_copied_to_every_node(fleet):
             conn.execute("UPDATE job_postings SET category_id = 99")
 
 
+def _worker_backends(fleet: Fleet) -> int:
+    """Client connections to the fleet's database on the busiest worker."""
+    return max(
+        fleet.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            [fleet.cluster.database],
+            node=worker,
+        )[0][0]
+        for worker in fleet.cluster.workers
+    )
+
+
+def test_a_run_does_not_keep_a_worker_connection_per_tenant(fleet):
+    # The run works as one tenant owner after another; Citus would cache a worker
+    # connection for each (1,000 tenants: more than a worker's max_connections).
+    fleet.add_file(
+        "008_slow_note.sql",
+        "-- UP\nALTER TABLE interviews ADD COLUMN slow_note text;\nSELECT pg_sleep(0.1);\n"
+        "-- DOWN\nALTER TABLE interviews DROP COLUMN slow_note;\n",
+    )
+    env = {**os.environ, "EMPLOYER_PORTAL_DB_URL": fleet.cluster.url}
+    env.pop("DATABASE_URL", None)
+    env["TENANCY_MIGRATIONS_DIR"] = str(fleet.migrations)
+    run = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "migrate_tenants", "--tenants"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    most = 0
+    while run.poll() is None:
+        most = max(most, _worker_backends(fleet))
+        time.sleep(0.05)
+    out, err = run.communicate()
+    assert run.returncode == 0, out + err
+    assert fleet.query(
+        "SELECT count(*) FROM public.tenant_migrations WHERE migration_version = '008'"
+    ) == [(len(TENANTS),)]
+    assert most <= 4, f"{most} connections on a worker during the run"
+
+
 def _in_tenant_context(conn: psycopg.Connection, schema: str) -> None:
     """What the portal does per request: the tenant's role, search_path and setting, for
     this transaction only."""
@@ -445,6 +490,55 @@ def test_the_warm_pool_stays_off_on_citus(fleet, monkeypatch):
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["path"] == "direct"
     assert _status_code(fleet, "org_citusdirect") == "status=200"
+
+
+def test_converting_a_plain_database_to_citus(fleet):
+    """Tenants made on a plain server, then Citus installed and workers added:
+    tenant_distribute makes their schemas distributed, the rebalancer spreads them, and
+    they migrate and serve as before (their roles, made NOLOGIN, may log in now)."""
+    database = "converted"
+    citus.create_database(fleet.cluster, database)
+    url = fleet.cluster.coordinator.url(database)
+    old = ["org_old1", "org_old2", "org_old3", "org_old4"]
+
+    def manage(*args: str) -> subprocess.CompletedProcess:
+        env = {
+            **os.environ,
+            "EMPLOYER_PORTAL_DB_URL": url,
+            "TENANCY_MIGRATIONS_DIR": str(fleet.migrations),
+        }
+        env.pop("DATABASE_URL", None)
+        return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    for org in old:
+        made = manage("tenant_create", org)  # the first one sets up public too
+        assert made.returncode == 0, made.stderr
+    citus.make_citus(fleet.cluster, database)
+    listed = manage("tenant_distribute", "--dry-run")
+    assert listed.returncode == 0 and "4 tenant schema(s) to distribute" in listed.stdout
+    done = manage("tenant_distribute")
+    assert done.returncode == 0, done.stderr
+    rebalanced = manage("tenant_rebalance", "--mode", "block_writes")
+    assert rebalanced.returncode == 0, rebalanced.stderr
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT citus_rebalance_wait()")
+        nodes = dict(conn.execute(
+            "SELECT DISTINCT c.schema_name::text, s.nodeport FROM citus_schemas c "
+            "JOIN citus_shards s USING (colocation_id)").fetchall())  # fmt: skip
+    assert len(nodes) == 4 and len(set(nodes.values())) == 2  # on both workers
+    fleet.add_file(
+        "009_after_conversion.sql",
+        "-- UP\nALTER TABLE users ADD COLUMN converted boolean;\n"
+        "-- DOWN\nALTER TABLE users DROP COLUMN converted;\n",
+    )
+    run = manage("migrate_tenants", "--jobs", "2")
+    assert run.returncode == 0, run.stdout + run.stderr
+    page = manage(
+        "shell", "-c", "from django.test import Client\n"
+        "print('status=' + str(Client().get('/', HTTP_HOST='org-old3.localhost').status_code))",
+    )  # fmt: skip
+    assert "status=200" in page.stdout, page.stdout + page.stderr
 
 
 def test_a_dropped_tenant_leaves_nothing_on_any_node(fleet):

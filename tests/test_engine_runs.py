@@ -526,3 +526,23 @@ def test_a_run_records_each_schema_as_it_goes_and_once(public_ready):
         ("tenant_org_a1", "failed", "boom"),
         ("tenant_org_b1", "succeeded", None),
     ]
+
+
+def test_public_files_may_grant_to_the_owner_group_on_a_fresh_database(pg, sql_dir):
+    """The owner group (and the app role) exist before public files run, though no tenant
+    has made them yet: a shared table tenants point to is granted to it."""
+    (sql_dir / "public" / "003_job_categories.sql").write_text(
+        "-- UP\nCREATE TABLE public.job_categories (id int PRIMARY KEY);\n"
+        "GRANT SELECT, REFERENCES ON public.job_categories TO {{owner_group}};\n"
+        "-- DOWN\nDROP TABLE public.job_categories;\n"
+    )
+    code, out, err = run_command("migrate_tenants", "--public")
+    assert code == 0, out + err
+    from tenancy.engine.names import owner_group_role
+
+    with connect() as conn:
+        group = owner_group_role(conn.info.dbname)
+    granted = query(
+        "SELECT has_table_privilege(%s, 'public.job_categories', 'REFERENCES')", [group]
+    )
+    assert granted == [(True,)]

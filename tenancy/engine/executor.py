@@ -249,6 +249,11 @@ class Executor:
         return all the time."""
         conn = db.connect(self.conninfo)
         conn.prepare_threshold = None
+        if db.citus(conn):
+            # The connection works as one tenant owner after another, and Citus would keep
+            # a worker connection open for each of them: 1,000 tenants, 1,000 connections
+            # on a worker. This connection is the engine's own, so the setting stays here.
+            conn.execute("SET citus.max_cached_conns_per_worker TO 0")
         with self._queue_lock:
             self._conns.add(conn)
         return conn

@@ -16,9 +16,16 @@ from typing import Any
 
 import psycopg
 
-from tenancy.engine import audit, db
-from tenancy.engine.citus import node_name, tenant_nodes, undistributed_tenants, worker_nodes
+from tenancy.engine import audit, db, ownership
+from tenancy.engine.citus import (
+    node_name,
+    replicate_shared_tables,
+    tenant_nodes,
+    undistributed_tenants,
+    worker_nodes,
+)
 from tenancy.engine.errors import TenancyError
+from tenancy.engine.names import owner_group_role, owner_role_for_schema, role_for_schema
 from tenancy.services.infrastructure import connect_ready
 from tenancy.services.lifecycle import get_tenant
 
@@ -146,11 +153,22 @@ def distribute_tenants(*, actor: str, on_done: Callable[[str], None] | None = No
     with connect_ready() as conn:
         if not db.citus(conn):
             raise PlacementError(NOT_CITUS)
+        # Tenant tables may point to shared tables, which must be on every node first.
+        try:
+            replicate_shared_tables(conn, owner_group_role(conn.info.dbname))
+        except psycopg.Error as exc:
+            raise PlacementError(f"Making shared tables reference tables failed: {exc}") from exc
         for schema in undistributed_tenants(conn):
             try:
                 with conn.transaction():
                     if not db.try_xact_lock(conn, schema):
                         raise PlacementError(f"A migration run is working on {schema}; retry.")
+                    # Its roles, made NOLOGIN before Citus, are how the coordinator will
+                    # reach the workers for it (see ownership.citus_login_statements).
+                    roles = [role_for_schema(schema, conn.info.dbname)]
+                    roles.append(owner_role_for_schema(schema, conn.info.dbname))
+                    for statement in ownership.citus_login_statements(roles):
+                        conn.execute(statement)
                     conn.execute("SELECT citus_schema_distribute(%s::regnamespace)", [schema])
                     audit.write(conn, "tenant.distribute", actor=actor, tenant_schema=schema)
             except psycopg.Error as exc:

@@ -10,13 +10,14 @@ tables are written by ``run_records``; the infrastructure and connections come f
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
 from tenancy import conf
-from tenancy.engine import audit, citus, db, ledger, rules
+from tenancy.engine import audit, citus, db, ledger, ownership, rules
 from tenancy.engine.errors import (
     EXIT_DRIFT,
     EXIT_FAILED,
@@ -27,7 +28,12 @@ from tenancy.engine.errors import (
     TenancyError,
 )
 from tenancy.engine.executor import Event, Executor, SchemaResult
-from tenancy.engine.names import PUBLIC_SCHEMA, owner_group_role, validate_schema_name
+from tenancy.engine.names import (
+    PUBLIC_SCHEMA,
+    app_role,
+    owner_group_role,
+    validate_schema_name,
+)
 from tenancy.engine.plan import Plan, build_plan, plan_schema
 from tenancy.engine.source import PUBLIC, TENANT, discover
 from tenancy.services import alerts, backups
@@ -585,6 +591,8 @@ def _execute(
             return stop
         if not work:
             continue
+        if scope == PUBLIC:
+            _ensure_shared_roles(conn)
         if fail_fast and report.failed:
             return None
         results = executor.migrate(work)
@@ -592,6 +600,17 @@ def _execute(
         if scope == PUBLIC and any(r.failed for r in results):
             return "public schema failed; tenant migrations were not attempted"
     return None
+
+
+def _ensure_shared_roles(conn: psycopg.Connection) -> None:
+    """The app role and the owner group, before public files run: they may grant to them
+    ({{app_role}}, {{owner_group}}), and on a fresh database no tenant has made them yet.
+    Roles belong to the server, so a concurrent run may make one first: that is fine."""
+    database = conn.info.dbname
+    missing = ownership.missing_roles(conn, [app_role(database), owner_group_role(database)])
+    for statement in ownership.shared_roles_statements(database, missing):
+        with suppress(psycopg.errors.DuplicateObject):
+            conn.execute(statement)
 
 
 def _replicate_shared_tables(conn: psycopg.Connection, report: RunReport) -> str | None:
