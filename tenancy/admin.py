@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -90,6 +91,14 @@ RUN_PERMISSION = "tenancy.run_migrations"
 # registered before we unregister it, whatever the order of INSTALLED_APPS.
 if admin.site.is_registered(DBTaskResult):
     admin.site.unregister(DBTaskResult)
+
+
+def log_admin_action(request: HttpRequest, obj: Any, flag: int, message: str) -> None:
+    """A row of Django's admin log for what an action did (the index's Recent actions and
+    the admin's own history show it); audit_logs keeps the whole story."""
+    LogEntry.objects.log_actions(
+        request.user.pk, [obj], flag, change_message=message, single_object=True
+    )
 
 
 # -- the tenant list ---------------------------------------------------------------------
@@ -404,6 +413,8 @@ class TenantAdmin(admin.ModelAdmin):
                     f"{created.elapsed_ms} ms.",
                 )
                 new = Tenant.objects.filter(schema_name=created.schema).first()
+                if new is not None:
+                    log_admin_action(request, new, ADDITION, f"Created (schema {created.schema})")
                 if new is not None and self.has_view_permission(request, new):
                     return HttpResponseRedirect(
                         reverse("admin:tenancy_tenant_change", args=[new.pk])
@@ -492,6 +503,7 @@ class TenantAdmin(admin.ModelAdmin):
                 messages.error(request, f"{action.label} refused: {exc}")
             else:
                 messages.success(request, message)
+                log_admin_action(request, tenant, DELETION if verb == "drop" else CHANGE, message)
                 if verb == "drop":
                     return HttpResponseRedirect(reverse("admin:tenancy_tenant_changelist"))
                 return HttpResponseRedirect(page)
@@ -563,6 +575,8 @@ class TenantAdmin(admin.ModelAdmin):
                 else:
                     text = outcome.message
                 (messages.success if outcome.ok else messages.error)(request, text)
+                if tenant is not None and outcome.ok:
+                    log_admin_action(request, tenant, CHANGE, outcome.message)
                 return HttpResponseRedirect(back)
         try:
             plan = recovery_plan(verb, schema, version or None, public=public)
@@ -607,6 +621,8 @@ class TenantAdmin(admin.ModelAdmin):
                 messages.error(request, f"Move refused: {exc}")
             else:
                 (messages.success if move.moved else messages.info)(request, move_message(move))
+                if move.moved:
+                    log_admin_action(request, tenant, CHANGE, move_message(move))
                 return HttpResponseRedirect(page)
         plan = move_plan(request, tenant.schema_name)
         context = {
@@ -758,6 +774,7 @@ def start_from_admin(request: HttpRequest, *, only: list[str] | None, public: bo
         return HttpResponseRedirect(reverse("admin:tenancy_tenant_changelist"))
     scope = ", ".join(only) if only else "public and every tenant"
     messages.success(request, f"Run {run.pk} queued for {scope}.")
+    log_admin_action(request, run, ADDITION, f"Queued for {scope}")
     return HttpResponseRedirect(reverse("admin:tenancy_migrationrun_change", args=[run.pk]))
 
 

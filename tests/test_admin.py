@@ -1200,3 +1200,26 @@ def test_tenant_page_times_are_to_the_second(ready: Path, superuser: User) -> No
         part = html[html.index(section) : html.index(nxt)]
         assert re.search(stamp, part), section
         assert " a.m." not in part and " p.m." not in part, section
+
+
+def test_admin_actions_show_in_recent_actions(ready: Path, superuser: User) -> None:
+    """Django's admin log (the index's Recent actions) records what the admin's own
+    actions did: a creation, a lifecycle change, a drop."""
+    from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+
+    c = client_for(superuser)
+    c.post(ADD, {"auth0_org_id": "org_Logged1", "organization_name": "Logged"})
+    tenant = Tenant.objects.get(auth0_org_id="org_Logged1")
+    c.post(lifecycle_url(tenant.pk, "suspend"), {"post": "yes"})
+    c.post(
+        lifecycle_url(tenant.pk, "drop"),
+        {"post": "yes", "confirm_schema": "tenant_org_logged1"},
+    )
+    flags = list(
+        LogEntry.objects.filter(object_id=str(tenant.pk))
+        .order_by("id")
+        .values_list("action_flag", flat=True)
+    )
+    assert flags == [ADDITION, CHANGE, DELETION]
+    index = c.get("/admin/").content.decode()
+    assert "Logged (tenant_org_logged1)" in index  # in Recent actions
