@@ -22,7 +22,7 @@ from tenancy.engine.executor import placeholders
 from tenancy.engine.source import TENANT, discover
 from tenancy.models import AuditLog, MigrationRun, MigrationRunResult, RunStatus, TenantMigration
 from tenancy.services import placement, reports, run_records
-from tenancy.services.reports import SchemaState
+from tenancy.services.reports import SchemaState, human_size
 from tenancy.tasks import run_migrations
 
 ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
@@ -136,17 +136,6 @@ def tenant_page_context(
     }
 
 
-def human_size(size: int | None) -> str:
-    if size is None:
-        return "—"
-    value = float(size)
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} bytes"  # pragma: no cover
-
-
 def tenant_facts(
     schema: str, state: SchemaState | None, *, citus: bool = False
 ) -> list[tuple[str, str]]:
@@ -182,7 +171,7 @@ def tenant_facts(
             "Domains",
             ", ".join(f"{d}{' (primary)' if primary else ''}" for d, primary in domains) or "—",
         ),
-        ("Size", human_size(size)),
+        ("Size", human_size(size) if size is not None else "—"),
         (
             "Activity",
             f"{state.activity_count if state else 0} audit row(s); latest "

@@ -26,6 +26,7 @@ from psycopg import sql
 
 from tenancy.engine import db, statements
 from tenancy.engine.names import owner_role_for_schema, role_for_schema
+from tenancy.engine.rules import walk
 from tenancy.engine.source import Migration
 
 POOL_PREFIX = "tenancy_pool_"
@@ -109,7 +110,7 @@ def _file_reason(up_sql: str) -> str | None:
 
 def _statement_reason(stmt: ast.Node) -> str | None:
     writes = isinstance(stmt, _WRITES)
-    for node in _walk(stmt):
+    for node in walk(stmt):
         if isinstance(node, ast.VariableSetStmt) and (
             node.kind == enums.VariableSetKind.VAR_SET_CURRENT
         ):
@@ -145,16 +146,6 @@ def _names_session(node: ast.Node, stmt: ast.Node) -> bool:
         body = (_text_of(node) or "").lower()
         return any(f in body for f in _NAME_FUNCTIONS)
     return False
-
-
-def _walk(value: object) -> Iterable[ast.Node]:
-    if isinstance(value, ast.Node):
-        yield value
-        for name in value:
-            yield from _walk(getattr(value, name))
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _walk(item)
 
 
 # -- the pool table -------------------------------------------------------------------------

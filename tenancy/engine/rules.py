@@ -226,15 +226,15 @@ def _ignore_names(line: str) -> set[str]:
     return {n for n in re.split(r"[,\s]+", match["names"]) if n} if match else set()
 
 
-def _walk(value: object) -> Iterator[ast.Node]:
+def walk(value: object) -> Iterator[ast.Node]:
     """Every node of a statement tree, the statement itself first."""
     if isinstance(value, ast.Node):
         yield value
         for name in value:
-            yield from _walk(getattr(value, name))
+            yield from walk(getattr(value, name))
     elif isinstance(value, (list, tuple)):
         for item in value:
-            yield from _walk(item)
+            yield from walk(item)
 
 
 # --- statement kinds, for messages -----------------------------------------------------------
@@ -515,7 +515,7 @@ def _session_state(node: ast.Node) -> str | None:
     elif isinstance(node, ast.DiscardStmt):
         kind = "DISCARD"
     else:
-        kind = next(filter(None, map(_identity_change, _walk(node))), None)
+        kind = next(filter(None, map(_identity_change, walk(node))), None)
     if kind is None:
         return None
     return (
@@ -577,7 +577,7 @@ def _foreign_schema(node: ast.Node) -> str | None:
             "and may change only that schema; creating, dropping, renaming or moving "
             "schemas is the engine's job (tenant_create, tenant_drop)."
         )
-    foreign = sorted({s for n in _walk(node) for s in _schemas(n)} - _TENANT_MAY_NAME)
+    foreign = sorted({s for n in walk(node) for s in _schemas(n)} - _TENANT_MAY_NAME)
     if not foreign:
         return None
     return (
@@ -601,7 +601,7 @@ def _writes_public(node: ast.Node) -> str | None:
     writes = sorted(
         {
             _write_label(n, schema, name)
-            for n in _walk(node)
+            for n in walk(node)
             for schema, name in _targets(n)
             if schema in _SHARED_SCHEMAS
         }
@@ -716,7 +716,7 @@ def _forbidden_function(node: ast.Node) -> str | None:
     called = sorted(
         {
             name
-            for n in _walk(node)
+            for n in walk(node)
             if isinstance(n, ast.FuncCall)
             for name in _strings(n.funcname)[-1:]
             if name in _FORBIDDEN_FUNCTIONS or name.startswith("dblink")
@@ -922,7 +922,7 @@ def _citus(node: ast.Node) -> Iterator[tuple[str, str]]:
 
 def _foreign_keys(node: ast.Node) -> Iterator[ast.Constraint]:
     """FOREIGN KEY constraints a CREATE TABLE or ALTER TABLE adds (column or table level)."""
-    for item in _walk(node):
+    for item in walk(node):
         if isinstance(item, ast.Constraint) and item.contype == ConstrType.CONSTR_FOREIGN:
             yield item
 

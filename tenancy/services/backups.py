@@ -67,6 +67,7 @@ from tenancy.engine.names import (
 from tenancy.engine.source import TENANT, Migration
 from tenancy.services import lifecycle
 from tenancy.services.infrastructure import connect, connect_ready
+from tenancy.services.reports import human_size
 from tenancy.services.tenants import (
     CreationContext,
     TenantError,
@@ -523,20 +524,11 @@ def before_schema(
         if entry.status != "succeeded":
             raise BackupError(entry.error or f"backup of {schema} failed")
         return (
-            f"{BACKUP_NOTE}{backup_set.directory}/{entry.dump} ({size_text(entry.dump_bytes)}, "
+            f"{BACKUP_NOTE}{backup_set.directory}/{entry.dump} ({human_size(entry.dump_bytes)}, "
             f"{entry.elapsed_ms} ms) before {len(pending)} file(s)"
         )
 
     return hook
-
-
-def size_text(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"
 
 
 # -- restore ----------------------------------------------------------------------------

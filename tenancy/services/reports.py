@@ -12,6 +12,18 @@ from tenancy.engine.plan import build_plan
 from tenancy.services.infrastructure import connect_ready
 
 
+def human_size(size: int) -> str:
+    """A byte count as people read it: 812 bytes, 24.0 kB, 3.5 MB, 1.2 GB."""
+    value = float(size)
+    for unit in ("kB", "MB", "GB"):
+        if value < 1024 and unit == "kB":
+            return f"{size} bytes"
+        value /= 1024
+        if value < 1024 or unit == "GB":
+            return f"{value:.1f} {unit}"
+    return f"{size} bytes"  # pragma: no cover (the loop returns)
+
+
 @dataclass
 class SchemaState:
     schema: str

@@ -12,7 +12,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tenancy.engine.errors import EXIT_FAILED, TenancyError
 from tenancy.management.actor import cli_actor
 from tenancy.management.output import write_json
-from tenancy.services.backups import BackupEntry, BackupReport, backup_tenants, size_text
+from tenancy.services.backups import BackupEntry, BackupReport, backup_tenants
+from tenancy.services.reports import human_size
 
 EPILOG = """
 Each run writes one backup set: OUTPUT/tenant-backup-<UTC time>/ with, per tenant,
@@ -94,8 +95,8 @@ class Command(BaseCommand):
             self.stderr.write(self.style.ERROR(f"{where}: FAILED: {entry.error}"))
             return
         self.stdout.write(
-            f"{where}: {entry.tables} table(s), {size_text(entry.schema_bytes)} on the server "
-            f"-> {entry.dump} ({size_text(entry.dump_bytes)}) in {entry.elapsed_ms} ms"
+            f"{where}: {entry.tables} table(s), {human_size(entry.schema_bytes)} on the server "
+            f"-> {entry.dump} ({human_size(entry.dump_bytes)}) in {entry.elapsed_ms} ms"
         )
 
     def _summary(self, report: BackupReport, verbosity: int) -> None:
@@ -108,7 +109,7 @@ class Command(BaseCommand):
         self.stdout.write(
             style(
                 f"Backed up {summary['succeeded']} of {summary['schemas']} tenant(s), "
-                f"{size_text(summary['dump_bytes'])}, in {summary['elapsed_ms']} ms"
+                f"{human_size(summary['dump_bytes'])}, in {summary['elapsed_ms']} ms"
             )
         )
         if manifest["directory"] and verbosity >= 1:

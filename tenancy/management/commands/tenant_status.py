@@ -10,21 +10,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.names import validate_schema_name
 from tenancy.services import pool, run_records
-from tenancy.services.reports import schema_states
+from tenancy.services.reports import human_size, schema_states
 
 COLUMNS = ("SCHEMA", "STATUS", "APPLIED", "LAST MIGRATION", "APPLIED AT", "PENDING", "FAILED",
            "SIZE", "ACTIVITY")  # fmt: skip
-
-
-def human_size(size: int | None) -> str:
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.0f} {unit}"
-        value /= 1024
-    return f"{size} bytes"  # pragma: no cover
 
 
 def _problems(state: Any) -> list[str]:
@@ -109,7 +98,7 @@ class Command(BaseCommand):
                     s.last_applied_at.strftime("%Y-%m-%d %H:%M") if s.last_applied_at else "-",
                     str(len(s.pending)),
                     "MISSING" if not s.schema_exists else ("yes" if s.failed else "no"),
-                    human_size(s.size_bytes),
+                    human_size(s.size_bytes) if s.size_bytes is not None else "-",
                     str(s.activity_count),
                     *([s.node or "-"] if placed else []),
                 )
