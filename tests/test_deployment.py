@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management import call_command
 from psycopg import sql
 
+from tenancy.engine.names import role_for_schema
 from tests.conftest import (
     TENANCY_TABLES,
     connect,
@@ -82,7 +83,9 @@ def test_steps_2_to_4_create_list_migrate_dry_run(pg):
     assert query(
         "SELECT auth0_org_id, status FROM public.tenant_registry WHERE schema_name = %s", [schema]
     ) == [("org_newcompany456", "active")]
-    role = query("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", [f"tr%\\_{schema}"])
+    with connect() as conn:  # this database's web role (another test database has its own)
+        web = role_for_schema(schema, conn.info.dbname)
+    role = query("SELECT rolname FROM pg_roles WHERE rolname = %s", [web])
     assert len(role) == 1
     # The schema and its tables belong to the tenant's owner role, not to the web role.
     owner = query("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = %s", [schema])

@@ -13,6 +13,7 @@ from django.db import connection as django_connection
 from psycopg import sql
 
 from tenancy.engine.db import close_idle
+from tenancy.engine.names import role_for_schema
 from tenancy.services import reports, runs
 from tenancy.services.tenants import create_tenant
 from tests.conftest import connect, ledger_versions, manage, query, run_command, tables_in
@@ -386,7 +387,8 @@ def test_placeholders_reach_sql_as_quoted_identifiers(public_ready, sql_dir):
     )
     code, out, err = run_command("migrate_tenants", "--tenants", "--verbose")
     assert code == 0, err
-    role = query("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", [f"%\\_{schema}"])[0][0]
+    with connect() as conn:  # this database's role: another test database has its own
+        role = role_for_schema(schema, conn.info.dbname)
     assert f'CREATE TABLE "{schema}".reports' in out
     assert query("SELECT has_table_privilege(%s, %s, 'SELECT')", [role, f"{schema}.reports"]) == [
         (True,)
