@@ -241,6 +241,10 @@ def fresh_database(pg: None) -> Iterator[str]:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     yield name
+    close_idle()
+    # Roles are the server's: those the test's commands made for this database go with it.
+    with psycopg.connect(**{**conf.conninfo(), "dbname": name}, autocommit=True) as conn:
+        drop_roles(conn, name)
     with connect() as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
