@@ -21,7 +21,7 @@ from tenancy.engine.errors import TenancyError
 from tenancy.engine.executor import placeholders
 from tenancy.engine.source import TENANT, discover
 from tenancy.models import AuditLog, MigrationRun, MigrationRunResult, RunStatus, TenantMigration
-from tenancy.services import placement, reports, run_records
+from tenancy.services import fleet, placement, reports, run_records
 from tenancy.services.reports import SchemaState, human_size
 from tenancy.tasks import run_migrations
 
@@ -610,6 +610,7 @@ def fleet_overview(request: HttpRequest) -> dict[str, Any]:
     from tenancy.models import Tenant
 
     states = schema_states_for(request)
+    counts = fleet.scope_counts(states.values())["tenant"]
     by_status = dict(Tenant.objects.values_list("status").annotate(n=Count("id")))
     active = (
         MigrationRun.objects.filter(status__in=ACTIVE_RUN_STATUSES).order_by("started_at").first()
@@ -618,10 +619,10 @@ def fleet_overview(request: HttpRequest) -> dict[str, Any]:
         "fleet": {
             "tenants": sum(by_status.values()),
             "by_status": [(s, by_status.get(s, 0)) for s in ("active", "suspended", "archived")],
-            "pending": sum(1 for s in states.values() if s.pending),
-            "failed": sum(1 for s in states.values() if s.failed),
-            "drifted": sum(1 for s in states.values() if s.drift),
-            "missing": sum(1 for s in states.values() if not s.schema_exists),
+            "pending": counts.with_pending,
+            "failed": counts.failed,
+            "drifted": counts.drifted,
+            "missing": counts.missing,
             "public": public_state_for(request),
             "active_run": active,
             "active_percent": int(100 * active.done_schemas / active.total_schemas)

@@ -7,6 +7,7 @@ states are ``reports.schema_states`` (the admin's overview reads the same), plus
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import psycopg
@@ -48,21 +49,28 @@ class FleetSnapshot:
     last_run: LastRun | None = None
 
 
-def fleet_snapshot() -> FleetSnapshot:
-    states = reports.schema_states(include_public=True)
-    by_status = Counter(s.status for s in states if s.scope == "tenant" and s.status)
-    snapshot = FleetSnapshot(
-        tenants_by_status={**dict.fromkeys(TENANT_STATUSES, 0), **by_status},
-        scopes={scope: ScopeCounts() for scope in ("public", "tenant")},
-    )
+def scope_counts(states: Iterable[reports.SchemaState]) -> dict[str, ScopeCounts]:
+    """Schemas by migration state, per scope (public, tenant): what /metrics exposes and
+    the admin's overview shows."""
+    scopes = {scope: ScopeCounts() for scope in ("public", "tenant")}
     for s in states:
-        counts = snapshot.scopes.setdefault(s.scope, ScopeCounts())
+        counts = scopes.setdefault(s.scope, ScopeCounts())
         counts.schemas += 1
         counts.with_pending += bool(s.pending)
         counts.pending_files += len(s.pending)
         counts.failed += s.failed
         counts.drifted += bool(s.drift)
         counts.missing += not s.schema_exists
+    return scopes
+
+
+def fleet_snapshot() -> FleetSnapshot:
+    states = reports.schema_states(include_public=True)
+    by_status = Counter(s.status for s in states if s.scope == "tenant" and s.status)
+    snapshot = FleetSnapshot(
+        tenants_by_status={**dict.fromkeys(TENANT_STATUSES, 0), **by_status},
+        scopes=scope_counts(states),
+    )
     with connect_ready() as conn:
         snapshot.active_runs, snapshot.last_run = _runs(conn)
         snapshot.pool_size = pool_size(conn)
