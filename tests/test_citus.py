@@ -23,6 +23,7 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
+from tenancy.engine import db
 from tenancy.engine.names import owner_role_for_schema, role_for_schema
 from tests import citus
 from tests.conftest import ROOT, TEST_MIGRATIONS
@@ -539,6 +540,55 @@ def test_converting_a_plain_database_to_citus(fleet):
         "print('status=' + str(Client().get('/', HTTP_HOST='org-old3.localhost').status_code))",
     )  # fmt: skip
     assert "status=200" in page.stdout, page.stdout + page.stderr
+
+
+def test_a_run_during_a_move_waits_for_the_tenant(fleet):
+    # citus_schema_move runs transactions of its own; the move holds the schema's advisory
+    # lock (a run's) through all of them, so a run that comes meanwhile waits for the
+    # tenant instead of failing on Citus' lock ("could not acquire the lock required to
+    # colocate distributed table ...").
+    org = TENANTS[2]
+    schema = schema_of(org)
+    with fleet.cluster.connect() as conn:  # enough rows for the copy to take a while
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.organizations (auth0_org_id, name) "
+                "SELECT 'bulk' || g, 'Bulk' FROM generate_series(1, 200000) g"
+            ).format(sql.Identifier(schema))
+        )
+    target = next(w.address for w in fleet.cluster.workers if w.address != fleet.nodes()[schema])
+    env = {**os.environ, "EMPLOYER_PORTAL_DB_URL": fleet.cluster.url}
+    env.pop("DATABASE_URL", None)
+    env["TENANCY_MIGRATIONS_DIR"] = str(fleet.migrations)
+    move = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "tenant_move", org, "--node", target],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    held = []
+    deadline = time.monotonic() + 30
+    while move.poll() is None and time.monotonic() < deadline and not held:
+        held = fleet.query(
+            "SELECT 1 FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
+            "WHERE a.query LIKE 'SELECT citus_schema_move%%' AND l.locktype = 'advisory' "
+            "AND l.granted AND l.classid = %s AND l.objid = hashtext(%s)::oid",
+            [db.LOCK_NAMESPACE, schema],
+        )
+    fleet.add_file(
+        "010_during_move.sql",
+        "-- UP\nALTER TABLE departments ADD COLUMN moved_note text;\n"
+        "-- DOWN\nALTER TABLE departments DROP COLUMN moved_note;\n",
+    )
+    run = fleet.manage("migrate_tenants", "--tenant", org)
+    out, err = move.communicate(timeout=300)
+    assert held, "the move did not hold the schema's lock"
+    assert move.returncode == 0, err
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert fleet.nodes()[schema] == target
+    assert fleet.query(
+        "SELECT count(*) FROM public.tenant_migrations "
+        "WHERE tenant_schema = %s AND migration_version = '010'",
+        [schema],
+    ) == [(1,)]
 
 
 def test_a_dropped_tenant_leaves_nothing_on_any_node(fleet):

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from tenancy.engine.citus import spread_over_nodes
+from tenancy.services.placement import PlacementError, _parse_node
 from tenancy.services.tenants import create_tenant
 from tests.conftest import run_command
 
@@ -49,3 +50,11 @@ def test_reports_show_no_node_off_citus(public_ready):
     assert json.loads(out)[0]["node"] is None
     code, out, _ = run_command("tenant_status", "--format", "json")
     assert json.loads(out)[0]["node"] is None
+
+
+def test_a_node_is_host_and_ascii_port():
+    workers = ["10.0.0.5:5432"]
+    assert _parse_node(" 10.0.0.5:5432\n", workers) == ("10.0.0.5", 5432)
+    for bad in ["garbage", ":5432", "10.0.0.5:+5432", "10.0.0.5:\u0665\u0664\u0663\u0662"]:
+        with pytest.raises(PlacementError, match="expected HOST:PORT"):
+            _parse_node(bad, workers)

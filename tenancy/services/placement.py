@@ -26,7 +26,7 @@ from tenancy.engine.citus import (
 )
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.names import owner_group_role, owner_role_for_schema, role_for_schema
-from tenancy.services.infrastructure import connect_ready
+from tenancy.services.infrastructure import connect_ready, require_session
 from tenancy.services.lifecycle import get_tenant
 
 # Citus' shard transfer modes: 'auto' copies with logical replication while writes go on
@@ -65,8 +65,8 @@ class Move:
 
 
 def _parse_node(node: str, workers: list[str]) -> tuple[str, int]:
-    host, _, port = node.rpartition(":")
-    if not host or not port.isdigit():
+    host, _, port = node.strip().rpartition(":")
+    if not host or not (port.isascii() and port.isdigit()):
         raise PlacementError(f"Node {node!r}: expected HOST:PORT, e.g. 10.0.0.5:5432.")
     if node_name(host, int(port)) not in workers:
         listed = ", ".join(workers) or "none"
@@ -107,13 +107,15 @@ def move_tenant(ident: str, node: str, *, mode: str = "auto", actor: str) -> Mov
 
 
 def _move(conn: psycopg.Connection, schema: str, host: str, port: int, mode: str) -> None:
-    # citus_schema_move runs its own transactions, so the schema's advisory lock (the one
-    # a migration run holds) is only checked here, not held through the move.
-    with conn.transaction():
-        if not db.try_xact_lock(conn, schema):
-            raise PlacementError(
-                f"A migration run is working on {schema} right now; move it when it is done."
-            )
+    # citus_schema_move runs transactions of its own, so the schema's advisory lock (the
+    # one a migration run takes) is held at session level through the whole move: a run
+    # that comes meanwhile waits for the tenant (as for another run) instead of failing on
+    # Citus' own lock ("could not acquire the lock required to colocate ...").
+    require_session(f"Moving {schema}")
+    if not db.try_lock(conn, schema):
+        raise PlacementError(
+            f"A migration run is working on {schema} right now; move it when it is done."
+        )
     try:
         conn.execute(
             "SELECT citus_schema_move(%s::regnamespace, %s, %s, %s::citus.shard_transfer_mode)",
@@ -121,6 +123,9 @@ def _move(conn: psycopg.Connection, schema: str, host: str, port: int, mode: str
         )
     except psycopg.Error as exc:
         raise PlacementError(f"Moving {schema} failed: {_blocked_reason(exc)}") from exc
+    finally:
+        if not conn.closed and not conn.broken:
+            db.unlock(conn, schema)
 
 
 def _blocked_reason(exc: psycopg.Error) -> str:
@@ -131,6 +136,8 @@ def _blocked_reason(exc: psycopg.Error) -> str:
             "wal_level = logical on every node, or pass --mode block_writes (the tenant's "
             "writes wait while its tables copy)."
         )
+    if "disk stats" in text or "connection to the remote node" in text:
+        return f"{text}. Is every worker node up and reachable from the coordinator?"
     if "replica identity" in text.lower():
         return f"{text}. Pass --mode block_writes, or give every table a primary key."
     return text
