@@ -33,9 +33,11 @@ run: install
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 # Two workers (pytest-xdist), each with its own test database; PYTEST_WORKERS=0 runs serially.
+# loadfile: a test file runs whole, in order, on one worker (test_citus*.py are scenarios on
+# one shared cluster, each test building on the one before).
 PYTEST_WORKERS ?= 2
 test: install test-deps
-	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Real parts the tests start: Debian's chromium (the browser tests, driven by Playwright;
 # never `playwright install`, its downloads are not reachable) and Debian's pgbouncer (the

@@ -591,6 +591,25 @@ def test_a_run_during_a_move_waits_for_the_tenant(fleet):
     ) == [(1,)]
 
 
+def test_a_file_citus_refuses_is_refused_before_any_tenant(fleet):
+    path = fleet.migrations / "tenant" / "099_stamp_trigger.sql"
+    path.write_text(
+        "-- UP\nCREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RETURN NEW; END $$;\n"
+        "CREATE TRIGGER stamped BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION stamp();\n"
+        "-- DOWN\nDROP TRIGGER stamped ON users;\nDROP FUNCTION stamp();\n"
+    )
+    try:
+        before = fleet.query("SELECT count(*) FROM public.tenant_migrations")
+        run = fleet.manage("migrate_tenants", "--jobs", "2")
+        assert run.returncode == 1
+        assert "citus-trigger" in run.stderr and "Refused" in run.stderr, run.stderr
+        assert fleet.query("SELECT count(*) FROM public.tenant_migrations") == before
+        assert fleet.query("SELECT count(*) FROM pg_proc WHERE proname = 'stamp'") == [(0,)]
+    finally:
+        path.unlink()
+
+
 def test_a_dropped_tenant_leaves_nothing_on_any_node(fleet):
     org = TENANTS[-1]
     schema = schema_of(org)

@@ -9,7 +9,7 @@ tables are written by ``run_records``; the infrastructure and connections come f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -243,11 +243,13 @@ def fit_jobs(conn: psycopg.Connection, jobs: int) -> tuple[int, str | None]:
     )
 
 
-def check_files(plan: Plan, severities: Mapping[str, str]) -> tuple[list[str], list[str]]:
+def check_files(
+    plan: Plan, severities: Mapping[str, str], refusing: Collection[str] = ()
+) -> tuple[list[str], list[str]]:
     """(refusals, lint warnings) of the plan's pending files, linted with ``severities``
     (``lint_severities``). A refusal (transaction control, session state, a tenant file
-    reaching outside its schema) stops the whole run before anything runs; warnings are
-    printed. Every problem is listed at once."""
+    reaching outside its schema, and an error of a lint rule in ``refusing``) stops the
+    whole run before anything runs; warnings are printed. Every problem is listed at once."""
     pending = {(m.scope, m.version): m for s in plan.schemas for m in s.pending}
     if not pending:
         return [], []
@@ -263,7 +265,9 @@ def check_files(plan: Plan, severities: Mapping[str, str]) -> tuple[list[str], l
         problems = rules.lint(context, severities)
     except rules.LintConfigError as exc:
         raise RunError(f"TENANCY['LINT']: {exc}") from exc
-    return [], [str(p) for p in problems if p.path not in applied]
+    found = [p for p in problems if p.path not in applied]
+    refused = [p for p in found if p.rule in refusing and p.severity == rules.ERROR]
+    return [str(p) for p in refused], [str(p) for p in found if p not in refused]
 
 
 def lint_severities(conn: psycopg.Connection | None) -> dict[str, str]:
@@ -412,7 +416,9 @@ def _refused(conn: psycopg.Connection, request: RunRequest, report: RunReport) -
     """Files that break the refusal rules, drift, missing and out-of-order files stop the
     run before anything runs (and are recorded, unless this is a dry run)."""
     assert report.plan is not None
-    rejected, report.warnings = check_files(report.plan, lint_severities(conn))
+    # On Citus what Citus refuses would fail in every tenant: refused here, before any.
+    refusing = rules.CITUS_RULES if db.citus(conn) else ()
+    rejected, report.warnings = check_files(report.plan, lint_severities(conn), refusing)
     report.refused = rejected + refusals(
         report.plan,
         allow_missing=request.allow_missing,

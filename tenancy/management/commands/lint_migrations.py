@@ -22,7 +22,7 @@ refusal rules (always errors; the engine will not run such a file):
   {", ".join(rules.REFUSAL_RULES)}
 safety rules (severity from settings TENANCY["LINT"]; "-- lint: ignore <rule>" above a
 statement or at the end of its first line silences one; the citus-* rules are off unless
---citus or a Citus coordinator):
+--citus; migrate_tenants turns them on by itself on a Citus coordinator):
 {_SAFETY}
   squawk:<rule> (warning): squawk's rules, except those ours replace or that do not fit
 See docs/migrations.md.
