@@ -626,3 +626,15 @@ def test_a_dropped_tenant_leaves_nothing_on_any_node(fleet):
             fleet.query("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [roles], node=node)
             == []
         )
+
+
+def test_tenancy_check_names_the_cluster_and_a_worker_that_is_down(fleet):
+    """Last: it stops a worker (the module's cluster ends after it)."""
+    healthy = fleet.manage("tenancy_check", "--format", "json")
+    checks = {c["name"]: c for c in json.loads(healthy.stdout)["checks"]}
+    assert checks["citus"]["status"] == "ok", healthy.stdout
+    assert sorted(checks["citus"]["workers"]) == sorted(w.address for w in fleet.cluster.workers)
+    citus._stop_node(fleet.cluster.workers[1])
+    down = fleet.manage("tenancy_check")
+    assert down.returncode == 1
+    assert f"not answering: {fleet.cluster.workers[1].address}" in down.stdout + down.stderr

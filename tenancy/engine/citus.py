@@ -107,3 +107,14 @@ def replicate_shared_tables(conn: psycopg.Connection, owner_group: str) -> list[
     for table in tables:
         conn.execute("SELECT create_reference_table(%s)", [table])
     return tables
+
+
+def unreachable_workers(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(node, what Citus said) for each active worker the coordinator cannot run a query
+    on; empty off Citus or when all answer."""
+    if not db.citus(conn):
+        return []
+    rows = conn.execute(
+        "SELECT nodename, nodeport, success, result FROM run_command_on_workers('SELECT 1')"
+    ).fetchall()
+    return [(node_name(host, port), result) for host, port, ok, result in rows if not ok]

@@ -18,7 +18,7 @@ import psycopg
 from django.conf import settings
 
 from tenancy import conf
-from tenancy.engine import db
+from tenancy.engine import citus, db
 from tenancy.engine.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING, RunError
 from tenancy.engine.plan import Plan
 from tenancy.engine.source import PUBLIC, TENANT, SourceError
@@ -167,10 +167,28 @@ def check() -> Health:
     health.checks.append(Check("server", OK, f"PostgreSQL {engine.version}", version))
     with db.connect({**conf.conninfo(), "connect_timeout": CONNECT_TIMEOUT_S}) as conn:
         ready = infrastructure.infrastructure_ready(conn)
+        cluster = citus_check(conn)
+    health.checks += [cluster] if cluster else []
     health.checks.append(infrastructure_check(ready))
     health.checks += work_checks(ready)
     health.checks.append(pooler_check(probes))
     return health
+
+
+def citus_check(conn: psycopg.Connection) -> Check | None:
+    """On a Citus coordinator: its workers, and whether each answers (a run needs them all:
+    tenant DDL changes metadata every node holds). None on a plain server."""
+    if not db.citus(conn):
+        return None
+    workers = citus.worker_nodes(conn)
+    down = citus.unreachable_workers(conn)
+    details = {"workers": workers, "unreachable": [node for node, _ in down]}
+    if down:
+        said = "; ".join(f"{node}: {why}" for node, why in down)
+        message = f"Citus coordinator; worker(s) not answering: {said}"
+        return Check("citus", FAILED, message, details)
+    return Check("citus", OK, f"Citus coordinator, {len(workers)} worker(s): "
+                 + ", ".join(workers), details)  # fmt: skip
 
 
 def infrastructure_check(ready: bool) -> Check:
