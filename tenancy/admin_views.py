@@ -1063,9 +1063,6 @@ def move_message(move: placement.Move) -> str:
     )
 
 
-REBALANCE_ACTIVE_STATES = ("scheduled", "running", "cancelling", "failing")
-
-
 def rebalance_rows(jobs: list[placement.RebalanceJob]) -> list[dict[str, Any]]:
     """The rebalancer's jobs for the page: state, times, task counts and a percentage."""
     rows = []
@@ -1080,7 +1077,7 @@ def rebalance_rows(jobs: list[placement.RebalanceJob]) -> list[dict[str, Any]]:
             {
                 "job_id": job.job_id,
                 "state": badge(job.state, kind or "quiet"),
-                "active": job.state in REBALANCE_ACTIVE_STATES,
+                "active": job.state in placement.REBALANCE_ACTIVE_STATES,
                 "started": when(job.started_at),
                 "finished": when(job.finished_at),
                 "tasks": ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "—",

@@ -518,13 +518,13 @@ def test_a_run_records_each_schema_as_it_goes_and_once(public_ready):
         recorder.on_result(failed)  # the first is saved at once
         rows = (
             "SELECT tenant_schema, status, error FROM tenant_migration_run_results "
-            f"WHERE run_id = {int(run_id)}"
+            "WHERE run_id = %s"
         )
-        assert query(rows) == [("tenant_org_a1", "failed", "boom")]
+        assert query(rows, [run_id]) == [("tenant_org_a1", "failed", "boom")]
         done = SchemaResult("tenant_org_b1", "succeeded", ["001"])
         recorder.on_result(done)  # the last is saved at once too
         run_records.finish_run(conn, run_id, [failed, done], status="failed")
-    assert sorted(query(rows)) == [
+    assert sorted(query(rows, [run_id])) == [
         ("tenant_org_a1", "failed", "boom"),
         ("tenant_org_b1", "succeeded", None),
     ]

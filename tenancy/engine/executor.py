@@ -249,10 +249,13 @@ class Executor:
         return all the time."""
         conn = db.connect(self.conninfo)
         conn.prepare_threshold = None
-        if db.citus(conn):
+        if db.citus(conn) and not self.options.transaction_pooler:
             # The connection works as one tenant owner after another, and Citus would keep
             # a worker connection open for each of them: 1,000 tenants, 1,000 connections
-            # on a worker. This connection is the engine's own, so the setting stays here.
+            # on a worker. A direct connection is the engine's own, so the setting may stay
+            # for its session; through a transaction pooler it would outlive the run on a
+            # server connection others share, so it is not set there (the pooler's few
+            # server connections bound what they cache).
             conn.execute("SET citus.max_cached_conns_per_worker TO 0")
         with self._queue_lock:
             self._conns.add(conn)

@@ -40,6 +40,10 @@ NOT_CITUS = (
 )
 
 
+# States of a rebalancer job that is still at work (it can be stopped, or is stopping).
+REBALANCE_ACTIVE_STATES = ("scheduled", "running", "cancelling", "failing")
+
+
 class PlacementError(TenancyError):
     """A placement change refused or failed; the message says why."""
 
@@ -238,8 +242,8 @@ def stop_rebalance(*, actor: str) -> bool:
         if not db.citus(conn):
             raise PlacementError(NOT_CITUS)
         running = conn.execute(
-            "SELECT count(*) FROM citus_rebalance_status() "
-            "WHERE state::text IN ('scheduled', 'running', 'cancelling')"
+            "SELECT count(*) FROM citus_rebalance_status() WHERE state::text = ANY(%s)",
+            [list(REBALANCE_ACTIVE_STATES)],
         ).fetchone()
         if not (running and running[0]):
             return False
