@@ -278,6 +278,10 @@ TENANCY = {
     "ALERT_RETRIES": _int("TENANCY_ALERT_RETRIES", 2),
     # /metrics (Prometheus) answers this bearer token, or a logged-in staff user.
     "METRICS_TOKEN": env.str("TENANCY_METRICS_TOKEN", default=""),
+    # A migration file over this size, or of more statements, is refused in one line
+    # before it is parsed (parsing is the slow part of a dry run and of lint).
+    "MAX_FILE_BYTES": _int("TENANCY_MAX_FILE_BYTES", 5 * 1024 * 1024, 1),
+    "MAX_STATEMENTS": _int("TENANCY_MAX_STATEMENTS", 10_000, 1),
 }
 # The same alerts are mailed to ADMINS (comma-separated addresses) through EMAIL_URL
 # (django-environ's form, e.g. smtp+tls://user:password@smtp.example.com:587).

@@ -112,7 +112,7 @@ def tenant_page_context(
             values = placeholders(schema, str(conf.conninfo()["dbname"]))
             pending = [
                 PendingFile(m.version, m.name, m.transactional, statements.render(m.up_sql, values))
-                for m in discover(conf.migrations_dir(), TENANT)
+                for m in discover(conf.migrations_dir(), TENANT, conf.source_limits())
                 if m.name in names
             ]
     except TenancyError as exc:

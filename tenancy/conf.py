@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import connections
 
 from tenancy.engine.executor import Options
+from tenancy.engine.source import Limits
 
 DEFAULTS: dict[str, Any] = {
     "MIGRATIONS_DIR": Path(settings.BASE_DIR) / "migrations_sql",
@@ -28,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
     "ALERT_RETRIES": 2,
     # Bearer token of the Prometheus endpoint (tenancy/metrics.py); "" allows staff only.
     "METRICS_TOKEN": "",
+    # What a migration file may be (engine/source.py Limits): refused in one line beyond.
+    "MAX_FILE_BYTES": 5 * 1024 * 1024,
+    "MAX_STATEMENTS": 10_000,
 }
 
 
@@ -37,6 +41,11 @@ def setting(name: str) -> Any:
 
 def migrations_dir() -> Path:
     return Path(setting("MIGRATIONS_DIR"))
+
+
+def source_limits() -> Limits:
+    """What a migration file may be (size, statements), from the settings."""
+    return Limits(int(setting("MAX_FILE_BYTES")), int(setting("MAX_STATEMENTS")))
 
 
 def lint_severities() -> dict[str, str]:

@@ -78,6 +78,7 @@ def test_creation_steps_are_the_documented_ones():
         "register",
         "add domain",
         "audit",
+        "commit as owner",
     ]
 
 

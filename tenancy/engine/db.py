@@ -166,24 +166,44 @@ def search_path_value(schema: str) -> str:
     return f"{sql.Identifier(schema).as_string()}, public"
 
 
-def settings_statement(
-    conn: psycopg.Connection, schema: str, lock_timeout_ms: int, *, local: bool = True
-) -> sql.Composed:
-    """``search_path`` (the schema, then public) and ``lock_timeout`` as one statement."""
+# The engine's own search_path, whenever it is not running a tenant's file: never a tenant
+# schema (an operator or function a tenant defines there would be resolved in the engine's
+# queries, with its authority: a tenant ``=`` for (varchar, varchar) beats pg_catalog's
+# (text, text) for a varchar column whatever the order), and the session's temporary schema
+# named last, so that a temporary table cannot stand in for a catalog or public table (left
+# out of the path, pg_temp is searched first for relations, even before pg_catalog).
+ENGINE_SEARCH_PATH = "public, pg_temp"
+
+
+def engine_settings(lock_timeout_ms: int, *, local: bool = True) -> sql.Composed:
+    """The engine's ``search_path`` and ``lock_timeout`` as one statement."""
     return sql.SQL(
         "SELECT set_config('search_path', {}, {}), set_config('lock_timeout', {}, {})"
     ).format(
-        sql.Literal(search_path_value(schema)),
+        sql.Literal(ENGINE_SEARCH_PATH),
         sql.Literal(local),
         sql.Literal(f"{lock_timeout_ms}ms"),
         sql.Literal(local),
     )
 
 
-def configure(
-    conn: psycopg.Connection, schema: str, lock_timeout_ms: int, *, local: bool = True
-) -> None:
-    conn.execute(settings_statement(conn, schema, lock_timeout_ms, local=local))
+def engine_search_path() -> sql.Composed:
+    """Back to the engine's ``search_path`` for the rest of the transaction."""
+    return sql.SQL("SELECT set_config('search_path', {}, true)").format(
+        sql.Literal(ENGINE_SEARCH_PATH)
+    )
+
+
+def tenant_search_path(schema: str, *, local: bool = True) -> sql.Composed:
+    """The schema's own ``search_path`` (the schema, then public), for its files only."""
+    return sql.SQL("SELECT set_config('search_path', {}, {})").format(
+        sql.Literal(search_path_value(schema)), sql.Literal(local)
+    )
+
+
+def configure(conn: psycopg.Connection, lock_timeout_ms: int) -> None:
+    """The engine's settings for the rest of the open transaction."""
+    conn.execute(engine_settings(lock_timeout_ms))
 
 
 def lock_timeout_statement(lock_timeout_ms: int) -> sql.Composed:
@@ -195,14 +215,15 @@ def lock_timeout_statement(lock_timeout_ms: int) -> sql.Composed:
 
 def begin_locked(conn: psycopg.Connection, schema: str, lock_timeout_ms: int) -> sql.Composed:
     """``BEGIN`` and, in the same round trip, the schema's transaction-level lock (freed by
-    COMMIT or ROLLBACK) with the session settings. Its second result is the lock's."""
+    COMMIT or ROLLBACK) with the engine's settings. Its second result is the lock's."""
     return sql.SQL(
-        "BEGIN; SELECT pg_try_advisory_xact_lock({}, hashtext({})), "
-        "set_config('search_path', {}, true), set_config('lock_timeout', {}, true)"
+        "BEGIN; SELECT pg_catalog.pg_try_advisory_xact_lock({}, pg_catalog.hashtext({})), "
+        "pg_catalog.set_config('search_path', {}, true), "
+        "pg_catalog.set_config('lock_timeout', {}, true)"
     ).format(
         sql.Literal(LOCK_NAMESPACE),
         sql.Literal(schema),
-        sql.Literal(search_path_value(schema)),
+        sql.Literal(ENGINE_SEARCH_PATH),
         sql.Literal(f"{lock_timeout_ms}ms"),
     )
 

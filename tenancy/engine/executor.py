@@ -474,7 +474,7 @@ class Executor:
         transaction of their own (``BEGIN`` with the session settings), else in the open
         one."""
         if begin:
-            settings = db.settings_statement(conn, schema, self.options.lock_timeout_ms)
+            settings = db.engine_settings(self.options.lock_timeout_ms)
             conn.execute(sql.SQL("BEGIN; {}").format(settings))
         if self.options.fake:
             record_in_transaction(
@@ -552,15 +552,17 @@ class Executor:
         transaction to scope them to), reset afterwards unless the connection is gone."""
         owner = tenant_owner(schema, conn.info.dbname)
         try:
-            db.configure(conn, schema, self.options.lock_timeout_ms, local=False)
+            conn.execute(db.lock_timeout_statement(self.options.lock_timeout_ms))
             if owner:
                 conn.execute(_as_owner(conn, owner, local=False))
+            conn.execute(db.tenant_search_path(schema, local=False))
             yield
         finally:
             if not conn.closed and not conn.broken:
-                # RESET ALL: a file run outside a transaction may SET what it needs.
+                # RESET ALL: a file run outside a transaction may SET what it needs; its
+                # temporary objects go before the login user is back (see _leave_file).
                 back = _back_to_login(conn, local=False) if owner else sql.SQL("SELECT 1")
-                conn.execute(sql.SQL("{}; RESET ROLE; RESET ALL").format(back))
+                conn.execute(sql.SQL("DISCARD TEMP; {}; RESET ROLE; RESET ALL").format(back))
 
     def _run_alone(
         self, conn: psycopg.Connection, schema: str, parts: list[str], result: SchemaResult
@@ -690,15 +692,16 @@ class Executor:
     def _undo_transaction(self, conn: psycopg.Connection, schema: str, batch: list[_Undo]) -> None:
         owner = tenant_owner(schema, conn.info.dbname)
         with conn.transaction():
-            db.configure(conn, schema, self.options.lock_timeout_ms)
+            db.configure(conn, self.options.lock_timeout_ms)
             for undo in batch:
                 self.emit(Event("sql", schema, sql=undo.text, message=undo.name))
                 try:
-                    run_file(conn, undo.text, owner)
+                    run_file(conn, schema, undo.text, owner)
                 except FileFailed as exc:
                     raise MigrationError(None, f"{undo.name} (DOWN): {exc}") from exc
-                conn.execute(_leave_file(conn, owner))
+                conn.execute(_leave_file(conn, schema, owner))
                 ledger.delete(conn, schema, [undo.version])
+            conn.execute(seal(conn, schema, owner))
 
     def _undo_alone(
         self, conn: psycopg.Connection, schema: str, undo: _Undo, result: SchemaResult
@@ -816,13 +819,12 @@ def _back_to_login(conn: psycopg.Connection, *, local: bool = True) -> sql.Compo
     return sql.SQL("SELECT set_config('role', 'none', {})").format(sql.Literal(local))
 
 
-def run_file(conn: psycopg.Connection, text: str, owner: str | None) -> None:
-    """Run a migration's SQL in the open transaction, under ``owner`` when given (the role
-    ends with the transaction, or at ``_leave_file``), in one round trip. A savepoint
-    before it lets a failure be replayed statement by statement to name the culprit."""
-    enter = [sql.SQL("SAVEPOINT {}").format(sql.Identifier(SAVEPOINT))]
-    if owner:
-        enter.append(_as_owner(conn, owner))
+def run_file(conn: psycopg.Connection, schema: str, text: str, owner: str | None) -> None:
+    """Run a migration's SQL in the open transaction, under ``owner`` when given and with
+    the schema's search_path (both end at ``_leave_file``, or with the transaction), in one
+    round trip. A savepoint before it lets a failure be replayed statement by statement to
+    name the culprit."""
+    enter = _enter_file(conn, schema, owner)
     try:
         if db.citus(conn):
             # Citus sends a DDL statement's query text on to the workers, so a file sent
@@ -835,19 +837,75 @@ def run_file(conn: psycopg.Connection, text: str, owner: str | None) -> None:
     except errors.LockNotAvailable:
         raise
     except psycopg.Error as exc:
-        raise FileFailed(_locate_failure(conn, text, owner, exc)) from exc
+        raise FileFailed(_locate_failure(conn, schema, text, owner, exc)) from exc
 
 
-def _leave_file(conn: psycopg.Connection, owner: str | None) -> sql.Composed:
-    """Release the file's savepoint and, after a tenant file, be the login user again."""
-    parts = [sql.SQL("RELEASE SAVEPOINT {}").format(sql.Identifier(SAVEPOINT))]
+def _tenant_context(
+    conn: psycopg.Connection, schema: str, owner: str | None
+) -> list[sql.Composable]:
+    """Become the tenant (its owner role, its search_path) for what follows."""
+    parts: list[sql.Composable] = [_as_owner(conn, owner)] if owner else []
+    if schema != PUBLIC_SCHEMA:
+        parts.append(db.tenant_search_path(schema))
+    return parts
+
+
+def _enter_file(conn: psycopg.Connection, schema: str, owner: str | None) -> list[sql.Composable]:
+    savepoint = sql.SQL("SAVEPOINT {}").format(sql.Identifier(SAVEPOINT))
+    return [savepoint, *_tenant_context(conn, schema, owner)]
+
+
+def _leave_file(conn: psycopg.Connection, schema: str, owner: str | None) -> sql.Composed:
+    """Release the file's savepoint and be the engine again: the login user, the engine's
+    search_path (no tenant schema in it), and none of the temporary objects the file made
+    (a temporary table outlives the transaction on the connection, where it would stand in
+    for a table of the same name in the engine's later queries). Deferred triggers stay
+    queued: nothing fires them until ``seal``, which runs them as the owner."""
+    parts: list[sql.Composable] = []
+    if schema != PUBLIC_SCHEMA:
+        parts.append(sql.SQL("DISCARD TEMP"))
+    parts.append(sql.SQL("RELEASE SAVEPOINT {}").format(sql.Identifier(SAVEPOINT)))
     if owner:
         parts.append(_back_to_login(conn))
+    parts.append(db.engine_search_path())
     return sql.SQL("; ").join(parts)
 
 
+def seal(conn: psycopg.Connection, schema: str, owner: str | None) -> sql.Composed:
+    """The last statement before the COMMIT of a transaction that ran a tenant's files: be
+    the tenant's owner again and fire what the files deferred now (deferred constraint
+    triggers), so that it runs with the owner's rights and search_path, not the engine's;
+    the transaction then stays the owner's, so anything deferred again while those fire
+    (a trigger may defer its own writes), or anything COMMIT itself runs, is the owner's
+    too. The role and search_path are transaction-local: COMMIT ends them. Nothing but
+    COMMIT (or ROLLBACK) may follow. For public (no owner) it is a plain statement."""
+    if owner is None or db.citus(conn):
+        # Public files run as the login user anyway. On Citus a schema is built as the
+        # login user (apply_to_new_schema): see docs/scale-out.md.
+        return sql.SQL("SET CONSTRAINTS ALL IMMEDIATE")
+    return sql.SQL("; ").join(
+        [
+            *_tenant_context(conn, schema, owner),
+            sql.SQL("SET CONSTRAINTS ALL IMMEDIATE"),
+            sql.SQL("DISCARD TEMP"),
+        ]
+    )
+
+
+def fire_deferred(conn: psycopg.Connection, schema: str, owner: str | None) -> None:
+    """``seal`` in the middle of a transaction that goes on with the engine's own work (a
+    creation registers the tenant after its files): what the files deferred fires now, as
+    the owner, then the engine is back. The caller still ends with ``seal``."""
+    conn.execute(sql.SQL("{}; {}").format(seal(conn, schema, owner), _engine_again(conn, owner)))
+
+
+def _engine_again(conn: psycopg.Connection, owner: str | None) -> sql.Composed:
+    parts: list[sql.Composable] = [_back_to_login(conn)] if owner and not db.citus(conn) else []
+    return sql.SQL("; ").join([*parts, db.engine_search_path()])
+
+
 def _locate_failure(
-    conn: psycopg.Connection, text: str, owner: str | None, exc: psycopg.Error
+    conn: psycopg.Connection, schema: str, text: str, owner: str | None, exc: psycopg.Error
 ) -> str:
     """Replay the file from its savepoint one statement at a time, inside the transaction
     that is about to be rolled back anyway, to say which statement failed."""
@@ -855,8 +913,9 @@ def _locate_failure(
         return _error_text(exc)
     try:
         conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(sql.Identifier(SAVEPOINT)))
-        if owner:
-            conn.execute(_as_owner(conn, owner))
+        context = _tenant_context(conn, schema, owner)
+        if context:
+            conn.execute(sql.SQL("; ").join(context))
         parts = statements.split(text)
         for index, statement in enumerate(parts, 1):
             try:
@@ -875,10 +934,10 @@ def _statement_label(index: int, parts: list[str]) -> str:
 
 
 def _execute_migration(
-    conn: psycopg.Connection, migration: Migration, text: str, owner: str | None
+    conn: psycopg.Connection, schema: str, migration: Migration, text: str, owner: str | None
 ) -> None:
     try:
-        run_file(conn, text, owner)
+        run_file(conn, schema, text, owner)
     except FileFailed as exc:
         raise MigrationError(migration, str(exc)) from exc
 
@@ -921,10 +980,10 @@ def apply_in_transaction(
     commit: bool = False,
 ) -> None:
     """Apply ``migrations`` to ``schema`` in the caller's open transaction, whose
-    search_path and lock_timeout are the schema's already (``db.begin_locked``,
-    ``db.settings_statement``), and record them in the ledger; with ``commit``, the last
-    ledger row travels with the ``COMMIT``. ``on_sql`` sees each file's SQL before it runs.
-    A schema built in the same transaction uses ``apply_to_new_schema``."""
+    search_path and lock_timeout are the engine's already (``db.begin_locked``,
+    ``db.engine_settings``), and record them in the ledger; with ``commit``, the last
+    ledger row travels with ``seal`` and the ``COMMIT``. ``on_sql`` sees each file's SQL
+    before it runs. A schema built in the same transaction uses ``apply_to_new_schema``."""
 
     def text_of(m: Migration) -> str:
         text = _render(m, ids)
@@ -954,10 +1013,11 @@ def apply_to_new_schema(
     actor: str,
 ) -> None:
     """Build a schema created in the caller's open transaction (a new tenant, tenant_verify's
-    reference): set its search_path and lock_timeout, apply every file and record it.
-    Every table is empty, so the statements that cannot run in a transaction are built
-    non-concurrently instead. The caller commits (or rolls back)."""
-    db.configure(conn, schema, lock_timeout_ms)
+    reference): set the engine's search_path and lock_timeout, apply every file and record
+    it, then fire what the files deferred (``fire_deferred``). Every table is empty, so the
+    statements that cannot run in a transaction are built non-concurrently instead. The
+    caller ends the transaction with ``seal`` before it commits (or rolls back)."""
+    db.configure(conn, lock_timeout_ms)
 
     def text_of(m: Migration) -> str:
         text = _render(m, ids)
@@ -980,6 +1040,7 @@ def apply_to_new_schema(
         record=_Recording(actor, None),
         then=None,
     )
+    fire_deferred(conn, schema, owner)
     if adopt and owner:
         web_role = role_for_schema(schema, conn.info.dbname)
         for statement in [
@@ -1029,20 +1090,27 @@ def _run_and_record(
     then: sql.Composable | None,
 ) -> None:
     """Each file (``text_of`` gives its SQL) as ``owner`` (None: the login user), then its
-    ledger row, which shares its round trip with what follows it: the settings again
-    before the next file (a file may change search_path), ``then`` after the last."""
+    ledger row, written by the engine with its own settings (``_leave_file``), which shares
+    its round trip with what follows it: the lock_timeout again before the next file (a
+    file may change it), ``seal`` and ``then`` after the last when ``then`` is given."""
     for index, m in enumerate(migrations):
         started = time.monotonic()
-        _execute_migration(conn, m, text_of(m), owner)
+        _execute_migration(conn, schema, m, text_of(m), owner)
         row = ledger.record_statement(
             schema, m, elapsed_ms=_ms_since(started), actor=record.actor, run_id=record.run_id
         )
+        after: list[sql.Composable] = []
         if index + 1 < len(migrations):
-            after: sql.Composable | None = db.settings_statement(conn, schema, lock_timeout_ms)
-        else:
-            after = then
-        parts = [_leave_file(conn, owner), row, *([after] if after is not None else [])]
-        conn.execute(sql.SQL("; ").join(parts))
+            after = [db.engine_settings(lock_timeout_ms)]
+        elif then is not None:
+            after = [seal(conn, schema, owner), then]
+        try:
+            conn.execute(sql.SQL("; ").join([_leave_file(conn, schema, owner), row, *after]))
+        except errors.LockNotAvailable:
+            raise
+        except psycopg.Error as exc:
+            # The file ran; what it deferred failed when fired (or the ledger row did).
+            raise MigrationError(m, f"at the end of its transaction: {_error_text(exc)}") from exc
 
 
 def _in_transaction(migration: Migration, statement: str) -> str:

@@ -181,3 +181,26 @@ def revoke_public_create(conn: psycopg.Connection) -> None:
     ).fetchone()
     if row and row[0]:
         conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+
+
+def revoke_public_temp(conn: psycopg.Connection) -> None:
+    """No role may create temporary objects merely by existing (PostgreSQL grants TEMPORARY
+    on a database to PUBLIC): a tenant's owner role must not. A temporary table or view a
+    tenant file made would stay on the engine's connection after the file, where it is
+    searched before pg_catalog and public for relation names: a temporary view called
+    ``pg_namespace`` would run the tenant's functions in the engine's next catalog query,
+    with the engine's authority. The connecting user keeps the right."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_database d, aclexplode(d.datacl) a "
+        "WHERE d.datname = current_database() AND a.grantee = 0 "
+        "AND a.privilege_type = 'TEMPORARY') OR "
+        "(SELECT datacl IS NULL FROM pg_database WHERE datname = current_database())"
+    ).fetchone()
+    if row and row[0]:
+        database = sql.Identifier(conn.info.dbname)
+        conn.execute(
+            sql.SQL(
+                "REVOKE TEMPORARY ON DATABASE {0} FROM PUBLIC; "
+                "GRANT TEMPORARY ON DATABASE {0} TO CURRENT_USER"
+            ).format(database)
+        )

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 
 from tenancy.engine import ledger
-from tenancy.engine.source import PUBLIC, TENANT, Migration, discover
+from tenancy.engine.source import DEFAULT_LIMITS, PUBLIC, TENANT, Limits, Migration, discover
 
 
 @dataclass(frozen=True)
@@ -106,13 +106,14 @@ def build_plan(
     public: bool = True,
     tenants: bool = True,
     only: list[str] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Plan:
     """The plan for public and/or every registered tenant (or just ``only``).
 
     Two queries in all: the registry and the ledger."""
     migrations = {
-        PUBLIC: discover(migrations_dir, PUBLIC),
-        TENANT: discover(migrations_dir, TENANT),
+        PUBLIC: discover(migrations_dir, PUBLIC, limits),
+        TENANT: discover(migrations_dir, TENANT, limits),
     }
     applied = ledger.applied_all(conn)
     schemas: list[SchemaPlan] = []

@@ -48,6 +48,7 @@ REFUSAL_RULES = (
     "writes-public",
     "privileges",
     "forbidden-function",
+    "outlives-file",
     "unreadable-body",
 )
 # Rule → default severity; settings (TENANCY["LINT"]) may change them or turn them "off".
@@ -689,6 +690,16 @@ _FORBIDDEN_FUNCTIONS = frozenset(
         "query_to_xml_and_xmlschema",
         "cursor_to_xml",
         "cursor_to_xmlschema",
+        "table_to_xml",
+        "table_to_xmlschema",
+        "table_to_xml_and_xmlschema",
+        "schema_to_xml",
+        "schema_to_xmlschema",
+        "schema_to_xml_and_xmlschema",
+        "database_to_xml",
+        "database_to_xmlschema",
+        "database_to_xml_and_xmlschema",
+        "ts_stat",
         "lo_create",
         "lo_creat",
         "lo_import",
@@ -731,6 +742,58 @@ def _forbidden_function(node: ast.Node) -> str | None:
     )
 
 
+# Tables in a tenant schema the engine writes itself (Django's record of applied
+# migrations, written as the owner in the schema's transaction).
+ENGINE_WRITTEN_TABLES = frozenset({"django_migrations"})
+
+
+def _outlives_file(node: ast.Node) -> str | None:
+    """Code a tenant file leaves to run after its own statements, when the engine works on
+    (docs/isolation.md): the database already runs all of it as the tenant's owner or not
+    at all; refusing it here says so before anything runs."""
+    if (
+        isinstance(node, ast.CreateTrigStmt)
+        and node.isconstraint
+        and (node.deferrable or node.initdeferred)
+    ):
+        return (
+            "a deferrable constraint trigger fires at COMMIT, after the file; write an "
+            "ordinary AFTER trigger (it fires at the end of its statement)"
+        )
+    if isinstance(node, (ast.CreateTrigStmt, ast.RuleStmt)) and (
+        node.relation.relname in ENGINE_WRITTEN_TABLES
+    ):
+        what = "trigger" if isinstance(node, ast.CreateTrigStmt) else "rule"
+        return f"a {what} on {node.relation.relname}, which the engine writes after the file"
+    relation = _created_relation(node)
+    if relation is not None and relation.relpersistence == "t":
+        return (
+            "a temporary object outlives the file on the engine's connection, where its "
+            "name would stand in for a catalog or shared table (tenant roles may not "
+            "create them); use a table of the schema and drop it"
+        )
+    if isinstance(node, ast.CreateStmt) and node.oncommit and node.oncommit.name != "ONCOMMIT_NOOP":
+        return "ON COMMIT acts at COMMIT, after the file"
+    if isinstance(node, ast.DefineStmt) and node.kind == ObjectType.OBJECT_OPERATOR:
+        return (
+            "an operator in a tenant schema changes what an operator such as = means for "
+            "every query that has the schema in its search_path"
+        )
+    return None
+
+
+def _created_relation(node: ast.Node) -> ast.RangeVar | None:
+    if isinstance(node, (ast.CreateStmt, ast.CreateSeqStmt)):
+        return node.relation if isinstance(node, ast.CreateStmt) else node.sequence
+    if isinstance(node, ast.ViewStmt):
+        return node.view
+    if isinstance(node, ast.CreateTableAsStmt) and node.into is not None:
+        return node.into.rel
+    if isinstance(node, ast.SelectStmt) and node.intoClause is not None:
+        return node.intoClause.rel
+    return None
+
+
 _REFUSALS: tuple[tuple[str, Check], ...] = (
     ("transaction-control", _transaction_control),
     ("session-state", _session_state),
@@ -741,6 +804,7 @@ _TENANT_ONLY: tuple[tuple[str, Check], ...] = (
     ("writes-public", _writes_public),
     ("privileges", _privileges),
     ("forbidden-function", _forbidden_function),
+    ("outlives-file", _outlives_file),
 )
 
 

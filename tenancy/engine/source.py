@@ -13,8 +13,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+import pglast
 
 from tenancy.engine import statements
 from tenancy.engine.errors import TenancyError
@@ -32,6 +35,20 @@ _BLOCK_COMMENT = re.compile(r"^\s*/\*(?P<body>.*)\*/\s*$", re.DOTALL)
 
 class SourceError(TenancyError):
     """A migration file that cannot be used as it is."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a migration file may be, checked before it is parsed: a file is read whole and
+    parsed by PostgreSQL's parser (and the rules' checks) in every run, dry run and lint,
+    so an oversized one would hold them for minutes. Settings:
+    ``TENANCY["MAX_FILE_BYTES"]``, ``TENANCY["MAX_STATEMENTS"]``."""
+
+    max_bytes: int = 5 * 1024 * 1024
+    max_statements: int = 10_000
+
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
@@ -56,16 +73,22 @@ class Migration:
         return int(self.version)
 
 
-def discover(migrations_dir: Path | str, scope: str) -> list[Migration]:
+def discover(
+    migrations_dir: Path | str, scope: str, limits: Limits = DEFAULT_LIMITS
+) -> list[Migration]:
     """Every migration of a scope, ordered by version. Duplicate versions are an error."""
     if scope not in SCOPES:
         raise SourceError(f"Unknown migration scope {scope!r}; expected one of {SCOPES}.")
     directory = Path(migrations_dir) / scope
-    if not directory.is_dir():
-        return []
+    try:
+        if not directory.is_dir():
+            return []
+        paths = sorted(directory.glob("*.sql"))
+    except OSError as exc:
+        raise SourceError(f"{directory}: cannot be read ({exc.strerror or exc}).") from exc
     found: dict[int, Migration] = {}
-    for path in sorted(directory.glob("*.sql")):
-        migration = load(path, scope)
+    for path in paths:
+        migration = load(path, scope, limits, root=Path(migrations_dir))
         if migration.number in found:
             raise SourceError(
                 f"Two {scope} migrations share version {migration.version}: "
@@ -75,20 +98,61 @@ def discover(migrations_dir: Path | str, scope: str) -> list[Migration]:
     return [found[number] for number in sorted(found)]
 
 
-def load(path: Path, scope: str) -> Migration:
+def load(
+    path: Path, scope: str, limits: Limits = DEFAULT_LIMITS, *, root: Path | None = None
+) -> Migration:
+    """One file. ``root``: the migrations directory, which a symlink may not leave."""
     match = _FILENAME.fullmatch(path.name)
     if not match:
         raise SourceError(
             f"{path}: migration files are named NNN_description.sql (e.g. 004_add_feature.sql)."
         )
-    raw = path.read_bytes()
+    raw = _read(path, limits, root or path.parent)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SourceError(f"{path}: not UTF-8 ({exc}).") from exc
     # Line endings do not change what a migration does: a checkout with CRLF is not drift.
     text = text.replace("\r\n", "\n")
+    _check_statement_count(path, text, limits)
     return _parse(path, scope, match["version"], match["slug"], text)
+
+
+def _read(path: Path, limits: Limits, root: Path) -> bytes:
+    """The file's bytes, refused in one line (never read) when it is not a regular file, is
+    a symlink that leads out of the migrations directory, or is over the size limit."""
+    try:
+        target = path.resolve(strict=True)
+        if path.is_symlink() and not target.is_relative_to(root.resolve()):
+            raise SourceError(
+                f"{path}: a symlink that leads out of the migrations directory; refused, not read."
+            )
+        info = target.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise SourceError(f"{path}: not a regular file (a directory or a device); refused.")
+        if info.st_size > limits.max_bytes:
+            raise SourceError(
+                f"{path}: {info.st_size:,} bytes, over the limit of {limits.max_bytes:,} "
+                "(TENANCY['MAX_FILE_BYTES']); split it, or load bulk data another way."
+            )
+        with target.open("rb") as handle:
+            return handle.read(limits.max_bytes + 1)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}).") from exc
+
+
+def _check_statement_count(path: Path, text: str, limits: Limits) -> None:
+    """Refuse a file of more statements than the limit before it is parsed: PostgreSQL's
+    scanner counts them (fast, linear), the parse and the rules' checks would take long."""
+    try:
+        count = sum(1 for s in pglast.split(text, with_parser=False) if s.strip())
+    except pglast.parser.ParseError:
+        return  # the parse reports the syntax error with its position
+    if count > limits.max_statements:
+        raise SourceError(
+            f"{path}: {count:,} statements, over the limit of {limits.max_statements:,} "
+            "(TENANCY['MAX_STATEMENTS']); split it, or load bulk data another way."
+        )
 
 
 @functools.lru_cache(maxsize=1024)

@@ -71,6 +71,7 @@ from tenancy.services.reports import human_size
 from tenancy.services.tenants import (
     CreationContext,
     TenantError,
+    commit_as_owner,
     create_roles,
     create_schema,
     drop_committed_roles,
@@ -972,8 +973,13 @@ def _step_rows(ctx: RestoreContext) -> None:
         ctx.conn.execute(_as_owner(ctx.conn, ctx.creation.owner))
         for block in blocks:
             block.run(ctx.conn)
-        # The script's SETs (search_path '', …) end here, with the owner's role.
-        ctx.conn.execute(sql.SQL("{}; RESET ALL").format(_back_to_login(ctx.conn)))
+        # The script's SETs (search_path '', …) end here, with the owner's role, and so
+        # do temporary objects (see executor._leave_file).
+        ctx.conn.execute(
+            sql.SQL("DISCARD TEMP; {}; RESET ALL; {}").format(
+                _back_to_login(ctx.conn), db.engine_search_path()
+            )
+        )
     row = ctx.conn.execute(
         "SELECT count(*) FROM pg_tables WHERE schemaname = %s", [ctx.source.schema]
     ).fetchone()
@@ -1142,6 +1148,7 @@ RESTORE_STEPS: list[tuple[str, Callable[[RestoreContext], None]]] = [
     ("register", _step_register),
     ("restore domains", _step_domains),
     ("audit", _step_audit),
+    ("commit as owner", lambda ctx: commit_as_owner(ctx.creation)),
 ]
 
 

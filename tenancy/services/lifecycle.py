@@ -33,6 +33,7 @@ from tenancy.services.tenants import (
     CreationContext,
     TenantError,
     apply_migrations,
+    commit_as_owner,
     create_roles,
     create_schema,
     run_steps,
@@ -418,6 +419,7 @@ RECREATE_STEPS: list[tuple[str, Callable[[LifecycleContext], None]]] = [
     ("keep domain", _step_keep_domain),
     ("touch registry", _step_touch_registry),
     ("audit", _step_audit_recreate),
+    ("commit as owner", lambda ctx: commit_as_owner(_creation(ctx))),
 ]
 
 

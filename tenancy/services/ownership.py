@@ -20,6 +20,7 @@ def adopt_all(conn: psycopg.Connection) -> list[str]:
     """Hand every registered tenant schema that exists to its owner role, in the caller's
     transaction. Returns the schemas changed."""
     ownership.revoke_public_create(conn)
+    ownership.revoke_public_temp(conn)
     database = conn.info.dbname
     rows = conn.execute(
         "SELECT r.schema_name FROM public.tenant_registry r "

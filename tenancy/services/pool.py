@@ -25,8 +25,8 @@ import psycopg
 from tenancy import conf
 from tenancy.engine import audit, db, ledger
 from tenancy.engine import pool as pool_engine
-from tenancy.engine.executor import MigrationError, apply_to_new_schema, placeholders
-from tenancy.engine.names import owner_role_prefix, role_prefix
+from tenancy.engine.executor import MigrationError, apply_to_new_schema, placeholders, seal
+from tenancy.engine.names import owner_role_for_schema, owner_role_prefix, role_prefix
 from tenancy.engine.plan import plan_schema
 from tenancy.engine.source import TENANT, Migration
 from tenancy.services.infrastructure import connect_ready
@@ -35,6 +35,7 @@ from tenancy.services.tenants import (
     TenantError,
     apply_migrations,
     citus_pool_reason,
+    commit_as_owner,
     create_roles,
     create_schema,
     pool_off_reason,
@@ -271,6 +272,7 @@ def _build_one(
         ("apply migrations", apply_migrations),
         ("check a rename", _check_rename),
         ("record", lambda c: pool_engine.record(c.conn, c.schema)),
+        ("commit as owner", commit_as_owner),
     ]
     try:
         run_steps(conn, steps, ctx, f"Building pool schema {schema}", "built")
@@ -369,6 +371,7 @@ def _migrate_entry(
                 pool_engine.discard(conn, schema)
                 where = ", ".join(sorted(set(found)))
                 return PoolResult(schema, "discarded", error=f"would keep its name in {where}")
+            conn.execute(seal(conn, schema, owner_role_for_schema(schema, conn.info.dbname)))
             return PoolResult(schema, "succeeded", [m.version for m in plan.pending])
     except (psycopg.Error, MigrationError) as exc:
         conn.execute(

@@ -33,12 +33,23 @@ def drifted(
     if not version.strip().isdigit():
         raise RecoveryError(f"--accept-checksum takes a migration number, not {version!r}.")
     scope = PUBLIC if public else TENANT
-    matches = [m for m in discover(conf.migrations_dir(), scope) if m.number == int(version)]
+    matches = [
+        m
+        for m in discover(conf.migrations_dir(), scope, conf.source_limits())
+        if m.number == int(version)
+    ]
     if not matches:
         raise RecoveryError(f"No {scope} migration numbered {version} on disk.")
     migration = matches[0]
     with connect_ready() as conn:
-        plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=not public, only=only)
+        plan = build_plan(
+            conn,
+            conf.migrations_dir(),
+            limits=conf.source_limits(),
+            public=public,
+            tenants=not public,
+            only=only,
+        )
     schemas = [
         s.schema
         for s in plan.schemas

@@ -76,7 +76,13 @@ def schema_states(
     """One row per schema. A schema is 'failed' when its latest attempt failed and the
     migration it failed on is still pending (a later success clears it)."""
     with connect_ready() as conn:
-        plan = build_plan(conn, conf.migrations_dir(), public=include_public, only=only)
+        plan = build_plan(
+            conn,
+            conf.migrations_dir(),
+            limits=conf.source_limits(),
+            public=include_public,
+            only=only,
+        )
         registry = {
             r[0]: r[1:]
             for r in conn.execute(

@@ -155,7 +155,14 @@ def _scope(public: bool, tenants: bool, only: list[str] | None) -> tuple[bool, b
 def make_plan(*, public: bool = True, tenants: bool = True, only: list[str] | None = None) -> Plan:
     public, tenants, only = _scope(public, tenants, only)
     with connect_ready() as conn:
-        plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=tenants, only=only)
+        plan = build_plan(
+            conn,
+            conf.migrations_dir(),
+            limits=conf.source_limits(),
+            public=public,
+            tenants=tenants,
+            only=only,
+        )
     _check_only(plan, only)
     return plan
 
@@ -381,7 +388,11 @@ def _looked_fresh(request: RunRequest, report: RunReport) -> RunReport:
     """A dry run on a database without the tenancy tables: everything public is pending
     (the infrastructure, then every public file) and there are no tenants yet."""
     directory = conf.migrations_dir()
-    migrations = {PUBLIC: discover(directory, PUBLIC), TENANT: discover(directory, TENANT)}
+    limits = conf.source_limits()
+    migrations = {
+        PUBLIC: discover(directory, PUBLIC, limits),
+        TENANT: discover(directory, TENANT, limits),
+    }
     schemas = [plan_schema(PUBLIC_SCHEMA, PUBLIC, migrations[PUBLIC], {})] if request.public else []
     report.plan = Plan(migrations=migrations, schemas=schemas)
     rejected, report.warnings = check_files(report.plan, lint_severities(None))
@@ -699,7 +710,14 @@ def _rollback_plan(
     tenants: bool,
     only: list[str] | None,
 ) -> _Targets:
-    plan = build_plan(conn, conf.migrations_dir(), public=public, tenants=tenants, only=only)
+    plan = build_plan(
+        conn,
+        conf.migrations_dir(),
+        limits=conf.source_limits(),
+        public=public,
+        tenants=tenants,
+        only=only,
+    )
     _check_only(plan, only)
     report.plan = plan
     found = ledger.rollback_rows_by_schema(conn, [s.schema for s in plan.schemas], version)

@@ -23,7 +23,7 @@ from tenancy import conf
 from tenancy.engine import audit, db, ledger, ownership, rules
 from tenancy.engine import pool as pool_engine
 from tenancy.engine.errors import TenancyError
-from tenancy.engine.executor import MigrationError, apply_to_new_schema, placeholders
+from tenancy.engine.executor import MigrationError, apply_to_new_schema, placeholders, seal
 from tenancy.engine.names import (
     app_role,
     domain_for_org,
@@ -409,6 +409,13 @@ def _pause_for_tests(point: str) -> None:
         time.sleep(float(seconds))
 
 
+def commit_as_owner(ctx: CreationContext) -> None:
+    """The last step of every transaction that built a tenant schema: the transaction
+    becomes the tenant owner's before it commits, so that whatever the tenant's files
+    left to fire at COMMIT runs with the owner's rights, never the engine's (``seal``)."""
+    ctx.conn.execute(seal(ctx.conn, ctx.schema, ctx.owner))
+
+
 def _unless_claimed(step: Callable[[CreationContext], None]) -> Callable[[CreationContext], None]:
     def build(ctx: CreationContext) -> None:
         if ctx.path != POOL:
@@ -428,6 +435,7 @@ CREATION_STEPS: list[tuple[str, Callable[[CreationContext], None]]] = [
     ("register", _register),
     ("add domain", _add_domain),
     ("audit", _audit),
+    ("commit as owner", commit_as_owner),
 ]
 
 
@@ -442,6 +450,7 @@ CLAIM_STEPS: list[tuple[str, Callable[[CreationContext], None]]] = [
     ("register", _register),
     ("add domain", _add_domain),
     ("audit", _audit),
+    ("commit as owner", commit_as_owner),
 ]
 
 
@@ -505,7 +514,7 @@ def run_steps(
 def tenant_migrations() -> list[Migration]:
     """Every tenant file, refused as a whole if any breaks the refusal rules (a new tenant
     gets all of them, in one transaction)."""
-    migrations = discover(conf.migrations_dir(), TENANT)
+    migrations = discover(conf.migrations_dir(), TENANT, conf.source_limits())
     refused = [str(p) for m in migrations for p in rules.refusals(m)]
     if refused:
         raise TenantError(

@@ -116,7 +116,7 @@ def verify(schemas: list[str] | None = None, *, jobs: int = DEFAULT_JOBS) -> Ver
     """Compare every registered tenant (or ``schemas``) with its reference; ``jobs``:
     connections the fingerprints of many tenants are split over."""
     started = time.monotonic()
-    migrations = discover(conf.migrations_dir(), TENANT)
+    migrations = discover(conf.migrations_dir(), TENANT, conf.source_limits())
     with connect_ready() as conn:
         registered = _registered(conn, schemas)
         present = [schema for schema, exists in registered if exists]

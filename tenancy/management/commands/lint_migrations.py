@@ -99,7 +99,9 @@ def collect(paths: Iterable[str]) -> list[Migration]:
     try:
         if not paths:
             root = conf.migrations_dir()
-            return [m for scope in SCOPES for m in source.discover(root, scope)]
+            return [
+                m for scope in SCOPES for m in source.discover(root, scope, conf.source_limits())
+            ]
         found: dict[Path, Migration] = {}
         for path in paths:
             for migration in _from_path(Path(path)):
@@ -116,12 +118,14 @@ def _from_path(path: Path) -> list[Migration]:
                 f"{path}: a migration file lives in a public/ or tenant/ folder, which is its "
                 "scope; this one's folder is neither."
             )
-        return [source.load(path, path.parent.name)]
+        return [source.load(path, path.parent.name, conf.source_limits())]
     if path.is_dir():
         if any((path / scope).is_dir() for scope in SCOPES):
-            return [m for scope in SCOPES for m in source.discover(path, scope)]
+            return [
+                m for scope in SCOPES for m in source.discover(path, scope, conf.source_limits())
+            ]
         if path.name in SCOPES:
-            return source.discover(path.parent, path.name)
+            return source.discover(path.parent, path.name, conf.source_limits())
         raise CommandError(
             f"{path}: neither a migrations folder (holding public/ or tenant/) nor a "
             "public/ or tenant/ folder."

@@ -1,0 +1,317 @@
+"""Nothing a tenant defines runs with the engine's authority.
+
+Each test is an attacker's tenant file run *below* the refusal rules (the executor, and
+tenant creation and the warm pool with the rules switched off), so what it proves is the
+database layer: the engine's own statements after a tenant file run with no tenant schema
+in their search_path, with no temporary object of the tenant's left on the connection, and
+whatever the file deferred fires as the tenant's owner role, up to and including COMMIT.
+
+Every hostile function logs who ran it (``current_user``, ``session_user``) in a table of
+the tenant's own, and tries to deface ``public.tenant_registry`` and copy ``auth_user``;
+afterwards the registry, the users and every other tenant are as they were, and no call
+ran as anyone but the tenant's owner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from tenancy import conf
+from tenancy.engine.executor import Executor
+from tenancy.engine.names import owner_role_for_schema
+from tenancy.engine.source import TENANT, discover
+from tenancy.services import pool, tenants
+from tenancy.services.tenants import create_tenant, list_tenants
+from tests.conftest import add_posting, connect, ledger_versions, query
+
+ATTACKER, BYSTANDER = "tenant_org_mallory", "tenant_org_bystander"
+
+# A function that defaces the registry and copies the users, logging who ran it.
+EVIL_FN = """
+CREATE TABLE who_ran (usr text, sess text);
+CREATE TABLE loot (u text, p text);
+CREATE FUNCTION evil_body() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO {{schema}}.who_ran VALUES (current_user, session_user);
+  BEGIN
+    UPDATE public.tenant_registry SET organization_name = 'PWNED by ' || current_user;
+  EXCEPTION WHEN insufficient_privilege THEN NULL;
+  END;
+  BEGIN
+    INSERT INTO {{schema}}.loot SELECT username, password FROM public.auth_user;
+  EXCEPTION WHEN insufficient_privilege THEN NULL;
+  END;
+END $$;
+"""
+
+DEFERRED_TRIGGER = """
+CREATE TABLE evil (id int);
+CREATE FUNCTION evil_trg_fn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM {{schema}}.evil_body(); RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER evil_trg AFTER INSERT ON evil DEFERRABLE INITIALLY DEFERRED
+  FOR EACH ROW EXECUTE FUNCTION evil_trg_fn();
+INSERT INTO evil VALUES (1);
+"""
+
+# Fired by SET CONSTRAINTS ALL IMMEDIATE, the trigger defers again and queues one more
+# event: that one fires at COMMIT itself.
+REDEFERRING_TRIGGER = """
+CREATE TABLE evil (id int);
+CREATE FUNCTION evil_trg_fn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM {{schema}}.evil_body();
+  IF NEW.id < 3 THEN
+    SET CONSTRAINTS ALL DEFERRED;
+    INSERT INTO {{schema}}.evil VALUES (NEW.id + 1);
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER evil_trg AFTER INSERT ON evil DEFERRABLE INITIALLY DEFERRED
+  FOR EACH ROW EXECUTE FUNCTION evil_trg_fn();
+INSERT INTO evil VALUES (1);
+"""
+
+# Operators and functions that match the engine's argument types better than pg_catalog's
+# (varchar = varchar beats the built-in text = text for a varchar column).
+SHADOWING = """
+CREATE FUNCTION evil_eq(a varchar, b varchar) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN PERFORM {{schema}}.evil_body(); RETURN a::text = b::text; END $$;
+CREATE FUNCTION evil_eq(a varchar, b text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN PERFORM {{schema}}.evil_body(); RETURN a::text = b; END $$;
+CREATE OPERATOR = (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = evil_eq);
+CREATE OPERATOR = (LEFTARG = varchar, RIGHTARG = text, FUNCTION = evil_eq);
+CREATE FUNCTION btrim(varchar) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN PERFORM {{schema}}.evil_body(); RETURN pg_catalog.btrim($1::text); END $$;
+CREATE FUNCTION quote_ident(varchar) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN PERFORM {{schema}}.evil_body(); RETURN pg_catalog.quote_ident($1::text); END $$;
+CREATE FUNCTION set_config(varchar, varchar, boolean) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN PERFORM {{schema}}.evil_body(); RETURN pg_catalog.set_config($1, $2, $3); END $$;
+"""
+
+# Tables named like the ones the engine writes, in the tenant's schema, with a trigger and
+# a rule that would run if the engine's writes landed there.
+SHADOW_TABLES = """
+CREATE TABLE tenant_migrations (tenant_schema text, migration_version text,
+  migration_name text, checksum text, rollback_sql text, execution_time_ms int,
+  applied_by text, run_id bigint, applied_at timestamptz);
+CREATE TABLE audit_logs (tenant_schema text, action text, actor text, details jsonb);
+CREATE TABLE tenant_registry (schema_name text, organization_name text, auth0_org_id text);
+CREATE FUNCTION evil_trg_fn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM {{schema}}.evil_body(); RETURN NEW; END $$;
+CREATE TRIGGER evil_trg BEFORE INSERT OR UPDATE OR DELETE ON tenant_migrations
+  FOR EACH ROW EXECUTE FUNCTION evil_trg_fn();
+CREATE TRIGGER evil_trg BEFORE INSERT ON audit_logs
+  FOR EACH ROW EXECUTE FUNCTION evil_trg_fn();
+CREATE RULE evil_rule AS ON INSERT TO tenant_registry
+  DO ALSO SELECT {{schema}}.evil_body();
+"""
+
+# A temporary view over the catalog, left on the engine's connection.
+TEMPORARY_VIEW = """
+CREATE FUNCTION evil_value() RETURNS oid LANGUAGE plpgsql AS $$
+BEGIN PERFORM {{schema}}.evil_body(); RETURN 0; END $$;
+CREATE TEMP VIEW pg_namespace AS SELECT {{schema}}.evil_value() AS oid, 'x'::name AS nspname;
+CREATE TEMP TABLE keep (id int) ON COMMIT PRESERVE ROWS;
+"""
+
+ATTACKS = {
+    "deferred_trigger": DEFERRED_TRIGGER,
+    "redeferring_trigger": REDEFERRING_TRIGGER,
+    "shadowing_operators_and_functions": SHADOWING,
+    "shadow_tables_with_trigger_and_rule": SHADOW_TABLES,
+}
+
+
+def write(sql_dir: Path, name: str, up: str) -> None:
+    (sql_dir / "tenant" / name).write_text(f"-- UP\n{up}\n-- DOWN\nSELECT 1;\n")
+
+
+def snapshot() -> dict[str, Any]:
+    """What the attacker wants: the registry, the users, the bystander's data."""
+    return {
+        "registry": query(
+            "SELECT id, organization_name, schema_name, status FROM tenant_registry ORDER BY id"
+        ),
+        "users": query("SELECT id, username, password FROM auth_user ORDER BY id"),
+        "bystander": query(
+            f"SELECT id, title FROM {BYSTANDER}.job_postings ORDER BY id"  # noqa: S608
+        ),
+    }
+
+
+def callers(schema: str = ATTACKER) -> set[tuple[str, str]]:
+    """Who ran the attacker's code: (current_user, session_user) pairs."""
+    if not query("SELECT to_regclass(%s)", [f"{schema}.who_ran"])[0][0]:
+        return set()
+    return set(query(f"SELECT usr, sess FROM {schema}.who_ran"))  # noqa: S608
+
+
+def assert_nothing_escaped(before: dict[str, Any], schema: str = ATTACKER) -> None:
+    assert snapshot() == before
+    owner = owner_role_for_schema(schema, connect().info.dbname)
+    assert callers(schema) <= {(owner, owner)}
+    if query("SELECT to_regclass(%s)", [f"{schema}.loot"])[0][0]:
+        assert query(f"SELECT count(*) FROM {schema}.loot") == [(0,)]  # noqa: S608
+
+
+def run_engine(sql_dir: Path, schemas: list[str]) -> list:
+    """The executor alone, below the refusal rules."""
+    migrations = discover(sql_dir, TENANT)
+    executor = Executor(conf.conninfo(), conf.engine_options(), None)
+    return executor.migrate((s, migrations, migrations) for s in schemas)
+
+
+@pytest.fixture
+def below_the_rules(monkeypatch: Any) -> None:
+    """Creation and the pool take every file, as if the rules did not exist."""
+    monkeypatch.setattr(tenants.rules, "refusals", lambda migration: [])
+
+
+@pytest.fixture
+def fleet(public_ready: None, sql_dir: Path) -> Path:
+    User.objects.create_user("ceo", password="hunter2-secret")
+    for org in ("org_mallory", "org_bystander"):
+        create_tenant(org)
+    add_posting(BYSTANDER, "CFO, confidential")
+    return sql_dir
+
+
+def attack_file(sql_dir: Path, attack: str, *, qualified: bool = True) -> None:
+    """The attack's files; ``qualified=False`` names no schema (a pool schema's files must
+    not hold their own name, which a claim's rename could not change), so the hostile code
+    finds its tables by the search_path it is called with."""
+    for name, text in (("050_evil_fn.sql", EVIL_FN), ("051_attack.sql", ATTACKS[attack])):
+        write(sql_dir, name, text if qualified else text.replace("{{schema}}.", ""))
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=list(ATTACKS))
+def test_a_run_gives_a_tenant_file_no_engine_authority(fleet: Path, attack: str) -> None:
+    attack_file(fleet, attack)
+    before = snapshot()
+    assert [r.status for r in run_engine(fleet, [ATTACKER])] == ["succeeded"]
+    # A later file and a later run: the engine reads and writes the ledger again, with the
+    # tenant's operators, functions and tables in place.
+    write(fleet, "052_later.sql", "CREATE TABLE later (id int);")
+    results = run_engine(fleet, [ATTACKER, BYSTANDER])
+    assert [r.status for r in results] == ["succeeded", "succeeded"], results
+    assert_nothing_escaped(before)
+    assert query("SELECT to_regclass(%s) IS NOT NULL", [f"{BYSTANDER}.later"]) == [(True,)]
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=list(ATTACKS))
+def test_a_rollback_gives_a_tenant_file_no_engine_authority(fleet: Path, attack: str) -> None:
+    attack_file(fleet, attack)
+    assert [r.status for r in run_engine(fleet, [ATTACKER])] == ["succeeded"]
+    before = snapshot()
+    executor = Executor(conf.conninfo(), conf.engine_options(), None)
+    results = executor.rollback([(ATTACKER, 51)])
+    assert [r.status for r in results] == ["succeeded"]
+    assert_nothing_escaped(before)
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=list(ATTACKS))
+def test_a_creation_gives_a_tenant_file_no_engine_authority(
+    fleet: Path, attack: str, below_the_rules: None
+) -> None:
+    attack_file(fleet, attack)
+    before = snapshot()
+    created = create_tenant("org_mallory2")
+    list_tenants()  # the creation's pooled connection, used again
+    after_registry = before["registry"]
+    now = snapshot()
+    # The one change: the new tenant's row, named as it was given.
+    assert [r for r in now["registry"] if r not in after_registry] == [
+        (now["registry"][-1][0], "org_mallory2", created.schema, "active")
+    ]
+    now["registry"] = after_registry
+    assert now == before
+    owner = owner_role_for_schema(created.schema, connect().info.dbname)
+    assert callers(created.schema) <= {(owner, owner)}
+
+
+@pytest.mark.parametrize("attack", ["deferred_trigger", "redeferring_trigger"])
+def test_a_pool_schema_gives_a_tenant_file_no_engine_authority(
+    fleet: Path, attack: str, below_the_rules: None, settings: Any, monkeypatch: Any
+) -> None:
+    settings.TENANCY = {**settings.TENANCY, "POOL_SIZE": 1}
+    monkeypatch.setattr(tenants, "REFILL_TASK", "tests.test_pool.no_refill")
+    attack_file(fleet, attack, qualified=False)
+    before = snapshot()
+    built = pool.fill(1, actor="test").built
+    assert len(built) == 1
+    pool_owner = owner_role_for_schema(built[0], connect().info.dbname)
+    assert callers(built[0]) <= {(pool_owner, pool_owner)}
+    # The pool schema falls behind a file, is migrated at claim, and becomes a tenant.
+    write(fleet, "052_later.sql", "INSERT INTO evil VALUES (7);")
+    created = create_tenant("org_pooled1")
+    assert created.path == tenants.POOL
+    owner = owner_role_for_schema(created.schema, connect().info.dbname)
+    assert callers(created.schema) <= {(pool_owner, pool_owner), (owner, owner)}
+    assert snapshot()["users"] == before["users"]
+    assert snapshot()["bystander"] == before["bystander"]
+    assert {r[1] for r in snapshot()["registry"]} == {"org_mallory", "org_bystander", "org_pooled1"}
+
+
+def test_a_tenant_role_cannot_create_temporary_objects(fleet: Path) -> None:
+    write(fleet, "050_evil_fn.sql", EVIL_FN)
+    write(fleet, "051_attack.sql", TEMPORARY_VIEW)
+    before = snapshot()
+    results = run_engine(fleet, [ATTACKER])
+    assert results[0].status == "failed"
+    assert "permission denied to create temporary tables" in results[0].error
+    assert_nothing_escaped(before)
+
+
+@pytest.fixture
+def temporary_allowed(fleet: Path) -> Any:
+    """A database where PUBLIC may still create temporary objects (as before tenancy.0012):
+    the engine's second layer (the file's temporary objects dropped when it ends)."""
+    database = connect().info.dbname
+    with connect() as conn:
+        conn.execute(f'GRANT TEMPORARY ON DATABASE "{database}" TO PUBLIC')
+    yield fleet
+    with connect() as conn:
+        conn.execute(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC')
+
+
+def test_a_temporary_view_left_by_a_run_never_reaches_the_engine(temporary_allowed: Path) -> None:
+    write(temporary_allowed, "050_evil_fn.sql", EVIL_FN)
+    write(temporary_allowed, "051_attack.sql", TEMPORARY_VIEW)
+    before = snapshot()
+    results = run_engine(temporary_allowed, [ATTACKER, BYSTANDER])
+    assert [r.status for r in results] == ["succeeded", "succeeded"]
+    assert_nothing_escaped(before)
+
+
+def test_a_temporary_view_left_by_a_creation_never_reaches_the_engine(
+    temporary_allowed: Path, below_the_rules: None
+) -> None:
+    write(temporary_allowed, "050_evil_fn.sql", EVIL_FN)
+    write(temporary_allowed, "051_attack.sql", TEMPORARY_VIEW)
+    before = snapshot()
+    created = create_tenant("org_mallory3")
+    assert {t.schema for t in list_tenants()} >= {ATTACKER, BYSTANDER, created.schema}
+    assert snapshot()["users"] == before["users"]
+    assert callers(created.schema) == set()  # the view was never read
+
+
+def test_a_deferred_trigger_that_fails_fails_its_schema_with_a_clear_error(fleet: Path) -> None:
+    write(
+        fleet,
+        "050_fails_late.sql",
+        "CREATE TABLE t (id int);\n"
+        "CREATE FUNCTION no() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        "BEGIN RAISE EXCEPTION 'deferred check said no'; END $$;\n"
+        "CREATE CONSTRAINT TRIGGER late AFTER INSERT ON t DEFERRABLE INITIALLY DEFERRED\n"
+        "  FOR EACH ROW EXECUTE FUNCTION no();\n"
+        "INSERT INTO t VALUES (1);",
+    )
+    results = run_engine(fleet, [ATTACKER])
+    assert results[0].status == "failed"
+    assert "050_fails_late.sql: at the end of its transaction" in results[0].error
+    assert "deferred check said no" in results[0].error
+    assert query("SELECT to_regclass(%s)", [f"{ATTACKER}.t"]) == [(None,)]
+    assert "050" not in ledger_versions(ATTACKER)
