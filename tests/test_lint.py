@@ -579,3 +579,29 @@ def test_lint_migrations_citus_option(tmp_path):
     assert code == 1
     found = {p["rule"] for p in json.loads(out)["problems"]}
     assert set(rules.CITUS_RULES) <= found
+
+
+def test_code_left_to_run_after_the_file_is_refused(tmp_path):
+    """What would run after a tenant file's own statements, when the engine works on."""
+    problems = tenant_file(
+        tmp_path,
+        "CREATE TABLE evil (id int);\n"  # 4
+        "CREATE CONSTRAINT TRIGGER t AFTER INSERT ON evil DEFERRABLE INITIALLY DEFERRED\n"  # 5
+        "  FOR EACH ROW EXECUTE FUNCTION f();\n"
+        "CREATE CONSTRAINT TRIGGER t2 AFTER INSERT ON evil FOR EACH ROW EXECUTE FUNCTION f();\n"
+        "CREATE TEMP TABLE tt (id int) ON COMMIT DELETE ROWS;\n"  # 8
+        "CREATE TABLE oc (id int) ON COMMIT DROP;\n"  # 9
+        "CREATE TEMP VIEW pg_namespace AS SELECT 1;\n"  # 10
+        "SELECT 1 INTO TEMP z;\n"  # 11
+        "CREATE OPERATOR = (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = f);\n"  # 12
+        "CREATE TRIGGER d BEFORE INSERT ON django_migrations FOR EACH ROW\n"  # 13
+        "  EXECUTE FUNCTION f();\n"
+        "CREATE RULE r AS ON INSERT TO django_migrations DO ALSO SELECT 1;\n"  # 15
+        "DO $$ BEGIN CREATE TEMP TABLE inner_t (id int); END $$;\n"  # 16
+        "SELECT ts_stat('SELECT 1'), table_to_xml('evil', true, true, '');\n",  # 17
+    )
+    assert hits(problems, "outlives-file") == [
+        (n, "error") for n in (5, 8, 9, 10, 11, 12, 13, 15, 16)
+    ]
+    assert hits(problems, "forbidden-function") == [(17, "error")]
+    assert "fires at COMMIT" in next(p for p in problems if p.line == 5).message

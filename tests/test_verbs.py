@@ -288,6 +288,36 @@ def test_schemas_cut_off_by_a_signal_with_jobs_are_interrupted_not_failed(public
         assert ("slow" in tables_in(schema)) == (version in ledger_versions(schema))
 
 
+ALONE = (
+    "-- transactional: false\n-- UP\nSELECT pg_sleep(30);\n"
+    "CREATE INDEX CONCURRENTLY idx_sig_title ON job_postings (title);\n"
+)
+
+
+def test_a_signal_in_a_step_outside_a_transaction_says_it_was_not_rolled_back(
+    public_ready, sql_dir
+):
+    schema = create_tenant("org_alone1").schema
+    version = add_file(sql_dir, ALONE)
+    proc = manage("migrate_tenants", "--tenants", migrations_dir=sql_dir)
+    deadline = time.monotonic() + 60
+    while not query("SELECT 1 FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'"):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err
+    assert f"{schema}: {version}_extra.sql was in a step that runs outside a transaction" in err
+    assert "so it was not rolled back" in err, err
+    assert "the schema in progress was rolled back (its transaction)" not in err
+    # The pending file may change (it has no ledger row): the re-run need not sleep.
+    (sql_dir / "tenant" / f"{version}_extra.sql").write_text(ALONE.replace("30", "0"))
+    rerun = manage("migrate_tenants", "--tenants", migrations_dir=sql_dir)
+    assert rerun.wait(timeout=120) == 0, rerun.communicate()
+    assert version in ledger_versions(schema)
+
+
 def test_a_dry_run_on_a_fresh_database_reports_everything_public_pending(fresh_database):
     """The migration guide's Testing Pipeline starts with a dry run on a new database."""
     env = {**subprocess_env(), "EMPLOYER_PORTAL_DB_URL": fresh_url(fresh_database)}

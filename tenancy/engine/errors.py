@@ -22,12 +22,26 @@ class RunError(TenancyError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """A signal stopped the run: the schema in progress was rolled back. A KeyboardInterrupt,
-    so that psycopg cancels the statement in progress and leaves the connection usable."""
+    """A signal stopped the run: the schema in progress was rolled back, unless it was in a
+    step that runs outside a transaction (``outside_transaction`` names those: what the
+    server did of it stays, for the re-run to adopt). A KeyboardInterrupt, so that psycopg
+    cancels the statement in progress and leaves the connection usable."""
 
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
+        self.outside_transaction: list[str] = []  # "schema: file" in such a step
+
+    def what_happened(self) -> str:
+        """What became of the schemas in progress, for the person who pressed Ctrl-C."""
+        if not self.outside_transaction:
+            return "the schema in progress was rolled back (its transaction)"
+        return (
+            f"{'; '.join(self.outside_transaction)} was in a step that runs outside a "
+            "transaction, so it was not rolled back: what the server finished of it stays, "
+            "and the re-run adopts it (an index built VALID is taken as built, one left "
+            "INVALID is dropped and built again); any other schema in progress was rolled back"
+        )
 
     @property
     def exit_code(self) -> int:

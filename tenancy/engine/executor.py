@@ -30,6 +30,7 @@ import psycopg
 from psycopg import errors, sql
 
 from tenancy.engine import db, ledger, ownership, statements
+from tenancy.engine.errors import Interrupted
 from tenancy.engine.names import (
     PUBLIC_SCHEMA,
     app_role,
@@ -160,6 +161,8 @@ class Executor:
         self._stop = threading.Event()
         self._interrupted = False  # a signal cut the run short (see _run)
         self._conns: set[psycopg.Connection] = set()  # the workers' (cancelled on interrupt)
+        # Schemas in a step outside a transaction (a signal does not roll it back) → file.
+        self._outside: dict[str, str] = {}
         self.results: list[SchemaResult] = []
 
     # -- public verbs -------------------------------------------------------------------
@@ -185,22 +188,32 @@ class Executor:
         self._interrupted = False
         workers = max(1, min(self.options.jobs, len(self._queue)))
         if workers == 1:
-            self._worker(task)
+            try:
+                self._worker(task)
+            except Interrupted as stop:
+                stop.outside_transaction = self._outside_now()
+                raise
             return self.results
         with ThreadPoolExecutor(workers, thread_name_prefix="tenancy-worker") as pool:
             futures = [pool.submit(self._worker, task) for _ in range(workers)]
             try:
                 for future in futures:
                     future.result()
-            except BaseException:
+            except BaseException as exc:
                 # Interrupted (a signal): no new schema starts, and the statements in
                 # progress are cancelled, so their schemas roll back now; those end as
                 # interrupted, not failed (their files did nothing wrong).
                 self._interrupted = True
+                if isinstance(exc, Interrupted):
+                    exc.outside_transaction = self._outside_now()
                 self._stop.set()
                 self._cancel_all()
                 raise
         return self.results
+
+    def _outside_now(self) -> list[str]:
+        with self._queue_lock:
+            return [f"{schema}: {name}" for schema, name in sorted(self._outside.items())]
 
     def _cancel_all(self) -> None:
         with self._queue_lock:
@@ -228,9 +241,17 @@ class Executor:
             self._queue.append(item)
 
     def _finish(self, result: SchemaResult) -> None:
+        with self._queue_lock:
+            outside = self._outside.pop(result.schema, None)
         if result.failed and self._interrupted:
             result.status = "interrupted"
-            result.error = f"interrupted, rolled back ({result.error})"
+            if outside:
+                result.error = (
+                    f"interrupted during {outside}, outside a transaction: not rolled back, "
+                    f"the re-run adopts what it built ({result.error})"
+                )
+            else:
+                result.error = f"interrupted, rolled back ({result.error})"
         with self._emit_lock:
             self.results.append(result)
             self.on_event(Event("schema_finished", result.schema, result=result))
@@ -528,6 +549,8 @@ class Executor:
         self.emit(Event("sql", schema, migration=migration, sql=text))
         started = time.monotonic()
         parts: list[str] = []
+        with self._queue_lock:
+            self._outside[schema] = migration.name
         try:
             parts = statements.split(text)
             self._run_alone(conn, schema, parts, result)
@@ -539,6 +562,8 @@ class Executor:
                 actor=self.options.actor,
                 run_id=self.options.run_id,
             )
+            with self._queue_lock:
+                self._outside.pop(schema, None)  # done and recorded
         except statements.StatementError as exc:
             raise MigrationError(migration, str(exc)) from exc
         except (psycopg.Error, MigrationError) as exc:
@@ -709,9 +734,13 @@ class Executor:
         """A DOWN that cannot run in a transaction (``DROP INDEX CONCURRENTLY``): run alone
         like an UP of its kind, then its ledger row deleted."""
         self.emit(Event("sql", schema, sql=undo.text, message=undo.name))
+        with self._queue_lock:
+            self._outside[schema] = f"{undo.name} (DOWN)"
         try:
             self._run_alone(conn, schema, statements.split(undo.text), result)
             ledger.delete(conn, schema, [undo.version])
+            with self._queue_lock:
+                self._outside.pop(schema, None)
         except (psycopg.Error, statements.StatementError, MigrationError) as exc:
             text = _error_text(exc) if isinstance(exc, psycopg.Error) else str(exc)
             raise MigrationError(None, f"{undo.name} (DOWN): {text}") from exc

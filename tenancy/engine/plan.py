@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 
 from tenancy.engine import ledger
-from tenancy.engine.source import DEFAULT_LIMITS, PUBLIC, TENANT, Limits, Migration, discover
+from tenancy.engine.source import PUBLIC, TENANT, Limits, Migration, discover
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def build_plan(
     public: bool = True,
     tenants: bool = True,
     only: list[str] | None = None,
-    limits: Limits = DEFAULT_LIMITS,
+    limits: Limits,
 ) -> Plan:
     """The plan for public and/or every registered tenant (or just ``only``).
 

@@ -9,6 +9,7 @@ The linter catches mistakes, not malice: SQL built at run time cannot be read he
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import re
@@ -196,19 +197,31 @@ def _down_statements(migration: Migration) -> tuple[_Statement, ...]:
 def _parse(sql_text: str, first_line: int) -> tuple[_Statement, ...]:
     text = _render(sql_text, f'"{TENANT_SCHEMA}"', f'"{_OTHER_PLACEHOLDER}"', f'"{TENANT_ROLE}"')
     lines = text.split("\n")
+    line_of = _LineIndex(text)
     found = []
     for raw in pglast.parse_sql(text):
         # pglast turns PostgreSQL's byte offsets into offsets in the str it was given.
         start = _LEADING_BLANKS.match(text, raw.stmt_location).end()
         end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(text)
-        first = text.count("\n", 0, start)  # 0-based line of the text (placeholders hold none)
-        last = text.count("\n", 0, max(start, end - 1))
+        first = line_of(start)  # 0-based line of the text (placeholders hold none)
+        last = line_of(max(start, end - 1))
         found.append(
             _Statement(
                 raw.stmt, first_line + first, first_line + last, _ignored_above(lines, first)
             )
         )
     return tuple(found)
+
+
+class _LineIndex:
+    """0-based line of an offset, by bisection over the line starts: counting newlines from
+    the start for every statement would be quadratic in a long file."""
+
+    def __init__(self, text: str) -> None:
+        self._starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    def __call__(self, offset: int) -> int:
+        return bisect.bisect_right(self._starts, offset) - 1
 
 
 def _ignored_above(lines: list[str], first: int) -> frozenset[str]:

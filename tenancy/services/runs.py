@@ -408,6 +408,7 @@ def _plan(conn: psycopg.Connection, request: RunRequest) -> Plan:
     plan = build_plan(
         conn,
         conf.migrations_dir(),
+        limits=conf.source_limits(),
         public=request.public,
         tenants=request.tenants,
         only=request.only,

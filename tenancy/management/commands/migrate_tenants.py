@@ -31,7 +31,8 @@ exit codes:
      schema is missing, or a schema's last attempt failed
   2  --check: something is pending (or the verb would change something)
   3  the ledger and the files disagree (drift, missing file, out-of-order file): nothing applied
-  130, 143  stopped by SIGINT (Ctrl-C) or SIGTERM: the schema in progress was rolled back, the
+  130, 143  stopped by SIGINT (Ctrl-C) or SIGTERM: the schema in progress was rolled back
+            (or, in a step outside a transaction, left for the re-run to adopt, as said), the
      run is recorded as interrupted, and a re-run finishes the work
 """
 
@@ -214,8 +215,8 @@ class Command(BaseCommand):
                 code = self._run(verb, o, actor)
         except Interrupted as stop:
             self.stderr.write(
-                f"Interrupted (signal {stop.signum}): the schema in progress was rolled back "
-                "and the run is recorded as interrupted; run the command again to finish."
+                f"Interrupted (signal {stop.signum}): {stop.what_happened()}. The run is "
+                "recorded as interrupted; run the command again to finish."
             )
             sys.exit(stop.exit_code)
         if code:
