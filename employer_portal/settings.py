@@ -137,7 +137,11 @@ SHARED_APPS = [
     # Throttles repeated failed admin logins (its tables live in public).
     "axes",
 ]
-TENANT_APPS = ["employer_portal.portal"]
+TENANT_APPS = [
+    "employer_portal.portal",
+    # A Django tenant app: its migrations run in every tenant schema through the engine.
+    "employer_portal.candidate_notes",
+]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
 TENANT_MODEL = "tenancy.Tenant"

@@ -19,9 +19,8 @@ from tenancy import conf
 from tenancy.engine import statements
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.executor import placeholders
-from tenancy.engine.source import TENANT, discover
 from tenancy.models import AuditLog, MigrationRun, MigrationRunResult, RunStatus, TenantMigration
-from tenancy.services import fleet, placement, reports, run_records
+from tenancy.services import fleet, placement, reports, run_records, steps
 from tenancy.services.reports import SchemaState, human_size
 from tenancy.tasks import run_migrations
 
@@ -112,7 +111,7 @@ def tenant_page_context(
             values = placeholders(schema, str(conf.conninfo()["dbname"]))
             pending = [
                 PendingFile(m.version, m.name, m.transactional, statements.render(m.up_sql, values))
-                for m in discover(conf.migrations_dir(), TENANT, conf.source_limits())
+                for m in steps.tenant_steps()
                 if m.name in names
             ]
     except TenancyError as exc:

@@ -39,7 +39,7 @@ from tenancy.engine.names import (
     role_for_schema,
 )
 from tenancy.engine.plan import plan_schema
-from tenancy.engine.source import Migration
+from tenancy.engine.source import Execute, Migration, Ran, RunnerError
 
 
 @dataclass
@@ -175,8 +175,9 @@ class Executor:
             ((schema, migrations) for schema, migrations, _planned in work), self._migrate_schema
         )
 
-    def rollback(self, work: Iterable[tuple[str, int]]) -> list[SchemaResult]:
-        """``work``: (schema, version): undo every migration at or above ``version``."""
+    def rollback(self, work: Iterable[tuple[str, int | list[str]]]) -> list[SchemaResult]:
+        """``work``: (schema, version): undo every migration at or above SQL ``version``;
+        or (schema, [versions]): undo those steps, in that order (Django steps)."""
         return self._run(work, self._rollback_task)
 
     # -- worker pool --------------------------------------------------------------------
@@ -520,7 +521,7 @@ class Executor:
         )
 
     def _rollback_task(
-        self, conn: psycopg.Connection, schema: str, from_version: int
+        self, conn: psycopg.Connection, schema: str, from_version: int | list[str]
     ) -> SchemaResult | None:
         """A rollback holds the schema's session-level lock throughout: its DOWNs may run
         outside a transaction."""
@@ -543,17 +544,24 @@ class Executor:
         ids: dict,
         result: SchemaResult,
     ) -> None:
-        """A non-transactional file: its statements one by one, then its ledger row. A run
-        cut off between the two is finished by the next (see ``_index_built``)."""
-        text = _render(migration, ids)
-        self.emit(Event("sql", schema, migration=migration, sql=text))
+        """A non-transactional file (or Django step): its statements one by one, then its
+        ledger row. A run cut off between the two is finished by the next (see
+        ``_index_built``)."""
         started = time.monotonic()
         parts: list[str] = []
         with self._queue_lock:
             self._outside[schema] = migration.name
         try:
-            parts = statements.split(text)
-            self._run_alone(conn, schema, parts, result)
+            if migration.runner is None:
+                text = _render(migration, ids)
+                self.emit(Event("sql", schema, migration=migration, sql=text))
+                parts = statements.split(text)
+                self._run_alone(conn, schema, parts, result)
+                down = migration.down_sql
+            else:
+                ran = self._run_alone_runner(conn, schema, migration, parts, result)
+                self.emit(Event("sql", schema, migration=migration, sql=ran.sql))
+                down = ran.rollback_sql
             ledger.record(
                 conn,
                 schema,
@@ -561,15 +569,44 @@ class Executor:
                 elapsed_ms=_ms_since(started),
                 actor=self.options.actor,
                 run_id=self.options.run_id,
+                down_sql=down,
             )
             with self._queue_lock:
                 self._outside.pop(schema, None)  # done and recorded
         except statements.StatementError as exc:
             raise MigrationError(migration, str(exc)) from exc
-        except (psycopg.Error, MigrationError) as exc:
+        except (psycopg.Error, MigrationError, RunnerError) as exc:
             text = _error_text(exc) if isinstance(exc, psycopg.Error) else str(exc)
             note = self._left_invalid(conn, schema, parts, result)
             raise MigrationError(migration, text + note) from exc
+
+    def _run_alone_runner(
+        self,
+        conn: psycopg.Connection,
+        schema: str,
+        migration: Migration,
+        parts: list[str],
+        result: SchemaResult,
+    ) -> Ran:
+        """A runner's step outside a transaction: each statement it makes runs as a file's
+        would (``_alone_statement``: lock retries, the concurrent index resume); ``parts``
+        collects them for the error message."""
+        assert migration.runner is not None
+
+        def execute(statement: str) -> None:
+            parts.append(statement)
+            try:
+                self._with_lock_retries(
+                    conn,
+                    schema,
+                    lambda: self._alone_statement(conn, schema, statement, result),
+                )
+            except (psycopg.Error, MigrationError) as exc:
+                text = _error_text(exc) if isinstance(exc, psycopg.Error) else str(exc)
+                raise RunnerError(_statement_label(len(parts), parts) + text) from exc
+
+        with self._alone_session(conn, schema):
+            return migration.runner.run(conn, schema, execute)
 
     @contextmanager
     def _alone_session(self, conn: psycopg.Connection, schema: str) -> Iterator[None]:
@@ -684,11 +721,14 @@ class Executor:
             return []
 
     def _rollback_schema(
-        self, conn: psycopg.Connection, schema: str, from_version: int
+        self, conn: psycopg.Connection, schema: str, target: int | list[str]
     ) -> SchemaResult:
         started = time.monotonic()
         result = SchemaResult(schema, "succeeded")
-        rows = ledger.rollback_rows(conn, schema, from_version)
+        if isinstance(target, int):
+            rows = ledger.rollback_rows(conn, schema, target)
+        else:
+            rows = ledger.rows_of_versions(conn, [schema], target).get(schema, [])
         if not rows:
             result.status = "skipped"
             return result
@@ -971,6 +1011,56 @@ def _execute_migration(
         raise MigrationError(migration, str(exc)) from exc
 
 
+# How a statement is changed before it runs (None: as it is): a schema being created
+# builds concurrent indexes plainly (``_in_transaction``).
+Rewrite = Callable[[Migration, str], str] | None
+
+
+def _apply_step(
+    conn: psycopg.Connection,
+    schema: str,
+    m: Migration,
+    owner: str | None,
+    ids: dict[str, str],
+    *,
+    rewrite: Rewrite,
+    on_sql: Callable[[Migration, str], None] | None,
+) -> str | None:
+    """Run one step in the open transaction as ``owner``; returns the SQL that undoes it
+    (the ledger's rollback_sql). The file or runner is left entered: ``_leave_file`` next."""
+    if m.runner is None:
+        text = _render(m, ids)
+        if rewrite is not None and not m.transactional:
+            text = ";\n".join(rewrite(m, s) for s in statements.split(text))
+        if on_sql:
+            on_sql(m, text)
+        _execute_migration(conn, schema, m, text, owner)
+        return m.down_sql
+    ran = _execute_runner(
+        conn, schema, m, owner, lambda s: conn.execute(rewrite(m, s) if rewrite else s)
+    )
+    if on_sql:
+        on_sql(m, ran.sql)
+    return ran.rollback_sql
+
+
+def _execute_runner(
+    conn: psycopg.Connection, schema: str, m: Migration, owner: str | None, execute: Execute
+) -> Ran:
+    """A runner's step in the open transaction, entered like a file (savepoint, owner,
+    the schema's search_path); its errors name the step."""
+    conn.execute(sql.SQL("; ").join(_enter_file(conn, schema, owner)))
+    assert m.runner is not None
+    try:
+        return m.runner.run(conn, schema, execute)
+    except errors.LockNotAvailable:
+        raise
+    except psycopg.Error as exc:
+        raise MigrationError(m, _error_text(exc)) from exc
+    except (RunnerError, statements.StatementError) as exc:
+        raise MigrationError(m, str(exc)) from exc
+
+
 def _segments(pending: list[Migration]) -> list[list[Migration]]:
     """Consecutive transactional files form one segment; a non-transactional one is alone."""
     segments: list[list[Migration]] = []
@@ -1014,18 +1104,13 @@ def apply_in_transaction(
     ledger row travels with ``seal`` and the ``COMMIT``. ``on_sql`` sees each file's SQL
     before it runs. A schema built in the same transaction uses ``apply_to_new_schema``."""
 
-    def text_of(m: Migration) -> str:
-        text = _render(m, ids)
-        if on_sql:
-            on_sql(m, text)
-        return text
-
+    owner = tenant_owner(schema, conn.info.dbname)
     _run_and_record(
         conn,
         schema,
         migrations,
-        text_of,
-        tenant_owner(schema, conn.info.dbname),
+        lambda m: _apply_step(conn, schema, m, owner, ids, rewrite=None, on_sql=on_sql),
+        owner,
         lock_timeout_ms=lock_timeout_ms,
         record=_Recording(actor, run_id),
         then=_COMMIT if commit else None,
@@ -1047,24 +1132,18 @@ def apply_to_new_schema(
     statements that cannot run in a transaction are built non-concurrently instead. The
     caller ends the transaction with ``seal`` before it commits (or rolls back)."""
     db.configure(conn, lock_timeout_ms)
-
-    def text_of(m: Migration) -> str:
-        text = _render(m, ids)
-        if m.transactional:
-            return text
-        return ";\n".join(_in_transaction(m, s) for s in statements.split(text))
-
     owner = tenant_owner(schema, conn.info.dbname)
     # Citus reaches a worker as the current user, over a connection outside this
     # transaction, which cannot see the schema created in it: there the files run as the
     # login user, and the owner role takes the schema over before the commit.
     adopt = bool(owner) and db.citus(conn)
+    runs_as = None if adopt else owner
     _run_and_record(
         conn,
         schema,
         migrations,
-        text_of,
-        None if adopt else owner,
+        lambda m: _apply_step(conn, schema, m, runs_as, ids, rewrite=_in_transaction, on_sql=None),
+        runs_as,
         lock_timeout_ms=lock_timeout_ms,
         record=_Recording(actor, None),
         then=None,
@@ -1089,11 +1168,17 @@ def record_in_transaction(
     commit: bool = False,
 ) -> None:
     """``--fake``: the ledger rows of ``migrations``, their SQL not run, in the caller's open
-    transaction; with ``commit``, the last row travels with the ``COMMIT``."""
+    transaction; with ``commit``, the last row travels with the ``COMMIT``. A Django step
+    is recorded in the schema's own ``django_migrations`` too, as the owner."""
+    owner = tenant_owner(schema, conn.info.dbname)
     for index, m in enumerate(migrations):
+        if m.runner is not None:
+            run_file(conn, schema, m.runner.record_sql(), owner)
+            conn.execute(_leave_file(conn, schema, owner))
         row = ledger.record_statement(schema, m, elapsed_ms=0, actor=actor, run_id=run_id)
         last = index + 1 == len(migrations)
-        conn.execute(sql.SQL("{}; COMMIT").format(row) if commit and last else row)
+        end = sql.SQL("{}; {}; COMMIT").format(row, seal(conn, schema, owner))
+        conn.execute(end if commit and last else row)
 
 
 @dataclass(frozen=True)
@@ -1111,22 +1196,28 @@ def _run_and_record(
     conn: psycopg.Connection,
     schema: str,
     migrations: list[Migration],
-    text_of: Callable[[Migration], str],
+    run_one: Callable[[Migration], str | None],
     owner: str | None,
     *,
     lock_timeout_ms: int,
     record: _Recording,
     then: sql.Composable | None,
 ) -> None:
-    """Each file (``text_of`` gives its SQL) as ``owner`` (None: the login user), then its
-    ledger row, written by the engine with its own settings (``_leave_file``), which shares
-    its round trip with what follows it: the lock_timeout again before the next file (a
-    file may change it), ``seal`` and ``then`` after the last when ``then`` is given."""
+    """Each step run by ``run_one`` (as ``owner``; it returns the SQL that undoes the step),
+    then its ledger row, written by the engine with its own settings (``_leave_file``),
+    which shares its round trip with what follows it: the lock_timeout again before the
+    next step (a file may change it), ``seal`` and ``then`` after the last when ``then``
+    is given."""
     for index, m in enumerate(migrations):
         started = time.monotonic()
-        _execute_migration(conn, schema, m, text_of(m), owner)
+        down = run_one(m)
         row = ledger.record_statement(
-            schema, m, elapsed_ms=_ms_since(started), actor=record.actor, run_id=record.run_id
+            schema,
+            m,
+            elapsed_ms=_ms_since(started),
+            actor=record.actor,
+            run_id=record.run_id,
+            down_sql=down,
         )
         after: list[sql.Composable] = []
         if index + 1 < len(migrations):

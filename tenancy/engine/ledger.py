@@ -81,15 +81,17 @@ def record_statement(
     elapsed_ms: int | None,
     actor: str,
     run_id: int | None,
+    down_sql: str | None = None,
 ) -> sql.Composed:
     """The upsert of an applied migration's ledger row, values as quoted literals, so that
-    it can share a round trip with the statement after it (``COMMIT``)."""
+    it can share a round trip with the statement after it (``COMMIT``). ``down_sql``: the
+    rollback SQL a step made as it ran (a Django step's), else the file's DOWN part."""
     values = [
         schema,
         migration.version,
         migration.name,
         migration.checksum,
-        migration.down_sql,
+        down_sql if down_sql is not None else migration.down_sql,
         elapsed_ms,
         actor,
         run_id,
@@ -122,10 +124,13 @@ def record(
     elapsed_ms: int | None,
     actor: str,
     run_id: int | None,
+    down_sql: str | None = None,
 ) -> None:
     """Write (or complete) the ledger row of an applied migration."""
     conn.execute(
-        record_statement(schema, migration, elapsed_ms=elapsed_ms, actor=actor, run_id=run_id)
+        record_statement(
+            schema, migration, elapsed_ms=elapsed_ms, actor=actor, run_id=run_id, down_sql=down_sql
+        )
     )
 
 
@@ -162,6 +167,24 @@ def rollback_rows_by_schema(
 
 def rollback_rows(conn: psycopg.Connection, schema: str, from_version: int) -> list[tuple]:
     return rollback_rows_by_schema(conn, [schema], from_version).get(schema, [])
+
+
+def rows_of_versions(
+    conn: psycopg.Connection, schemas: list[str], versions: list[str]
+) -> dict[str, list[tuple]]:
+    """For each schema, (version, name, rollback_sql) of its rows among ``versions``, in the
+    order ``versions`` gives (a rollback's: newest first). One query."""
+    rows = conn.execute(
+        "SELECT tenant_schema, migration_version, migration_name, rollback_sql "
+        "FROM public.tenant_migrations "
+        "WHERE tenant_schema = ANY(%s) AND migration_version = ANY(%s)",
+        [schemas, versions],
+    ).fetchall()
+    position = {v: i for i, v in enumerate(versions)}
+    found: dict[str, list[tuple]] = {}
+    for schema, *row in sorted(rows, key=lambda r: (r[0], position[r[1]])):
+        found.setdefault(schema, []).append(tuple(row))
+    return found
 
 
 def delete(conn: psycopg.Connection, schema: str, versions: list[str] | None = None) -> int:

@@ -7,12 +7,11 @@ files in the ledger but gone from disk, and new files numbered below what is app
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import psycopg
 
 from tenancy.engine import ledger
-from tenancy.engine.source import PUBLIC, TENANT, Limits, Migration, discover
+from tenancy.engine.source import PUBLIC, TENANT, Migration
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ def plan_schema(
 ) -> SchemaPlan:
     """One schema's plan from its ledger rows; the pure core that every caller shares."""
     by_number = {version_key(v): a for v, a in applied.items()}
-    numbers = {m.number for m in migrations}
+    numbers = {m.key for m in migrations}
     plan = SchemaPlan(schema=schema, scope=scope, schema_exists=schema_exists)
     plan.applied_count = len(applied)
     if applied:
@@ -86,10 +85,11 @@ def plan_schema(
         )
     highest_applied = max((k for k in by_number if isinstance(k, int)), default=-1)
     for m in migrations:
-        row = by_number.get(m.number)
+        row = by_number.get(m.key)
         if row is None:
             plan.pending.append(m)
-            if m.number < highest_applied:
+            # SQL files are ordered by number; Django steps by their dependencies.
+            if m.is_sql_file and m.number < highest_applied:
                 plan.out_of_order.append(m)
         elif row.checksum is not None and row.checksum != m.checksum:
             plan.drift.append(Drift(m, row.checksum))
@@ -101,20 +101,16 @@ def plan_schema(
 
 def build_plan(
     conn: psycopg.Connection,
-    migrations_dir: Path | str,
+    migrations: dict[str, list[Migration]],
     *,
     public: bool = True,
     tenants: bool = True,
     only: list[str] | None = None,
-    limits: Limits,
 ) -> Plan:
-    """The plan for public and/or every registered tenant (or just ``only``).
+    """The plan for public and/or every registered tenant (or just ``only``), from each
+    scope's steps in order (``migrations``: SQL files, and a tenant app's Django migrations).
 
     Two queries in all: the registry and the ledger."""
-    migrations = {
-        PUBLIC: discover(migrations_dir, PUBLIC, limits),
-        TENANT: discover(migrations_dir, TENANT, limits),
-    }
     applied = ledger.applied_all(conn)
     schemas: list[SchemaPlan] = []
     wanted = set(only) if only is not None else None

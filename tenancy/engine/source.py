@@ -14,10 +14,13 @@ import functools
 import hashlib
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pglast
+import psycopg
 
 from tenancy.engine import statements
 from tenancy.engine.errors import TenancyError
@@ -67,10 +70,61 @@ class Migration:
     up_line: int = 1
     # 1-based line where the DOWN part begins (0 without one).
     down_line: int = 0
+    # A Django migration of a tenant app (see ``Runner``); None for a SQL file.
+    runner: Runner | None = None
+    # Steps that must come before this one (a SQL file's ``-- Depends:`` header, a Django
+    # migration's dependencies on tenant steps): keys as ``key`` gives them.
+    depends: tuple[str, ...] = ()
 
     @property
     def number(self) -> int:
+        """A SQL file's version as a number (Django steps have none)."""
         return int(self.version)
+
+    @property
+    def key(self) -> int | str:
+        """What the plan matches ledger rows by: a SQL file's number (``004`` and ``4`` are
+        one version), a Django step's ``app.name``."""
+        return int(self.version) if self.version.isdigit() else self.version
+
+    @property
+    def is_sql_file(self) -> bool:
+        return self.runner is None
+
+
+class RunnerError(Exception):
+    """A runner's step failed; the message names the operation and the error (the engine
+    puts the step's name in front). A lock not granted is raised as is, to be retried."""
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What a ``Runner`` did in a schema: the SQL it sent (for ``--verbose`` and errors) and
+    the SQL that undoes it (the ledger's ``rollback_sql``; None when it cannot be undone
+    as SQL)."""
+
+    sql: str
+    rollback_sql: str | None
+
+
+# How the engine runs one SQL statement of a step: in the schema's transaction, rewritten
+# for a schema being created, or alone outside a transaction (with lock retries and the
+# concurrent index resume), as the file's own statements would be.
+Execute = Callable[[str], None]
+
+
+class Runner(Protocol):
+    """A step whose SQL is made when it runs, in the schema's transaction and as the
+    tenant's owner with the schema's search_path (a Django migration: compiled by Django's
+    schema editor, with Python operations run between its statements). The engine treats
+    it as a file otherwise: the same lock, owner, sandbox, checksum and ledger row."""
+
+    def run(self, conn: psycopg.Connection, schema: str, execute: Execute) -> Ran: ...
+
+    def record_sql(self) -> str:
+        """SQL that records the step as applied in the schema without running it
+        (``--fake``), run as the owner."""
+        ...
 
 
 def discover(
@@ -187,7 +241,13 @@ def _parse(path: Path, scope: str, version: str, slug: str, text: str) -> Migrat
         non_transactional_reason=reason,
         up_line=up_line(text),
         down_line=down_line(text) if down_sql else 0,
+        depends=_depends(headers.get("depends", "")),
     )
+
+
+def _depends(value: str) -> tuple[str, ...]:
+    """``-- Depends: notes.0002_add_author, 003`` → the steps a file must follow."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def split_up_down(text: str) -> tuple[str, str | None]:

@@ -744,16 +744,18 @@ def files_of(source: Source) -> list[Migration] | None:
     and takes only the rows from the dump. None when the files cannot rebuild it (one is
     gone, edited or refused): the dump's own definitions are used."""
     try:
-        on_disk = {m.version: m for m in tenant_migrations()}
+        every = tenant_migrations()
     except TenantError:
         return None
+    on_disk = {m.version: m for m in every}
+    position = {m.version: i for i, m in enumerate(every)}
     files: list[Migration] = []
     for row in source.meta.get("ledger") or []:
         found = on_disk.get(str(row.get("migration_version")))
         if found is None or found.checksum != row.get("checksum"):
             return None
         files.append(found)
-    return sorted(files, key=lambda m: m.number)
+    return sorted(files, key=lambda m: position[m.version])
 
 
 # pg_restore --list: the archive's entries; the schema's own is left out (we create it).

@@ -10,8 +10,8 @@ from tenancy.engine import pool as pool_engine
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.names import PUBLIC_SCHEMA, validate_schema_name
 from tenancy.engine.plan import build_plan
-from tenancy.engine.source import PUBLIC, TENANT, Migration, discover
-from tenancy.services import runs
+from tenancy.engine.source import PUBLIC, TENANT, Migration
+from tenancy.services import runs, steps
 from tenancy.services.infrastructure import connect_ready
 
 
@@ -33,19 +33,14 @@ def drifted(
     if not version.strip().isdigit():
         raise RecoveryError(f"--accept-checksum takes a migration number, not {version!r}.")
     scope = PUBLIC if public else TENANT
-    matches = [
-        m
-        for m in discover(conf.migrations_dir(), scope, conf.source_limits())
-        if m.number == int(version)
-    ]
+    matches = [m for m in steps.migrations()[scope] if m.number == int(version)]
     if not matches:
         raise RecoveryError(f"No {scope} migration numbered {version} on disk.")
     migration = matches[0]
     with connect_ready() as conn:
         plan = build_plan(
             conn,
-            conf.migrations_dir(),
-            limits=conf.source_limits(),
+            steps.migrations(),
             public=public,
             tenants=not public,
             only=only,

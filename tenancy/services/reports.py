@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from tenancy import conf
 from tenancy.engine import citus, ledger
 from tenancy.engine.plan import build_plan
+from tenancy.services import steps
 from tenancy.services.infrastructure import connect_ready
 
 
@@ -78,8 +78,7 @@ def schema_states(
     with connect_ready() as conn:
         plan = build_plan(
             conn,
-            conf.migrations_dir(),
-            limits=conf.source_limits(),
+            steps.migrations(),
             public=include_public,
             only=only,
         )

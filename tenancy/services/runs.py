@@ -35,8 +35,8 @@ from tenancy.engine.names import (
     validate_schema_name,
 )
 from tenancy.engine.plan import Plan, build_plan, plan_schema
-from tenancy.engine.source import PUBLIC, TENANT, discover
-from tenancy.services import alerts, backups
+from tenancy.engine.source import PUBLIC, TENANT, Migration
+from tenancy.services import alerts, backups, django_steps, steps
 from tenancy.services import pool as pool_service
 from tenancy.services.infrastructure import (
     connect,
@@ -157,8 +157,7 @@ def make_plan(*, public: bool = True, tenants: bool = True, only: list[str] | No
     with connect_ready() as conn:
         plan = build_plan(
             conn,
-            conf.migrations_dir(),
-            limits=conf.source_limits(),
+            steps.migrations(),
             public=public,
             tenants=tenants,
             only=only,
@@ -257,7 +256,8 @@ def check_files(
     (``lint_severities``). A refusal (transaction control, session state, a tenant file
     reaching outside its schema, and an error of a lint rule in ``refusing``) stops the
     whole run before anything runs; warnings are printed. Every problem is listed at once."""
-    pending = {(m.scope, m.version): m for s in plan.schemas for m in s.pending}
+    # SQL files only: a Django step's SQL is checked by the same rules as it is compiled.
+    pending = {(m.scope, m.version): m for s in plan.schemas for m in s.pending if m.is_sql_file}
     if not pending:
         return [], []
     ordered = sorted(pending.values(), key=lambda m: (m.scope, m.number))
@@ -266,7 +266,9 @@ def check_files(
         return refused, []
     scopes = {m.scope for m in ordered}
     # All files of those scopes give the rules their context (which tables exist already).
-    context = [m for scope in sorted(scopes) for m in plan.migrations.get(scope, [])]
+    context = [
+        m for scope in sorted(scopes) for m in plan.migrations.get(scope, []) if m.is_sql_file
+    ]
     applied = {str(m.path) for m in context} - {str(m.path) for m in ordered}
     try:
         problems = rules.lint(context, severities)
@@ -387,12 +389,7 @@ def _infrastructure(request: RunRequest) -> list[str]:
 def _looked_fresh(request: RunRequest, report: RunReport) -> RunReport:
     """A dry run on a database without the tenancy tables: everything public is pending
     (the infrastructure, then every public file) and there are no tenants yet."""
-    directory = conf.migrations_dir()
-    limits = conf.source_limits()
-    migrations = {
-        PUBLIC: discover(directory, PUBLIC, limits),
-        TENANT: discover(directory, TENANT, limits),
-    }
+    migrations = steps.migrations()
     schemas = [plan_schema(PUBLIC_SCHEMA, PUBLIC, migrations[PUBLIC], {})] if request.public else []
     report.plan = Plan(migrations=migrations, schemas=schemas)
     rejected, report.warnings = check_files(report.plan, lint_severities(None))
@@ -407,8 +404,7 @@ def _looked_fresh(request: RunRequest, report: RunReport) -> RunReport:
 def _plan(conn: psycopg.Connection, request: RunRequest) -> Plan:
     plan = build_plan(
         conn,
-        conf.migrations_dir(),
-        limits=conf.source_limits(),
+        steps.migrations(),
         public=request.public,
         tenants=request.tenants,
         only=request.only,
@@ -416,12 +412,22 @@ def _plan(conn: psycopg.Connection, request: RunRequest) -> Plan:
     _check_only(plan, request.only)
     if request.up_to is not None:
         up_to = request.up_to
-        plan.migrations = {
-            k: [m for m in v if m.number <= up_to] for k, v in plan.migrations.items()
-        }
+        plan.migrations = {k: _up_to(v, up_to) for k, v in plan.migrations.items()}
         for s in plan.schemas:
-            s.pending = [m for m in s.pending if m.number <= up_to]
+            kept = set(plan.migrations[s.scope])
+            s.pending = [m for m in s.pending if m in kept]
     return plan
+
+
+def _up_to(ordered: list[Migration], up_to: int) -> list[Migration]:
+    """The steps up to SQL version ``up_to``: everything before the first SQL file above it
+    (a Django step between two kept files is kept)."""
+    kept: list[Migration] = []
+    for m in ordered:
+        if m.is_sql_file and m.number > up_to:
+            break
+        kept.append(m)
+    return kept
 
 
 def _refused(conn: psycopg.Connection, request: RunRequest, report: RunReport) -> bool:
@@ -613,6 +619,8 @@ def _execute(
             _ensure_shared_roles(conn)
         if fail_fast and report.failed:
             return None
+        if scope == TENANT and any(not m.is_sql_file for m in plan.migrations[TENANT]):
+            _grant_references(conn, executor.options.actor)
         results = executor.migrate(work)
         report.results.extend(results)
         if scope == PUBLIC and any(r.failed for r in results):
@@ -629,6 +637,17 @@ def _ensure_shared_roles(conn: psycopg.Connection) -> None:
     for statement in ownership.shared_roles_statements(database, missing):
         with suppress(psycopg.errors.DuplicateObject):
             conn.execute(statement)
+
+
+def _grant_references(conn: psycopg.Connection, actor: str) -> None:
+    """The public step of tenant apps' foreign keys to shared tables: the owner group may
+    reference those tables (``django_steps.grant_references``), audited when it changes."""
+    _ensure_shared_roles(conn)
+    granted = django_steps.grant_references(conn)
+    if granted:
+        audit.write(
+            conn, "tenant_apps.grant_references", actor=actor, details={"tables": granted}
+        )
 
 
 def _replicate_shared_tables(conn: psycopg.Connection, report: RunReport) -> str | None:
@@ -671,14 +690,16 @@ def rollback(
     on_event: Callable[[Event], None] | None = None,
 ) -> RunReport:
     """Undo every migration numbered ``version`` or above, newest first, on the schemas
-    whose ledger shows them; each schema in its own transaction. The same steps as a run:
-    plan → refuse → look (a dry run) or undo → record."""
-    if not version.isdigit():
-        raise RunError(f"--rollback takes a migration number such as 004, not {version!r}.")
+    whose ledger shows them; or, for ``app.name`` (a tenant app's Django migration), that
+    app's steps after it (``app.zero``: all of them), as Django's ``migrate APP NAME``
+    would. Each schema in its own transaction. The same steps as a run: plan → refuse →
+    look (a dry run) or undo → record."""
+    undo = _django_undo(version) if not version.isdigit() else None
     public, tenants, only = _scope(public, tenants, only)
     report = RunReport(kind="rollback", plan=None, dry_run=dry_run)
     with connect_ready() as conn:
-        targets = _rollback_plan(conn, report, int(version), public, tenants, only)
+        target: int | list[str] = int(version) if undo is None else undo
+        targets = _rollback_plan(conn, report, target, public, tenants, only)
         report.refused = _rollback_refusals(targets)
         if report.refused:
             report.exit_code = EXIT_FAILED
@@ -695,7 +716,10 @@ def rollback(
         report.notes += [note] if note else []
         executor = Executor(conf.conninfo(), conf.engine_options(jobs=jobs, actor=actor), on_event)
         with interruptible(report.run_id), heartbeat(conn, report.run_id):
-            report.results = executor.rollback((schema, int(version)) for schema, _ in targets)
+            report.results = executor.rollback(
+                (schema, int(version) if undo is None else [r[0] for r in rows])
+                for schema, rows in targets
+            )
         _record_rollback(conn, report, version, actor)
         return report
 
@@ -703,25 +727,46 @@ def rollback(
 _Targets = list[tuple[str, list[tuple]]]  # (schema, its ledger rows to undo, newest first)
 
 
+def _django_undo(target: str) -> list[str]:
+    """The Django steps that ``app.name`` (or ``app.zero``) undoes, newest first."""
+    app, _, name = target.partition(".")
+    ordered = [m for m in steps.tenant_steps() if not m.is_sql_file]
+    of_app = [m for m in ordered if m.version.split(".", 1)[0] == app]
+    if not app or not name or not of_app:
+        raise RunError(
+            f"--rollback takes a migration number such as 004, or a tenant app's Django "
+            f"migration as APP.NAME (or APP.zero), not {target!r}."
+        )
+    if name == "zero":
+        return [m.version for m in reversed(of_app)]
+    matches = [i for i, m in enumerate(of_app) if m.version.split(".", 1)[1].startswith(name)]
+    if len(matches) != 1:
+        raise RunError(f"{target}: no single migration of {app} is named like that.")
+    return [m.version for m in reversed(of_app[matches[0] + 1 :])]
+
+
 def _rollback_plan(
     conn: psycopg.Connection,
     report: RunReport,
-    version: int,
+    version: int | list[str],
     public: bool,
     tenants: bool,
     only: list[str] | None,
 ) -> _Targets:
     plan = build_plan(
         conn,
-        conf.migrations_dir(),
-        limits=conf.source_limits(),
+        steps.migrations(),
         public=public,
         tenants=tenants,
         only=only,
     )
     _check_only(plan, only)
     report.plan = plan
-    found = ledger.rollback_rows_by_schema(conn, [s.schema for s in plan.schemas], version)
+    schemas = [s.schema for s in plan.schemas]
+    if isinstance(version, int):
+        found = ledger.rollback_rows_by_schema(conn, schemas, version)
+    else:
+        found = ledger.rows_of_versions(conn, schemas, version) if version else {}
     return [(s.schema, found[s.schema]) for s in plan.schemas if s.schema in found]
 
 

@@ -35,7 +35,8 @@ from tenancy.engine.names import (
     validate_org_name,
 )
 from tenancy.engine.plan import SchemaPlan, plan_schema
-from tenancy.engine.source import TENANT, Migration, discover
+from tenancy.engine.source import TENANT, Migration
+from tenancy.services import django_steps, steps
 from tenancy.services.infrastructure import connect, connect_ready
 
 logger = logging.getLogger(__name__)
@@ -186,6 +187,8 @@ def create_roles(ctx: CreationContext) -> None:
         _create_roles_committed(ctx, statements)
     else:
         ctx.conn.execute(sql.SQL("; ").join(statements))  # one round trip
+    # Tenant apps' foreign keys to shared tables (auth_user) need the owner group's grant.
+    django_steps.grant_references(ctx.conn)
 
 
 def _create_roles_committed(ctx: CreationContext, statements: list[sql.Composable]) -> None:
@@ -514,7 +517,7 @@ def run_steps(
 def tenant_migrations() -> list[Migration]:
     """Every tenant file, refused as a whole if any breaks the refusal rules (a new tenant
     gets all of them, in one transaction)."""
-    migrations = discover(conf.migrations_dir(), TENANT, conf.source_limits())
+    migrations = steps.tenant_steps()
     refused = [str(p) for m in migrations for p in rules.refusals(m)]
     if refused:
         raise TenantError(

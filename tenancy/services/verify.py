@@ -35,7 +35,8 @@ from tenancy.engine.names import (
     validate_schema_name,
 )
 from tenancy.engine.plan import plan_schema
-from tenancy.engine.source import TENANT, Migration, discover
+from tenancy.engine.source import TENANT, Migration
+from tenancy.services import steps
 from tenancy.services.infrastructure import connect_ready
 
 SCRATCH_PREFIX = "tenancy_verify_"
@@ -116,7 +117,7 @@ def verify(schemas: list[str] | None = None, *, jobs: int = DEFAULT_JOBS) -> Ver
     """Compare every registered tenant (or ``schemas``) with its reference; ``jobs``:
     connections the fingerprints of many tenants are split over."""
     started = time.monotonic()
-    migrations = discover(conf.migrations_dir(), TENANT, conf.source_limits())
+    migrations = steps.tenant_steps()
     with connect_ready() as conn:
         registered = _registered(conn, schemas)
         present = [schema for schema, exists in registered if exists]
@@ -137,8 +138,8 @@ def verify(schemas: list[str] | None = None, *, jobs: int = DEFAULT_JOBS) -> Ver
 _MISSING_SCHEMA = "missing: schema {schema} (registered, but it does not exist)"
 
 
-def _versions(files: tuple[Migration, ...]) -> tuple[int, ...]:
-    return tuple(m.number for m in files)
+def _versions(files: tuple[Migration, ...]) -> tuple[int | str, ...]:
+    return tuple(m.key for m in files)
 
 
 def _registered(conn: psycopg.Connection, only: list[str] | None) -> list[tuple[str, bool]]:
