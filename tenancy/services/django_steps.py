@@ -56,9 +56,20 @@ _compile_lock = threading.Lock()
 
 def tenant_app_labels() -> set[str]:
     """The labels of the apps in ``TENANT_APPS`` (named by module or by AppConfig path)."""
+
+    return _labels(getattr(settings, "TENANT_APPS", ()))
+
+
+def shared_app_labels() -> set[str]:
+    """The labels of the apps in ``SHARED_APPS`` (they migrate in public, with Django)."""
+
+    return _labels(getattr(settings, "SHARED_APPS", ()))
+
+
+def _labels(listed: Any) -> set[str]:
     from django.apps import apps
 
-    wanted = set(getattr(settings, "TENANT_APPS", ()))
+    wanted = set(listed)
     return {
         config.label
         for config in apps.get_app_configs()

@@ -645,9 +645,7 @@ def _grant_references(conn: psycopg.Connection, actor: str) -> None:
     _ensure_shared_roles(conn)
     granted = django_steps.grant_references(conn)
     if granted:
-        audit.write(
-            conn, "tenant_apps.grant_references", actor=actor, details={"tables": granted}
-        )
+        audit.write(conn, "tenant_apps.grant_references", actor=actor, details={"tables": granted})
 
 
 def _replicate_shared_tables(conn: psycopg.Connection, report: RunReport) -> str | None:

@@ -1,31 +1,28 @@
-"""django-tenants' migrate_schemas, extended: after Django's migrations it brings the SQL
-migrations of migrations_sql/ up to date too, so a developer runs one command."""
+"""django-tenants' migrate_schemas, on the migration engine: Django's migrations of the
+shared apps in ``public`` (Django's own executor, as before), then every tenant step
+through the engine: the SQL files of migrations_sql/ and the Django migrations of the
+tenant apps, compiled once and replayed in each schema (docs/migrations.md, "Django models
+in tenant apps"). One command for a developer; the same plan ``migrate_tenants`` shows."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 from django_tenants.management.commands.migrate_schemas import MigrateSchemasCommand
 
-from tenancy.engine.errors import RunError
+from tenancy.engine.errors import TenancyError
 from tenancy.management.actor import cli_actor
-from tenancy.services import runs
-
-
-def _tenant_apps_have_migrations() -> bool:
-    from django.apps import apps
-    from django.db.migrations.loader import MigrationLoader
-
-    labels = {c.label for c in apps.get_app_configs() if c.name in settings.TENANT_APPS}
-    return bool(labels & MigrationLoader(None, ignore_no_migrations=True).migrated_apps)
 
 
 class Command(MigrateSchemasCommand):
     help = (
-        "Django's migrations for the public schema (and tenant apps, if any have migrations), "
-        "then the SQL migrations of migrations_sql/ for public and every tenant."
+        "Django's migrations of the shared apps in the public schema, then the tenant steps "
+        "(migrations_sql/ and the tenant apps' Django migrations) in public and every tenant "
+        "schema, through the migration engine. APP_LABEL MIGRATION_NAME of a tenant app "
+        "migrates every tenant schema to that migration (backwards too; 'zero' undoes all "
+        "of the app). --fake records without running; --plan and --check change nothing."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -34,42 +31,100 @@ class Command(MigrateSchemasCommand):
             "--no-sql",
             action="store_false",
             dest="sql_migrations",
-            help="Only Django's migrations; skip migrations_sql/.",
+            help="Only Django's migrations of the shared apps in public; no tenant step.",
         )
         parser.add_argument(
-            "--jobs", type=int, default=1, help="Workers for the SQL migrations of tenant schemas."
+            "--jobs", type=int, default=None, help="Workers for the tenant schemas (default 1)."
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        # Tenant schemas get their tables from SQL files; when no tenant app has Django
-        # migrations, visiting each schema for Django would only cost ~90 ms per tenant
-        # (and would need the tenant's search_path at session level, which our backend
-        # never sets: tenancy/postgresql_backend).
-        if not _tenant_apps_have_migrations():
-            options["shared"] = True
-        super().handle(*args, **options)
-        if not options.get("sql_migrations", True):
+        from tenancy.services import django_steps
+
+        app_label = options.get("app_label")
+        tenant_app = bool(app_label) and app_label in django_steps.tenant_app_labels()
+        shared_app = bool(app_label) and app_label in django_steps.shared_app_labels()
+        if app_label and not (tenant_app or shared_app):
+            raise CommandError(f"App '{app_label}' is not in SHARED_APPS nor in TENANT_APPS.")
+        looking = options.get("plan") or options.get("check_unapplied")
+        if not options.get("tenant") and (shared_app or not app_label) and not looking:
+            # Django's own migrate, in public, for the shared apps (the router keeps the
+            # tenant apps out of public).
+            public = {**options, "shared": True, "tenant": False}
+            if not shared_app:
+                public.update(app_label=None, migration_name=None)
+            super().handle(*args, **public)
+        if options.get("shared") or not options.get("sql_migrations", True):
             return
-        schema = options.get("schema_name")
+        if app_label and not tenant_app:
+            return
         try:
-            report = runs.migrate(
-                public=not schema or schema == "public",
-                tenants=not schema or schema != "public",
-                only=[schema] if schema and schema != "public" else None,
-                jobs=options.get("jobs") or 1,
-                actor=cli_actor(),
+            code = self._tenant_steps(options, app_label if tenant_app else None)
+        except TenancyError as exc:
+            raise CommandError(str(exc), returncode=exc.exit_code) from exc
+        if code:
+            sys.exit(code)
+
+    def _tenant_steps(self, options: dict[str, Any], app_label: str | None) -> int:
+        from tenancy.services import runs
+
+        schema = options.get("schema_name")
+        scope = {
+            "public": not options.get("tenant") and (not schema or schema == "public"),
+            "tenants": not schema or schema != "public",
+            "only": [schema] if schema and schema != "public" else None,
+        }
+        migration = options.get("migration_name")
+        looking = bool(options.get("plan") or options.get("check_unapplied"))
+        actor = cli_actor()
+        jobs = options.get("jobs") or options.get("parallel") or 1
+        if app_label and migration:
+            back = runs.rollback(
+                f"{app_label}.{migration}",
+                public=False,
+                tenants=True,
+                only=scope["only"],
+                dry_run=looking,
+                jobs=jobs,
+                actor=actor,
             )
-        except RunError as exc:
-            raise CommandError(str(exc)) from exc
+            self._report(back)
+            if back.exit_code or back.results or looking:
+                return back.exit_code
+        report = runs.migrate(
+            **scope,
+            dry_run=looking,
+            check=bool(options.get("check_unapplied")),
+            fake=bool(options.get("fake")),
+            jobs=jobs,
+            actor=actor,
+        )
+        self._report(report)
+        return report.exit_code
+
+    def _report(self, report: Any) -> None:
         for reason in report.refused:
             self.stderr.write(self.style.ERROR(f"Refused: {reason}"))
         for r in report.failed:
             self.stderr.write(self.style.ERROR(f"{r.schema}: FAILED: {r.error}"))
-        if options.get("verbosity", 1) >= 1:
-            applied = sum(len(r.versions) for r in report.results)
-            self.stdout.write(
-                f"SQL migrations: {applied} applied in "
-                f"{sum(bool(r.versions) for r in report.results)} schema(s)"
-            )
-        if report.exit_code:
-            raise CommandError("SQL migrations did not complete.", returncode=report.exit_code)
+        if self.verbosity < 1:
+            return
+        if report.dry_run:
+            for plan in report.plan.with_pending if report.plan else []:
+                names = ", ".join(m.name for m in plan.pending)
+                self.stdout.write(f"{plan.schema}: would apply {names}")
+            for r in report.results:
+                if r.versions:
+                    self.stdout.write(f"{r.schema}: would roll back {', '.join(r.versions)}")
+            return
+        verb = "rolled back" if report.kind == "rollback" else "applied"
+        changed = [r for r in report.results if r.versions]
+        steps = sum(len(r.versions) for r in changed)
+        self.stdout.write(f"Tenant steps: {steps} {verb} in {len(changed)} schema(s)")
+
+    @property
+    def verbosity(self) -> int:
+        return int(getattr(self, "_verbosity", 1))
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        self._verbosity = int(options.get("verbosity", 1))
+        return super().execute(*args, **options)
