@@ -24,6 +24,7 @@ from psycopg import sql
 from tenancy import conf
 from tenancy.engine.db import close_idle
 from tenancy.engine.names import app_role, owner_group_role, owner_role_prefix, role_prefix
+from tests.settings_sql_only import PROJECT_TENANT_APPS, SUITE_TENANT_APPS
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_DIR = Path(__file__).resolve().parent / "seed_files"
@@ -133,6 +134,14 @@ def pg(transactional_db: None, public_baseline: set, settings: Any) -> Iterator[
 @pytest.fixture(autouse=True)
 def _test_migrations(settings: Any) -> None:
     settings.TENANCY = {**settings.TENANCY, "MIGRATIONS_DIR": TEST_MIGRATIONS}
+    # The suite's own tenant apps too (tests/settings_sql_only.py): none with migrations.
+    settings.TENANT_APPS = SUITE_TENANT_APPS
+
+
+@pytest.fixture
+def project_tenant_apps(settings: Any) -> None:
+    """The project's tenant apps (the example Django tenant app among them)."""
+    settings.TENANT_APPS = PROJECT_TENANT_APPS
 
 
 @pytest.fixture
@@ -203,10 +212,16 @@ def run_command(*args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def subprocess_env(migrations_dir: Path | None = None) -> dict[str, str]:
-    """Environment for `python manage.py …` in a child process, on the test database."""
+def subprocess_env(
+    migrations_dir: Path | None = None, *, tenant_apps: bool = False
+) -> dict[str, str]:
+    """Environment for `python manage.py …` in a child process, on the test database, with
+    the suite's tenant apps (``tenant_apps``: the project's)."""
     info = conf.conninfo()
     env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = (
+        "employer_portal.settings" if tenant_apps else "tests.settings_sql_only"
+    )
     host = info.get("host", "")
     if host.startswith("/"):
         url = f"postgresql://{info.get('user', 'postgres')}@/{info['dbname']}?host={host}"
@@ -221,11 +236,13 @@ def subprocess_env(migrations_dir: Path | None = None) -> dict[str, str]:
     return env
 
 
-def manage(*args: str, migrations_dir: Path | None = None, **kwargs: Any) -> subprocess.Popen:
+def manage(
+    *args: str, migrations_dir: Path | None = None, tenant_apps: bool = False, **kwargs: Any
+) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), *args],
         cwd=ROOT,
-        env=subprocess_env(migrations_dir),
+        env=subprocess_env(migrations_dir, tenant_apps=tenant_apps),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -1,0 +1,317 @@
+"""Django migrations of tenant apps run through the engine: one plan with the SQL files,
+compiled once and replayed in every schema, RunPython per schema, each schema's
+``django_migrations`` kept true, the ways back, and only tenant apps in tenant schemas.
+
+The suite's tenant app is the example one, ``employer_portal.candidate_notes`` (0001: the
+table, with a foreign key to ``auth_user``; 0002: a column and a RunPython that fills it).
+Tests that need tenants from before the app existed create them with ``TENANT_APPS``
+without it; tests that need other migrations point ``MIGRATION_MODULES`` at a package of
+their own."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+
+from tenancy.engine.names import owner_group_role, owner_role_for_schema
+from tenancy.engine.source import TENANT, Migration
+from tenancy.services import django_steps, pool, runs, steps, tenants
+from tenancy.services.tenants import create_tenant
+from tests.settings_sql_only import SUITE_TENANT_APPS
+from tests.conftest import (
+    ROOT,
+    connect,
+    ledger_versions,
+    manage,
+    query,
+    run_command,
+    tables_in,
+)
+
+APP = "candidate_notes"
+TABLE = "candidate_notes_candidatenote"
+STEPS = [f"{APP}.0001_initial", f"{APP}.0002_summary"]
+REAL_MIGRATIONS = ROOT / "employer_portal" / "candidate_notes" / "migrations"
+WITHOUT_THE_APP = SUITE_TENANT_APPS
+
+
+def columns(schema: str, table: str = TABLE) -> list[str]:
+    return [
+        r[0]
+        for r in query(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+            [schema, table],
+        )
+    ]
+
+
+def django_records(schema: str) -> list[tuple[str, str]]:
+    if "django_migrations" not in tables_in(schema):
+        return []
+    return query(f'SELECT app, name FROM "{schema}".django_migrations ORDER BY id')  # noqa: S608
+
+
+def before_the_app(settings: Any, *orgs: str) -> list[str]:
+    """Tenants created while the tenant app was not in TENANT_APPS."""
+    saved = django_settings.TENANT_APPS
+    settings.TENANT_APPS = WITHOUT_THE_APP
+    try:
+        return [create_tenant(org).schema for org in orgs]
+    finally:
+        settings.TENANT_APPS = saved
+
+
+@pytest.fixture
+def migrations_package(tmp_path: Path, settings: Any) -> Iterator[Any]:
+    """``make(files)``: the app's migrations become a package of ``files`` (name → text,
+    or name → a real migration's file name to copy), for this test only."""
+    made: list[str] = []
+
+    def make(files: dict[str, str]) -> None:
+        name = f"notes_migrations_{len(made)}"
+        package = tmp_path / name
+        package.mkdir()
+        (package / "__init__.py").write_text("")
+        for file, text in files.items():
+            real = REAL_MIGRATIONS / text
+            if real.is_file():
+                shutil.copy(real, package / file)
+            else:
+                (package / file).write_text(text)
+        made.append(name)
+        settings.MIGRATION_MODULES = {APP: name}
+
+    sys.path.insert(0, str(tmp_path))
+    yield make
+    sys.path.remove(str(tmp_path))
+    for name in made:
+        for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            del sys.modules[module]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_compiles(project_tenant_apps: None) -> None:
+    """The project's tenant apps, and compiles that start afresh."""
+    django_steps._cache.clear()
+    django_steps._introspects.clear()
+
+
+# -- 1, 5: one plan; only tenant apps in tenant schemas ------------------------------------
+def test_a_new_tenant_gets_the_tenant_apps_tables_and_their_records(public_ready, sql_dir):
+    schema = create_tenant("org_djnew1").schema
+    assert TABLE in tables_in(schema)
+    database = connect().info.dbname
+    assert query(
+        "SELECT relowner::regrole::text FROM pg_class WHERE oid = to_regclass(%s)",
+        [f"{schema}.{TABLE}"],
+    ) == [(owner_role_for_schema(schema, database),)]
+    assert django_records(schema) == [(APP, "0001_initial"), (APP, "0002_summary")]
+    assert ledger_versions(schema)[-2:] == STEPS
+    rollback = query(
+        "SELECT migration_version, rollback_sql FROM tenant_migrations "
+        "WHERE tenant_schema = %s AND migration_version = ANY(%s) ORDER BY 1",
+        [schema, STEPS],
+    )
+    assert 'DROP TABLE "candidate_notes_candidatenote"' in rollback[0][1]
+    assert "DELETE FROM django_migrations" in rollback[1][1]
+    # A tenant app's table is never in public, a shared app's never in a tenant schema.
+    assert TABLE not in tables_in("public")
+    assert not tables_in(schema) & {"auth_user", "django_session", "django_admin_log"}
+
+
+def test_foreign_keys_to_shared_tables_get_their_grant(public_ready, sql_dir):
+    create_tenant("org_djfk1")
+    group = owner_group_role(connect().info.dbname)
+    assert query("SELECT has_table_privilege(%s, 'public.auth_user', 'REFERENCES')", [group]) == [
+        (True,)
+    ]
+
+
+# -- 1: every verb sees the Django steps -----------------------------------------------------
+def test_pending_django_steps_are_seen_and_applied_by_one_run(public_ready, sql_dir, settings):
+    schemas = before_the_app(settings, "org_djold1", "org_djold2", "org_djold3")
+    assert all(TABLE not in tables_in(s) for s in schemas)
+    code, out, _ = run_command("migrate_tenants", "--dry-run")
+    assert code == 0 and f"{APP}.0001_initial" in out and f"{APP}.0002_summary" in out
+    code, _, _ = run_command("migrate_tenants", "--check")
+    assert code == 2
+    code, out, _ = run_command("tenant_status", "--format", "json")
+    assert code == 0
+    assert all(TABLE not in tables_in(s) for s in schemas)  # looking changed nothing
+    code, out, err = run_command("migrate_tenants", "--tenants")
+    assert code == 0, err
+    for schema in schemas:
+        assert TABLE in tables_in(schema)
+        assert ledger_versions(schema)[-2:] == STEPS
+        assert django_records(schema) == [(APP, "0001_initial"), (APP, "0002_summary")]
+    code, _, _ = run_command("migrate_tenants", "--check")
+    assert code == 0
+
+
+def test_each_step_is_compiled_once_for_every_schema(
+    public_ready, sql_dir, settings, monkeypatch
+):
+    schemas = before_the_app(settings, *(f"org_djonce{i}" for i in range(4)))
+    compiled: list[tuple[str, str]] = []
+    real = django_steps._compile_forwards
+
+    def counting(wrapper: Any, app_label: str, name: str) -> Any:
+        compiled.append((app_label, name))
+        return real(wrapper, app_label, name)
+
+    monkeypatch.setattr(django_steps, "_compile_forwards", counting)
+    report = runs.migrate(public=False, tenants=True, jobs=2, actor="test")
+    assert report.exit_code == 0, [r.error for r in report.failed]
+    assert sorted(compiled) == [(APP, "0001_initial"), (APP, "0002_summary")]
+    assert all(TABLE in tables_in(s) for s in schemas)
+
+
+# -- 3: RunPython per schema, on that schema's rows -------------------------------------------
+def test_a_data_migration_runs_in_each_schema_on_its_own_rows(
+    public_ready, sql_dir, migrations_package
+):
+    migrations_package({"0001_initial.py": "0001_initial.py"})
+    first, second = (create_tenant(o).schema for o in ("org_djdata1", "org_djdata2"))
+    assert "summary" not in columns(first)
+    with connect() as conn:
+        for schema, body in ((first, "Strong Python\nmore"), (second, "Other tenant")):
+            conn.execute(
+                f'INSERT INTO "{schema}".{TABLE} (candidate_id, body, created_at) '  # noqa: S608
+                "VALUES (gen_random_uuid(), %s, now())",
+                [body],
+            )
+    migrations_package(
+        {"0001_initial.py": "0001_initial.py", "0002_summary.py": "0002_summary.py"}
+    )
+    report = runs.migrate(public=False, tenants=True, actor="test")
+    assert report.exit_code == 0, [r.error for r in report.failed]
+    assert query(f'SELECT summary FROM "{first}".{TABLE}') == [("Strong Python",)]  # noqa: S608
+    assert query(f'SELECT summary FROM "{second}".{TABLE}') == [("Other tenant",)]  # noqa: S608
+
+
+def test_what_the_sandbox_refuses_names_the_migration_and_operation(
+    public_ready, sql_dir, migrations_package
+):
+    victim = create_tenant("org_djvictim").schema
+    migrations_package(
+        {
+            "0001_initial.py": "0001_initial.py",
+            "0002_summary.py": "0002_summary.py",
+            "0003_evil.py": (
+                "from django.db import migrations\n\n\n"
+                "class Migration(migrations.Migration):\n"
+                f"    dependencies = [('{APP}', '0002_summary')]\n"
+                f"    operations = [migrations.RunSQL('DROP SCHEMA {victim} CASCADE')]\n"
+            ),
+        }
+    )
+    report = runs.migrate(public=False, tenants=True, actor="test")
+    assert report.exit_code == 1
+    error = report.failed[0].error
+    assert f"{APP}.0003_evil" in error and "Raw SQL operation" in error
+    assert "refused by the rules for tenant code" in error
+    assert "job_postings" in tables_in(victim)
+
+
+# -- 8: the ways back ---------------------------------------------------------------------------
+def test_migrate_schemas_to_0001_removes_the_field_everywhere_and_back(public_ready, sql_dir):
+    schemas = [create_tenant(o).schema for o in ("org_djback1", "org_djback2")]
+    code, out, err = run_command("migrate_schemas", APP, "0001")
+    assert code == 0, err
+    for schema in schemas:
+        assert "summary" not in columns(schema)
+        assert django_records(schema) == [(APP, "0001_initial")]
+        assert f"{APP}.0002_summary" not in ledger_versions(schema)
+    code, out, err = run_command("migrate_schemas", "--check")
+    assert code == 2
+    code, out, err = run_command("migrate_schemas")
+    assert code == 0, err
+    for schema in schemas:
+        assert "summary" in columns(schema)
+        assert django_records(schema)[-1] == (APP, "0002_summary")
+
+
+def test_rollback_to_zero_and_fake_agree_with_django_records(public_ready, sql_dir):
+    schema = create_tenant("org_djzero1").schema
+    report = runs.rollback(f"{APP}.zero", tenants=True, actor="test")
+    assert report.exit_code == 0, [r.error for r in report.failed]
+    assert TABLE not in tables_in(schema) and django_records(schema) == []
+    report = runs.migrate(public=False, tenants=True, fake=True, actor="test")
+    assert report.exit_code == 0
+    assert TABLE not in tables_in(schema)  # faked: recorded, not run
+    assert django_records(schema) == [(APP, "0001_initial"), (APP, "0002_summary")]
+    assert ledger_versions(schema)[-2:] == STEPS
+
+
+# -- creation paths ------------------------------------------------------------------------------
+def test_a_pool_schema_gets_the_django_tables(public_ready, sql_dir, settings, monkeypatch):
+    settings.TENANCY = {**settings.TENANCY, "POOL_SIZE": 1}
+    monkeypatch.setattr(tenants, "REFILL_TASK", "tests.test_pool.no_refill")
+    built = pool.fill(1, actor="test").built
+    assert len(built) == 1 and TABLE in tables_in(built[0])
+    created = create_tenant("org_djpool1")
+    assert created.path == tenants.POOL
+    assert TABLE in tables_in(created.schema)
+    assert django_records(created.schema) == [(APP, "0001_initial"), (APP, "0002_summary")]
+
+
+# -- a kill -9 in the middle ----------------------------------------------------------------------
+def test_a_killed_django_run_is_finished_by_a_rerun(public_ready, sql_dir, settings):
+    schemas = before_the_app(settings, *(f"org_djkill{i}" for i in range(8)))
+    (sql_dir / "tenant" / "050_after_notes.sql").write_text(
+        f"-- Depends: {APP}.0002_summary\n-- UP\nCREATE TABLE after_notes (id int);\n"
+        "SELECT pg_sleep(0.3);\n"
+    )
+    proc = manage("migrate_tenants", "--tenants", migrations_dir=sql_dir, tenant_apps=True)
+    deadline = time.monotonic() + 60
+    while not any("050" in ledger_versions(s) for s in schemas):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    for schema in schemas:  # each schema wholly migrated, or not at all
+        done = "050" in ledger_versions(schema)
+        assert (TABLE in tables_in(schema)) == done
+        assert bool(django_records(schema)) == done
+    assert not all("050" in ledger_versions(s) for s in schemas)
+    rerun = manage("migrate_tenants", "--tenants", migrations_dir=sql_dir, tenant_apps=True)
+    assert rerun.wait(timeout=120) == 0, rerun.communicate()
+    assert all(TABLE in tables_in(s) and "050" in ledger_versions(s) for s in schemas)
+
+
+# -- 6: one order -------------------------------------------------------------------------------
+def _file(version: str, depends: tuple[str, ...] = ()) -> Migration:
+    name = f"{version}_x.sql"
+    return Migration(
+        TENANT, version, name, "", Path(name), "SELECT 1;", None, version, True, depends=depends
+    )
+
+
+def _django(name: str, depends: tuple[str, ...] = ()) -> Migration:
+    return Migration(
+        TENANT, name, name, "", Path(name), "", None, name, True,
+        runner=django_steps.DjangoRunner(*name.split("."), "c"), depends=depends,
+    )  # fmt: skip
+
+
+def test_steps_are_ordered_by_their_dependencies():
+    files = [_file("001"), _file("002", ("notes.0001",)), _file("003")]
+    django = [_django("notes.0001_a"), _django("notes.0002_b", ("notes.0001_a", "003"))]
+    order = [m.name for m in steps.ordered(files, django)]
+    assert order == ["001_x.sql", "notes.0001_a", "002_x.sql", "003_x.sql", "notes.0002_b"]
+
+
+def test_a_cycle_or_a_missing_dependency_is_refused():
+    with pytest.raises(steps.OrderError, match="cycle"):
+        steps.ordered([_file("001", ("notes.0001",))], [_django("notes.0001_a", ("001",))])
+    with pytest.raises(steps.OrderError, match="depends on notes.0009"):
+        steps.ordered([_file("001", ("notes.0009",))], [_django("notes.0001_a")])
