@@ -6,6 +6,9 @@ from django.views.generic import RedirectView
 
 from tenancy.metrics import metrics
 
+# SimpleAdminConfig (settings.py) leaves the discovery of admin modules to the URLconf.
+admin.autodiscover()
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("metrics", metrics, name="tenancy-metrics"),  # Prometheus; token or staff

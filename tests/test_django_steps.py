@@ -25,7 +25,6 @@ from tenancy.engine.names import owner_group_role, owner_role_for_schema
 from tenancy.engine.source import TENANT, Migration
 from tenancy.services import django_steps, pool, runs, steps, tenants
 from tenancy.services.tenants import create_tenant
-from tests.settings_sql_only import SUITE_TENANT_APPS
 from tests.conftest import (
     ROOT,
     connect,
@@ -35,6 +34,7 @@ from tests.conftest import (
     run_command,
     tables_in,
 )
+from tests.settings_sql_only import SUITE_TENANT_APPS
 
 APP = "candidate_notes"
 TABLE = "candidate_notes_candidatenote"
@@ -157,9 +157,7 @@ def test_pending_django_steps_are_seen_and_applied_by_one_run(public_ready, sql_
     assert code == 0
 
 
-def test_each_step_is_compiled_once_for_every_schema(
-    public_ready, sql_dir, settings, monkeypatch
-):
+def test_each_step_is_compiled_once_for_every_schema(public_ready, sql_dir, settings, monkeypatch):
     schemas = before_the_app(settings, *(f"org_djonce{i}" for i in range(4)))
     compiled: list[tuple[str, str]] = []
     real = django_steps._compile_forwards
@@ -189,9 +187,7 @@ def test_a_data_migration_runs_in_each_schema_on_its_own_rows(
                 "VALUES (gen_random_uuid(), %s, now())",
                 [body],
             )
-    migrations_package(
-        {"0001_initial.py": "0001_initial.py", "0002_summary.py": "0002_summary.py"}
-    )
+    migrations_package({"0001_initial.py": "0001_initial.py", "0002_summary.py": "0002_summary.py"})
     report = runs.migrate(public=False, tenants=True, actor="test")
     assert report.exit_code == 0, [r.error for r in report.failed]
     assert query(f'SELECT summary FROM "{first}".{TABLE}') == [("Strong Python",)]  # noqa: S608
@@ -315,3 +311,38 @@ def test_a_cycle_or_a_missing_dependency_is_refused():
         steps.ordered([_file("001", ("notes.0001",))], [_django("notes.0001_a", ("001",))])
     with pytest.raises(steps.OrderError, match="depends on notes.0009"):
         steps.ordered([_file("001", ("notes.0009",))], [_django("notes.0001_a")])
+
+
+# -- 7: a SQL file's foreign key to a public table nobody granted ----------------------------
+REFERENCES_CONFIG = (
+    "-- UP\nCREATE TABLE tenant_settings (id serial PRIMARY KEY,\n"
+    "  config_id bigint REFERENCES public.system_configurations(id));\n"
+)
+
+
+def test_an_ungranted_public_reference_is_refused_before_any_schema(public_ready, sql_dir):
+    schemas = [create_tenant(o).schema for o in ("org_djref1", "org_djref2")]
+    (sql_dir / "tenant" / "050_settings.sql").write_text(REFERENCES_CONFIG)
+    for args in (("--dry-run",), ()):
+        code, out, err = run_command("migrate_tenants", *args)
+        assert code == 1, (out, err)
+        assert "050_settings.sql:2: a foreign key to public.system_configurations" in err
+        assert "GRANT REFERENCES ON public.system_configurations TO {{owner_group}}" in err
+    assert all("tenant_settings" not in tables_in(s) for s in schemas)
+    code, out, _ = run_command("lint_migrations", "--format", "json")
+    assert "shared-reference-grant" in out
+    # With the grant in a public file (pending in the same run), the run goes through.
+    (sql_dir / "public" / "050_grant.sql").write_text(
+        "GRANT REFERENCES ON public.system_configurations TO {{owner_group}};\n"
+    )
+    code, out, err = run_command("migrate_tenants")
+    assert code == 0, err
+    assert all("tenant_settings" in tables_in(s) for s in schemas)
+
+
+def test_a_creation_that_fails_on_a_reference_names_the_grant(public_ready, sql_dir):
+    (sql_dir / "tenant" / "050_settings.sql").write_text(REFERENCES_CONFIG)
+    code, out, err = run_command("tenant_create", "org_djref3")
+    assert code == 1
+    assert "GRANT REFERENCES ON public.system_configurations TO {{owner_group}}" in err
+    assert query("SELECT count(*) FROM tenant_registry") == [(0,)]

@@ -990,10 +990,27 @@ def _locate_failure(
             try:
                 conn.execute(sql.SQL(statement))
             except psycopg.Error as replayed:
-                return _statement_label(index, parts) + _error_text(replayed)
+                label = _statement_label(index, parts)
+                return label + _error_text(replayed) + _reference_hint(statement, replayed)
     except (psycopg.Error, statements.StatementError):
         pass
     return _error_text(exc)
+
+
+def _reference_hint(statement: str, exc: psycopg.Error) -> str:
+    """A foreign key to a public table the tenant owners may not reference: the grant."""
+    table = getattr(exc.diag, "table_name", None) if exc.diag else None
+    text = str(exc)
+    if exc.sqlstate != "42501" or "REFERENCES" not in statement.upper():
+        return ""
+    if not table and "permission denied for table " in text:
+        table = text.split("permission denied for table ", 1)[1].split()[0]
+    if not table:
+        return ""
+    return (
+        f" (tenant owner roles may not reference public.{table}: add a public migration "
+        f"with GRANT REFERENCES ON public.{table} TO {{{{owner_group}}}})"
+    )
 
 
 def _statement_label(index: int, parts: list[str]) -> str:

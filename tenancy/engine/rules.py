@@ -62,6 +62,7 @@ SAFETY_RULES: dict[str, str] = {
     "drop-table": WARNING,
     "constraint-without-not-valid": WARNING,
     "missing-down": WARNING,
+    "shared-reference-grant": WARNING,
     # What Citus' schema-based sharding refuses in a tenant schema: off on a plain server,
     # errors on a Citus cluster (``for_citus``), or set in settings to prepare for one.
     "citus-trigger": OFF,
@@ -165,6 +166,7 @@ def lint(
     problems: list[Problem] = []
     for group in _groups(migrations):
         problems += _lint_group(group, levels)
+    problems += _ungranted_reference_problems(migrations, levels["shared-reference-grant"])
     if migrations and levels.get(SQUAWK) != OFF:
         problems += _squawk_problems(migrations, levels)
     # set(): squawk reports e.g. each column of a statement, all at the statement's line.
@@ -995,6 +997,82 @@ def _citus(node: ast.Node) -> Iterator[tuple[str, str]]:
                 "a public migration grants REFERENCES on it to {{owner_group}}; make sure "
                 "one does.",
             )
+
+
+def shared_references(tenant_files: Sequence[Migration]) -> dict[str, list[tuple[str, int]]]:
+    """The public tables the tenant files' foreign keys point to → [(file, line)]: named
+    ``public.x``, or unqualified and created by no tenant file (so the schema's search_path
+    finds them in public). Tenant owner roles need REFERENCES on each."""
+    parsed = []
+    for m in tenant_files:
+        try:
+            parsed.append((m, _statements(m)))
+        except pglast.parser.ParseError:
+            continue  # reported by refusals()
+    own = {t for _, found in parsed for t in _created_tables(found)}
+    found_refs: dict[str, list[tuple[str, int]]] = {}
+    for m, found in parsed:
+        for stmt in found:
+            for fk in _foreign_keys(stmt.node):
+                target = fk.pktable
+                if target is None or target.schemaname not in (None, "public"):
+                    continue
+                if target.schemaname is None and target.relname in own:
+                    continue
+                found_refs.setdefault(target.relname, []).append((str(m.path), stmt.line))
+    return found_refs
+
+
+def granted_references(public_files: Sequence[Migration]) -> set[str]:
+    """The public tables on which public files grant REFERENCES (or ALL) to a placeholder
+    role (``{{owner_group}}``)."""
+    granted: set[str] = set()
+    for m in public_files:
+        try:
+            found = _statements(m)
+        except pglast.parser.ParseError:
+            continue
+        for stmt in found:
+            node = stmt.node
+            if not (isinstance(node, ast.GrantStmt) and node.is_grant):
+                continue
+            if node.objtype != ObjectType.OBJECT_TABLE:
+                continue
+            privileges = {p.priv_name for p in node.privileges or ()}
+            if node.privileges and "references" not in privileges:
+                continue  # None: ALL PRIVILEGES
+            to_placeholder = any(
+                getattr(g, "rolename", None) == _OTHER_PLACEHOLDER for g in node.grantees or ()
+            )
+            if to_placeholder:
+                granted |= {o.relname for o in node.objects or () if isinstance(o, ast.RangeVar)}
+    return granted
+
+
+def _ungranted_reference_problems(migrations: Sequence[Migration], level: str) -> list[Problem]:
+    """Lint: a tenant foreign key to a public table no public file lets the owners
+    reference (the dry run checks the database itself)."""
+    if level == OFF:
+        return []
+    tenant = [m for m in migrations if m.scope == TENANT]
+    public = [m for m in migrations if m.scope != TENANT]
+    if not public:
+        return []  # the grants live in public files: without them, nothing to compare
+    granted = granted_references(public)
+    return [
+        Problem(
+            path,
+            line,
+            "shared-reference-grant",
+            level,
+            f"a foreign key to public.{table}, which tenant owner roles may reference only "
+            "when a public file grants it: GRANT REFERENCES ON public."
+            f"{table} TO {{{{owner_group}}}} (the dry run checks the database)",
+        )
+        for table, places in shared_references(tenant).items()
+        if table not in granted
+        for path, line in places
+    ]
 
 
 def _foreign_keys(node: ast.Node) -> Iterator[ast.Constraint]:

@@ -419,6 +419,42 @@ def _plan(conn: psycopg.Connection, request: RunRequest) -> Plan:
     return plan
 
 
+def ungranted_references(conn: psycopg.Connection, plan: Plan) -> list[str]:
+    """Pending tenant files with a foreign key to a public table the tenant owner roles may
+    not reference: each would fail in every schema with "permission denied" (and break
+    every warm-pool entry), so the run refuses before any schema, naming the grant.
+    Grants that a pending public file, or the tenant apps' own step, will make count."""
+    pending = {m for s in plan.for_scope(TENANT) for m in s.pending if m.is_sql_file}
+    if not pending:
+        return []
+    wanted = rules.shared_references([m for m in plan.migrations[TENANT] if m.is_sql_file])
+    wanted = {
+        t: [p for p in places if p[0] in {str(m.path) for m in pending}]
+        for t, places in wanted.items()
+    }
+    wanted = {t: places for t, places in wanted.items() if places}
+    public_pending = [m for s in plan.for_scope(PUBLIC) for m in s.pending]
+    coming = rules.granted_references(public_pending) | set(django_steps.shared_references())
+    tables = sorted(t for t in wanted if t not in coming)
+    if not tables:
+        return []
+    group = owner_group_role(conn.info.dbname)
+    rows = conn.execute(
+        "SELECT t FROM unnest(%s::text[]) AS t "
+        "WHERE to_regclass('public.' || quote_ident(t)) IS NOT NULL AND ("
+        "to_regrole(quote_ident(%s)) IS NULL OR "
+        "NOT has_table_privilege(%s, 'public.' || quote_ident(t), 'REFERENCES'))",
+        [tables, group, group],
+    ).fetchall()
+    return [
+        f"{path}:{line}: a foreign key to public.{table}, which tenant owner roles may not "
+        f"reference; add a public migration with GRANT REFERENCES ON public.{table} TO "
+        "{{owner_group}} (nothing was run)"
+        for (table,) in rows
+        for path, line in wanted[table]
+    ]
+
+
 def _up_to(ordered: list[Migration], up_to: int) -> list[Migration]:
     """The steps up to SQL version ``up_to``: everything before the first SQL file above it
     (a Django step between two kept files is kept)."""
@@ -437,6 +473,7 @@ def _refused(conn: psycopg.Connection, request: RunRequest, report: RunReport) -
     # On Citus what Citus refuses would fail in every tenant: refused here, before any.
     refusing = rules.CITUS_RULES if db.citus(conn) else ()
     rejected, report.warnings = check_files(report.plan, lint_severities(conn), refusing)
+    rejected += ungranted_references(conn, report.plan)
     report.refused = rejected + refusals(
         report.plan,
         allow_missing=request.allow_missing,

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenancy import conf
 from tenancy.engine.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING, Interrupted, TenancyError
 from tenancy.engine.names import schema_for_org
 from tenancy.management.actor import cli_actor
 from tenancy.management.interrupts import interruptible
-from tenancy.management.output import Progress, write_json, write_plan
 from tenancy.management.prompts import confirm_schema
-from tenancy.services import recovery, runs
-from tenancy.services.backups import BACKUP_NOTE
-from tenancy.services.tenants import check_creation, create_tenant
+
+if TYPE_CHECKING:
+    from tenancy.management.output import Progress
+
+
+def _import_services() -> None:
+    """The engine and services, imported when the command runs, not for ``--help``
+    (psycopg, the executor and the services are most of a command's start-up)."""
+    global conf, recovery, runs, BACKUP_NOTE, check_creation, create_tenant  # noqa: PLW0603
+    global Progress, write_json, write_plan  # noqa: PLW0603
+    from tenancy import conf
+    from tenancy.management.output import Progress, write_json, write_plan
+    from tenancy.services import recovery, runs
+    from tenancy.services.backups import BACKUP_NOTE
+    from tenancy.services.tenants import check_creation, create_tenant
 
 EPILOG = """
 verbs (one at a time; none means migrate): --rollback, --fake, --baseline,
@@ -208,6 +218,7 @@ class Command(BaseCommand):
         create.add_argument("--name", help="Organization name for --create-tenant.")
 
     def handle(self, *args: Any, **o: Any) -> None:
+        _import_services()
         actor = o["actor"] or cli_actor()
         verb = self._verb(o)
         try:
