@@ -360,6 +360,22 @@ def _compile_backwards(wrapper: Any, app_label: str, name: str) -> str | None:
     return "\n".join(s for s in editor.collected_sql if not s.startswith("--")) + "\n"
 
 
+def sqlmigrate(conn: psycopg.Connection, schema: str, app_label: str, name: str) -> list[str]:
+    """What ``sqlmigrate`` would print for a tenant app's migration in ``schema`` (as the
+    engine compiles it there): its SQL statements, for benches and for reading."""
+    from django.db import transaction
+
+    with conn.transaction(force_rollback=True):
+        conn.execute(
+            sql.SQL("SELECT set_config('search_path', {}, true)").format(
+                sql.Literal(f"{sql.Identifier(schema).as_string(None)}, public")
+            )
+        )
+        with bound(conn, schema) as wrapper, transaction.atomic(using=wrapper.alias):
+            compiled = _compile_forwards(wrapper, app_label, name)
+    return [s for p in compiled.parts if isinstance(p, _SqlPart) for s in p.statements]
+
+
 # -- Django's connection on the engine's ---------------------------------------------------
 def _wrapper_class() -> type:
     from django.db.backends.postgresql import base as pg
