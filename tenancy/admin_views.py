@@ -691,8 +691,8 @@ def recovery_verbs_for(request: HttpRequest) -> dict[str, bool]:
 
 
 def version_of(name: str) -> str:
-    """'004_feature.sql' → '004'."""
-    return name.split("_", 1)[0]
+    """'004_feature.sql' → '004'; a Django step's name is its version."""
+    return name.split("_", 1)[0] if name.endswith(".sql") else name
 
 
 @dataclass
@@ -740,7 +740,12 @@ def recovery_plan(
     if version is None:
         return plan
     if not version.isdigit():
-        plan.problems.append(f"{version!r} is not a migration number.")
+        # A Django step goes back with Django's semantics (to a migration, not from one):
+        # `migrate_schemas APP MIGRATION`, not this page's "this one and newer".
+        plan.problems.append(
+            f"{version!r} is not a migration number (a Django tenant app's migrations go "
+            "back with manage.py migrate_schemas APP MIGRATION)."
+        )
         return plan
     if verb == "accept-checksum":
         migration, plan.schemas = recovery.drifted(version, public=public, only=only)
@@ -750,7 +755,11 @@ def recovery_plan(
         if not plan.schemas:
             plan.problems.append(f"{migration.name} shows no drift: nothing to accept.")
     elif verb == "fake":
-        names = [n for n in (state.pending if state else []) if int(version_of(n)) <= int(version)]
+        names = [
+            n
+            for n in (state.pending if state else [])
+            if version_of(n).isdigit() and int(version_of(n)) <= int(version)
+        ]
         plan.rows = [(n, "recorded as applied, not run") for n in names]
         plan.schemas = [schema] if schema and names else []
         if not names:

@@ -13,6 +13,7 @@ ran as anyone but the tenant's owner."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,11 @@ from django.contrib.auth.models import User
 
 from tenancy import conf
 from tenancy.engine.executor import Executor
-from tenancy.engine.names import owner_role_for_schema
+from tenancy.engine.names import app_role, owner_group_role, owner_role_for_schema
 from tenancy.engine.source import TENANT, discover
 from tenancy.services import pool, tenants
 from tenancy.services.tenants import create_tenant, list_tenants
+from tests import conftest
 from tests.conftest import add_posting, connect, ledger_versions, query
 
 ATTACKER, BYSTANDER = "tenant_org_mallory", "tenant_org_bystander"
@@ -149,10 +151,14 @@ def callers(schema: str = ATTACKER) -> set[tuple[str, str]]:
     return set(query(f"SELECT usr, sess FROM {schema}.who_ran"))  # noqa: S608
 
 
-def assert_nothing_escaped(before: dict[str, Any], schema: str = ATTACKER) -> None:
+def assert_nothing_escaped(
+    before: dict[str, Any], schema: str = ATTACKER, session: str | None = None
+) -> None:
+    """Nothing the attacker wanted changed, and its code ran as the owner only (with a
+    superuser login the owner is the session user too; else ``session``, the login)."""
     assert snapshot() == before
     owner = owner_role_for_schema(schema, connect().info.dbname)
-    assert callers(schema) <= {(owner, owner)}
+    assert callers(schema) <= {(owner, session or owner)}
     if query("SELECT to_regclass(%s)", [f"{schema}.loot"])[0][0]:
         assert query(f"SELECT count(*) FROM {schema}.loot") == [(0,)]  # noqa: S608
 
@@ -315,3 +321,142 @@ def test_a_deferred_trigger_that_fails_fails_its_schema_with_a_clear_error(fleet
     assert "deferred check said no" in results[0].error
     assert query("SELECT to_regclass(%s)", [f"{ATTACKER}.t"]) == [(None,)]
     assert "050" not in ledger_versions(ATTACKER)
+
+
+# -- the issue's file, end to end, and a login that is not a superuser -----------------------
+ISSUE_FILE = """-- UP
+CREATE TABLE evil (id int);
+CREATE TABLE evil_copy (u text, p text);
+CREATE FUNCTION evil_fn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE tenant_registry SET organization_name = 'PWNED by ' || current_user;
+  INSERT INTO evil_copy SELECT username, password FROM auth_user;
+  RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER evil_trg AFTER INSERT ON evil DEFERRABLE INITIALLY DEFERRED
+  FOR EACH ROW EXECUTE FUNCTION evil_fn();
+INSERT INTO evil VALUES (1);
+"""
+
+
+@pytest.mark.parametrize("command", [("migrate_tenants",), ("tenant_create", "org_mallory9")])
+def test_the_reported_file_is_refused_naming_the_rule(fleet: Path, command: tuple) -> None:
+    from tests.conftest import run_command
+
+    (fleet / "tenant" / "050_evil.sql").write_text(ISSUE_FILE)
+    before = snapshot()
+    code, out, err = run_command(*command)
+    assert code == 1, (out, err)
+    assert "[outlives-file]" in err and "deferrable constraint trigger" in err
+    assert snapshot() == before
+    assert query("SELECT to_regclass(%s)", [f"{ATTACKER}.evil_copy"]) == [(None,)]
+
+
+@pytest.fixture
+def migrator(fleet: Path, monkeypatch: Any, public_baseline: set) -> Any:
+    """The engine logs in as a role that is not a superuser (docs/isolation.md): it may
+    create schemas and roles, writes the public tables and bypasses their row-level
+    security (BYPASSRLS, given by a superuser), and takes tenant roles as their member."""
+    from psycopg import sql
+
+    from tenancy.engine.db import close_idle
+    from tests.conftest import reset_database
+
+    admin = dict(conf.conninfo())
+    database = admin["dbname"]
+    role = "tmig_" + hashlib.sha256(database.encode()).hexdigest()[:12]
+    group = owner_group_role(database)
+    with connect() as conn:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        for statement in (
+            "CREATE ROLE {r} LOGIN CREATEROLE BYPASSRLS NOSUPERUSER",
+            "GRANT CREATE, TEMPORARY ON DATABASE {d} TO {r}",
+            "GRANT ALL ON ALL TABLES IN SCHEMA public TO {r}",
+            "GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {r}",
+            "GRANT {g} TO {r} WITH ADMIN OPTION",
+            "GRANT {a} TO {r} WITH ADMIN OPTION",
+        ):
+            conn.execute(
+                sql.SQL(statement).format(
+                    r=sql.Identifier(role),
+                    d=sql.Identifier(database),
+                    g=sql.Identifier(group),
+                    a=sql.Identifier(app_role(database)),
+                )
+            )
+    monkeypatch.setattr(conf, "conninfo", lambda *a, **k: {**admin, "user": role})
+    # The test's own checks read as the superuser (the bystander's rows, the registry).
+    monkeypatch.setattr(conftest, "connect", lambda: psycopg_connect(admin))
+    yield role
+    monkeypatch.undo()
+    close_idle()
+    reset_database(public_baseline)
+    with psycopg_connect(admin) as conn:
+        conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def psycopg_connect(info: dict) -> Any:
+    import psycopg
+
+    return psycopg.connect(**info, autocommit=True)
+
+
+def test_with_a_login_that_is_not_a_superuser_nothing_escapes_either(
+    migrator: str, fleet: Path, below_the_rules: None
+) -> None:
+    with psycopg_connect(conf.conninfo()) as engine:  # what the engine logs in as
+        rows = engine.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        assert rows.fetchall() == [(False,)]
+    attack_file(fleet, "redeferring_trigger")
+    before = snapshot()
+    created = create_tenant("org_mallory5")  # its roles are the login's to take
+    owner = owner_role_for_schema(created.schema, connect().info.dbname)
+    # Without a superuser login the owner is the current user, not the session user.
+    assert callers(created.schema) and callers(created.schema) <= {(owner, migrator)}
+    write(fleet, "052_later.sql", "INSERT INTO evil VALUES (5);")
+    results = run_engine(fleet, [created.schema])
+    assert [r.status for r in results] == ["succeeded"], results[0].error
+    assert callers(created.schema) <= {(owner, migrator)}
+    now = snapshot()
+    assert now["users"] == before["users"] and now["bystander"] == before["bystander"]
+    assert [r for r in now["registry"] if r not in before["registry"]] == [
+        (now["registry"][-1][0], "org_mallory5", created.schema, "active")
+    ]
+
+
+DJANGO_MIGRATIONS_TRIGGER = """
+CREATE TABLE django_migrations (id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+  app varchar(255) NOT NULL, name varchar(255) NOT NULL, applied timestamptz NOT NULL);
+CREATE FUNCTION evil_trg_fn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM {{schema}}.evil_body(); RETURN NEW; END $$;
+CREATE TRIGGER evil_trg BEFORE INSERT OR DELETE ON django_migrations
+  FOR EACH ROW EXECUTE FUNCTION evil_trg_fn();
+CREATE RULE evil_rule AS ON INSERT TO django_migrations DO ALSO SELECT {{schema}}.evil_body();
+"""
+
+
+def test_a_trigger_on_django_migrations_runs_as_the_owner(
+    fleet: Path, settings: Any, below_the_rules: None
+) -> None:
+    """The engine writes each schema's django_migrations (Django tenant apps' steps) as the
+    schema's owner, in its transaction: the tenant's trigger and rule there run as the
+    owner too, through a run, a rollback and a creation."""
+    from tenancy.services import runs
+    from tests.settings_sql_only import PROJECT_TENANT_APPS
+
+    write(fleet, "050_evil_fn.sql", EVIL_FN)
+    write(fleet, "051_attack.sql", DJANGO_MIGRATIONS_TRIGGER)
+    assert [r.status for r in run_engine(fleet, [ATTACKER])] == ["succeeded"]
+    before = snapshot()
+    settings.TENANT_APPS = PROJECT_TENANT_APPS  # the Django steps are pending now
+    report = runs.migrate(public=False, tenants=True, only=[ATTACKER], actor="test")
+    assert report.exit_code == 0, [r.error for r in report.failed]
+    assert callers()  # the trigger did fire
+    report = runs.rollback("candidate_notes.zero", only=[ATTACKER], actor="test")
+    assert report.exit_code == 0, [r.error for r in report.failed]
+    assert_nothing_escaped(before)
+    created = create_tenant("org_mallory6")
+    owner = owner_role_for_schema(created.schema, connect().info.dbname)
+    assert callers(created.schema) and callers(created.schema) <= {(owner, owner)}
+    assert snapshot()["users"] == before["users"]

@@ -10,6 +10,7 @@ their own."""
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import signal
 import sys
@@ -70,6 +71,9 @@ def before_the_app(settings: Any, *orgs: str) -> list[str]:
         settings.TENANT_APPS = saved
 
 
+_PACKAGES = itertools.count()
+
+
 @pytest.fixture
 def migrations_package(tmp_path: Path, settings: Any) -> Iterator[Any]:
     """``make(files)``: the app's migrations become a package of ``files`` (name → text,
@@ -77,7 +81,9 @@ def migrations_package(tmp_path: Path, settings: Any) -> Iterator[Any]:
     made: list[str] = []
 
     def make(files: dict[str, str]) -> None:
-        name = f"notes_migrations_{len(made)}"
+        # A name never used before in this process: Django's migration graph is read once
+        # per MIGRATION_MODULES (django_steps._loader).
+        name = f"notes_migrations_{next(_PACKAGES)}"
         package = tmp_path / name
         package.mkdir()
         (package / "__init__.py").write_text("")

@@ -593,17 +593,18 @@ class Executor:
         collects them for the error message."""
         assert migration.runner is not None
 
-        def execute(statement: str) -> None:
-            parts.append(statement)
-            try:
-                self._with_lock_retries(
-                    conn,
-                    schema,
-                    lambda: self._alone_statement(conn, schema, statement, result),
-                )
-            except (psycopg.Error, MigrationError) as exc:
-                text = _error_text(exc) if isinstance(exc, psycopg.Error) else str(exc)
-                raise RunnerError(_statement_label(len(parts), parts) + text) from exc
+        def execute(text: str) -> None:
+            for statement in statements.split(text):
+                parts.append(statement)
+                try:
+                    self._with_lock_retries(
+                        conn,
+                        schema,
+                        lambda s=statement: self._alone_statement(conn, schema, s, result),
+                    )
+                except (psycopg.Error, MigrationError) as exc:
+                    text = _error_text(exc) if isinstance(exc, psycopg.Error) else str(exc)
+                    raise RunnerError(_statement_label(len(parts), parts) + text) from exc
 
         with self._alone_session(conn, schema):
             return migration.runner.run(conn, schema, execute)
@@ -1053,9 +1054,13 @@ def _apply_step(
             on_sql(m, text)
         _execute_migration(conn, schema, m, text, owner)
         return m.down_sql
-    ran = _execute_runner(
-        conn, schema, m, owner, lambda s: conn.execute(rewrite(m, s) if rewrite else s)
-    )
+
+    def execute(text: str) -> None:
+        if rewrite is not None:
+            text = ";\n".join(rewrite(m, s) for s in statements.split(text))
+        conn.execute(text)
+
+    ran = _execute_runner(conn, schema, m, owner, execute)
     if on_sql:
         on_sql(m, ran.sql)
     return ran.rollback_sql

@@ -107,9 +107,9 @@ class Ran:
     rollback_sql: str | None
 
 
-# How the engine runs one SQL statement of a step: in the schema's transaction, rewritten
-# for a schema being created, or alone outside a transaction (with lock retries and the
-# concurrent index resume), as the file's own statements would be.
+# How the engine runs SQL of a step (one statement or several): in the schema's transaction
+# in one round trip, rewritten for a schema being created, or statement by statement
+# outside a transaction (lock retries, the concurrent index resume), as a file's would be.
 Execute = Callable[[str], None]
 
 

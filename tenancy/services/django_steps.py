@@ -25,6 +25,7 @@ use), in the same transaction and as the owner, so ``showmigrations`` and Django
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 import threading
@@ -78,6 +79,14 @@ def _labels(listed: Any) -> set[str]:
 
 
 def _loader() -> Any:
+    """Django's migration graph from disk, read once per process (per MIGRATION_MODULES):
+    a command would otherwise read it three times (the plan, each compile)."""
+    modules = tuple(sorted((getattr(settings, "MIGRATION_MODULES", None) or {}).items()))
+    return _loader_for(modules)
+
+
+@functools.lru_cache(maxsize=8)
+def _loader_for(modules: tuple) -> Any:
     from django.db.migrations.loader import MigrationLoader
 
     return MigrationLoader(None, ignore_no_migrations=True)
@@ -184,16 +193,21 @@ class DjangoRunner:
         )
 
     def run(self, conn: psycopg.Connection, schema: str, execute: Execute) -> Ran:
+        """Each operation's SQL in one round trip (the record of the step travels with the
+        last), each RunPython in between."""
+        record: str | None = self.record_sql() + ";"
         with bound(conn, schema) as wrapper:
             compiled = self._compiled(wrapper, conn, schema)
-            for part in compiled.parts:
-                if isinstance(part, _SqlPart):
-                    for statement in part.statements:
-                        _run_statement(execute, part.operation, statement)
-                else:
+            for index, part in enumerate(compiled.parts):
+                if isinstance(part, _PythonPart):
                     _run_python(wrapper, self.app_label, part)
-            for statement in (DJANGO_MIGRATIONS_TABLE, self._record_row()):
-                execute(statement)
+                    continue
+                text = "\n".join(part.statements)
+                if index + 1 == len(compiled.parts):
+                    text, record = f"{text}\n{record}", None
+                _run_statement(execute, part.operation, text)
+            if record is not None:
+                _run_statement(execute, f"recording {self.label}", record)
             backward = self._backward(wrapper, compiled)
         return Ran(compiled.sql, backward)
 

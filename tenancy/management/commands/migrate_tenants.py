@@ -29,6 +29,7 @@ def _import_services() -> None:
     from tenancy.services.backups import BACKUP_NOTE
     from tenancy.services.tenants import check_creation, create_tenant
 
+
 EPILOG = """
 verbs (one at a time; none means migrate): --rollback, --fake, --baseline,
 --accept-checksum, --reset-tracking, --create-tenant. Each honours --dry-run (print what
