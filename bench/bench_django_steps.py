@@ -63,6 +63,23 @@ class Migration(migrations.Migration):
     dependencies = [("candidate_notes", "0002_summary")]
     operations = [migrations.RunPython(touch, migrations.RunPython.noop)]
 """
+# Stock django-tenants on the same fleet and app: its own backend (a session-level
+# search_path per schema) and its own migrate_schemas (the standard or multiprocessing
+# executor), as a project that has not switched would run it.
+STOCK_SETTINGS = """from bench_settings import *  # noqa: F403
+DATABASES = {**DATABASES, "default": {**DATABASES["default"],
+             "ENGINE": "django_tenants.postgresql_backend"}}
+TENANT_MULTIPROCESSING_MAX_PROCESSES = 2
+"""
+STOCK_CHILD = """
+import sys
+import django
+django.setup()
+from django.core.management import call_command
+from django_tenants.management.commands.migrate_schemas import MigrateSchemasCommand
+call_command(MigrateSchemasCommand(), tenant=True, interactive=False, verbosity=0,
+             executor=sys.argv[1])
+"""
 SETTINGS = """from employer_portal.settings import *  # noqa: F403
 MIGRATION_MODULES = {"candidate_notes": "bench_notes_migrations"}
 TENANCY = {**TENANCY, "MAX_TENANTS": 10**7, "MAX_CREATIONS_PER_HOUR": 10**7}
@@ -76,6 +93,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--database-url", help="server to use (its database name is ignored)")
     p.add_argument("--db-name", default="bench_django", help="bench database (bench_django)")
     p.add_argument("--keep", action="store_true", help="keep the database and its roles")
+    p.add_argument(
+        "--stock",
+        action="store_true",
+        help="also time stock django-tenants' migrate_schemas (standard and multiprocessing) "
+        "on the same fleet and app",
+    )
     args = p.parse_args()
     if not args.db_name.startswith("bench") or args.tenants < 1:
         p.error("--db-name must start with 'bench'; --tenants must be positive")
@@ -88,15 +111,14 @@ class DjangoBench(base.Bench):
         self.folder = folder
         self.schemas: list[str] = []
 
-    def manage(self, *argv: str) -> float:
-        """A whole ``manage.py`` process, timed from outside."""
+    def manage(self, *argv: str, stock: str | None = None) -> float:
+        """A whole ``manage.py`` process, timed from outside; ``stock``: django-tenants' own
+        migrate_schemas with that executor, on its own backend, instead."""
+        env = {**os.environ, **({"DJANGO_SETTINGS_MODULE": "bench_stock"} if stock else {})}
+        command = ["-c", STOCK_CHILD, stock] if stock else [str(ROOT / "manage.py"), *argv]
         started = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), *argv],
-            cwd=ROOT,
-            env=os.environ,
-            capture_output=True,
-            text=True,
+            [sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True
         )
         seconds = time.perf_counter() - started
         if done.returncode:
@@ -145,13 +167,18 @@ class DjangoBench(base.Bench):
                         conn.execute(statement)
                     conn.execute(record, [APP, "0002_summary"])
             seconds = time.perf_counter() - started
-            for schema in self.schemas:  # undone, untimed
+        self.undo_raw()
+        return seconds
+
+    def undo_raw(self) -> None:
+        """Undo 0002 where it was applied outside the engine (raw, stock), untimed."""
+        from psycopg import sql
+
+        with self.connect() as conn:
+            for schema in self.schemas:
                 with conn.transaction():
-                    conn.execute(
-                        sql.SQL("SET LOCAL search_path TO {}, public").format(
-                            sql.Identifier(schema)
-                        )
-                    )
+                    path = sql.SQL("SET LOCAL search_path TO {}, public")
+                    conn.execute(path.format(sql.Identifier(schema)))
                     conn.execute(
                         'ALTER TABLE "candidate_notes_candidatenote" DROP COLUMN "summary"'
                     )
@@ -159,7 +186,6 @@ class DjangoBench(base.Bench):
                         "DELETE FROM django_migrations WHERE app = %s AND name = %s",
                         [APP, "0002_summary"],
                     )
-        return seconds
 
     def run(self) -> None:
         self.prepare()
@@ -172,6 +198,7 @@ class DjangoBench(base.Bench):
                 engine[jobs].append(self.manage("migrate_schemas", "--jobs", str(jobs), "-v", "0"))
                 self.undo_engine()
         raw.append(self.raw_pass(statements))
+        stock = self.stock() if self.args.stock else {}
         self.manage("migrate_schemas", "-v", "0")  # 0002 applied: the no-op state
         noop = min(self.manage("migrate_schemas", "-v", "0") for _ in range(3))
         dry = min(self.manage("migrate_tenants", "--dry-run") for _ in range(3))
@@ -180,6 +207,25 @@ class DjangoBench(base.Bench):
         (self.folder / "bench_notes_migrations" / "0003_touch.py").write_text(RUN_PYTHON)
         run_python = self.manage("migrate_tenants", "--tenants")
         self.report(min(raw), add_field_one, min(engine[2]), noop, dry, floor, run_python)
+        for executor, (apply, stock_noop) in stock.items():
+            verdict = "PASS" if min(apply / add_field_one, stock_noop / noop) >= 10 else "MISS"
+            print(
+                f"stock django-tenants ({executor}): AddField {apply:.2f} s = "
+                f"{apply / add_field_one:.1f}x ours (--jobs 1), no-op {stock_noop:.2f} s = "
+                f"{stock_noop / noop:.1f}x ours; >= 10x: {verdict}"
+            )
+
+    def stock(self) -> dict[str, tuple[float, float]]:
+        """Stock django-tenants' migrate_schemas on the same fleet (0002 pending): the
+        AddField, then its no-op, with each executor; undone after (untimed)."""
+        found = {}
+        for executor in ("standard", "multiprocessing"):
+            apply = self.manage(stock=executor)
+            noop = self.manage(stock=executor)
+            self.undo_raw()
+            found[executor] = (apply, noop)
+            self.log(f"stock {executor}: AddField {apply:.1f} s, no-op {noop:.1f} s")
+        return found
 
     def report(
         self, raw: float, one: float, two: float, noop: float, dry: float, floor: float, py: float
@@ -234,6 +280,7 @@ def main() -> int:
     shutil.copy(REAL / "0001_initial.py", package / "0001_initial.py")
     (package / "0002_summary.py").write_text(ADD_FIELD)
     (folder / "bench_settings.py").write_text(SETTINGS)
+    (folder / "bench_stock.py").write_text(STOCK_SETTINGS)
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench_settings"
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(folder), str(ROOT), os.environ.get("PYTHONPATH", "")]

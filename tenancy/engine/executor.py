@@ -39,7 +39,7 @@ from tenancy.engine.names import (
     role_for_schema,
 )
 from tenancy.engine.plan import plan_schema
-from tenancy.engine.source import Execute, Migration, Ran, RunnerError
+from tenancy.engine.source import Migration, Ran, RunnerError
 
 
 @dataclass
@@ -606,8 +606,8 @@ class Executor:
                     text = _error_text(exc) if isinstance(exc, psycopg.Error) else str(exc)
                     raise RunnerError(_statement_label(len(parts), parts) + text) from exc
 
-        with self._alone_session(conn, schema):
-            return migration.runner.run(conn, schema, execute)
+        with self._alone_session(conn, schema):  # the context is the session's here
+            return migration.runner.run(conn, schema, execute, lambda: None)
 
     @contextmanager
     def _alone_session(self, conn: psycopg.Connection, schema: str) -> Iterator[None]:
@@ -1055,26 +1055,40 @@ def _apply_step(
         _execute_migration(conn, schema, m, text, owner)
         return m.down_sql
 
-    def execute(text: str) -> None:
-        if rewrite is not None:
-            text = ";\n".join(rewrite(m, s) for s in statements.split(text))
-        conn.execute(text)
+    def prepared(text: str) -> str:
+        if rewrite is None:
+            return text
+        return ";\n".join(rewrite(m, s) for s in statements.split(text))
 
-    ran = _execute_runner(conn, schema, m, owner, execute)
+    ran = _execute_runner(conn, schema, m, owner, prepared)
     if on_sql:
         on_sql(m, ran.sql)
     return ran.rollback_sql
 
 
 def _execute_runner(
-    conn: psycopg.Connection, schema: str, m: Migration, owner: str | None, execute: Execute
+    conn: psycopg.Connection,
+    schema: str,
+    m: Migration,
+    owner: str | None,
+    prepared: Callable[[str], str],
 ) -> Ran:
     """A runner's step in the open transaction, entered like a file (savepoint, owner,
-    the schema's search_path); its errors name the step."""
-    conn.execute(sql.SQL("; ").join(_enter_file(conn, schema, owner)))
+    the schema's search_path: sent with its first SQL, or at ``enter`` when the runner
+    needs the connection first); its errors name the step."""
+    entering = [sql.SQL("; ").join(_enter_file(conn, schema, owner)).as_string(conn)]
+
+    def enter() -> None:
+        if entering:
+            conn.execute(entering.pop())
+
+    def execute_first(text: str) -> None:
+        text = prepared(text)
+        conn.execute(f"{entering.pop()};\n{text}" if entering else text)
+
     assert m.runner is not None
     try:
-        return m.runner.run(conn, schema, execute)
+        return m.runner.run(conn, schema, execute_first, enter)
     except errors.LockNotAvailable:
         raise
     except psycopg.Error as exc:

@@ -119,7 +119,13 @@ class Runner(Protocol):
     schema editor, with Python operations run between its statements). The engine treats
     it as a file otherwise: the same lock, owner, sandbox, checksum and ledger row."""
 
-    def run(self, conn: psycopg.Connection, schema: str, execute: Execute) -> Ran: ...
+    def run(
+        self, conn: psycopg.Connection, schema: str, execute: Execute, enter: Callable[[], None]
+    ) -> Ran:
+        """Run the step. ``execute`` sends SQL; ``enter`` must be called before the runner
+        uses ``conn`` itself (to introspect, to run Python): the tenant's context (owner
+        role, search_path) is then current. Until then it travels with the first SQL."""
+        ...
 
     def record_sql(self) -> str:
         """SQL that records the step as applied in the schema without running it

@@ -29,7 +29,7 @@ import functools
 import hashlib
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,14 +192,17 @@ class DjangoRunner:
             .as_string(None)
         )
 
-    def run(self, conn: psycopg.Connection, schema: str, execute: Execute) -> Ran:
+    def run(
+        self, conn: psycopg.Connection, schema: str, execute: Execute, enter: Callable[[], None]
+    ) -> Ran:
         """Each operation's SQL in one round trip (the record of the step travels with the
         last), each RunPython in between."""
         record: str | None = self.record_sql() + ";"
         with bound(conn, schema) as wrapper:
-            compiled = self._compiled(wrapper, conn, schema)
+            compiled = self._compiled(wrapper, conn, schema, enter)
             for index, part in enumerate(compiled.parts):
                 if isinstance(part, _PythonPart):
+                    enter()
                     _run_python(wrapper, self.app_label, part)
                     continue
                 text = "\n".join(part.statements)
@@ -208,13 +211,18 @@ class DjangoRunner:
                 _run_statement(execute, part.operation, text)
             if record is not None:
                 _run_statement(execute, f"recording {self.label}", record)
-            backward = self._backward(wrapper, compiled)
+            backward = self._backward(wrapper, compiled, enter)
         return Ran(compiled.sql, backward)
 
     # -- compile once ------------------------------------------------------------------------
-    def _compiled(self, wrapper: Any, conn: psycopg.Connection, schema: str) -> _Compiled:
+    def _compiled(
+        self, wrapper: Any, conn: psycopg.Connection, schema: str, enter: Callable[[], None]
+    ) -> _Compiled:
         base = (self.app_label, self.name, self.checksum)
         with _compile_lock:
+            if _introspects.get(base) is False and (found := _cache.get((*base, None))):
+                return found  # the same SQL for every schema: no need to ask the database
+            enter()
             key = (*base, self._state_key(base, conn, schema))
             found = _cache.get(key)
             if found is None:
@@ -234,9 +242,10 @@ class DjangoRunner:
             return _fingerprint(conn, schema)
         return None
 
-    def _backward(self, wrapper: Any, compiled: _Compiled) -> str | None:
+    def _backward(self, wrapper: Any, compiled: _Compiled, enter: Callable[[], None]) -> str | None:
         with _compile_lock:
             if not compiled.backward_done:
+                enter()
                 compiled.backward = _compile_backwards(wrapper, self.app_label, self.name)
                 compiled.backward_done = True
         if compiled.backward is None:
@@ -391,6 +400,7 @@ def sqlmigrate(conn: psycopg.Connection, schema: str, app_label: str, name: str)
 
 
 # -- Django's connection on the engine's ---------------------------------------------------
+@functools.cache
 def _wrapper_class() -> type:
     from django.db.backends.postgresql import base as pg
     from django.db.backends.postgresql.psycopg_any import register_tzloader
