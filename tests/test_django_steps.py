@@ -352,3 +352,57 @@ def test_a_creation_that_fails_on_a_reference_names_the_grant(public_ready, sql_
     assert code == 1
     assert "GRANT REFERENCES ON public.system_configurations TO {{owner_group}}" in err
     assert query("SELECT count(*) FROM tenant_registry") == [(0,)]
+
+
+# -- 3: a non-atomic migration runs outside a transaction ------------------------------------
+CONCURRENT_INDEX = f"""from django.contrib.postgres.operations import AddIndexConcurrently
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    atomic = False
+    dependencies = [("{APP}", "0002_summary")]
+    operations = [
+        AddIndexConcurrently(
+            "candidatenote", models.Index(fields=["summary"], name="note_summary_idx")
+        ),
+    ]
+"""
+
+
+def test_a_non_atomic_migration_builds_its_index_concurrently_in_each_schema(
+    public_ready, sql_dir, migrations_package
+):
+    migrations_package(
+        {"0001_initial.py": "0001_initial.py", "0002_summary.py": "0002_summary.py"}
+    )
+    schemas = [create_tenant(o).schema for o in ("org_djcic1", "org_djcic2")]
+    migrations_package(
+        {
+            "0001_initial.py": "0001_initial.py",
+            "0002_summary.py": "0002_summary.py",
+            "0003_index.py": CONCURRENT_INDEX,
+        }
+    )
+    plan = steps.tenant_steps()
+    assert [m.transactional for m in plan if m.version == f"{APP}.0003_index"] == [False]
+    events: list[str] = []
+    report = runs.migrate(
+        public=False,
+        tenants=True,
+        actor="test",
+        on_event=lambda e: events.append(e.sql or "") if e.kind == "sql" else None,
+    )
+    assert report.exit_code == 0, [r.error for r in report.failed]
+    assert any("CREATE INDEX CONCURRENTLY" in text for text in events)
+    for schema in schemas:
+        assert query(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)",
+            [f"{schema}.note_summary_idx"],
+        ) == [(True,)]
+        assert django_records(schema)[-1] == (APP, "0003_index")
+    # A new tenant gets it too, built plainly in the creation's one transaction.
+    created = create_tenant("org_djcic3").schema
+    assert query("SELECT to_regclass(%s) IS NOT NULL", [f"{created}.note_summary_idx"]) == [
+        (True,)
+    ]

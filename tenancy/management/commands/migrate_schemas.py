@@ -46,7 +46,7 @@ class Command(MigrateSchemasCommand):
         if app_label and not (tenant_app or shared_app):
             raise CommandError(f"App '{app_label}' is not in SHARED_APPS nor in TENANT_APPS.")
         looking = options.get("plan") or options.get("check_unapplied")
-        if not options.get("tenant") and (shared_app or not app_label) and not looking:
+        if self._django_in_public(options, shared_app) and not looking:
             # Django's own migrate, in public, for the shared apps (the router keeps the
             # tenant apps out of public).
             public = {**options, "shared": True, "tenant": False}
@@ -63,6 +63,21 @@ class Command(MigrateSchemasCommand):
             raise CommandError(str(exc), returncode=exc.exit_code) from exc
         if code:
             sys.exit(code)
+
+    @staticmethod
+    def _django_in_public(options: dict[str, Any], shared_app: bool) -> bool:
+        """Django's migrate for public here, or (the usual case) the run's own public step,
+        which runs it only when a shared app's migration is pending (a no-op costs no
+        Django migrate): here for what only Django's migrate does (a shared app's target,
+        --fake and its kin, --shared or --no-sql)."""
+        if options.get("tenant"):
+            return False
+        django_only = ("fake", "fake_initial", "prune", "run_syncdb", "shared")
+        return (
+            shared_app
+            or any(options.get(o) for o in django_only)
+            or not options.get("sql_migrations", True)
+        )
 
     def _tenant_steps(self, options: dict[str, Any], app_label: str | None) -> int:
         from tenancy.services import runs
@@ -116,6 +131,10 @@ class Command(MigrateSchemasCommand):
                 if r.versions:
                     self.stdout.write(f"{r.schema}: would roll back {', '.join(r.versions)}")
             return
+        if getattr(report, "django_migrations", None):
+            self.stdout.write(
+                f"Django migrations applied in public: {len(report.django_migrations)}"
+            )
         verb = "rolled back" if report.kind == "rollback" else "applied"
         changed = [r for r in report.results if r.versions]
         steps = sum(len(r.versions) for r in changed)
