@@ -158,6 +158,19 @@ class _Compiled:
     backward_done: bool = False
     sql: str = field(default="")
 
+    @property
+    def has_python(self) -> bool:
+        return any(isinstance(p, _PythonPart) for p in self.parts)
+
+
+@functools.lru_cache(maxsize=1024)
+def _record_sql(app_label: str, name: str) -> str:
+    """A step's record in the schema's django_migrations (the table made on first use)."""
+    row = sql.SQL(
+        "INSERT INTO django_migrations (app, name, applied) VALUES ({}, {}, now())"
+    ).format(sql.Literal(app_label), sql.Literal(name))
+    return ";\n".join([DJANGO_MIGRATIONS_TABLE, row.as_string(None)])
+
 
 _cache: dict[tuple[str, str, str, object], _Compiled] = {}
 _introspects: dict[tuple[str, str, str], bool] = {}
@@ -176,14 +189,7 @@ class DjangoRunner:
         return f"{self.app_label}.{self.name}"
 
     def record_sql(self) -> str:
-        return ";\n".join([DJANGO_MIGRATIONS_TABLE, self._record_row()])
-
-    def _record_row(self) -> str:
-        return (
-            sql.SQL("INSERT INTO django_migrations (app, name, applied) VALUES ({}, {}, now())")
-            .format(sql.Literal(self.app_label), sql.Literal(self.name))
-            .as_string(None)
-        )
+        return _record_sql(self.app_label, self.name)
 
     def _unrecord_row(self) -> str:
         return (
@@ -196,23 +202,54 @@ class DjangoRunner:
         self, conn: psycopg.Connection, schema: str, execute: Execute, enter: Callable[[], None]
     ) -> Ran:
         """Each operation's SQL in one round trip (the record of the step travels with the
-        last), each RunPython in between."""
-        record: str | None = self.record_sql() + ";"
+        last), each RunPython in between. A step compiled already for every schema, with no
+        RunPython, needs no Django connection at all: its SQL is sent as it is."""
+        ready = self._ready()
+        if ready is not None:
+            self._send(ready, execute, None)
+            return Ran(ready.sql, self._with_unrecord(ready.backward))
         with bound(conn, schema) as wrapper:
             compiled = self._compiled(wrapper, conn, schema, enter)
-            for index, part in enumerate(compiled.parts):
-                if isinstance(part, _PythonPart):
-                    enter()
-                    _run_python(wrapper, self.app_label, part)
-                    continue
-                text = "\n".join(part.statements)
-                if index + 1 == len(compiled.parts):
-                    text, record = f"{text}\n{record}", None
-                _run_statement(execute, part.operation, text)
-            if record is not None:
-                _run_statement(execute, f"recording {self.label}", record)
+
+            def run_python(part: _PythonPart) -> None:
+                enter()
+                _run_python(wrapper, self.app_label, part)
+
+            self._send(compiled, execute, run_python)
             backward = self._backward(wrapper, compiled, enter)
-        return Ran(compiled.sql, backward)
+        return Ran(compiled.sql, self._with_unrecord(backward))
+
+    def _ready(self) -> _Compiled | None:
+        """The compiled step, when it holds for every schema, has no RunPython and its
+        backward SQL is known."""
+        base = (self.app_label, self.name, self.checksum)
+        with _compile_lock:
+            found = _cache.get((*base, None)) if _introspects.get(base) is False else None
+        if found is None or not found.backward_done or found.has_python:
+            return None
+        return found
+
+    def _send(
+        self,
+        compiled: _Compiled,
+        execute: Execute,
+        run_python: Callable[[_PythonPart], None] | None,
+    ) -> None:
+        record: str | None = self.record_sql() + ";"
+        for index, part in enumerate(compiled.parts):
+            if isinstance(part, _PythonPart):
+                assert run_python is not None
+                run_python(part)
+                continue
+            text = "\n".join(part.statements)
+            if index + 1 == len(compiled.parts):
+                text, record = f"{text}\n{record}", None
+            _run_statement(execute, part.operation, text)
+        if record is not None:
+            _run_statement(execute, f"recording {self.label}", record)
+
+    def _with_unrecord(self, backward: str | None) -> str | None:
+        return None if backward is None else f"{backward}\n{self._unrecord_row()};\n"
 
     # -- compile once ------------------------------------------------------------------------
     def _compiled(
@@ -248,9 +285,7 @@ class DjangoRunner:
                 enter()
                 compiled.backward = _compile_backwards(wrapper, self.app_label, self.name)
                 compiled.backward_done = True
-        if compiled.backward is None:
-            return None
-        return f"{compiled.backward}\n{self._unrecord_row()};\n"
+        return compiled.backward
 
 
 def _fingerprint(conn: psycopg.Connection, schema: str) -> object:
