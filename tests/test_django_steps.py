@@ -372,9 +372,7 @@ class Migration(migrations.Migration):
 def test_a_non_atomic_migration_builds_its_index_concurrently_in_each_schema(
     public_ready, sql_dir, migrations_package
 ):
-    migrations_package(
-        {"0001_initial.py": "0001_initial.py", "0002_summary.py": "0002_summary.py"}
-    )
+    migrations_package({"0001_initial.py": "0001_initial.py", "0002_summary.py": "0002_summary.py"})
     schemas = [create_tenant(o).schema for o in ("org_djcic1", "org_djcic2")]
     migrations_package(
         {
@@ -402,9 +400,7 @@ def test_a_non_atomic_migration_builds_its_index_concurrently_in_each_schema(
         assert django_records(schema)[-1] == (APP, "0003_index")
     # A new tenant gets it too, built plainly in the creation's one transaction.
     created = create_tenant("org_djcic3").schema
-    assert query("SELECT to_regclass(%s) IS NOT NULL", [f"{created}.note_summary_idx"]) == [
-        (True,)
-    ]
+    assert query("SELECT to_regclass(%s) IS NOT NULL", [f"{created}.note_summary_idx"]) == [(True,)]
 
 
 def test_tenant_command_showmigrations_agrees_with_the_engine(public_ready, sql_dir):
@@ -424,3 +420,57 @@ def test_tenant_command_showmigrations_agrees_with_the_engine(public_ready, sql_
     assert "[X] 0001_initial" in shown() and "[ ] 0002_summary" in shown()
     assert runs.migrate(public=False, tenants=True, actor="test").exit_code == 0
     assert "[X] 0002_summary" in shown()
+
+
+# -- 2: SQL that depends on the schema's state is compiled per catalog state ----------------
+DROP_INDEX = f"""from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("{APP}", "0002_summary")]
+    operations = [
+        migrations.AlterField(
+            model_name="candidatenote",
+            name="candidate_id",
+            field=models.UUIDField(db_index=False),
+        ),
+    ]
+"""
+
+
+def test_sql_that_depends_on_the_catalog_is_compiled_per_state(
+    public_ready, sql_dir, migrations_package, monkeypatch
+):
+    """Dropping an index, Django asks the catalog for its name: schemas in one state share
+    one compile, a schema whose index was renamed by hand gets its own."""
+    two = {"0001_initial.py": "0001_initial.py", "0002_summary.py": "0002_summary.py"}
+    migrations_package(two)
+    same = [create_tenant(o).schema for o in ("org_djfp1", "org_djfp2")]
+    other = create_tenant("org_djfp3").schema
+    with connect() as conn:
+        index = conn.execute(
+            "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %s::regclass "
+            "AND NOT indisprimary AND indkey::text = (SELECT attnum::text FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attname = 'candidate_id')",
+            [f"{other}.{TABLE}", f"{other}.{TABLE}"],
+        ).fetchone()[0]
+        conn.execute(f"ALTER INDEX {index} RENAME TO renamed_by_hand")  # noqa: S608
+    migrations_package({**two, "0003_drop_index.py": DROP_INDEX})
+    compiled: list[str] = []
+    real = django_steps._compile_forwards
+
+    def counting(wrapper: Any, app_label: str, name: str) -> Any:
+        compiled.append(name)
+        return real(wrapper, app_label, name)
+
+    monkeypatch.setattr(django_steps, "_compile_forwards", counting)
+    report = runs.migrate(public=False, tenants=True, only=[*same, other], actor="test")
+    assert report.exit_code == 0, [r.error for r in report.failed]
+    assert compiled == ["0003_drop_index", "0003_drop_index"]  # one per catalog state
+    for schema in [*same, other]:
+        assert query(
+            "SELECT count(*) FROM pg_index WHERE indrelid = %s::regclass AND NOT indisprimary "
+            "AND indkey::text = (SELECT attnum::text FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attname = 'candidate_id')",
+            [f"{schema}.{TABLE}", f"{schema}.{TABLE}"],
+        ) == [(0,)]

@@ -597,14 +597,9 @@ class Executor:
             for statement in statements.split(text):
                 parts.append(statement)
                 try:
-                    self._with_lock_retries(
-                        conn,
-                        schema,
-                        lambda s=statement: self._alone_statement(conn, schema, s, result),
-                    )
-                except (psycopg.Error, MigrationError) as exc:
-                    text = _error_text(exc) if isinstance(exc, psycopg.Error) else str(exc)
-                    raise RunnerError(_statement_label(len(parts), parts) + text) from exc
+                    self._alone_retried(conn, schema, len(parts), parts, result)
+                except MigrationError as exc:
+                    raise RunnerError(str(exc)) from exc
 
         with self._alone_session(conn, schema):  # the context is the session's here
             return migration.runner.run(conn, schema, execute, lambda: None)
@@ -634,16 +629,27 @@ class Executor:
         retries. The schema's session-level advisory lock is held by ``_attempt``.
         MigrationError names the statement that failed."""
         with self._alone_session(conn, schema):
-            for index, statement in enumerate(parts, 1):
-                try:
-                    self._with_lock_retries(
-                        conn,
-                        schema,
-                        lambda s=statement: self._alone_statement(conn, schema, s, result),
-                    )
-                except (psycopg.Error, MigrationError) as exc:
-                    text = _error_text(exc) if isinstance(exc, psycopg.Error) else str(exc)
-                    raise MigrationError(None, _statement_label(index, parts) + text) from exc
+            for index in range(1, len(parts) + 1):
+                self._alone_retried(conn, schema, index, parts, result)
+
+    def _alone_retried(
+        self,
+        conn: psycopg.Connection,
+        schema: str,
+        index: int,
+        parts: list[str],
+        result: SchemaResult,
+    ) -> None:
+        """Statement ``index`` (1-based) of ``parts`` alone, under lock retries;
+        MigrationError names it."""
+        statement = parts[index - 1]
+        try:
+            self._with_lock_retries(
+                conn, schema, lambda: self._alone_statement(conn, schema, statement, result)
+            )
+        except (psycopg.Error, MigrationError) as exc:
+            text = _error_text(exc) if isinstance(exc, psycopg.Error) else str(exc)
+            raise MigrationError(None, _statement_label(index, parts) + text) from exc
 
     def _alone_statement(
         self, conn: psycopg.Connection, schema: str, statement: str, result: SchemaResult

@@ -204,3 +204,16 @@ def revoke_public_temp(conn: psycopg.Connection) -> None:
                 "GRANT TEMPORARY ON DATABASE {0} TO CURRENT_USER"
             ).format(database)
         )
+
+
+def not_referenceable(conn: psycopg.Connection, tables: list[str], group: str) -> list[str]:
+    """Of ``tables`` (names in ``public``; those that do not exist are left out), the ones
+    ``group`` may not reference (all of them when the group does not exist yet)."""
+    rows = conn.execute(
+        "SELECT t FROM unnest(%s::text[]) AS t "
+        "WHERE to_regclass('public.' || quote_ident(t)) IS NOT NULL AND ("
+        "to_regrole(quote_ident(%s)) IS NULL OR "
+        "NOT has_table_privilege(%s, 'public.' || quote_ident(t), 'REFERENCES'))",
+        [tables, group, group],
+    ).fetchall()
+    return [r[0] for r in rows]

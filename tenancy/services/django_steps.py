@@ -39,7 +39,7 @@ import psycopg
 from django.conf import settings
 from psycopg import sql
 
-from tenancy.engine import catalog, rules
+from tenancy.engine import catalog, ownership, rules
 from tenancy.engine.source import TENANT, Execute, Migration, Ran, RunnerError
 
 # What a Django migration may declare to follow SQL files: ``sql_dependencies = ["004"]``.
@@ -508,14 +508,9 @@ def grant_references(conn: psycopg.Connection) -> list[str]:
     if not tables:
         return []
     group = owner_group_role(conn.info.dbname)
-    rows = conn.execute(
-        "SELECT t FROM unnest(%s::text[]) AS t "
-        "WHERE to_regclass('public.' || quote_ident(t)) IS NOT NULL "
-        "AND to_regrole(quote_ident(%s)) IS NOT NULL "
-        "AND NOT has_table_privilege(%s, 'public.' || quote_ident(t), 'REFERENCES')",
-        [tables, group, group],
-    ).fetchall()
-    missing = [r[0] for r in rows]
+    if ownership.missing_roles(conn, [group]):
+        return []  # made with the first tenant, which grants then
+    missing = ownership.not_referenceable(conn, tables, group)
     for table in missing:
         conn.execute(
             sql.SQL("GRANT REFERENCES ON {} TO {}").format(

@@ -155,13 +155,7 @@ def _scope(public: bool, tenants: bool, only: list[str] | None) -> tuple[bool, b
 def make_plan(*, public: bool = True, tenants: bool = True, only: list[str] | None = None) -> Plan:
     public, tenants, only = _scope(public, tenants, only)
     with connect_ready() as conn:
-        plan = build_plan(
-            conn,
-            steps.migrations(),
-            public=public,
-            tenants=tenants,
-            only=only,
-        )
+        plan = build_plan(conn, steps.migrations(), public=public, tenants=tenants, only=only)
     _check_only(plan, only)
     return plan
 
@@ -438,19 +432,12 @@ def ungranted_references(conn: psycopg.Connection, plan: Plan) -> list[str]:
     tables = sorted(t for t in wanted if t not in coming)
     if not tables:
         return []
-    group = owner_group_role(conn.info.dbname)
-    rows = conn.execute(
-        "SELECT t FROM unnest(%s::text[]) AS t "
-        "WHERE to_regclass('public.' || quote_ident(t)) IS NOT NULL AND ("
-        "to_regrole(quote_ident(%s)) IS NULL OR "
-        "NOT has_table_privilege(%s, 'public.' || quote_ident(t), 'REFERENCES'))",
-        [tables, group, group],
-    ).fetchall()
+    ungranted = ownership.not_referenceable(conn, tables, owner_group_role(conn.info.dbname))
     return [
         f"{path}:{line}: a foreign key to public.{table}, which tenant owner roles may not "
         f"reference; add a public migration with GRANT REFERENCES ON public.{table} TO "
         "{{owner_group}} (nothing was run)"
-        for (table,) in rows
+        for table in ungranted
         for path, line in wanted[table]
     ]
 
@@ -788,13 +775,7 @@ def _rollback_plan(
     tenants: bool,
     only: list[str] | None,
 ) -> _Targets:
-    plan = build_plan(
-        conn,
-        steps.migrations(),
-        public=public,
-        tenants=tenants,
-        only=only,
-    )
+    plan = build_plan(conn, steps.migrations(), public=public, tenants=tenants, only=only)
     _check_only(plan, only)
     report.plan = plan
     schemas = [s.schema for s in plan.schemas]
