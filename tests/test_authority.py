@@ -119,6 +119,11 @@ CREATE TEMP VIEW pg_namespace AS SELECT {{schema}}.evil_value() AS oid, 'x'::nam
 CREATE TEMP TABLE keep (id int) ON COMMIT PRESERVE ROWS;
 """
 
+# The attacks whose code runs whatever the engine does (at COMMIT): the tests check that it
+# ran, as the owner. The others run only if the engine resolves or writes the tenant's
+# objects, which it must never do.
+FIRES = ("deferred_trigger", "redeferring_trigger")
+
 ATTACKS = {
     "deferred_trigger": DEFERRED_TRIGGER,
     "redeferring_trigger": REDEFERRING_TRIGGER,
@@ -204,6 +209,8 @@ def test_a_run_gives_a_tenant_file_no_engine_authority(fleet: Path, attack: str)
     results = run_engine(fleet, [ATTACKER, BYSTANDER])
     assert [r.status for r in results] == ["succeeded", "succeeded"], results
     assert_nothing_escaped(before)
+    if attack in FIRES:  # the attack did run, as the owner
+        assert callers()
     assert query("SELECT to_regclass(%s) IS NOT NULL", [f"{BYSTANDER}.later"]) == [(True,)]
 
 
@@ -236,9 +243,10 @@ def test_a_creation_gives_a_tenant_file_no_engine_authority(
     assert now == before
     owner = owner_role_for_schema(created.schema, connect().info.dbname)
     assert callers(created.schema) <= {(owner, owner)}
+    assert bool(callers(created.schema)) == (attack in FIRES)
 
 
-@pytest.mark.parametrize("attack", ["deferred_trigger", "redeferring_trigger"])
+@pytest.mark.parametrize("attack", FIRES)
 def test_a_pool_schema_gives_a_tenant_file_no_engine_authority(
     fleet: Path, attack: str, below_the_rules: None, settings: Any, monkeypatch: Any
 ) -> None:
@@ -249,7 +257,7 @@ def test_a_pool_schema_gives_a_tenant_file_no_engine_authority(
     built = pool.fill(1, actor="test").built
     assert len(built) == 1
     pool_owner = owner_role_for_schema(built[0], connect().info.dbname)
-    assert callers(built[0]) <= {(pool_owner, pool_owner)}
+    assert callers(built[0]) and callers(built[0]) <= {(pool_owner, pool_owner)}
     # The pool schema falls behind a file, is migrated at claim, and becomes a tenant.
     write(fleet, "052_later.sql", "INSERT INTO evil VALUES (7);")
     created = create_tenant("org_pooled1")
@@ -275,12 +283,14 @@ def test_a_tenant_role_cannot_create_temporary_objects(fleet: Path) -> None:
 def temporary_allowed(fleet: Path) -> Any:
     """A database where PUBLIC may still create temporary objects (as before tenancy.0012):
     the engine's second layer (the file's temporary objects dropped when it ends)."""
-    database = connect().info.dbname
+    from psycopg import sql
+
+    database = sql.Identifier(connect().info.dbname)
     with connect() as conn:
-        conn.execute(f'GRANT TEMPORARY ON DATABASE "{database}" TO PUBLIC')
+        conn.execute(sql.SQL("GRANT TEMPORARY ON DATABASE {} TO PUBLIC").format(database))
     yield fleet
     with connect() as conn:
-        conn.execute(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC')
+        conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(database))
 
 
 def test_a_temporary_view_left_by_a_run_never_reaches_the_engine(temporary_allowed: Path) -> None:
@@ -460,3 +470,38 @@ def test_a_trigger_on_django_migrations_runs_as_the_owner(
     owner = owner_role_for_schema(created.schema, connect().info.dbname)
     assert callers(created.schema) and callers(created.schema) <= {(owner, owner)}
     assert snapshot()["users"] == before["users"]
+
+
+SESSION_SETTINGS = """
+CREATE TABLE marker (id int);
+SET search_path TO {{schema}}, public;
+SET ROLE {{owner_group}};
+"""
+
+
+def _pooled_session() -> tuple[str, str]:
+    """Who the next user of the engine's pooled connection is, and its search_path."""
+    from tenancy.engine import db
+
+    with db.pooled(conf.conninfo()) as conn:
+        row = conn.execute("SELECT current_user, current_setting('search_path')").fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def test_session_settings_a_file_makes_do_not_outlive_its_transaction(
+    fleet: Path, below_the_rules: None
+) -> None:
+    """A file's session-level SET (not LOCAL) would outlive the transaction on the engine's
+    connection, pooled for the next operation (and, through a transaction pooler, a server
+    connection others share): a tenant search_path there puts the tenant's operators in
+    the engine's next queries. The engine resets them inside the transaction."""
+    write(fleet, "050_session.sql", SESSION_SETTINGS)
+    login, path = _pooled_session()
+    create_tenant("org_mallory8")
+    assert _pooled_session() == (login, path)
+    run_engine(fleet, [ATTACKER])
+    assert "marker" in {r[0] for r in query(
+        "SELECT tablename FROM pg_tables WHERE schemaname = %s", [ATTACKER]
+    )}  # fmt: skip
+    assert _pooled_session() == (login, path)

@@ -271,6 +271,15 @@ class Executor:
         return all the time."""
         conn = db.connect(self.conninfo)
         conn.prepare_threshold = None
+        if (defaults := self._session_defaults(conn)) is not None:
+            conn.execute(defaults)
+        with self._queue_lock:
+            self._conns.add(conn)
+        return conn
+
+    def _session_defaults(self, conn: psycopg.Connection) -> sql.Composable | None:
+        """The session settings of a worker's connection, set when it opens and again after
+        a file outside a transaction (whose ``RESET ALL`` clears them)."""
         if db.citus(conn) and not self.options.transaction_pooler:
             # The connection works as one tenant owner after another, and Citus would keep
             # a worker connection open for each of them: 1,000 tenants, 1,000 connections
@@ -278,10 +287,8 @@ class Executor:
             # for its session; through a transaction pooler it would outlive the run on a
             # server connection others share, so it is not set there (the pooler's few
             # server connections bound what they cache).
-            conn.execute("SET citus.max_cached_conns_per_worker TO 0")
-        with self._queue_lock:
-            self._conns.add(conn)
-        return conn
+            return sql.SQL("SET citus.max_cached_conns_per_worker TO 0")
+        return None
 
     def _worker(self, task: _Task) -> None:
         conn: psycopg.Connection | None = None
@@ -619,8 +626,12 @@ class Executor:
             if not conn.closed and not conn.broken:
                 # RESET ALL: a file run outside a transaction may SET what it needs; its
                 # temporary objects go before the login user is back (see _leave_file).
-                back = _back_to_login(conn, local=False) if owner else sql.SQL("SELECT 1")
-                conn.execute(sql.SQL("DISCARD TEMP; {}; RESET ROLE; RESET ALL").format(back))
+                parts = [sql.SQL("DISCARD TEMP")]
+                parts += [_back_to_login(conn, local=False)] if owner else []
+                parts += [sql.SQL("RESET ROLE; RESET ALL")]
+                if (defaults := self._session_defaults(conn)) is not None:
+                    parts.append(defaults)
+                conn.execute(sql.SQL("; ").join(parts))
 
     def _run_alone(
         self, conn: psycopg.Connection, schema: str, parts: list[str], result: SchemaResult
@@ -954,30 +965,41 @@ def seal(conn: psycopg.Connection, schema: str, owner: str | None) -> sql.Compos
     the transaction then stays the owner's, so anything deferred again while those fire
     (a trigger may defer its own writes), or anything COMMIT itself runs, is the owner's
     too. The role and search_path are transaction-local: COMMIT ends them. Nothing but
-    COMMIT (or ROLLBACK) may follow. For public (no owner) it is a plain statement."""
-    if owner is None or db.citus(conn):
-        # Public files run as the login user anyway. On Citus a schema is built as the
-        # login user (apply_to_new_schema): see docs/scale-out.md.
-        return sql.SQL("SET CONSTRAINTS ALL IMMEDIATE")
+    COMMIT (or ROLLBACK) may follow. For public (no owner) it is a plain statement.
+
+    First, as the login user, the session's own ``search_path`` and role are reset: a
+    file's plain ``SET`` (not ``LOCAL``) would otherwise become the session's value at
+    COMMIT, on the engine's pooled connection or, through a transaction pooler, on a
+    server connection others share, and a tenant schema in that path puts the tenant's
+    operators in the engine's next queries. Reset inside the transaction, it holds
+    wherever a pooler routes the COMMIT."""
+    resets = [sql.SQL("RESET search_path"), sql.SQL("RESET ROLE")]
+    runs_as = _owner_at_commit(conn, owner)
+    if runs_as is None:
+        return sql.SQL("; ").join([*resets, sql.SQL("SET CONSTRAINTS ALL IMMEDIATE")])
     return sql.SQL("; ").join(
         [
-            *_tenant_context(conn, schema, owner),
+            *resets,
+            *_tenant_context(conn, schema, runs_as),
             sql.SQL("SET CONSTRAINTS ALL IMMEDIATE"),
             sql.SQL("DISCARD TEMP"),
         ]
     )
 
 
+def _owner_at_commit(conn: psycopg.Connection, owner: str | None) -> str | None:
+    """Whom ``seal`` makes the transaction's: the owner; None for public (its files run as
+    the login user) and on Citus, where a schema is built as the login user
+    (apply_to_new_schema; docs/scale-out.md)."""
+    return None if db.citus(conn) else owner
+
+
 def fire_deferred(conn: psycopg.Connection, schema: str, owner: str | None) -> None:
     """``seal`` in the middle of a transaction that goes on with the engine's own work (a
     creation registers the tenant after its files): what the files deferred fires now, as
     the owner, then the engine is back. The caller still ends with ``seal``."""
-    conn.execute(sql.SQL("{}; {}").format(seal(conn, schema, owner), _engine_again(conn, owner)))
-
-
-def _engine_again(conn: psycopg.Connection, owner: str | None) -> sql.Composed:
-    parts: list[sql.Composable] = [_back_to_login(conn)] if owner and not db.citus(conn) else []
-    return sql.SQL("; ").join([*parts, db.engine_search_path()])
+    back = [_back_to_login(conn)] if _owner_at_commit(conn, owner) else []
+    conn.execute(sql.SQL("; ").join([seal(conn, schema, owner), *back, db.engine_search_path()]))
 
 
 def _locate_failure(
@@ -998,14 +1020,15 @@ def _locate_failure(
                 conn.execute(sql.SQL(statement))
             except psycopg.Error as replayed:
                 label = _statement_label(index, parts)
-                return label + _error_text(replayed) + _reference_hint(statement, replayed)
+                return label + _error_text(replayed) + reference_hint(statement, replayed)
     except (psycopg.Error, statements.StatementError):
         pass
     return _error_text(exc)
 
 
-def _reference_hint(statement: str, exc: psycopg.Error) -> str:
-    """A foreign key to a public table the tenant owners may not reference: the grant."""
+def reference_hint(statement: str, exc: psycopg.Error) -> str:
+    """A foreign key to a public table the tenant owners may not reference: the grant to
+    add (an SQL file's statement, or a Django step's compiled SQL); else ""."""
     table = getattr(exc.diag, "table_name", None) if exc.diag else None
     text = str(exc)
     if exc.sqlstate != "42501" or "REFERENCES" not in statement.upper():

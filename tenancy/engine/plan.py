@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from tenancy.engine import ledger
-from tenancy.engine.source import PUBLIC, TENANT, Migration
+from tenancy.engine.source import PUBLIC, TENANT, Migration, version_key
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,6 @@ class Plan:
 
     def for_scope(self, scope: str) -> list[SchemaPlan]:
         return [s for s in self.schemas if s.scope == scope]
-
-
-def version_key(version: str) -> int | str:
-    return int(version) if version.isdigit() else version
 
 
 def plan_schema(

@@ -83,13 +83,18 @@ class Migration:
 
     @property
     def key(self) -> int | str:
-        """What the plan matches ledger rows by: a SQL file's number (``004`` and ``4`` are
-        one version), a Django step's ``app.name``."""
-        return int(self.version) if self.version.isdigit() else self.version
+        """What the plan matches ledger rows by (``version_key``)."""
+        return version_key(self.version)
 
     @property
     def is_sql_file(self) -> bool:
         return self.runner is None
+
+
+def version_key(version: str) -> int | str:
+    """A version as the plan compares them: a SQL file's number (``004`` and ``4`` are one
+    version), a Django step's ``app.name``."""
+    return int(version) if version.isdigit() else version
 
 
 class RunnerError(Exception):

@@ -39,7 +39,8 @@ import psycopg
 from django.conf import settings
 from psycopg import sql
 
-from tenancy.engine import catalog, ownership, rules
+from tenancy.engine import catalog, db, ownership, rules
+from tenancy.engine.executor import reference_hint
 from tenancy.engine.source import TENANT, Execute, Migration, Ran, RunnerError
 
 # What a Django migration may declare to follow SQL files: ``sql_dependencies = ["004"]``.
@@ -299,22 +300,10 @@ def _run_statement(execute: Execute, operation: str, statement: str) -> None:
     except psycopg.errors.LockNotAvailable:
         raise
     except psycopg.Error as exc:
-        raise RunnerError(f"{operation}: {_first_line(exc)}{_grant_hint(exc)}") from exc
+        hint = reference_hint(statement, exc)
+        raise RunnerError(f"{operation}: {_first_line(exc)}{hint}") from exc
     except RunnerError as exc:
         raise RunnerError(f"{operation}: {exc}") from exc
-
-
-def _grant_hint(exc: psycopg.Error) -> str:
-    """A foreign key to a shared table the tenant owners may not reference: name the grant."""
-    table = getattr(getattr(exc, "diag", None), "table_name", None)
-    text = str(exc)
-    if exc.sqlstate == "42501" and "permission denied for table" in text:
-        table = table or text.rsplit(" ", 1)[-1]
-        return (
-            f" (tenant owners need REFERENCES on public.{table}: a public file with "
-            f"GRANT REFERENCES ON public.{table} TO {{{{owner_group}}}})"
-        )
-    return ""
 
 
 def _run_python(wrapper: Any, app_label: str, part: _PythonPart) -> None:
@@ -424,11 +413,7 @@ def sqlmigrate(conn: psycopg.Connection, schema: str, app_label: str, name: str)
     from django.db import transaction
 
     with conn.transaction(force_rollback=True):
-        conn.execute(
-            sql.SQL("SELECT set_config('search_path', {}, true)").format(
-                sql.Literal(f"{sql.Identifier(schema).as_string(None)}, public")
-            )
-        )
+        conn.execute(db.tenant_search_path(schema))
         with bound(conn, schema) as wrapper, transaction.atomic(using=wrapper.alias):
             compiled = _compile_forwards(wrapper, app_label, name)
     return [s for p in compiled.parts if isinstance(p, _SqlPart) for s in p.statements]
@@ -507,9 +492,7 @@ def grant_references(conn: psycopg.Connection) -> list[str]:
     tables = shared_references()
     if not tables:
         return []
-    group = owner_group_role(conn.info.dbname)
-    if ownership.missing_roles(conn, [group]):
-        return []  # made with the first tenant, which grants then
+    group = owner_group_role(conn.info.dbname)  # the callers make it first
     missing = ownership.not_referenceable(conn, tables, group)
     for table in missing:
         conn.execute(

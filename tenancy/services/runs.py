@@ -421,11 +421,9 @@ def ungranted_references(conn: psycopg.Connection, plan: Plan) -> list[str]:
     pending = {m for s in plan.for_scope(TENANT) for m in s.pending if m.is_sql_file}
     if not pending:
         return []
+    paths = {str(m.path) for m in pending}
     wanted = rules.shared_references([m for m in plan.migrations[TENANT] if m.is_sql_file])
-    wanted = {
-        t: [p for p in places if p[0] in {str(m.path) for m in pending}]
-        for t, places in wanted.items()
-    }
+    wanted = {t: [p for p in places if p[0] in paths] for t, places in wanted.items()}
     wanted = {t: places for t, places in wanted.items() if places}
     public_pending = [m for s in plan.for_scope(PUBLIC) for m in s.pending]
     coming = rules.granted_references(public_pending) | set(django_steps.shared_references())
@@ -716,12 +714,13 @@ def rollback(
     app's steps after it (``app.zero``: all of them), as Django's ``migrate APP NAME``
     would. Each schema in its own transaction. The same steps as a run: plan → refuse →
     look (a dry run) or undo → record."""
-    undo = _django_undo(version) if not version.isdigit() else None
+    migrations = steps.migrations()
+    undo = _django_undo(version, migrations[TENANT]) if not version.isdigit() else None
     public, tenants, only = _scope(public, tenants, only)
     report = RunReport(kind="rollback", plan=None, dry_run=dry_run)
     with connect_ready() as conn:
         target: int | list[str] = int(version) if undo is None else undo
-        targets = _rollback_plan(conn, report, target, public, tenants, only)
+        targets = _rollback_plan(conn, report, target, migrations, public, tenants, only)
         report.refused = _rollback_refusals(targets)
         if report.refused:
             report.exit_code = EXIT_FAILED
@@ -749,10 +748,10 @@ def rollback(
 _Targets = list[tuple[str, list[tuple]]]  # (schema, its ledger rows to undo, newest first)
 
 
-def _django_undo(target: str) -> list[str]:
+def _django_undo(target: str, tenant_steps: list[Migration]) -> list[str]:
     """The Django steps that ``app.name`` (or ``app.zero``) undoes, newest first."""
     app, _, name = target.partition(".")
-    ordered = [m for m in steps.tenant_steps() if not m.is_sql_file]
+    ordered = [m for m in tenant_steps if not m.is_sql_file]
     of_app = [m for m in ordered if m.version.split(".", 1)[0] == app]
     if not app or not name or not of_app:
         raise RunError(
@@ -771,11 +770,12 @@ def _rollback_plan(
     conn: psycopg.Connection,
     report: RunReport,
     version: int | list[str],
+    migrations: dict[str, list[Migration]],
     public: bool,
     tenants: bool,
     only: list[str] | None,
 ) -> _Targets:
-    plan = build_plan(conn, steps.migrations(), public=public, tenants=tenants, only=only)
+    plan = build_plan(conn, migrations, public=public, tenants=tenants, only=only)
     _check_only(plan, only)
     report.plan = plan
     schemas = [s.schema for s in plan.schemas]
