@@ -230,14 +230,21 @@ def apply_migrations(ctx: CreationContext) -> None:
     ctx.applied = [m.version for m in ctx.migrations]
 
 
-def _register(ctx: CreationContext) -> None:
-    row = ctx.conn.execute(
+def register_row(conn: psycopg.Connection, *, schema: str, name: str, org_id: str) -> int:
+    """The tenant's row in ``public.tenant_registry`` (tenancy's own state of a tenant; with
+    a host project's ``TENANT_MODEL`` it sits beside the project's row, same schema name),
+    in the caller's transaction: its id."""
+    row = conn.execute(
         "INSERT INTO public.tenant_registry (schema_name, organization_name, auth0_org_id) "
         "VALUES (%s, %s, %s) RETURNING id",
-        [ctx.schema, ctx.name, ctx.org_id],
+        [schema, name, org_id],
     ).fetchone()
     assert row is not None
-    ctx.tenant_id = int(row[0])
+    return int(row[0])
+
+
+def _register(ctx: CreationContext) -> None:
+    ctx.tenant_id = register_row(ctx.conn, schema=ctx.schema, name=ctx.name, org_id=ctx.org_id)
 
 
 def _add_domain(ctx: CreationContext) -> None:
