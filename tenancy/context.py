@@ -1,10 +1,11 @@
 """Tenant context for Django's connection: a transaction that runs as one tenant.
 
-``tenant_transaction`` is the only way the ORM serves a tenant: it opens the outermost
-transaction and makes its first statement set the tenant's role, ``search_path`` and
-``app.current_tenant`` with transaction scope, so the context ends at COMMIT or ROLLBACK on
-whatever server connection a pooler gave it, and nothing of it is left for the next
-transaction. The backend (``tenancy.postgresql_backend``) refuses tenant queries outside it.
+The backend (``tenancy.postgresql_backend``) applies the tenant that
+``connection.set_tenant()`` chose to every transaction, with transaction scope (see its
+docstring), so django-tenants' own ``schema_context`` and ``tenant_context`` work as they
+do there. ``tenant_transaction`` is the explicit form: one transaction as ``tenant``,
+whose role is checked before the block runs, and the connection's previous tenant back
+afterwards.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.transaction import TransactionManagementError
 
 from tenancy.engine.names import role_for_schema
-from tenancy.postgresql_backend.base import TenantContextError
+from tenancy.postgresql_backend.base import TenantContextError, TenantRoleMissing
 
-__all__ = ["TenantContextError", "tenant_role", "tenant_transaction"]
+__all__ = ["TenantContextError", "TenantRoleMissing", "tenant_role", "tenant_transaction"]
 
 
 def tenant_role(schema: str, using: str = DEFAULT_DB_ALIAS) -> str:
@@ -29,18 +29,17 @@ def tenant_role(schema: str, using: str = DEFAULT_DB_ALIAS) -> str:
 
 @contextmanager
 def tenant_transaction(tenant: Any, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
-    """Run the block in one transaction as ``tenant`` (a Tenant, or anything with a
-    ``schema_name``). The block's queries commit together when it ends normally; call
-    ``transaction.set_rollback(True)`` to discard them. Back on ``public`` afterwards."""
+    """Run the block in one transaction (a savepoint inside another) as ``tenant`` (a
+    Tenant, or anything with a ``schema_name``). The tenant's context is sent first, so a
+    missing role raises ``TenantRoleMissing`` before the block runs. The block's queries
+    commit together when it ends normally; ``transaction.set_rollback(True)`` discards
+    them."""
     conn = connections[using]
-    if conn.in_atomic_block:
-        raise TransactionManagementError(
-            "tenant_transaction() opens its own transaction; it cannot run inside another."
-        )
+    previous = conn.tenant
     conn.set_tenant(tenant)
     try:
         with transaction.atomic(using=using):
-            conn.begin_tenant_context(tenant.schema_name, tenant_role(tenant.schema_name, using))
+            conn.apply_context()
             yield
     finally:
-        conn.set_schema_to_public()
+        conn.set_tenant(previous)

@@ -56,8 +56,10 @@ class TenantMiddleware(TenantMainMiddleware):
         connection.set_schema_to_public()  # a tenant's queries run only in serve_as_tenant
         if tenant is None or tenant.schema_name == get_public_schema_name():
             return self.get_response(request)
-        if tenant.status != TenantStatus.ACTIVE:
-            return HttpResponseForbidden(f"This organization is {tenant.status}.")
+        # A host project's tenant model may have no status: tenancy's is in its registry.
+        status = getattr(tenant, "status", TenantStatus.ACTIVE)
+        if status != TenantStatus.ACTIVE:
+            return HttpResponseForbidden(f"This organization is {status}.")
         return serve_as_tenant(request, tenant, self.get_response)
 
 

@@ -1,93 +1,274 @@
 """django-tenants' PostgreSQL backend, with the tenant's context held by transactions only.
 
 django-tenants sends a session-level ``SET search_path`` on each connection it uses. Behind
-a transaction-pooling PgBouncer, a session is shared by whoever's transaction lands on it
-next, so one client's search path (and, before this backend, its role) served another
-client's queries. This backend never sets session-level state:
+a transaction-pooling PgBouncer a session is shared by whoever's transaction lands on it
+next, so one client's search path served another client's queries. This backend keeps
+django-tenants' API (``set_tenant``, ``set_schema``, ``schema_context``, ``tenant_context``,
+the middlewares, the test cases) and never sets session-level state:
 
-- on ``public`` (the admin, the routing lookup) it sends nothing: the server's default
-  search path and the connecting user;
-- for a tenant, a query may run only inside a *tenant transaction*: the outermost
-  transaction whose first statement set the tenant's role, ``search_path`` and
-  ``app.current_tenant`` with ``set_config(..., true)`` (``SET LOCAL``), which COMMIT or
-  ROLLBACK undo on the server wherever the pooler routed it. ``tenancy.context`` opens one.
-  A query for a tenant outside it raises ``TenantContextError`` before reaching the server:
-  it never runs as the connecting user, nor under whatever the server connection holds.
+- the tenant that ``connection.schema_name`` names is applied by the *transaction*: its
+  role (the tenant's NOLOGIN web role), ``search_path`` and ``app.current_tenant`` are set
+  with ``set_config(..., true)`` (``SET LOCAL``), sent in the same message as the first
+  statement of the transaction that needs them (no extra round trip), and again only when
+  the transaction's tenant changes. COMMIT or ROLLBACK undo them on the server, wherever a
+  pooler routed the transaction;
+- outside an atomic block (autocommit) a tenant's statement is sent together with its
+  context as one message, which PostgreSQL runs as one implicit transaction: the context
+  lasts exactly that statement;
+- on ``public`` a new transaction sends nothing (the server's defaults and the connecting
+  user); a transaction that switches back from a tenant to ``public`` resets the three.
+
+What cannot be made safe is refused with ``TenantContextError`` before it reaches the
+server: a session-level ``SET search_path`` / ``SET ROLE`` sent by user code (it would
+outlive the transaction and, behind a pooler, reach other clients), and a named
+server-side cursor for a tenant outside a transaction (``WITH HOLD``: its FETCHes run in
+later transactions, which a pooler may send to another server connection).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
+import psycopg
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.utils import DatabaseError
+from django_tenants.postgresql_backend.base import EXTRA_SEARCH_PATHS, original_backend
 from django_tenants.postgresql_backend.base import DatabaseWrapper as TenantsDatabaseWrapper
-from django_tenants.postgresql_backend.base import original_backend
 from django_tenants.utils import get_public_schema_name
+from psycopg import sql
+from psycopg.pq import TransactionStatus
 
-from tenancy.engine.db import search_path_value
-from tenancy.engine.names import CURRENT_TENANT_SETTING
+from tenancy.engine.names import CURRENT_TENANT_SETTING, role_for_schema
+from tenancy.postgresql_backend.introspection import DatabaseSchemaIntrospection
 
 
 class TenantContextError(DatabaseError):
-    """A query on a tenant's behalf outside that tenant's transaction: refused."""
+    """A query on a tenant's behalf that cannot run in that tenant's context: refused."""
+
+
+class TenantRoleMissing(TenantContextError):
+    """The tenant's web role does not exist (a schema tenancy did not create or adopt)."""
 
 
 @dataclass(frozen=True)
 class TenantContext:
     schema: str
     role: str
+    statement: str  # the SELECT set_config(...) that applies it, literals quoted
 
 
-SET_CONTEXT = (
-    "SELECT set_config('role', %s, true), set_config('search_path', %s, true), "
-    "set_config(%s, %s, true)"
+# What a transaction that leaves a tenant for public sends: the connecting user, the
+# session's own search_path (its reset value) and no tenant.
+PUBLIC_RESET = (
+    "SELECT set_config('role', 'none', true), set_config('search_path', "
+    "(SELECT reset_val FROM pg_catalog.pg_settings WHERE name = 'search_path'), true), "
+    f"set_config('{CURRENT_TENANT_SETTING}', '', true)"
 )
+_UNKNOWN = object()  # after ROLLBACK TO SAVEPOINT: what the server holds is not known
+
+# Session-level changes of who and where a query runs: they would outlive the transaction.
+_SESSION_STATE = re.compile(
+    r"\s*(?:SET\s+(?:SESSION\s+)?(?:ROLE|SESSION\s+AUTHORIZATION|SEARCH_PATH)\b"
+    r"|RESET\s+(?:ROLE|SESSION\s+AUTHORIZATION|SEARCH_PATH|ALL)\b)",
+    re.IGNORECASE,
+)
+# Sent by Django itself after an error or at a savepoint's end: never with a context.
+_SAVEPOINT_END = ("ROLLBACK TO SAVEPOINT", "RELEASE SAVEPOINT")
+
+
+def _literal(value: str) -> str:
+    return sql.Literal(value).as_string(None)
 
 
 class DatabaseWrapper(TenantsDatabaseWrapper):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        # The context the current transaction set on the server; None outside one.
-        self.tenant_context: TenantContext | None = None
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._contexts: dict[tuple[str, bool, str], TenantContext] = {}
+        # The context the open transaction has set on the server: None for public (nothing
+        # sent), a TenantContext, or _UNKNOWN.
+        self._sent: TenantContext | object | None = None
         super().__init__(*args, **kwargs)
+        self.introspection = DatabaseSchemaIntrospection(self)
+
+    # -- which context the current schema wants --------------------------------------------
+    def wanted_context(self) -> TenantContext | None:
+        """The context of ``connection.schema_name`` (None: public)."""
+        schema = self.schema_name
+        if schema in (None, get_public_schema_name()):
+            return None
+        key = (schema, self.include_public_schema, self.settings_dict["NAME"])
+        context = self._contexts.get(key)
+        if context is None:
+            context = self._contexts[key] = self._context_for(*key)
+        return context
+
+    @staticmethod
+    def _context_for(schema: str, include_public: bool, database: str) -> TenantContext:
+        role = role_for_schema(schema, database)
+        path = [schema, *([get_public_schema_name()] if include_public else [])]
+        path += EXTRA_SEARCH_PATHS
+        search_path = ", ".join(
+            p if p == "public" else sql.Identifier(p).as_string(None) for p in path
+        )
+        statement = (
+            f"SELECT set_config('role', {_literal(role)}, true), "
+            f"set_config('search_path', {_literal(search_path)}, true), "
+            f"set_config('{CURRENT_TENANT_SETTING}', {_literal(schema)}, true)"
+        )
+        return TenantContext(schema, role, statement)
+
+    def pending_context(self, statement: str) -> str | None:
+        """What must be sent before ``statement`` for it to run in the wanted context
+        (None: nothing). Raises ``TenantContextError`` for session-level state changes."""
+        if _SESSION_STATE.match(statement):
+            raise TenantContextError(
+                "A session-level SET/RESET of the role or search_path was refused: it would "
+                "outlive the transaction (behind a pooler, for other clients). Use "
+                "connection.set_tenant()/schema_context(), or SET LOCAL inside a transaction."
+            )
+        wanted = self.wanted_context()
+        if self.get_autocommit():
+            return wanted.statement if wanted else None
+        status = self.connection.info.transaction_status
+        if status == TransactionStatus.IDLE:
+            self._sent = None  # the next statement opens a new transaction
+        elif status == TransactionStatus.INERROR or statement.startswith(_SAVEPOINT_END):
+            return None
+        if self._sent is wanted:
+            return None
+        return wanted.statement if wanted else PUBLIC_RESET
+
+    def context_sent(self) -> None:
+        """The pending context reached the server in the open transaction."""
+        if not self.get_autocommit():
+            self._sent = self.wanted_context()
+
+    def apply_context(self) -> None:
+        """Send the wanted context now, in the open transaction (a request checks its
+        tenant's role this way before its view runs)."""
+        pending = self.pending_context("")
+        if pending is not None:
+            self.ensure_connection()
+            with self.wrap_database_errors, self._role_named():
+                self.connection.execute(pending)
+            self.context_sent()
+
+    def _role_named(self) -> _RoleMissing:
+        return _RoleMissing(self.wanted_context())
 
     # -- cursors ---------------------------------------------------------------------------
     def _cursor(self, name: str | None = None):  # type: ignore[no-untyped-def]
-        self._check_tenant_context()
+        if name and self.wanted_context() is not None:
+            if self.get_autocommit():
+                raise TenantContextError(
+                    f"A server-side cursor for tenant schema {self.schema_name!r} outside a "
+                    "transaction was refused: it would be held across transactions, which "
+                    "a pooler may send to other server connections. Iterate inside "
+                    "transaction.atomic(), or set DISABLE_SERVER_SIDE_CURSORS."
+                )
+            self.apply_context()  # DECLARE carries one statement only
         # Skip django-tenants' _cursor: it would send a session-level SET search_path.
         return original_backend.DatabaseWrapper._cursor(self, name)
 
-    def _check_tenant_context(self) -> None:
-        schema = self.schema_name
-        if schema in (None, get_public_schema_name()):
-            return
-        context = self.tenant_context
-        if context is None or context.schema != schema or not self.in_atomic_block:
-            raise TenantContextError(
-                f"A query for tenant schema {schema!r} outside its tenant transaction was "
-                "refused; run tenant queries inside tenancy.context.tenant_transaction()."
-            )
+    def make_cursor(self, cursor: Any) -> CursorWrapper:
+        return TenantCursorWrapper(cursor, self)
 
-    def begin_tenant_context(self, schema: str, role: str) -> None:
-        """Make the transaction just opened (the outermost atomic block, no savepoint yet)
-        run as ``role`` on ``schema``. ROLLBACK TO SAVEPOINT cannot undo it: it precedes
-        every savepoint of the transaction."""
-        if not self.in_atomic_block or len(self.atomic_blocks) != 1 or self.savepoint_ids:
-            raise TenantContextError("A tenant context must open its own outermost transaction.")
-        with original_backend.DatabaseWrapper._cursor(self) as cursor:
-            cursor.execute(
-                SET_CONTEXT, [role, search_path_value(schema), CURRENT_TENANT_SETTING, schema]
-            )
-        self.tenant_context = TenantContext(schema, role)
+    def make_debug_cursor(self, cursor: Any) -> CursorDebugWrapper:
+        return TenantCursorDebugWrapper(cursor, self)
 
     # -- the context ends with its transaction ---------------------------------------------
     def _commit(self) -> None:
-        self.tenant_context = None
+        self._sent = None
         super()._commit()
 
     def _rollback(self) -> None:
-        self.tenant_context = None
+        self._sent = None
         super()._rollback()
 
+    def _savepoint_rollback(self, sid: str) -> None:
+        try:
+            super()._savepoint_rollback(sid)
+        finally:
+            self._sent = _UNKNOWN  # a context sent after the savepoint is undone
+
     def close(self) -> None:
-        self.tenant_context = None
+        self._sent = None
         super().close()
+
+
+class _RoleMissing:
+    """Turns PostgreSQL's "role does not exist", raised by a context, into a message that
+    names the tenant and the fix."""
+
+    def __init__(self, context: TenantContext | None) -> None:
+        self.context = context
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        cause = exc.__cause__ if isinstance(exc, DatabaseError) else exc
+        if (
+            self.context is not None
+            and isinstance(cause, psycopg.errors.InvalidParameterValue)
+            and self.context.role in str(cause)
+        ):
+            raise TenantRoleMissing(
+                f"Tenant schema {self.context.schema!r} has no role {self.context.role!r}: "
+                "tenancy did not create it. Run `manage.py tenancy_adopt` for schemas that "
+                "django-tenants built."
+            ) from exc
+
+
+class _ContextMixin:
+    """Sends the transaction's tenant context with the statement that needs it."""
+
+    db: DatabaseWrapper
+    cursor: Any
+
+    def _execute(self, sql: str, params: Any, *ignored: Any) -> Any:
+        pending = self.db.pending_context(sql) if isinstance(sql, str) else None
+        if pending is None:
+            return super()._execute(sql, params, *ignored)  # type: ignore[misc]
+        self.db.validate_no_broken_transaction()
+        with self.db.wrap_database_errors, self.db._role_named():
+            result = self._send_with(pending, sql, params)
+        self.db.context_sent()
+        return result
+
+    def _send_with(self, pending: str, query: str, params: Any) -> Any:
+        if hasattr(self.cursor, "mogrify"):
+            # Client-side binding (Django's default): one message, one round trip.
+            body = query if params is None else self.cursor.mogrify(query, params)
+            result = self.cursor.execute(f"{pending}; {body}")
+            self.cursor.nextset()
+            return result
+        if self.db.get_autocommit():
+            with self.db.connection.transaction():
+                self.cursor.execute(pending)
+                return self.cursor.execute(query, params)
+        self.cursor.execute(pending)
+        return self.cursor.execute(query, params)
+
+    def _executemany(self, sql: str, param_list: Any, *ignored: Any) -> Any:
+        pending = self.db.pending_context(sql)
+        if pending is None:
+            return super()._executemany(sql, param_list, *ignored)  # type: ignore[misc]
+        self.db.validate_no_broken_transaction()
+        with self.db.wrap_database_errors, self.db._role_named():
+            if self.db.get_autocommit():
+                with self.db.connection.transaction():
+                    self.cursor.execute(pending)
+                    return self.cursor.executemany(sql, param_list)
+            self.cursor.execute(pending)
+            self.db.context_sent()
+            return self.cursor.executemany(sql, param_list)
+
+
+class TenantCursorWrapper(_ContextMixin, CursorWrapper):
+    pass
+
+
+class TenantCursorDebugWrapper(_ContextMixin, CursorDebugWrapper):
+    pass
