@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import connections
 
 from tenancy.engine.executor import Options
+from tenancy.engine.names import Naming
 from tenancy.engine.source import Limits
 
 DEFAULTS: dict[str, Any] = {
@@ -32,11 +33,29 @@ DEFAULTS: dict[str, Any] = {
     # What a migration file may be (engine/source.py Limits): refused in one line beyond.
     "MAX_FILE_BYTES": 5 * 1024 * 1024,
     "MAX_STATEMENTS": 10_000,
+    # What an organization id looks like, and the schema name's prefix (engine/names.py
+    # Naming): a project's choice; the example project sets Auth0's org_… and tenant_.
+    "ORG_ID_PATTERN": Naming.org_id_pattern,
+    "ORG_ID_LABEL": Naming.org_id_label,
+    "ORG_ID_EXAMPLE": Naming.org_id_example,
+    "ORG_ID_RULE": Naming.org_id_rule,  # the pattern in words, for error messages
+    "SCHEMA_PREFIX": Naming.schema_prefix,
 }
 
 
 def setting(name: str) -> Any:
     return {**DEFAULTS, **getattr(settings, "TENANCY", {})}[name]
+
+
+def naming() -> Naming:
+    """The project's organization ids and schema names, from the settings."""
+    return Naming(
+        org_id_pattern=str(setting("ORG_ID_PATTERN")),
+        org_id_label=str(setting("ORG_ID_LABEL")),
+        org_id_example=str(setting("ORG_ID_EXAMPLE")),
+        org_id_rule=str(setting("ORG_ID_RULE")),
+        schema_prefix=str(setting("SCHEMA_PREFIX")),
+    )
 
 
 def migrations_dir() -> Path:

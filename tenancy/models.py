@@ -72,8 +72,13 @@ class Tenant(TenantMixin):
 
 
 class Domain(DomainMixin):
+    """A tenant's host name. A project with its own ``TENANT_DOMAIN_MODEL`` swaps this
+    model out (as ``AUTH_USER_MODEL`` swaps auth's User): its reverse accessor
+    ``tenant.domains`` is the project's, and tenancy's table stays unused."""
+
     class Meta:
         db_table = "tenant_domains"
+        swappable = "TENANT_DOMAIN_MODEL"
 
 
 class TenantMigration(models.Model):
@@ -225,3 +230,20 @@ class TenantPoolEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schema_name} ({self.state})"
+
+
+def _configure() -> None:
+    """The project's naming settings reach the engine, and a deletion through the
+    project's own tenant model reaches tenancy (services/tenant_model.py). Run when the
+    app registry loads this module, before any command or request."""
+    from django.db.models.signals import post_delete
+
+    from tenancy import conf
+    from tenancy.engine import names
+    from tenancy.services.tenant_model import forget_deleted
+
+    names.configure(conf.naming())
+    post_delete.connect(forget_deleted, dispatch_uid="tenancy.forget_deleted")
+
+
+_configure()

@@ -1,4 +1,4 @@
-"""Tenant names: Auth0 organization ids, schema names, role names, domains.
+"""Tenant names: organization ids, schema names, role names, domains.
 
 Everything here is pure: it validates before any SQL runs. Identifiers that pass are
 still always composed with ``psycopg.sql.Identifier``, never formatted into SQL.
@@ -9,16 +9,13 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from dataclasses import dataclass
 
 from tenancy.engine.errors import TenancyError
 
 PUBLIC_SCHEMA = "public"
-SCHEMA_PREFIX = "tenant_"
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are silently truncated
 
-# org_ then words of ASCII letters and digits joined by single underscores (the migration
-# guide's CI example uses org_test_<timestamp>).
-_ORG_ID = re.compile(r"org_[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*")
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]*")
 _RESERVED = ("public", "information_schema")
 MAX_ORG_NAME_CHARS = 255  # tenant_registry.organization_name is VARCHAR(255)
@@ -27,25 +24,61 @@ MAX_ORG_NAME_CHARS = 255  # tenant_registry.organization_name is VARCHAR(255)
 CURRENT_TENANT_SETTING = "app.current_tenant"
 
 
+@dataclass(frozen=True)
+class Naming:
+    """What an organization id looks like and how its schema is named: a project's choice
+    (``TENANCY["ORG_ID_PATTERN"]`` and kin, applied by ``tenancy.apps``), not tenancy's.
+    The pattern must only accept ids whose lower-cased form, after the prefix, is a valid
+    unquoted schema name (letters, digits, underscores)."""
+
+    org_id_pattern: str = r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*"
+    org_id_label: str = "organization id"
+    org_id_example: str = "acme_corp"
+    org_id_rule: str = (
+        "a letter, then letters and digits, optionally in words joined by single underscores"
+    )
+    schema_prefix: str = ""
+
+
+_naming = Naming()
+_org_id = re.compile(_naming.org_id_pattern)
+
+
+def configure(naming: Naming) -> None:
+    """Use ``naming`` from now on (once, at start-up)."""
+    global _naming, _org_id
+    _org_id = re.compile(naming.org_id_pattern)
+    _naming = naming
+
+
+def naming() -> Naming:
+    return _naming
+
+
+def schema_prefix() -> str:
+    return _naming.schema_prefix
+
+
 class InvalidName(TenancyError, ValueError):
     """A name that must never reach SQL."""
 
 
 def validate_org_id(org_id: str) -> str:
-    """Return ``org_id`` if it is ``org_`` followed by ASCII letters and digits, in words
-    joined by single underscores, else raise."""
+    """Return ``org_id`` if it matches the project's organization id pattern and makes a
+    schema name within PostgreSQL's limit, else raise."""
+    label, example = _naming.org_id_label, _naming.org_id_example
     if not isinstance(org_id, str) or not org_id:
-        raise InvalidName("An Auth0 organization id is required (e.g. org_ayHu5XNaTNHMasO5).")
-    if not _ORG_ID.fullmatch(org_id):
+        raise InvalidName(f"An {label} is required (e.g. {example}).")
+    if not _org_id.fullmatch(org_id):
         raise InvalidName(
-            f"Invalid Auth0 organization id {org_id!r}: expected 'org_' followed by "
-            "letters and digits, optionally in words joined by single underscores "
-            "(e.g. org_ayHu5XNaTNHMasO5, org_test_1795599878)."
+            f"Invalid {label} {org_id!r}: expected {_naming.org_id_rule} (e.g. {example})."
         )
-    schema = SCHEMA_PREFIX + org_id.lower()
+    schema = _naming.schema_prefix + org_id.lower()
+    if not _SCHEMA.fullmatch(schema) or schema in _RESERVED or schema.startswith("pg_"):
+        raise InvalidName(f"{label.capitalize()} {org_id!r} does not make a valid schema name.")
     if len(schema.encode()) > MAX_IDENTIFIER_BYTES:
         raise InvalidName(
-            f"Auth0 organization id {org_id!r} is too long: its schema name {schema!r} would be "
+            f"{label.capitalize()} {org_id!r} is too long: its schema name {schema!r} would be "
             f"{len(schema.encode())} bytes, over PostgreSQL's {MAX_IDENTIFIER_BYTES}-byte limit "
             "(names are refused, never truncated)."
         )
@@ -73,9 +106,9 @@ def validate_org_name(name: str | None, org_id: str) -> str:
 
 
 def schema_for_org(org_id: str) -> str:
-    """``tenant_`` + the lower-cased org id: lower case keeps the seed's psql and
+    """The prefix + the lower-cased org id: lower case keeps the migration guide's psql and
     ``schemaname||'.'||tablename`` queries working. Case twins are refused by the service."""
-    return SCHEMA_PREFIX + validate_org_id(org_id).lower()
+    return _naming.schema_prefix + validate_org_id(org_id).lower()
 
 
 def validate_schema_name(name: str, *, allow_public: bool = True) -> str:

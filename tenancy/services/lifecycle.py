@@ -20,10 +20,11 @@ from psycopg import sql
 from tenancy import conf
 from tenancy.engine import audit, db
 from tenancy.engine.names import (
-    SCHEMA_PREFIX,
+    InvalidName,
     domain_for_org,
     owner_role_for_schema,
     role_for_schema,
+    schema_prefix,
     validate_org_id,
     validate_schema_name,
 )
@@ -115,10 +116,17 @@ class InactiveTenant:
 
 # -- lookup ------------------------------------------------------------------------------
 def _key(ident: str) -> tuple[str, str]:
-    """(column, value) of a tenant named by its Auth0 org id or by its schema name."""
-    if isinstance(ident, str) and ident.startswith(SCHEMA_PREFIX):
+    """(column, value) of a tenant named by its organization id or by its schema name
+    (with no schema prefix, a host project's tenant's org id is its schema name)."""
+    prefix = schema_prefix()
+    if isinstance(ident, str) and prefix and ident.startswith(prefix):
         return "schema_name", validate_schema_name(ident, allow_public=False)
-    return "auth0_org_id", validate_org_id(ident)
+    try:
+        return "auth0_org_id", validate_org_id(ident)
+    except InvalidName:
+        if prefix:
+            raise
+        return "schema_name", validate_schema_name(ident, allow_public=False)
 
 
 _SELECT = """

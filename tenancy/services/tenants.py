@@ -33,6 +33,7 @@ from tenancy.engine.names import (
     schema_for_org,
     validate_org_id,
     validate_org_name,
+    validate_schema_name,
 )
 from tenancy.engine.plan import SchemaPlan, plan_schema
 from tenancy.engine.source import TENANT, Migration
@@ -462,6 +463,83 @@ CLAIM_STEPS: list[tuple[str, Callable[[CreationContext], None]]] = [
     ("audit", _audit),
     ("commit as owner", commit_as_owner),
 ]
+
+
+# -- a tenant saved through the project's tenant model (django-tenants' save()) ------------
+# django-tenants' TenantMixin.save() inserts the row, runs CREATE SCHEMA (both committed),
+# then calls migrate_schemas for the schema, which builds it here: roles, ownership, every
+# tenant step, ledger, registry row and audit in one transaction. A failure rolls all of it
+# back, and save() itself then drops the empty schema and deletes the row.
+def _check_saved(ctx: CreationContext) -> None:
+    ctx.facts = facts = _read_facts(ctx)
+    if not facts.schema_exists:
+        raise TenantError(
+            f"Schema {ctx.schema} does not exist (to tenancy's connection): a tenant saved "
+            "inside transaction.atomic() is not committed yet. Save it outside a transaction "
+            "(TenantTestCase does), or create it with `manage.py tenant_create`."
+        )
+    if facts.registered:
+        raise TenantError(f"Schema {ctx.schema} is already a registered tenant.")
+    row = ctx.conn.execute(
+        "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE n.nspname = %s",
+        [ctx.schema],
+    ).fetchone()
+    if row and row[0]:
+        raise TenantError(
+            f"Schema {ctx.schema} already holds {row[0]} relation(s): it was built without "
+            "tenancy. Run `manage.py tenancy_adopt --schema " + ctx.schema + "` instead."
+        )
+
+
+def _take_schema(ctx: CreationContext) -> None:
+    """The schema django-tenants just created (empty, the connecting user's) becomes the
+    owner role's, with the web role's grants, as ``create_schema`` makes them."""
+    statements = [
+        sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(
+            sql.Identifier(ctx.schema), sql.Identifier(ctx.owner)
+        ),
+        *ownership.schema_grants(ctx.schema, ctx.owner, ctx.role),
+    ]
+    ctx.conn.execute(sql.SQL("; ").join(statements))
+
+
+SAVED_STEPS: list[tuple[str, Callable[[CreationContext], None]]] = [
+    ("check schema", _check_saved),
+    ("check limits", _check_limits),
+    ("create role", create_roles),
+    ("take schema", _take_schema),
+    ("apply migrations", apply_migrations),
+    ("register", _register),
+    ("audit", _audit),
+    ("commit as owner", commit_as_owner),
+]
+
+
+def build_saved_tenant(schema: str, name: str, *, actor: str) -> CreatedTenant:
+    """Build the schema of a tenant just saved through the project's tenant model (its
+    registry row takes the schema name as its org id). All or nothing."""
+    started = time.monotonic()
+    validate_schema_name(schema, allow_public=False)
+    with connect_ready() as conn:
+        ctx = CreationContext(
+            conn=conn,
+            org_id=schema,
+            name=validate_org_name(name, schema),
+            schema=schema,
+            role=role_for_schema(schema, conn.info.dbname),
+            owner=owner_role_for_schema(schema, conn.info.dbname),
+            domain="",  # the project's domain model holds its domains
+            actor=actor,
+            migrations=tenant_migrations(),
+        )
+        lock = ("lock", lambda c: db.xact_lock(c.conn, db.CREATE_LOCK_NAME))
+        try:
+            run_steps(conn, [lock, *SAVED_STEPS], ctx, f"Building tenant {schema}", "built")
+        except BaseException:
+            drop_committed_roles(ctx)
+            raise
+    return _created(ctx, int((time.monotonic() - started) * 1000))
 
 
 def pool_size() -> int:

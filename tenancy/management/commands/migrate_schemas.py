@@ -91,6 +91,16 @@ class Command(MigrateSchemasCommand):
         migration = options.get("migration_name")
         looking = bool(options.get("plan") or options.get("check_unapplied"))
         actor = cli_actor()
+        if options.get("tenant") and schema and not looking:
+            from tenancy.services import tenant_model
+
+            # django-tenants' TenantMixin.save() asks for the schema it just created.
+            built = tenant_model.build_if_saved(schema, actor=actor)
+            if built is not None:
+                if self.verbosity >= 1:
+                    steps = len(built.migrations_applied)
+                    self.stdout.write(f"{schema}: built by tenancy ({steps} tenant step(s))")
+                return 0
         jobs = options.get("jobs") or options.get("parallel") or 1
         if app_label and migration:
             back = runs.rollback(
