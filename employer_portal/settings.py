@@ -13,6 +13,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+import tenancy
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -123,8 +125,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # tenant app is `portal`, whose models are unmanaged views of those SQL-defined tables:
 # creating a tenant never replays a pile of Django migrations.
 SHARED_APPS = [
-    "tenancy",  # before django_tenants: its migrate_schemas extends django-tenants' command
-    "django_tenants",
+    # tenancy, then what it needs: django-tenants, and django-tasks with its database
+    # backend (the admin's job queue: tasks live in a public table, run by `db_worker`).
+    "tenancy",
+    *tenancy.REQUIRED_APPS,
     # The admin without autodiscovery at start-up: urls.py discovers the admin modules, so
     # management commands do not import the admin's views (a faster start for every command).
     "django.contrib.admin.apps.SimpleAdminConfig",
@@ -133,9 +137,6 @@ SHARED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    # The admin's background job queue: tasks live in a public table, run by `db_worker`.
-    "django_tasks",
-    "django_tasks_db",
     # Throttles repeated failed admin logins (its tables live in public).
     "axes",
 ]
@@ -288,6 +289,17 @@ TENANCY = {
     # before it is parsed (parsing is the slow part of a dry run and of lint).
     "MAX_FILE_BYTES": _int("TENANCY_MAX_FILE_BYTES", 5 * 1024 * 1024, 1),
     "MAX_STATEMENTS": _int("TENANCY_MAX_STATEMENTS", 10_000, 1),
+    # The migration guide's tenants: Auth0 organization ids (org_ then words of ASCII
+    # letters and digits joined by single underscores; its CI example uses
+    # org_test_<timestamp>), each in schema tenant_<id, lower-cased>.
+    "ORG_ID_PATTERN": r"org_[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*",
+    "ORG_ID_LABEL": "Auth0 organization id",
+    "ORG_ID_EXAMPLE": "org_ayHu5XNaTNHMasO5",
+    "ORG_ID_RULE": (
+        "'org_' followed by letters and digits, optionally in words joined by single "
+        "underscores (e.g. org_test_1795599878)"
+    ),
+    "SCHEMA_PREFIX": "tenant_",
 }
 # The same alerts are mailed to ADMINS (comma-separated addresses) through EMAIL_URL
 # (django-environ's form, e.g. smtp+tls://user:password@smtp.example.com:587).

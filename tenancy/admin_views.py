@@ -351,13 +351,18 @@ def run_options(options: dict[str, Any]) -> list[tuple[str, str]]:
 
 def tenant_urls(schemas: list[str]) -> dict[str, str]:
     """Each registered schema's admin page (one query)."""
+    from django.conf import settings
     from django.urls import reverse
 
     from tenancy.models import Tenant
 
     pks = Tenant.objects.filter(schema_name__in=schemas).values_list("schema_name", "pk")
     return {
-        schema: reverse("admin:tenancy_tenant_change", args=[pk], urlconf="employer_portal.urls")
+        schema: reverse(
+            "admin:tenancy_tenant_change",
+            args=[pk],
+            urlconf=getattr(settings, "PUBLIC_SCHEMA_URLCONF", settings.ROOT_URLCONF),
+        )
         for schema, pk in pks
     }
 
@@ -837,6 +842,7 @@ def recovery_call(
 def drift_offers(request: HttpRequest) -> list[dict[str, Any]]:
     """Each drifted file in the fleet (tenant and public), with how many schemas and the
     fleet-wide Accept checksum page, for a user who may accept checksums."""
+    from django.conf import settings
     from django.urls import reverse
 
     if not request.user.has_perm(RECOVERY_VERBS["accept-checksum"].permission):
@@ -846,7 +852,10 @@ def drift_offers(request: HttpRequest) -> list[dict[str, Any]]:
     for s in states:
         for name in s.drift if s else []:
             found.setdefault((s.scope, name), []).append(s.schema)
-    url = reverse("admin:tenancy_tenant_accept_checksum", urlconf="employer_portal.urls")
+    url = reverse(
+        "admin:tenancy_tenant_accept_checksum",
+        urlconf=getattr(settings, "PUBLIC_SCHEMA_URLCONF", settings.ROOT_URLCONF),
+    )
     return [
         {
             "file": f"{scope}/{name}",
@@ -902,6 +911,7 @@ def _detail_value(value: Any, limit: int = 5) -> str:
 def audit_fields(details: dict[str, Any] | None) -> list[tuple[str, str, str | None]]:
     """An audit row's details as (label, value, link) fields a person reads: known keys
     first, in a fixed order; the run id links to its run."""
+    from django.conf import settings
     from django.urls import reverse
 
     details = dict(details or {})
@@ -916,7 +926,9 @@ def audit_fields(details: dict[str, Any] | None) -> list[tuple[str, str, str | N
         link = None
         if key == "run_id" and isinstance(value, int):
             link = reverse(
-                "admin:tenancy_migrationrun_change", args=[value], urlconf="employer_portal.urls"
+                "admin:tenancy_migrationrun_change",
+                args=[value],
+                urlconf=getattr(settings, "PUBLIC_SCHEMA_URLCONF", settings.ROOT_URLCONF),
             )
         label = _DETAIL_LABELS.get(key, key.replace("_", " "))
         if key == "only" and value is None:
