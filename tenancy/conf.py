@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
 from tenancy.engine.executor import Options
@@ -13,7 +14,6 @@ from tenancy.engine.names import Naming
 from tenancy.engine.source import Limits
 
 DEFAULTS: dict[str, Any] = {
-    "MIGRATIONS_DIR": Path(settings.BASE_DIR) / "migrations_sql",
     "LOCK_TIMEOUT_MS": 500,
     "LOCK_RETRIES": 10,
     "SCHEMA_LOCK_WAIT_S": 600.0,
@@ -40,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     "ORG_ID_EXAMPLE": Naming.org_id_example,
     "ORG_ID_RULE": Naming.org_id_rule,  # the pattern in words, for error messages
     "SCHEMA_PREFIX": Naming.schema_prefix,
+    # Tables in public that tenants' requests may read and write: [] (none), a list of
+    # names, or "shared-apps" (django-tenants' behaviour): services/ownership.py.
+    "TENANT_SHARED_TABLES": [],
+    "POOL_SIZE": 0,
 }
 
 
@@ -59,7 +63,14 @@ def naming() -> Naming:
 
 
 def migrations_dir() -> Path:
-    return Path(setting("MIGRATIONS_DIR"))
+    """``TENANCY["MIGRATIONS_DIR"]``, the one setting without a default (checks.py names
+    it at start-up): the folder of ``public/`` and ``tenant/`` SQL files."""
+    try:
+        return Path(setting("MIGRATIONS_DIR"))
+    except KeyError:
+        raise ImproperlyConfigured(
+            "TENANCY['MIGRATIONS_DIR'] is not set: the folder holding public/ and tenant/."
+        ) from None
 
 
 def source_limits() -> Limits:

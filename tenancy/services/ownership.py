@@ -57,3 +57,58 @@ def adopt(conn: psycopg.Connection, schema: str) -> bool:
     for statement in statements:
         conn.execute(statement)
     return True
+
+
+# -- the shared tables tenants' requests may use ------------------------------------------
+SHARED_APPS_TABLES = "shared-apps"
+
+
+def shared_tables_for_tenants() -> list[str]:
+    """``TENANCY["TENANT_SHARED_TABLES"]``: the tables in ``public`` a tenant's requests may
+    read and write (through the app role every web role is a member of). ``[]`` (the
+    default): none, beyond what public migrations grant. ``"shared-apps"``: every table of
+    the models of SHARED_APPS but tenancy's own, as django-tenants allows (its tenants'
+    search_path ends in public, under the connecting user). Or a list of table names."""
+    from django.apps import apps
+    from django.conf import settings
+
+    from tenancy import conf
+
+    chosen = conf.setting("TENANT_SHARED_TABLES")
+    if chosen != SHARED_APPS_TABLES:
+        return list(chosen or [])
+    tenant_apps = set(getattr(settings, "TENANT_APPS", []))
+    tables = {
+        model._meta.db_table
+        for config in apps.get_app_configs()
+        if config.name in getattr(settings, "SHARED_APPS", [])
+        and config.name not in tenant_apps
+        and config.label != "tenancy"
+        for model in config.get_models(include_auto_created=True)
+        if model._meta.managed and not model._meta.proxy
+    }
+    return sorted(tables)
+
+
+def grant_shared_tables(conn: psycopg.Connection) -> list[str]:
+    """Grant the app role DML on the shared tables tenants may use (those that exist), in
+    one statement; idempotent. Returns the tables."""
+    from psycopg import sql
+
+    wanted = shared_tables_for_tenants()
+    if not wanted:
+        return []
+    rows = conn.execute(
+        "SELECT t FROM unnest(%s::text[]) AS t "
+        "WHERE to_regclass('public.' || quote_ident(t)) IS NOT NULL ORDER BY 1",
+        [wanted],
+    ).fetchall()
+    tables = [r[0] for r in rows]
+    if tables:
+        conn.execute(
+            sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(
+                sql.SQL(", ").join(sql.Identifier("public", t) for t in tables),
+                sql.Identifier(app_role(conn.info.dbname)),
+            )
+        )
+    return tables

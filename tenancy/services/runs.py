@@ -37,6 +37,7 @@ from tenancy.engine.names import (
 from tenancy.engine.plan import Plan, build_plan, plan_schema
 from tenancy.engine.source import PUBLIC, TENANT, Migration
 from tenancy.services import alerts, backups, django_steps, steps
+from tenancy.services import ownership as service_ownership
 from tenancy.services import pool as pool_service
 from tenancy.services.infrastructure import (
     connect,
@@ -665,6 +666,7 @@ def _grant_references(conn: psycopg.Connection, actor: str) -> None:
     """The public step of tenant apps' foreign keys to shared tables: the owner group may
     reference those tables (``django_steps.grant_references``), audited when it changes."""
     _ensure_shared_roles(conn)
+    service_ownership.grant_shared_tables(conn)  # TENANT_SHARED_TABLES (none by default)
     granted = django_steps.grant_references(conn)
     if granted:
         audit.write(conn, "tenant_apps.grant_references", actor=actor, details={"tables": granted})

@@ -38,6 +38,7 @@ from tenancy.engine.names import (
 from tenancy.engine.plan import SchemaPlan, plan_schema
 from tenancy.engine.source import TENANT, Migration
 from tenancy.services import django_steps, steps
+from tenancy.services import ownership as service_ownership
 from tenancy.services.infrastructure import connect, connect_ready
 
 logger = logging.getLogger(__name__)
@@ -188,8 +189,10 @@ def create_roles(ctx: CreationContext) -> None:
         _create_roles_committed(ctx, statements)
     else:
         ctx.conn.execute(sql.SQL("; ").join(statements))  # one round trip
-    # Tenant apps' foreign keys to shared tables (auth_user) need the owner group's grant.
+    # Tenant apps' foreign keys to shared tables (auth_user) need the owner group's grant;
+    # the shared tables tenants' requests may use (TENANT_SHARED_TABLES), the app role's.
     django_steps.grant_references(ctx.conn)
+    service_ownership.grant_shared_tables(ctx.conn)
 
 
 def _create_roles_committed(ctx: CreationContext, statements: list[sql.Composable]) -> None:
