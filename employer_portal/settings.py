@@ -109,6 +109,8 @@ def _parse_url(url: str) -> dict:
 
 
 _db = _database(_direct_url if _default_is_direct else _app_url)
+# What the connection goes through: the backend refuses what a transaction pooler breaks.
+_db["POOLER"] = "none" if _default_is_direct else _pooler
 # Django's own connection pool (psycopg_pool), off by default: its maximum size.
 _pool_size = _int("EMPLOYER_PORTAL_DB_POOL", 0)
 if _pool_size > 0:
@@ -116,7 +118,8 @@ if _pool_size > 0:
 DATABASES = {"default": _db}
 if _direct_url:
     DATABASES["direct"] = {**_database(_direct_url), "TEST": {"MIRROR": "default"}}
-DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
+# Tenancy's own tables always in public (tenancy/routers.py), then django-tenants' router.
+DATABASE_ROUTERS = ("tenancy.routers.PublicTablesRouter", "django_tenants.routers.TenantSyncRouter")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- django-tenants -----------------------------------------------------------------------

@@ -133,14 +133,23 @@ def test_session_level_search_path_and_role_changes_are_refused(two_tenants):
     assert_session_clean(state())
 
 
-def test_a_server_side_cursor_outside_a_transaction_is_refused(two_tenants):
+def test_a_server_side_cursor_outside_a_transaction_runs_as_the_tenant(two_tenants, settings):
     with schema_context(A):
-        with pytest.raises(TenantContextError, match="server-side cursor"):
-            list(JobPosting.objects.iterator(chunk_size=10))
+        # Without a pooler, DECLARE ... WITH HOLD runs in a transaction with the context.
+        assert [p.title for p in JobPosting.objects.iterator(chunk_size=10)] == ["Alpha engineer"]
         with transaction.atomic():
             assert [p.title for p in JobPosting.objects.iterator(chunk_size=10)] == [
                 "Alpha engineer"
             ]
+        connection.settings_dict["POOLER"] = "transaction"
+        try:
+            with pytest.raises(TenantContextError, match="server-side cursor"):
+                list(JobPosting.objects.iterator(chunk_size=10))
+            with transaction.atomic():  # one transaction: fine through any pooler
+                assert len(list(JobPosting.objects.iterator(chunk_size=10))) == 1
+        finally:
+            connection.settings_dict["POOLER"] = "none"
+    assert_session_clean(state())
 
 
 def test_a_schema_without_a_role_names_the_fix(two_tenants):

@@ -38,3 +38,17 @@ class RefusedCommand(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         raise CommandError(f"{self.name} is refused: it {self.original}. {self.instead}")
+
+
+def unless_host_model(refused: type[RefusedCommand], original: str) -> type[BaseCommand]:
+    """``refused`` with tenancy's own tenant model; django-tenants' command ``original``
+    (its module) with the project's own model, whose ``save()`` and ``delete()`` build and
+    drop tenants through tenancy (services/tenant_model.py)."""
+    from importlib import import_module
+
+    from tenancy.services.tenant_model import uses_own_model
+
+    if uses_own_model():
+        return refused
+    command: type[BaseCommand] = import_module(original).Command
+    return command

@@ -20,9 +20,11 @@ the middlewares, the test cases) and never sets session-level state:
 
 What cannot be made safe is refused with ``TenantContextError`` before it reaches the
 server: a session-level ``SET search_path`` / ``SET ROLE`` sent by user code (it would
-outlive the transaction and, behind a pooler, reach other clients), and a named
-server-side cursor for a tenant outside a transaction (``WITH HOLD``: its FETCHes run in
-later transactions, which a pooler may send to another server connection).
+outlive the transaction and, behind a pooler, reach other clients), and, where the
+database's settings say ``"POOLER": "transaction"``, a named server-side cursor for a
+tenant outside a transaction (``WITH HOLD``: its FETCHes run in later transactions, which
+the pooler sends to other server connections). Without a pooler such a cursor is DECLAREd
+in a transaction of its own with the tenant's context.
 """
 
 from __future__ import annotations
@@ -160,14 +162,15 @@ class DatabaseWrapper(TenantsDatabaseWrapper):
     # -- cursors ---------------------------------------------------------------------------
     def _cursor(self, name: str | None = None):  # type: ignore[no-untyped-def]
         if name and self.wanted_context() is not None:
-            if self.get_autocommit():
+            if self.get_autocommit() and self.settings_dict.get("POOLER") == "transaction":
                 raise TenantContextError(
                     f"A server-side cursor for tenant schema {self.schema_name!r} outside a "
-                    "transaction was refused: it would be held across transactions, which "
-                    "a pooler may send to other server connections. Iterate inside "
-                    "transaction.atomic(), or set DISABLE_SERVER_SIDE_CURSORS."
+                    "transaction was refused: Django holds it across transactions, which "
+                    "a transaction pooler sends to other server connections. Iterate "
+                    "inside transaction.atomic(), or set DISABLE_SERVER_SIDE_CURSORS."
                 )
-            self.apply_context()  # DECLARE carries one statement only
+            if not self.get_autocommit():
+                self.apply_context()  # DECLARE carries one statement only
         # Skip django-tenants' _cursor: it would send a session-level SET search_path.
         return original_backend.DatabaseWrapper._cursor(self, name)
 
@@ -238,6 +241,12 @@ class _ContextMixin:
         return result
 
     def _send_with(self, pending: str, query: str, params: Any) -> Any:
+        if getattr(self.cursor, "name", None):
+            # A server-side cursor outside a transaction (WITH HOLD): DECLAREd in a
+            # transaction of its own with the context; its rows are kept at COMMIT.
+            with self.db.connection.transaction():
+                self.db.connection.execute(pending)
+                return self.cursor.execute(query, params)
         if hasattr(self.cursor, "mogrify"):
             # Client-side binding (Django's default): one message, one round trip.
             body = query if params is None else self.cursor.mogrify(query, params)

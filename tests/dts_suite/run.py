@@ -68,6 +68,7 @@ import tenancy
 SHARED_APPS = ["tenancy", *DTS_SHARED_APPS]
 SHARED_APPS += [a for a in tenancy.REQUIRED_APPS if a not in SHARED_APPS]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+DATABASE_ROUTERS = ("tenancy.routers.PublicTablesRouter", "django_tenants.routers.TenantSyncRouter")
 TASKS = {{"default": {{"BACKEND": "django_tasks_db.DatabaseBackend"}}}}
 TENANCY = {{
     # No SQL migrations at all: the suite tests django-tenants' API, not our shipped files.

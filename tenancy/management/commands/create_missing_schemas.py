@@ -1,9 +1,10 @@
-"""django-tenants' create_missing_schemas, refused: tenant_recreate rebuilds a schema."""
+"""django-tenants' create_missing_schemas, refused: tenant_recreate rebuilds a schema (with
+tenancy's own tenant model); with a project's own, django-tenants' command runs, through tenancy."""
 
-from tenancy.management.refused import RefusedCommand
+from tenancy.management.refused import RefusedCommand, unless_host_model
 
 
-class Command(RefusedCommand):
+class Refused(RefusedCommand):
     original = (
         "would create empty schemas for registered tenants whose schema is missing, without "
         "their SQL migrations, owner role or ledger rows"
@@ -12,3 +13,6 @@ class Command(RefusedCommand):
         "Use `manage.py tenant_recreate TENANT` for each; "
         "`manage.py tenant_status --check` lists the missing ones."
     )
+
+
+Command = unless_host_model(Refused, "django_tenants.management.commands.create_missing_schemas")

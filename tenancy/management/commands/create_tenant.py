@@ -1,11 +1,15 @@
-"""django-tenants' create_tenant, refused: tenants are created by tenant_create."""
+"""django-tenants' create_tenant, refused: tenants are created by tenant_create (with tenancy's own
+tenant model); with a project's own, django-tenants' command runs, through tenancy."""
 
-from tenancy.management.refused import RefusedCommand
+from tenancy.management.refused import RefusedCommand, unless_host_model
 
 
-class Command(RefusedCommand):
+class Refused(RefusedCommand):
     original = (
         "would register a tenant without the engine: no schema built from the tenant SQL "
         "migrations, no owner and web roles, no ledger rows, no audit row"
     )
     instead = "Use `manage.py tenant_create ORG_ID [--name NAME]`."
+
+
+Command = unless_host_model(Refused, "django_tenants.management.commands.create_tenant")

@@ -1,11 +1,15 @@
-"""django-tenants' create_tenant_superuser, refused: users live in public."""
+"""django-tenants' create_tenant_superuser, refused: users live in public (with tenancy's own
+tenant model); with a project's own, django-tenants' command runs, through tenancy."""
 
-from tenancy.management.refused import RefusedCommand
+from tenancy.management.refused import RefusedCommand, unless_host_model
 
 
-class Command(RefusedCommand):
+class Refused(RefusedCommand):
     original = (
         "would create a Django user inside a tenant's schema, which has no Django tables "
         "(users and the admin live in public)"
     )
     instead = "Use `manage.py createsuperuser`."
+
+
+Command = unless_host_model(Refused, "django_tenants.management.commands.create_tenant_superuser")

@@ -1,11 +1,15 @@
-"""django-tenants' delete_tenant, refused: tenants are dropped by tenant_drop."""
+"""django-tenants' delete_tenant, refused: tenants are dropped by tenant_drop (with tenancy's own
+tenant model); with a project's own, django-tenants' command runs, through tenancy."""
 
-from tenancy.management.refused import RefusedCommand
+from tenancy.management.refused import RefusedCommand, unless_host_model
 
 
-class Command(RefusedCommand):
+class Refused(RefusedCommand):
     original = (
         "would delete the registry row only (the model never drops schemas here), leaving "
         "the tenant's schema, roles and ledger rows behind, unaudited"
     )
     instead = "Use `manage.py tenant_drop TENANT` (an org id or schema name)."
+
+
+Command = unless_host_model(Refused, "django_tenants.management.commands.delete_tenant")
