@@ -85,8 +85,11 @@ class TenantMigration(models.Model):
     """The ledger: one row per (schema, migration) applied, for public and every tenant."""
 
     tenant_schema = models.CharField(max_length=63)
-    migration_version = models.CharField(max_length=32)
-    migration_name = models.CharField(max_length=255)
+    # A SQL file's number ("004"), or a Django tenant step's "app_label.name": each half may
+    # be as long as django_migrations allows (255), so 32 would refuse
+    # "contenttypes.0002_remove_content_type_name" (and many a real migration name).
+    migration_version = models.CharField(max_length=511)
+    migration_name = models.CharField(max_length=511)
     checksum = models.CharField(max_length=64, null=True, blank=True)
     rollback_sql = models.TextField(null=True, blank=True)
     applied_at = models.DateTimeField(db_default=Now())

@@ -16,7 +16,11 @@ from tenancy.engine.errors import TenancyError
 PUBLIC_SCHEMA = "public"
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are silently truncated
 
-_SCHEMA = re.compile(r"[a-z_][a-z0-9_]*")
+_SCHEMA = re.compile(r"[a-z_][a-z0-9_]*")  # what an org id's schema is made of
+# Any schema a tenant may have (django-tenants' rule, in lower case: names reach SQL only
+# through sql.Identifier, and quotes, backslashes, semicolons and control characters are
+# refused besides, so that no name can end a quoted identifier or a statement in a log or script).
+_ANY_SCHEMA = re.compile(r"[^A-Z\"'\\;\x00-\x1f\x7f]+")
 _RESERVED = ("public", "information_schema")
 MAX_ORG_NAME_CHARS = 255  # tenant_registry.organization_name is VARCHAR(255)
 
@@ -112,10 +116,12 @@ def schema_for_org(org_id: str) -> str:
 
 
 def validate_schema_name(name: str, *, allow_public: bool = True) -> str:
-    """Validate a schema name given on a command line (``--tenant tenant_org_x``)."""
-    if not isinstance(name, str) or not _SCHEMA.fullmatch(name):
+    """Validate a schema name given on a command line (``--tenant tenant_org_x``) or by a
+    project's tenant model."""
+    if not isinstance(name, str) or not _ANY_SCHEMA.fullmatch(name):
         raise InvalidName(
-            f"Invalid schema name {name!r}: use lower-case letters, digits and underscores."
+            f"Invalid schema name {name!r}: use lower case, without quotes, backslashes, "
+            "semicolons or line breaks."
         )
     if len(name.encode()) > MAX_IDENTIFIER_BYTES:
         raise InvalidName(f"Schema name {name!r} is longer than {MAX_IDENTIFIER_BYTES} bytes.")

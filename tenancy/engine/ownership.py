@@ -21,7 +21,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from tenancy.engine.names import app_role, owner_group_role
+from tenancy.engine.names import app_role, owner_group_role, owner_role_prefix, role_prefix
 
 ROLE_OPTIONS = "NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS INHERIT"
 
@@ -217,3 +217,53 @@ def not_referenceable(conn: psycopg.Connection, tables: list[str], group: str) -
         [tables, group, group],
     ).fetchall()
     return [r[0] for r in rows]
+
+
+# -- adoption: schemas tenancy did not build, roles of a database that is gone ---------------
+def missing_roles_statements(
+    web_role: str, owner: str, database: str, *, missing: list[str], superuser: bool
+) -> list[sql.Composable]:
+    """Create those of a tenant's roles and the shared ones that ``missing`` names, each as
+    tenant creation creates it: with all four missing, ``tenant_roles_statements``."""
+    statements = shared_roles_statements(database, missing)
+    if owner in missing:
+        statements += owner_role_statements(owner, database, superuser=superuser)
+    if web_role in missing:
+        statements += web_role_statements(web_role, database, superuser=superuser)
+    return statements
+
+
+def take_over_statements(
+    conn: psycopg.Connection, schema: str, owner: str, web_role: str
+) -> list[sql.Composable]:
+    """Make an existing schema (built by someone else: stock django-tenants, a restore) a
+    tenant's as if creation had built it: the schema and every object in it owned by
+    ``owner``, and the web role's rights of ``create_schema_statements`` (usage, default
+    privileges for what the owner creates later) plus the same rights on the tables and
+    sequences already there. Reads the catalog once (the objects to hand over)."""
+    return [
+        *adopt_statements(conn, schema, owner),
+        *schema_grants(schema, owner, web_role),
+        *existing_objects_grants(schema, web_role),
+    ]
+
+
+def database_roles(conn: psycopg.Connection, database: str) -> list[str]:
+    """Every role tenancy made for ``database`` (its tenants' and the warm pool's owner and
+    web roles, the app role, the owner group), found by the hash of the database's name
+    that their names carry (``names.py``), sorted."""
+    prefixes = [
+        p.replace("_", "\\_") + "%" for p in (role_prefix(database), owner_role_prefix(database))
+    ]
+    rows = conn.execute(
+        "SELECT rolname::text FROM pg_roles WHERE rolname LIKE ANY(%s) OR rolname = ANY(%s) "
+        "ORDER BY 1",
+        [prefixes, [app_role(database), owner_group_role(database)]],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def drop_roles_statement(roles: list[str]) -> sql.Composed:
+    """One ``DROP ROLE`` for all of ``roles``: PostgreSQL refuses it as a whole while any of
+    them still owns an object or holds a privilege in any database of the server."""
+    return sql.SQL("DROP ROLE {}").format(sql.SQL(", ").join(sql.Identifier(r) for r in roles))

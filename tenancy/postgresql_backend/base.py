@@ -38,6 +38,7 @@ from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.utils import DatabaseError
 from django_tenants.postgresql_backend.base import EXTRA_SEARCH_PATHS, original_backend
 from django_tenants.postgresql_backend.base import DatabaseWrapper as TenantsDatabaseWrapper
+from django_tenants.postgresql_backend.base import _check_schema_name as check_schema_name
 from django_tenants.utils import get_public_schema_name
 from psycopg import sql
 from psycopg.pq import TransactionStatus
@@ -107,6 +108,7 @@ class DatabaseWrapper(TenantsDatabaseWrapper):
 
     @staticmethod
     def _context_for(schema: str, include_public: bool, database: str) -> TenantContext:
+        check_schema_name(schema)  # django-tenants' ValidationError, as its backend raises
         role = role_for_schema(schema, database)
         path = [schema, *([get_public_schema_name()] if include_public else [])]
         path += EXTRA_SEARCH_PATHS

@@ -21,6 +21,13 @@ and a ledger row. What Django does per schema is split in two:
 
 Each step also records itself in the schema's own ``django_migrations`` (created on first
 use), in the same transaction and as the owner, so ``showmigrations`` and Django agree.
+
+The step that leaves a schema with every tenant step recorded then sends Django's
+``post_migrate``, as ``migrate`` does at its end: with ``contenttypes`` and ``auth`` in
+``TENANT_APPS`` (django-tenants' own test settings), that is what fills the tenant's
+``django_content_type`` and ``auth_permission``. Only then, because the receivers need
+the final tables (contenttypes 0001's ``name`` is NOT NULL until 0002 drops it), and only
+when a receiver could act in a tenant schema, so that other projects pay nothing.
 """
 
 from __future__ import annotations
@@ -29,8 +36,9 @@ import functools
 import hashlib
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,6 +216,7 @@ class DjangoRunner:
         ready = self._ready()
         if ready is not None:
             self._send(ready, execute, None)
+            self._post_migrate(conn, schema, enter)
             return Ran(ready.sql, self._with_unrecord(ready.backward))
         with bound(conn, schema) as wrapper:
             compiled = self._compiled(wrapper, conn, schema, enter)
@@ -218,7 +227,29 @@ class DjangoRunner:
 
             self._send(compiled, execute, run_python)
             backward = self._backward(wrapper, compiled, enter)
+        self._post_migrate(conn, schema, enter)
         return Ran(compiled.sql, self._with_unrecord(backward))
+
+    def _post_migrate(
+        self, conn: psycopg.Connection, schema: str, enter: Callable[[], None]
+    ) -> None:
+        """Django's ``post_migrate`` in the schema, when this step was the last tenant step
+        it lacked (see the module's docstring). The step's record was sent already, in the
+        same transaction, so the schema's django_migrations says whether it is complete."""
+        if not post_migrate_wanted():
+            return
+        enter()
+        if not _complete(conn, schema):
+            return
+        try:
+            send_post_migrate(conn, schema, self.app_label, self.name)
+        except psycopg.errors.LockNotAvailable:
+            raise
+        except Exception as exc:
+            cause = exc.__cause__ if isinstance(exc.__cause__, psycopg.Error) else exc
+            if isinstance(cause, psycopg.errors.LockNotAvailable):
+                raise cause from exc
+            raise RunnerError(f"post_migrate: {type(exc).__name__}: {_first_line(exc)}") from exc
 
     def _ready(self) -> _Compiled | None:
         """The compiled step, when it holds for every schema, has no RunPython and its
@@ -417,6 +448,108 @@ def sqlmigrate(conn: psycopg.Connection, schema: str, app_label: str, name: str)
         with bound(conn, schema) as wrapper, transaction.atomic(using=wrapper.alias):
             compiled = _compile_forwards(wrapper, app_label, name)
     return [s for p in compiled.parts if isinstance(p, _SqlPart) for s in p.statements]
+
+
+# -- post_migrate ----------------------------------------------------------------------------
+# Django's own receivers: each acts in a schema only where the router lets its model's app
+# migrate (create_permissions needs auth, and contenttypes through create_contenttypes).
+_DJANGO_RECEIVERS = {
+    "django.contrib.contenttypes.management.create_contenttypes": {"contenttypes"},
+    "django.contrib.auth.management.create_permissions": {"contenttypes", "auth"},
+}
+_thread = threading.local()
+
+
+def post_migrate_wanted() -> bool:
+    """Whether ``post_migrate`` could do anything in a tenant schema: a receiver of the
+    project's own, or Django's where the app whose rows it writes is a tenant app. Without
+    one (the project's own settings), steps run exactly as before: no state rendered, no
+    query."""
+    from django.db.models.signals import post_migrate
+
+    labels = tenant_app_labels()
+    for receiver in _receivers(post_migrate):
+        acts_for = _DJANGO_RECEIVERS.get(f"{receiver.__module__}.{receiver.__qualname__}")
+        if acts_for is None or acts_for & labels:
+            return True
+    return False
+
+
+def _receivers(signal: Any) -> list[Any]:
+    found = []
+    for entry in signal.receivers:
+        target = entry[1]
+        if isinstance(target, weakref.ReferenceType):
+            target = target()
+        if target is not None:
+            found.append(target)
+    return found
+
+
+def _complete(conn: psycopg.Connection, schema: str) -> bool:
+    """Whether the schema's django_migrations records every migration of every tenant app
+    (the current plan's Django steps)."""
+    wanted = {k for k in _loader().graph.nodes if k[0] in tenant_app_labels()}
+    rows = conn.execute(
+        sql.SQL("SELECT app, name FROM {}").format(sql.Identifier(schema, "django_migrations"))
+    ).fetchall()
+    return wanted <= {(app, name) for app, name in rows}
+
+
+def send_post_migrate(conn: psycopg.Connection, schema: str, app_label: str, name: str) -> None:
+    """Django's ``post_migrate`` for every app, as ``migrate`` sends it at its end (the
+    final project state's models as ``apps``), on the engine's connection in the schema's
+    transaction, as its owner: content types and permissions go to the tenant's tables
+    (django-tenants' router, reading the bound connection's schema_name, lets only tenant
+    apps' receivers write). ``plan`` is the step that completed the schema."""
+    from django.core.management.sql import emit_post_migrate_signal
+    from django.db import transaction
+
+    state_apps = _post_migrate_apps()
+    migration = _loader().graph.nodes[(app_label, name)]
+    # Outside a transaction (an atomic = False step), the receivers' rows are one.
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    outer: AbstractContextManager[Any] = conn.transaction() if idle else nullcontext()
+    with outer, bound(conn, schema) as wrapper, transaction.atomic(using=wrapper.alias):
+        _clear_content_types(state_apps)
+        try:
+            emit_post_migrate_signal(
+                0, False, wrapper.alias, apps=state_apps, plan=[(migration, False)]
+            )
+        finally:
+            # The historical ContentType's cache holds this schema's ids: the next schema
+            # (the apps are reused by this thread) must not see them.
+            _clear_content_types(state_apps)
+
+
+def _clear_content_types(state_apps: Any) -> None:
+    with suppress(LookupError):  # contenttypes not installed: nothing cached
+        state_apps.get_model("contenttypes", "ContentType").objects.clear_cache()
+
+
+def _post_migrate_apps() -> Any:
+    """The apps of the project state after every migration, as ``migrate`` hands them to
+    ``post_migrate`` (models of apps without migrations rendered from the real ones).
+    Rendered once per worker thread and migration graph: the historical ContentType's
+    manager caches ids per schema, so threads must not share it."""
+    loader = _loader()
+    cached = getattr(_thread, "post_migrate_apps", None)
+    if cached is not None and cached[0] is loader:
+        return cached[1]
+    from django.apps import apps as global_apps
+    from django.db.migrations.state import ModelState
+
+    with _compile_lock:  # rendering reads the registry and the graph, as compiles do
+        state_apps = loader.project_state().apps
+        keys = []
+        with state_apps.bulk_update():
+            for model_state in state_apps.real_models:
+                key = (model_state.app_label, model_state.name_lower)
+                keys.append(key)
+                state_apps.unregister_model(*key)
+        state_apps.render_multiple([ModelState.from_model(global_apps.get_model(*k)) for k in keys])
+    _thread.post_migrate_apps = (loader, state_apps)
+    return state_apps
 
 
 # -- Django's connection on the engine's ---------------------------------------------------

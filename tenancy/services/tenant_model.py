@@ -17,7 +17,7 @@ import logging
 from typing import Any
 
 from django.db import connection, transaction
-from django_tenants.utils import get_public_schema_name, get_tenant_model
+from django_tenants.utils import get_public_schema_name, get_tenant_model, has_multi_type_tenants
 
 from tenancy.engine.errors import TenancyError
 from tenancy.services import lifecycle, tenants
@@ -45,6 +45,11 @@ def build_if_saved(schema: str, *, actor: str) -> tenants.CreatedTenant | None:
     and tenancy does not know it yet; None when there is nothing of the kind."""
     if schema == get_public_schema_name() or uses_own_model():
         return None
+    if has_multi_type_tenants():
+        raise tenants.TenantError(
+            "django-tenants' multi-type tenants (HAS_MULTI_TYPE_TENANTS, TENANT_TYPES) are not "
+            "supported by tenancy: every tenant schema gets the same steps (TENANT_APPS)."
+        )
     tenant = get_tenant_model().objects.filter(schema_name=schema).first()
     if tenant is None or _registered(schema):
         return None

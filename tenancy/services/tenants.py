@@ -483,6 +483,7 @@ def _check_saved(ctx: CreationContext) -> None:
         )
     if facts.registered:
         raise TenantError(f"Schema {ctx.schema} is already a registered tenant.")
+    _drop_leftover_roles(ctx)
     row = ctx.conn.execute(
         "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
         "ON n.oid = c.relnamespace WHERE n.nspname = %s",
@@ -493,6 +494,17 @@ def _check_saved(ctx: CreationContext) -> None:
             f"Schema {ctx.schema} already holds {row[0]} relation(s): it was built without "
             "tenancy. Run `manage.py tenancy_adopt --schema " + ctx.schema + "` instead."
         )
+
+
+def _drop_leftover_roles(ctx: CreationContext) -> None:
+    """Roles of an earlier tenant of this schema name (its row and schema deleted behind
+    tenancy's back, e.g. by a test's table flush): named after this schema in this
+    database, they are tenancy's own, and they own nothing but grants now."""
+    leftover = [r for r in (ctx.role, ctx.owner) if r in ctx.facts.existing_roles]
+    for role in leftover:
+        ctx.conn.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(sql.Identifier(role)))
+    if leftover:
+        ctx.facts = _read_facts(ctx)
 
 
 def _take_schema(ctx: CreationContext) -> None:
