@@ -17,10 +17,10 @@ PUBLIC_SCHEMA = "public"
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are silently truncated
 
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]*")  # what an org id's schema is made of
-# Any schema a tenant may have (django-tenants' rule, in lower case: names reach SQL only
+# Any schema a tenant may have (django-tenants' rule: names reach SQL only
 # through sql.Identifier, and quotes, backslashes, semicolons and control characters are
 # refused besides, so that no name can end a quoted identifier or a statement in a log or script).
-_ANY_SCHEMA = re.compile(r"[^A-Z\"'\\;\x00-\x1f\x7f]+")
+_ANY_SCHEMA = re.compile(r"[^\"'\\;\x00-\x1f\x7f]+")
 _RESERVED = ("public", "information_schema")
 MAX_ORG_NAME_CHARS = 255  # tenant_registry.organization_name is VARCHAR(255)
 
@@ -120,8 +120,8 @@ def validate_schema_name(name: str, *, allow_public: bool = True) -> str:
     project's tenant model."""
     if not isinstance(name, str) or not _ANY_SCHEMA.fullmatch(name):
         raise InvalidName(
-            f"Invalid schema name {name!r}: use lower case, without quotes, backslashes, "
-            "semicolons or line breaks."
+            f"Invalid schema name {name!r}: quotes, backslashes, semicolons and control "
+            "characters are not allowed."
         )
     if len(name.encode()) > MAX_IDENTIFIER_BYTES:
         raise InvalidName(f"Schema name {name!r} is longer than {MAX_IDENTIFIER_BYTES} bytes.")

@@ -124,6 +124,8 @@ class Command(MigrateSchemasCommand):
             actor=actor,
         )
         self._report(report)
+        if not looking:
+            _send_schema_signals(report)
         return report.exit_code
 
     def _report(self, report: Any) -> None:
@@ -157,3 +159,15 @@ class Command(MigrateSchemasCommand):
     def execute(self, *args: Any, **options: Any) -> Any:
         self._verbosity = int(options.get("verbosity", 1))
         return super().execute(*args, **options)
+
+
+def _send_schema_signals(report: Any) -> None:
+    """django-tenants' schema_pre_migration and schema_migrated, for each schema the run
+    covered (in its order), as its executors send them: receivers a project has keep
+    working. Sent after the engine's transactions, so a receiver never runs inside one."""
+    from django_tenants.migration_executors.base import run_migrations
+    from django_tenants.signals import schema_migrated, schema_pre_migration
+
+    for plan in report.plan.schemas if report.plan else []:
+        schema_pre_migration.send(run_migrations, schema_name=plan.schema)
+        schema_migrated.send(run_migrations, schema_name=plan.schema)
