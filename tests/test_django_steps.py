@@ -474,3 +474,127 @@ def test_sql_that_depends_on_the_catalog_is_compiled_per_state(
             "WHERE attrelid = %s::regclass AND attname = 'candidate_id')",
             [f"{schema}.{TABLE}", f"{schema}.{TABLE}"],
         ) == [(0,)]
+
+
+# -- contenttypes and auth as tenant apps (django-tenants' own test settings) ----------------
+CONTRIB_TENANT_APPS = [
+    *SUITE_TENANT_APPS,
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "employer_portal.candidate_notes",
+]
+CONTRIB_TABLES = {
+    "django_content_type",
+    "auth_permission",
+    "auth_group",
+    "auth_group_permissions",
+    "auth_user",
+    "auth_user_groups",
+    "auth_user_user_permissions",
+    TABLE,
+}
+
+
+def contrib_migrations() -> list[tuple[str, str]]:
+    """Every migration of the contrib tenant apps and the example app, as Django reads
+    them from disk (not as the engine plans them)."""
+    from django.db.migrations.loader import MigrationLoader
+
+    wanted = {"contenttypes", "auth", APP}
+    return sorted(k for k in MigrationLoader(None).graph.nodes if k[0] in wanted)
+
+
+def post_migrate_rows(schema: str) -> tuple[set[tuple], set[tuple]]:
+    """The schema's content types and permissions, by natural key (ids differ per schema)."""
+    types = set(query(f'SELECT app_label, model FROM "{schema}".django_content_type'))  # noqa: S608
+    perms = set(
+        query(
+            f"SELECT t.app_label, t.model, p.codename, p.name "  # noqa: S608
+            f'FROM "{schema}".auth_permission p '
+            f'JOIN "{schema}".django_content_type t ON t.id = p.content_type_id'
+        )
+    )
+    return types, perms
+
+
+def assert_contrib_tenant(schema: str) -> None:
+    assert CONTRIB_TABLES <= tables_in(schema)
+    expected = contrib_migrations()
+    assert ("contenttypes", "0002_remove_content_type_name") in expected
+    assert ("auth", "0012_alter_user_first_name_max_length") in expected
+    assert sorted(django_records(schema)) == expected
+    assert {f"{a}.{n}" for a, n in expected} <= set(ledger_versions(schema))
+    # contenttypes 0002 ran whole: the legacy column is gone.
+    assert "name" not in columns(schema, "django_content_type")
+    # The example app's foreign key is to the tenant's own auth_user now.
+    assert query(
+        "SELECT confrelid::regclass::text FROM pg_constraint WHERE conrelid = %s::regclass "
+        "AND contype = 'f'",
+        [f"{schema}.{TABLE}"],
+    ) == [(f"{schema}.auth_user",)]
+
+
+def test_contenttypes_and_auth_as_tenant_apps_build_tenants(
+    public_ready, sql_dir, settings, monkeypatch
+):
+    """contenttypes.0002_remove_content_type_name (42 characters) is a step name the
+    ledger must hold; the first tenant compiles every step, the second replays them."""
+    settings.TENANT_APPS = CONTRIB_TENANT_APPS
+    compiled: list[tuple[str, str]] = []
+    real = django_steps._compile_forwards
+
+    def counting(wrapper: Any, app_label: str, name: str) -> Any:
+        compiled.append((app_label, name))
+        return real(wrapper, app_label, name)
+
+    monkeypatch.setattr(django_steps, "_compile_forwards", counting)
+    first = create_tenant("org_djct1").schema
+    assert_contrib_tenant(first)
+    assert sorted(compiled) == contrib_migrations()  # each step compiled once ...
+    second = create_tenant("org_djct2").schema
+    assert_contrib_tenant(second)
+    assert sorted(compiled) == contrib_migrations()  # ... and only replayed for the second
+    code, out, err = run_command("migrate_tenants", "--dry-run")
+    assert code == 0, err
+    assert "No pending migrations" in out
+    code, _, _ = run_command("migrate_tenants", "--check")
+    assert code == 0
+
+
+def test_contrib_tenant_apps_get_the_rows_a_django_migrate_makes(public_ready, sql_dir, settings):
+    """What Django's post_migrate makes (content types, permissions) is made in the
+    tenant's own tables: the same rows ``migrate`` made in public, for the same models."""
+    settings.TENANT_APPS = CONTRIB_TENANT_APPS
+    public_types, public_perms = post_migrate_rows("public")
+    for org in ("org_djpm1", "org_djpm2"):
+        schema = create_tenant(org).schema
+        types, perms = post_migrate_rows(schema)
+        assert (APP, "candidatenote") in types and ("auth", "user") in types
+        assert (APP, "candidatenote", "view_candidatenote", "Can view candidate note") in perms
+        assert types == public_types
+        assert perms == public_perms
+    # No row of the public tables was touched.
+    assert post_migrate_rows("public") == (public_types, public_perms)
+
+
+def test_contrib_tenant_apps_added_later_are_migrated_with_their_rows(
+    public_ready, sql_dir, settings
+):
+    """Tenants from before contenttypes and auth were tenant apps: one run with two
+    workers applies their steps, and each schema gets its own rows."""
+    schemas = before_the_app(settings, *(f"org_djlate{i}" for i in range(3)))
+    settings.TENANT_APPS = CONTRIB_TENANT_APPS
+    public = post_migrate_rows("public")
+    report = runs.migrate(public=False, tenants=True, jobs=2, actor="test")
+    assert report.exit_code == 0, [r.error for r in report.failed]
+    for schema in schemas:
+        assert_contrib_tenant(schema)
+        assert post_migrate_rows(schema) == public
+    code, _, _ = run_command("migrate_tenants", "--check")
+    assert code == 0
+
+
+def test_without_contrib_tenant_apps_no_post_migrate_work_is_done():
+    """The project's own tenant apps make no content types: a step does no more than it
+    did (no state rendered, no query)."""
+    assert not django_steps.post_migrate_wanted()

@@ -340,7 +340,8 @@ def test_tenant_ahead_of_the_files(probe: Path) -> None:
 @pytest.mark.parametrize(
     ("argument", "message"),
     [
-        ("Bad-Name", "Invalid schema name"),
+        ("bad;name", "Invalid schema name"),
+        ("Bad-Name", "Not a registered tenant schema: Bad-Name"),
         ("public", "'public' is the shared schema"),
         ("tenant_org_nobody", "Not a registered tenant schema: tenant_org_nobody"),
     ],

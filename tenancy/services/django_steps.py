@@ -476,7 +476,8 @@ def post_migrate_wanted() -> bool:
 
 
 def _receivers(signal: Any) -> list[Any]:
-    found = []
+    """A signal's live receivers (weakly connected ones dereferenced)."""
+    found: list[Any] = []
     for entry in signal.receivers:
         target = entry[1]
         if isinstance(target, weakref.ReferenceType):
@@ -541,7 +542,7 @@ def _post_migrate_apps() -> Any:
 
     with _compile_lock:  # rendering reads the registry and the graph, as compiles do
         state_apps = loader.project_state().apps
-        keys = []
+        keys: list[tuple[str, str]] = []
         with state_apps.bulk_update():
             for model_state in state_apps.real_models:
                 key = (model_state.app_label, model_state.name_lower)
