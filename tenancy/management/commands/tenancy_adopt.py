@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -43,6 +44,7 @@ class Command(BaseCommand):
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        parser.description = textwrap.fill(self.help, 79)  # raw: wrapped here
         parser.epilog = EPILOG
         return parser
 
@@ -58,7 +60,8 @@ class Command(BaseCommand):
             metavar="VERSION",
             help="The tenant SQL files up to this number are in the schemas already: record "
             "them as applied (as migrate_tenants --baseline does) instead of leaving them "
-            "pending. Only for schemas this run adopts.",
+            "pending. Only for schemas this run adopts (for one adopted already: "
+            "migrate_tenants --baseline VERSION --tenant SCHEMA).",
         )
         parser.add_argument("--dry-run", action="store_true", help="Say what, change nothing.")
         parser.add_argument("--format", choices=["text", "json"], default="text")
