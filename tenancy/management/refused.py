@@ -46,7 +46,7 @@ def unless_host_model(refused: type[RefusedCommand], original: str) -> type[Base
     drop tenants through tenancy (services/tenant_model.py)."""
     from importlib import import_module
 
-    from tenancy.services.tenant_model import uses_own_model
+    from tenancy.services.tenants import uses_own_model
 
     if uses_own_model():
         return refused

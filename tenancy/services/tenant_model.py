@@ -22,14 +22,9 @@ from django_tenants.utils import get_public_schema_name, get_tenant_model, has_m
 from tenancy.engine.errors import TenancyError
 from tenancy.services import lifecycle, tenants
 from tenancy.services.infrastructure import connect_ready
+from tenancy.services.tenants import uses_own_model
 
 logger = logging.getLogger(__name__)
-OWN_TABLE = "tenant_registry"
-
-
-def uses_own_model() -> bool:
-    """True when TENANT_MODEL is tenancy's registry itself (the example project)."""
-    return get_tenant_model()._meta.db_table == OWN_TABLE
 
 
 def _registered(schema: str) -> bool:

@@ -647,9 +647,27 @@ def _context(
     )
 
 
+def uses_own_model() -> bool:
+    """True when TENANT_MODEL is tenancy's registry itself (the example project); False
+    with a project's own tenant model, whose rows tenancy's registry only sits beside."""
+    from django_tenants.utils import get_tenant_model
+
+    return bool(get_tenant_model()._meta.db_table == "tenant_registry")
+
+
+def _refuse_with_project_model() -> None:
+    if not uses_own_model():
+        raise TenantError(
+            "This project has its own TENANT_MODEL: create tenants through it "
+            "(Tenant(schema_name=...).save(), or django-tenants' `manage.py create_tenant`); "
+            "tenancy builds each schema when the model saves it."
+        )
+
+
 def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system") -> CreatedTenant:
     """Create a tenant, all or nothing. Raises ``InvalidName`` (bad id: no SQL ran) or
     ``TenantError`` (refused or failed: nothing was left behind)."""
+    _refuse_with_project_model()
     started = time.monotonic()
     validate_org_id(org_id)
     validate_org_name(name, org_id)
