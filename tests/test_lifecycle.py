@@ -92,7 +92,7 @@ def test_same_status_again_is_a_no_op_without_audit(tenants_ready):
         ("org_missing9", "No tenant org_missing9 is registered"),
         ("tenant_org_missing9", "No tenant tenant_org_missing9 is registered"),
         ("org_x'; DROP TABLE tenant_registry; --", "Invalid Auth0 organization id"),
-        ("tenant_X", "Invalid schema name"),
+        ("tenant_x;y", "Invalid schema name"),
         ("public", "Invalid Auth0 organization id"),
     ],
 )

@@ -63,7 +63,7 @@ def test_json_and_missing_schema_and_check(three):
 def test_one_tenant_only(three):
     code, out, _ = run_command("tenant_status", "--tenant", "tenant_org_beta2", "--format", "json")
     assert [s["schema"] for s in json.loads(out)] == ["tenant_org_beta2"]
-    code, _, err = run_command("tenant_status", "--tenant", "tenant_X")
+    code, _, err = run_command("tenant_status", "--tenant", "tenant_x;y")
     assert code == 1 and "Invalid schema name" in err
 
 

@@ -42,7 +42,7 @@ class RefusedCommand(BaseCommand):
 
 def unless_host_model(refused: type[RefusedCommand], original: str) -> type[BaseCommand]:
     """``refused`` with tenancy's own tenant model; django-tenants' command ``original``
-    (its module) with the project's own model, whose ``save()`` and ``delete()`` build and
+    (its name) with the project's own model, whose ``save()`` and ``delete()`` build and
     drop tenants through tenancy (services/tenant_model.py)."""
     from importlib import import_module
 
@@ -50,5 +50,6 @@ def unless_host_model(refused: type[RefusedCommand], original: str) -> type[Base
 
     if uses_own_model():
         return refused
-    command: type[BaseCommand] = import_module(original).Command
+    module = import_module(f"django_tenants.management.commands.{original}")
+    command: type[BaseCommand] = module.Command
     return command

@@ -15,4 +15,9 @@ class Refused(RefusedCommand):
     )
 
 
-Command = unless_host_model(Refused, "django_tenants.management.commands.create_missing_schemas")
+
+def __getattr__(name: str) -> object:
+    """``Command``, chosen each time Django loads it (the tenant model is a setting)."""
+    if name == "Command":
+        return unless_host_model(Refused, "create_missing_schemas")
+    raise AttributeError(name)

@@ -12,4 +12,9 @@ class Refused(RefusedCommand):
     instead = "Use `manage.py createsuperuser`."
 
 
-Command = unless_host_model(Refused, "django_tenants.management.commands.create_tenant_superuser")
+
+def __getattr__(name: str) -> object:
+    """``Command``, chosen each time Django loads it (the tenant model is a setting)."""
+    if name == "Command":
+        return unless_host_model(Refused, "create_tenant_superuser")
+    raise AttributeError(name)

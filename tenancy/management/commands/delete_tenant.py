@@ -12,4 +12,9 @@ class Refused(RefusedCommand):
     instead = "Use `manage.py tenant_drop TENANT` (an org id or schema name)."
 
 
-Command = unless_host_model(Refused, "django_tenants.management.commands.delete_tenant")
+
+def __getattr__(name: str) -> object:
+    """``Command``, chosen each time Django loads it (the tenant model is a setting)."""
+    if name == "Command":
+        return unless_host_model(Refused, "delete_tenant")
+    raise AttributeError(name)
