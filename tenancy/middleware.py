@@ -23,12 +23,12 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseForbidden
 from django_tenants.middleware.main import TenantMainMiddleware
 from django_tenants.utils import get_public_schema_name
 
-from tenancy.context import tenant_transaction
+from tenancy.context import TenantRoleMissing, tenant_transaction
 from tenancy.models import TenantStatus
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,14 @@ class TenantMiddleware(TenantMainMiddleware):
         finally:
             connection.set_schema_to_public()
 
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """Fail closed: a tenant whose role is missing is never served as the connecting
+        user; its page says how an operator brings it back."""
+        if isinstance(exception, TenantRoleMissing):
+            logger.error("Tenant %s has no role: %s", connection.schema_name, exception)
+            return HttpResponse(ROLE_MISSING, status=503, content_type="text/plain")
+        return None
+
     def _dispatch(self, request: HttpRequest) -> HttpResponseBase:
         tenant = getattr(request, "tenant", None)
         connection.set_schema_to_public()  # a tenant's queries run only in serve_as_tenant
@@ -66,19 +74,17 @@ class TenantMiddleware(TenantMainMiddleware):
 def serve_as_tenant(
     request: HttpRequest, tenant: Any, get_response: Callable[[HttpRequest], HttpResponseBase]
 ) -> HttpResponseBase:
-    entered = False
+    """The request in one transaction as ``tenant``. Its context goes with the view's first
+    statement (the backend sends it; no round trip of its own): a missing role surfaces
+    there, as ``TenantRoleMissing``, and ``process_exception`` answers 503."""
+    connection.set_tenant(tenant)
     try:
-        with tenant_transaction(tenant):
-            entered = True
+        with transaction.atomic():
             response = get_response(request)
             if response.status_code >= 500:
                 transaction.set_rollback(True)
-    except DatabaseError:
-        if entered:
-            raise
-        # Fail closed: never serve a tenant's page as the connecting user.
-        logger.exception("Cannot switch to the role of %s", tenant.schema_name)
-        return HttpResponse(ROLE_MISSING, status=503, content_type="text/plain")
+    finally:
+        connection.set_schema_to_public()
     if response.streaming:
         # The iterator runs after this function returned: give it a transaction of its own.
         response.streaming_content = _stream_as(tenant, response.streaming_content)

@@ -49,7 +49,7 @@ def test_each_host_shows_only_its_own_postings_and_activity(two_tenants):
     # tenant's own rows (its creation), never the other tenant's or the engine's.
     assert text_a.count("tenant.create") == 1 and "migrate.run" not in text_a
     # After the request the connection is the connecting user again, on public.
-    assert session_user_state() == (True, "")
+    assert session_user_state() in ((True, ""), (True, None))  # None: never set
     assert connection.schema_name == "public"
 
 
@@ -105,7 +105,7 @@ def test_queries_in_a_tenant_request_run_under_its_role(two_tenants):
     assert seen["tenant"] == A
     assert seen["own"] == [("Alpha engineer",)]
     assert "permission denied for schema tenant_org_beta2" in seen["other"]
-    assert session_user_state() == (True, "")
+    assert session_user_state() in ((True, ""), (True, None))  # None: never set
 
 
 def test_the_role_is_reset_even_when_the_view_raises(two_tenants):
@@ -114,7 +114,7 @@ def test_the_role_is_reset_even_when_the_view_raises(two_tenants):
 
     with pytest.raises(RuntimeError):
         _middleware_run(HOST_A, view)
-    assert session_user_state() == (True, "")
+    assert session_user_state() in ((True, ""), (True, None))  # None: never set
     assert connection.schema_name == "public"
 
 
