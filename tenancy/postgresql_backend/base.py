@@ -44,6 +44,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from tenancy.engine.names import CURRENT_TENANT_SETTING, role_for_schema
+from tenancy.postgresql_backend.creation import DatabaseCreation
 from tenancy.postgresql_backend.introspection import DatabaseSchemaIntrospection
 
 
@@ -86,6 +87,8 @@ def _literal(value: str) -> str:
 
 
 class DatabaseWrapper(TenantsDatabaseWrapper):
+    creation_class = DatabaseCreation
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._contexts: dict[tuple[str, bool, str], TenantContext] = {}
         # The context the open transaction has set on the server: None for public (nothing
