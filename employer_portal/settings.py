@@ -67,9 +67,20 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def _help_only() -> bool:
+    """``manage.py``, ``manage.py help …`` or ``manage.py CMD --help``: nothing that needs a
+    database, so the embedded server is not started for it."""
+    import sys
+
+    args = sys.argv[1:] if _command_process else ["?"]
+    return not args or args[0] == "help" or "--help" in args or "-h" in args
+
+
 def _database(url: str) -> dict:
     if url:
         db = _parse_url(url)
+    elif _help_only():
+        db = {"NAME": env.str("EMPLOYER_PORTAL_DB_NAME", default="employer_portal")}
     else:
         from employer_portal.embedded_db import embedded_database_settings
 
@@ -303,6 +314,8 @@ TENANCY = {
         "underscores (e.g. org_test_1795599878)"
     ),
     "SCHEMA_PREFIX": "tenant_",
+    # No database URL: the embedded PostgreSQL (employer_portal/embedded_db.py) serves.
+    "EMBEDDED_SERVER": not (_app_url or _direct_url),
 }
 # The same alerts are mailed to ADMINS (comma-separated addresses) through EMAIL_URL
 # (django-environ's form, e.g. smtp+tls://user:password@smtp.example.com:587).

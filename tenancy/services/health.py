@@ -117,7 +117,8 @@ def describe(params: dict[str, Any]) -> str:
 
 
 def _embedded() -> bool:
-    return not (os.environ.get("EMPLOYER_PORTAL_DB_URL") or os.environ.get("DATABASE_URL"))
+    """The project says it started an embedded server (the example project's pgserver)."""
+    return bool(conf.setting("EMBEDDED_SERVER"))
 
 
 def probe(name: str, params: dict[str, Any]) -> Probe:
