@@ -51,15 +51,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def configure(args: argparse.Namespace) -> None:
+def configure(args: argparse.Namespace, db_name: str = DB_NAME) -> None:
+    """The project's settings on the bench's own database ``db_name``, DEBUG off."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "employer_portal.settings"
     os.environ.pop("EMPLOYER_PORTAL_DB_URL", None)
     os.environ.pop("DATABASE_URL", None)
     if args.database_url:
         parts = urlsplit(args.database_url)
-        os.environ["EMPLOYER_PORTAL_DB_URL"] = urlunsplit(parts._replace(path="/" + DB_NAME))
+        os.environ["EMPLOYER_PORTAL_DB_URL"] = urlunsplit(parts._replace(path="/" + db_name))
     else:
-        os.environ["EMPLOYER_PORTAL_DB_NAME"] = DB_NAME
+        os.environ["EMPLOYER_PORTAL_DB_NAME"] = db_name
     # Production-like: DEBUG off (Django would otherwise keep every query in memory).
     # The bench's client speaks plain HTTP, as behind a TLS-terminating proxy that is not here:
     # without this, production settings answer every page with a redirect to https.

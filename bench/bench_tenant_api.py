@@ -65,7 +65,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -105,21 +104,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def configure(args: argparse.Namespace) -> None:
     """As bench_pooler.py: the project's settings on the bench's own database, DEBUG off."""
-    os.environ["DJANGO_SETTINGS_MODULE"] = "employer_portal.settings"
-    os.environ.pop("EMPLOYER_PORTAL_DB_URL", None)
-    os.environ.pop("DATABASE_URL", None)
-    if args.database_url:
-        parts = urlsplit(args.database_url)
-        os.environ["EMPLOYER_PORTAL_DB_URL"] = urlunsplit(parts._replace(path="/" + DB_NAME))
-    else:
-        os.environ["EMPLOYER_PORTAL_DB_NAME"] = DB_NAME
-    os.environ.update(
-        DEBUG="false",
-        SECRET_KEY="bench-only",
-        ALLOWED_HOSTS=".localhost",
-        SECURE_SSL_REDIRECT="false",
-    )
-    os.environ.setdefault("TENANCY_MAX_CREATIONS_PER_HOUR", "1000")
+    from bench_pooler import configure as project_settings
+
+    project_settings(args, DB_NAME)
 
 
 # -- the database --------------------------------------------------------------------------

@@ -241,15 +241,8 @@ class DjangoRunner:
         enter()
         if not _complete(conn, schema):
             return
-        try:
+        with _user_code("post_migrate"):
             send_post_migrate(conn, schema, self.app_label, self.name)
-        except psycopg.errors.LockNotAvailable:
-            raise
-        except Exception as exc:
-            cause = exc.__cause__ if isinstance(exc.__cause__, psycopg.Error) else exc
-            if isinstance(cause, psycopg.errors.LockNotAvailable):
-                raise cause from exc
-            raise RunnerError(f"post_migrate: {type(exc).__name__}: {_first_line(exc)}") from exc
 
     def _ready(self) -> _Compiled | None:
         """The compiled step, when it holds for every schema, has no RunPython and its
@@ -340,16 +333,24 @@ def _run_statement(execute: Execute, operation: str, statement: str) -> None:
 def _run_python(wrapper: Any, app_label: str, part: _PythonPart) -> None:
     """A RunPython operation in the schema's transaction: its historical models use the
     engine's connection (``bound``)."""
+    with _user_code(part.operation), wrapper.schema_editor(atomic=False) as editor:
+        part.op.database_forwards(app_label, editor, part.from_state, part.to_state)
+
+
+@contextmanager
+def _user_code(what: str) -> Iterator[None]:
+    """A project's Python in the schema's transaction (RunPython, post_migrate receivers):
+    its failure is the step's, named ``what``; a lock timeout stays one, so that the
+    executor retries it as it retries its own statements."""
     try:
-        with wrapper.schema_editor(atomic=False) as editor:
-            part.op.database_forwards(app_label, editor, part.from_state, part.to_state)
+        yield
     except psycopg.errors.LockNotAvailable:
         raise
     except Exception as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, psycopg.Error) else exc
         if isinstance(cause, psycopg.errors.LockNotAvailable):
             raise cause from exc
-        raise RunnerError(f"{part.operation}: {type(exc).__name__}: {_first_line(exc)}") from exc
+        raise RunnerError(f"{what}: {type(exc).__name__}: {_first_line(exc)}") from exc
 
 
 def _first_line(exc: BaseException) -> str:

@@ -537,17 +537,8 @@ def build_saved_tenant(schema: str, name: str, *, actor: str) -> CreatedTenant:
     started = time.monotonic()
     validate_schema_name(schema, allow_public=False)
     with connect_ready() as conn:
-        ctx = CreationContext(
-            conn=conn,
-            org_id=schema,
-            name=validate_org_name(name, schema),
-            schema=schema,
-            role=role_for_schema(schema, conn.info.dbname),
-            owner=owner_role_for_schema(schema, conn.info.dbname),
-            domain="",  # the project's domain model holds its domains
-            actor=actor,
-            migrations=tenant_migrations(),
-        )
+        # The project's domain model holds its domains: no domain of tenancy's.
+        ctx = _new_context(conn, schema, validate_org_name(name, schema), schema, "", actor)
         lock = ("lock", lambda c: db.xact_lock(c.conn, db.CREATE_LOCK_NAME))
         try:
             run_steps(conn, [lock, *SAVED_STEPS], ctx, f"Building tenant {schema}", "built")
@@ -633,15 +624,23 @@ def _context(
     """Validated names and the checked tenant files of a creation (InvalidName or
     TenantError before any SQL)."""
     validate_org_id(org_id)
-    schema = schema_for_org(org_id)
+    domain = domain_for_org(org_id, conf.setting("DOMAIN_SUFFIX"))
+    name = validate_org_name(name, org_id)
+    return _new_context(conn, org_id, name, schema_for_org(org_id), domain, actor)
+
+
+def _new_context(
+    conn: psycopg.Connection, org_id: str, name: str, schema: str, domain: str, actor: str
+) -> CreationContext:
+    """A creation's context: the schema's role names and the checked tenant steps."""
     return CreationContext(
         conn=conn,
         org_id=org_id,
-        name=validate_org_name(name, org_id),
+        name=name,
         schema=schema,
         role=role_for_schema(schema, conn.info.dbname),
         owner=owner_role_for_schema(schema, conn.info.dbname),
-        domain=domain_for_org(org_id, conf.setting("DOMAIN_SUFFIX")),
+        domain=domain,
         actor=actor,
         migrations=tenant_migrations(),
     )
