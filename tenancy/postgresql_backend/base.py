@@ -91,6 +91,7 @@ class DatabaseWrapper(TenantsDatabaseWrapper):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._contexts: dict[tuple[str, bool, str], TenantContext] = {}
+        self._last: tuple[tuple[str, bool, str], TenantContext | None] | None = None
         # The context the open transaction has set on the server: None for public (nothing
         # sent), a TenantContext, or _UNKNOWN.
         self._sent: TenantContext | object | None = None
@@ -99,14 +100,17 @@ class DatabaseWrapper(TenantsDatabaseWrapper):
 
     # -- which context the current schema wants --------------------------------------------
     def wanted_context(self) -> TenantContext | None:
-        """The context of ``connection.schema_name`` (None: public)."""
-        schema = self.schema_name
-        if schema in (None, get_public_schema_name()):
-            return None
-        key = (schema, self.include_public_schema, self.settings_dict["NAME"])
-        context = self._contexts.get(key)
-        if context is None:
-            context = self._contexts[key] = self._context_for(*key)
+        """The context of ``connection.schema_name`` (None: public). Asked before every
+        statement, so the last answer is kept for as long as its inputs hold."""
+        key = (self.schema_name, self.include_public_schema, self.settings_dict["NAME"])
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        context = None
+        if key[0] not in (None, get_public_schema_name()):
+            context = self._contexts.get(key)
+            if context is None:
+                context = self._contexts[key] = self._context_for(*key)
+        self._last = (key, context)
         return context
 
     @staticmethod
@@ -135,7 +139,7 @@ class DatabaseWrapper(TenantsDatabaseWrapper):
                 "connection.set_tenant()/schema_context(), or SET LOCAL inside a transaction."
             )
         wanted = self.wanted_context()
-        if self.get_autocommit():
+        if self.autocommit:  # the callers hold a connection: no get_autocommit() check
             return wanted.statement if wanted else None
         status = self.connection.info.transaction_status
         if status == TransactionStatus.IDLE:
@@ -148,15 +152,15 @@ class DatabaseWrapper(TenantsDatabaseWrapper):
 
     def context_sent(self) -> None:
         """The pending context reached the server in the open transaction."""
-        if not self.get_autocommit():
+        if not self.autocommit:
             self._sent = self.wanted_context()
 
     def apply_context(self) -> None:
         """Send the wanted context now, in the open transaction (a request checks its
         tenant's role this way before its view runs)."""
+        self.ensure_connection()
         pending = self.pending_context("")
         if pending is not None:
-            self.ensure_connection()
             with self.wrap_database_errors, self._role_named():
                 self.connection.execute(pending)
             self.context_sent()
