@@ -88,14 +88,17 @@ def _labels(listed: Any) -> set[str]:
 
 
 def _loader() -> Any:
-    """Django's migration graph from disk, read once per process (per MIGRATION_MODULES):
-    a command would otherwise read it three times (the plan, each compile)."""
+    """Django's migration graph from disk, read once per process (per MIGRATION_MODULES and
+    installed apps: tests narrow the app registry): a command would otherwise read it three
+    times (the plan, each compile)."""
+    from django.apps import apps
+
     modules = tuple(sorted((getattr(settings, "MIGRATION_MODULES", None) or {}).items()))
-    return _loader_for(modules)
+    return _loader_for(modules, tuple(sorted(c.label for c in apps.get_app_configs())))
 
 
 @functools.lru_cache(maxsize=8)
-def _loader_for(modules: tuple) -> Any:
+def _loader_for(modules: tuple, installed: tuple) -> Any:
     from django.db.migrations.loader import MigrationLoader
 
     return MigrationLoader(None, ignore_no_migrations=True)
