@@ -73,25 +73,33 @@ def configure(args: argparse.Namespace, db_name: str = DB_NAME) -> None:
     os.environ.setdefault("TENANCY_MAX_CREATIONS_PER_HOUR", "1000")
 
 
+def recreate_database(params: dict[str, Any], db_name: str) -> None:
+    """The bench's own database, empty (an earlier one dropped with its tenant roles, which
+    belong to the whole server), with the public migrations applied."""
+    import psycopg
+    from django.core.management import call_command
+    from psycopg import sql
+
+    from tests.conftest import drop_roles
+
+    with psycopg.connect(**{**params, "dbname": "postgres"}, autocommit=True) as conn:
+        name = sql.Identifier(db_name)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        drop_roles(conn, db_name)
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    call_command("migrate_tenants", "--public", verbosity=0)
+
+
 def prepare() -> dict[str, Any]:
     """A fresh database with the two tenants; returns the direct connection parameters."""
     import psycopg
-    from django.core.management import call_command
     from psycopg import sql
 
     from tenancy import conf
     from tenancy.services.tenants import create_tenant
 
     params = conf.conninfo()
-    admin = {**params, "dbname": "postgres"}
-    from tests.conftest import drop_roles
-
-    with psycopg.connect(**admin, autocommit=True) as conn:
-        name = sql.Identifier(DB_NAME)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        drop_roles(conn, DB_NAME)  # the tenant roles of an earlier bench database
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
-    call_command("migrate_tenants", "--public", verbosity=0)
+    recreate_database(params, DB_NAME)
     with psycopg.connect(**params, autocommit=True) as conn:
         for org, title in TENANTS:
             create_tenant(org, org, actor="bench")

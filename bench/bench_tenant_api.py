@@ -122,19 +122,15 @@ def admin_connect(params: dict[str, Any]) -> Any:
 def prepare() -> None:
     """A fresh database with the two tenants and their rows."""
     import psycopg
-    from django.core.management import call_command
     from psycopg import sql
 
     from tenancy import conf
     from tenancy.services.tenants import create_tenant
-    from tests.conftest import drop_roles
 
     params = conf.conninfo()
-    with admin_connect(params) as conn:
-        conn.execute(sql.SQL(DROP_DATABASE).format(sql.Identifier(DB_NAME)))
-        drop_roles(conn, DB_NAME)  # the tenant roles of an earlier bench database
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
-    call_command("migrate_tenants", "--public", verbosity=0)
+    from bench_pooler import recreate_database
+
+    recreate_database(params, DB_NAME)
     with psycopg.connect(**params, autocommit=True) as conn:
         for org, title in TENANTS:
             create_tenant(org, org, actor="bench")

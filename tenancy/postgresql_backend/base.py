@@ -30,15 +30,21 @@ in a transaction of its own with the tenant's context.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from django.core.exceptions import ValidationError
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.utils import DatabaseError
-from django_tenants.postgresql_backend.base import EXTRA_SEARCH_PATHS, original_backend
+from django_tenants.postgresql_backend.base import (
+    EXTRA_SEARCH_PATHS,
+    is_valid_schema_name,
+    original_backend,
+)
 from django_tenants.postgresql_backend.base import DatabaseWrapper as TenantsDatabaseWrapper
-from django_tenants.postgresql_backend.base import _check_schema_name as check_schema_name
 from django_tenants.utils import get_public_schema_name
 from psycopg import sql
 from psycopg.pq import TransactionStatus
@@ -115,7 +121,8 @@ class DatabaseWrapper(TenantsDatabaseWrapper):
 
     @staticmethod
     def _context_for(schema: str, include_public: bool, database: str) -> TenantContext:
-        check_schema_name(schema)  # django-tenants' ValidationError, as its backend raises
+        if not is_valid_schema_name(schema):  # what django-tenants' backend raises
+            raise ValidationError(f"Invalid string used for the schema name: {schema!r}")
         role = role_for_schema(schema, database)
         path = [schema, *([get_public_schema_name()] if include_public else [])]
         path += EXTRA_SEARCH_PATHS
@@ -165,8 +172,8 @@ class DatabaseWrapper(TenantsDatabaseWrapper):
                 self.connection.execute(pending)
             self.context_sent()
 
-    def _role_named(self) -> _RoleMissing:
-        return _RoleMissing(self.wanted_context())
+    def _role_named(self) -> AbstractContextManager[None]:
+        return _role_missing_named(self.wanted_context())
 
     # -- cursors ---------------------------------------------------------------------------
     def _cursor(self, name: str | None = None):  # type: ignore[no-untyped-def]
@@ -209,28 +216,20 @@ class DatabaseWrapper(TenantsDatabaseWrapper):
         super().close()
 
 
-class _RoleMissing:
-    """Turns PostgreSQL's "role does not exist", raised by a context, into a message that
-    names the tenant and the fix."""
-
-    def __init__(self, context: TenantContext | None) -> None:
-        self.context = context
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
-        cause = exc.__cause__ if isinstance(exc, DatabaseError) else exc
-        if (
-            self.context is not None
-            and isinstance(cause, psycopg.errors.InvalidParameterValue)
-            and self.context.role in str(cause)
-        ):
-            raise TenantRoleMissing(
-                f"Tenant schema {self.context.schema!r} has no role {self.context.role!r}: "
-                "tenancy did not create it. Run `manage.py tenancy_adopt` for schemas that "
-                "django-tenants built."
-            ) from exc
+@contextmanager
+def _role_missing_named(context: TenantContext | None) -> Iterator[None]:
+    """PostgreSQL's "role does not exist", raised by a context, as a message that names
+    the tenant and the fix."""
+    try:
+        yield
+    except psycopg.errors.InvalidParameterValue as exc:
+        if context is None or context.role not in str(exc):
+            raise
+        raise TenantRoleMissing(
+            f"Tenant schema {context.schema!r} has no role {context.role!r}: tenancy did "
+            "not create it. Run `manage.py tenancy_adopt` for schemas that django-tenants "
+            "built."
+        ) from exc
 
 
 class _ContextMixin:

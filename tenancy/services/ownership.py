@@ -6,6 +6,7 @@ existing deployment) and callable again at any time."""
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 
 from tenancy.engine import ownership
 from tenancy.engine.names import (
@@ -45,15 +46,10 @@ def adopt(conn: psycopg.Connection, schema: str) -> bool:
         return False
     shared = [app_role(database), owner_group_role(database)]
     missing = ownership.missing_roles(conn, [owner, web, *shared])
-    superuser = ownership.is_superuser(conn)
-    statements = ownership.shared_roles_statements(database, missing)
-    if owner in missing:
-        statements += ownership.owner_role_statements(owner, database, superuser=superuser)
-    if web in missing:
-        statements += ownership.web_role_statements(web, database, superuser=superuser)
-    statements += ownership.adopt_statements(conn, schema, owner)
-    statements += ownership.schema_grants(schema, owner, web)
-    statements += ownership.existing_objects_grants(schema, web)
+    statements = ownership.missing_roles_statements(
+        web, owner, database, missing=missing, superuser=ownership.is_superuser(conn)
+    )
+    statements += ownership.take_over_statements(conn, schema, owner, web)
     for statement in statements:
         conn.execute(statement)
     return True
@@ -93,8 +89,6 @@ def shared_tables_for_tenants() -> list[str]:
 def grant_shared_tables(conn: psycopg.Connection) -> list[str]:
     """Grant the app role DML on the shared tables tenants may use (those that exist), in
     one statement; idempotent. Returns the tables."""
-    from psycopg import sql
-
     wanted = shared_tables_for_tenants()
     if not wanted:
         return []

@@ -71,18 +71,17 @@ def forget_deleted(instance: Any, **_: Any) -> None:
 
 
 def _forget(schema: str) -> None:
-    if not _registered(schema) or _schema_exists(schema):
+    with connect_ready() as conn:
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM public.tenant_registry WHERE schema_name = %s), "
+            "to_regnamespace(quote_ident(%s)) IS NOT NULL",
+            [schema, schema],
+        ).fetchone()
+    registered, schema_left = row if row else (False, True)
+    if not registered or schema_left:
         return
     try:
         lifecycle.drop_tenant(schema, actor="django-tenants delete()")
     except TenancyError as exc:
         # The project's row is gone whatever happens here; `tenant_drop` finishes the rest.
         logger.warning("Tenant %s was deleted, but tenancy could not forget it: %s", schema, exc)
-
-
-def _schema_exists(schema: str) -> bool:
-    with connect_ready() as conn:
-        row = conn.execute(
-            "SELECT to_regnamespace(quote_ident(%s)) IS NOT NULL", [schema]
-        ).fetchone()
-    return bool(row and row[0])
