@@ -239,14 +239,15 @@ def _configure() -> None:
     """The project's naming settings reach the engine, and a deletion through the
     project's own tenant model reaches tenancy (services/tenant_model.py). Run when the
     app registry loads this module, before any command or request."""
-    from django.db.models.signals import post_delete
+    from django.db.models.signals import post_delete, pre_save
 
     from tenancy import conf
     from tenancy.engine import names
-    from tenancy.services.tenant_model import forget_deleted
+    from tenancy.services.tenant_model import forget_deleted, refuse_template_clone
 
     names.configure(conf.naming())
     post_delete.connect(forget_deleted, dispatch_uid="tenancy.forget_deleted")
+    pre_save.connect(refuse_template_clone, dispatch_uid="tenancy.refuse_template_clone")
 
 
 _configure()

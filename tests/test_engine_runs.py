@@ -107,6 +107,22 @@ def test_failure_in_one_tenant_leaves_it_unchanged_and_the_others_migrated(tenan
     assert audit[-2:] == [("failed",), ("succeeded",)]
 
 
+def test_tenant_migration_order_decides_the_order_of_the_schemas(tenants5, sql_dir, settings):
+    """django-tenants' TENANT_MIGRATION_ORDER: order_by() fields of the tenant model."""
+    add(sql_dir, "004_notes.sql", "-- UP\nCREATE TABLE notes (id int);\n-- DOWN\nDROP TABLE notes;")
+    assert [s.schema for s in runs.make_plan(public=False).schemas] == tenants5  # registry's
+    settings.TENANT_MIGRATION_ORDER = ["-schema_name"]
+    newest_name_first = sorted(tenants5, reverse=True)
+    assert [s.schema for s in runs.make_plan(public=False).schemas] == newest_name_first
+    report = runs.migrate(tenants=True, public=False, jobs=1)
+    assert report.exit_code == 0
+    applied = query(
+        "SELECT tenant_schema FROM public.tenant_migrations WHERE migration_version = '004' "
+        "ORDER BY id"
+    )
+    assert [r[0] for r in applied] == newest_name_first
+
+
 def test_fail_fast_stops_at_the_first_failure(tenants5, sql_dir):
     add(sql_dir, "004_invoices.sql", POISONABLE)
     poison(tenants5[1])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from django.db import DatabaseError, connection, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import schema_context, tenant_context
 from psycopg import sql
 
@@ -60,6 +61,29 @@ def test_schema_context_without_a_transaction_runs_each_query_as_the_tenant(two_
     with schema_context(B):
         assert titles() == ["Beta secret role"]
     assert_session_clean(state())
+
+
+def kinds(captured: CaptureQueriesContext) -> list[str]:
+    def kind(text: str) -> str:
+        if text.startswith("SELECT set_config('role'"):
+            return "context"
+        return text if text in ("BEGIN", "COMMIT") else "statement"
+
+    return [kind(q["sql"]) for q in captured.captured_queries]
+
+
+def test_the_context_is_logged_as_a_query_of_its_own_once_per_transaction(two_tenants):
+    """As django-tenants' SET search_path is: projects' assertNumQueries keep their counts."""
+    with CaptureQueriesContext(connection) as outside, schema_context(A):
+        titles(), titles()
+    with CaptureQueriesContext(connection) as inside, schema_context(A), transaction.atomic():
+        titles(), titles()
+    # Outside atomic() each statement is a transaction of its own, with its own context.
+    assert kinds(outside) == ["context", "statement"] * 2
+    assert kinds(inside) == ["BEGIN", "context", "statement", "statement", "COMMIT"]
+    first, second = outside.captured_queries[:2]
+    assert tenant_role(A) in first["sql"]
+    assert second["sql"].startswith('SELECT "job_postings"')  # the statement alone
 
 
 def test_tenant_context_and_set_tenant_switch_inside_one_transaction(two_tenants):

@@ -49,6 +49,7 @@ from tests.conftest import ROOT, connect, drop_roles, fresh_url
 TEMPLATE = Path(__file__).resolve().parent / "wheel_project"
 TENANTS = ["alpha", "beta"]  # saved through the project's model on tenancy
 STOCK = "stock1"  # saved by stock django-tenants, then adopted
+CLONED = "cloned1"  # would be cloned from a template: refused
 STEP = "notes.0001_initial"
 NOTES = "notes_note"
 STOCK_SETTINGS = "wheelsite.settings_stock"
@@ -241,6 +242,18 @@ for schema in {TENANTS!r}:
         Note.objects.create(text=f"note of {{schema}}")
 """
 
+# A tenant django-tenants would clone from a template schema: refused before its row.
+CLONE_FROM_TEMPLATE = f"""
+from django.test.utils import override_settings
+from customers.models import Client
+from tenancy.services.tenants import TenantError
+with override_settings(TENANT_BASE_SCHEMA={TENANTS[0]!r}, TENANT_CREATION_FAKES_MIGRATIONS=True):
+    try:
+        Client(schema_name={CLONED!r}, name="Cloned").save()
+    except TenantError as exc:
+        print("refused:", exc)
+"""
+
 # Under stock django-tenants (wheelsite.settings_stock): its own save() and migrate_schemas.
 CREATE_STOCK_TENANT = f"""
 from django_tenants.utils import schema_context
@@ -389,6 +402,14 @@ def test_a_django_tenants_project_runs_on_the_installed_wheel(
     site.shell(ADD_NOTES)
     for schema in TENANTS:
         assert rows(db, f'SELECT text FROM "{schema}".{NOTES}') == [(note_of(schema),)]
+
+    # A template clone (TENANT_BASE_SCHEMA) is refused before anything is written.
+    before = snapshot(db)
+    cloned = site.shell(CLONE_FROM_TEMPLATE)
+    assert "refused:" in cloned.stdout and "clone_schema()" in cloned.stdout, shown(cloned)
+    assert snapshot(db) == before, "a refused clone changed the database"
+    assert not rows(db, "SELECT 1 FROM pg_namespace WHERE nspname = %s", [CLONED])
+    assert not rows(db, "SELECT 1 FROM customers_client WHERE schema_name = %s", [CLONED])
 
     # 5. A tenant built by stock django-tenants, then adopted.
     site.shell(CREATE_STOCK_TENANT, settings=STOCK_SETTINGS)

@@ -58,6 +58,16 @@ class Plan:
     def blocked(self) -> list[SchemaPlan]:
         return [s for s in self.schemas if s.blocked]
 
+    def order_tenants(self, first: list[str]) -> None:
+        """Put the tenant schemas named in ``first`` first, in that order (the rest keep
+        their registry order after them); public stays where it is."""
+        rank = {schema: i for i, schema in enumerate(first)}
+        last = len(rank)
+        public = [s for s in self.schemas if s.scope == PUBLIC]
+        tenants = [s for s in self.schemas if s.scope != PUBLIC]
+        tenants.sort(key=lambda s: rank.get(s.schema, last))  # stable: ties keep their order
+        self.schemas = public + tenants
+
     def for_scope(self, scope: str) -> list[SchemaPlan]:
         return [s for s in self.schemas if s.scope == scope]
 

@@ -246,7 +246,11 @@ class _ContextMixin:
         with self.db.wrap_database_errors, self.db._role_named():
             result = self._send_with(pending, sql, params)
         self.db.context_sent()
+        self._log_context(pending)
         return result
+
+    def _log_context(self, pending: str) -> None:
+        """Only the debug cursor logs (below)."""
 
     def _send_with(self, pending: str, query: str, params: Any) -> Any:
         if getattr(self.cursor, "name", None):
@@ -277,9 +281,11 @@ class _ContextMixin:
             if self.db.get_autocommit():
                 with self.db.connection.transaction():
                     self.cursor.execute(pending)
+                    self._log_context(pending)
                     return self.cursor.executemany(sql, param_list)
             self.cursor.execute(pending)
             self.db.context_sent()
+            self._log_context(pending)
             return self.cursor.executemany(sql, param_list)
 
 
@@ -288,4 +294,24 @@ class TenantCursorWrapper(_ContextMixin, CursorWrapper):
 
 
 class TenantCursorDebugWrapper(_ContextMixin, CursorDebugWrapper):
-    pass
+    """Logs the context as a statement of its own (it is one, in the same message), before
+    the statement it came with: ``assertNumQueries`` and the debug toolbar count it as
+    they count django-tenants' ``SET search_path``."""
+
+    _context_logged: str | None = None
+
+    def _log_context(self, pending: str) -> None:
+        self.db.queries_log.append({"sql": pending, "time": "0.000"})
+        self._context_logged = f"{pending}; "
+
+    @contextmanager
+    def debug_sql(self, *args: Any, **kwargs: Any) -> Iterator[None]:
+        self._context_logged = None
+        try:
+            with super().debug_sql(*args, **kwargs):
+                yield
+        finally:
+            # The statement's own entry: psycopg's last query, which began with the context.
+            prefix, log = self._context_logged, self.db.queries_log
+            if prefix and log and str(log[-1]["sql"]).startswith(prefix):
+                log[-1]["sql"] = log[-1]["sql"][len(prefix) :]

@@ -36,7 +36,7 @@ from tenancy.engine.names import (
 )
 from tenancy.engine.plan import Plan, build_plan, plan_schema
 from tenancy.engine.source import PUBLIC, TENANT, Migration
-from tenancy.services import alerts, backups, django_steps, steps
+from tenancy.services import alerts, backups, django_steps, schema_order, steps
 from tenancy.services import ownership as service_ownership
 from tenancy.services import pool as pool_service
 from tenancy.services.infrastructure import (
@@ -158,7 +158,7 @@ def make_plan(*, public: bool = True, tenants: bool = True, only: list[str] | No
     with connect_ready() as conn:
         plan = build_plan(conn, steps.migrations(), public=public, tenants=tenants, only=only)
     _check_only(plan, only)
-    return plan
+    return schema_order.apply_configured_order(plan)
 
 
 def _check_only(plan: Plan, only: list[str] | None) -> None:
@@ -405,6 +405,7 @@ def _plan(conn: psycopg.Connection, request: RunRequest) -> Plan:
         only=request.only,
     )
     _check_only(plan, request.only)
+    schema_order.apply_configured_order(plan)
     if request.up_to is not None:
         up_to = request.up_to
         plan.migrations = {k: _up_to(v, up_to) for k, v in plan.migrations.items()}

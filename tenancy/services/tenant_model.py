@@ -17,7 +17,13 @@ import logging
 from typing import Any
 
 from django.db import connection, transaction
-from django_tenants.utils import get_public_schema_name, get_tenant_model, has_multi_type_tenants
+from django_tenants.utils import (
+    get_creation_fakes_migrations,
+    get_public_schema_name,
+    get_tenant_model,
+    has_multi_type_tenants,
+    schema_exists,
+)
 
 from tenancy.engine.errors import TenancyError
 from tenancy.services import lifecycle, tenants
@@ -33,6 +39,30 @@ def _registered(schema: str) -> bool:
             "SELECT 1 FROM public.tenant_registry WHERE schema_name = %s", [schema]
         ).fetchone()
     return row is not None
+
+
+def refuse_template_clone(instance: Any, **_: Any) -> None:
+    """``pre_save`` of the project's tenant model: a new tenant that django-tenants would
+    clone from a template schema (``TENANT_BASE_SCHEMA`` with
+    ``TENANT_CREATION_FAKES_MIGRATIONS``) is refused before anything is written.
+
+    django-tenants' ``clone_schema()`` runs as the login and copies the template's
+    functions, rules and policies before its rows, so a rule the template's steps defined
+    would run with that authority; it also grants the template's roles on the copy. The
+    warm pool is tenancy's fast creation instead (docs/adopting.md)."""
+    if type(instance) is not get_tenant_model() or uses_own_model():
+        return
+    if not instance._state.adding or not getattr(instance, "auto_create_schema", False):
+        return
+    base = instance.get_base_schema() if get_creation_fakes_migrations() else None
+    if base and schema_exists(base):
+        raise tenants.TenantError(
+            f"Tenant {instance.schema_name} would be cloned from template schema {base} "
+            "(TENANT_BASE_SCHEMA with TENANT_CREATION_FAKES_MIGRATIONS): tenancy refuses "
+            "clone_schema(), which copies the template's code and runs it with the login's "
+            "authority. Unset TENANT_CREATION_FAKES_MIGRATIONS to build each tenant from "
+            "its steps; the warm pool (TENANCY['POOL_SIZE']) makes that fast."
+        )
 
 
 def build_if_saved(schema: str, *, actor: str) -> tenants.CreatedTenant | None:
