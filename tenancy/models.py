@@ -7,9 +7,12 @@ default in the database itself (``db_default``), not only in Python.
 
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Now
 from django_tenants.models import DomainMixin, TenantMixin
+
+TAG_MAX_LENGTH = 64
 
 
 class TenantStatus(models.TextChoices):
@@ -31,6 +34,9 @@ class Tenant(TenantMixin):
     )
     created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+    # Labels (``enterprise``, ``eu``, ``beta``) that rollouts select tenants by
+    # (docs/rollouts.md); the column defaults to '{}' so that SQL inserts need not name it.
+    tags = ArrayField(models.CharField(max_length=TAG_MAX_LENGTH), default=list, blank=True)
 
     # Schemas are created and dropped by tenancy.services.tenants, in one transaction with
     # their migrations, role and registry row; never as a side effect of Model.save().
@@ -69,6 +75,58 @@ class Tenant(TenantMixin):
 
     def __str__(self) -> str:
         return f"{self.organization_name} ({self.schema_name})"
+
+
+class RolloutState(models.TextChoices):
+    RUNNING = "running", "Running"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    HALTED = "halted", "Halted"
+    COMPLETED = "completed", "Completed"
+    ABORTED = "aborted", "Aborted"
+
+
+# A rollout in one of these states holds its scope: a second one is refused.
+ACTIVE_ROLLOUT_STATES = ["running", "awaiting_approval", "halted"]
+
+
+class Rollout(models.Model):
+    """A staged rollout (services/rollouts.py writes it): the stages with their schemas,
+    each stage's state and outcome, and who started and approved it. Persisted so that
+    ``migrate_tenants --resume`` continues one that halted, waits, or was killed."""
+
+    policy = models.CharField(max_length=100)  # a TENANCY["ROLLOUTS"] name, or "ad hoc"
+    scope = models.CharField(max_length=32, db_default="tenants")
+    state = models.CharField(max_length=20, choices=RolloutState.choices, db_default="running")
+    reason = models.TextField(null=True, blank=True)  # why it halted, waits or was aborted
+    stages = models.JSONField(db_default=[])
+    current_stage = models.IntegerField(db_default=0)
+    options = models.JSONField(db_default={})
+    started_by = models.CharField(max_length=150, db_default="system")
+    approvals = models.JSONField(db_default=[])  # [{"stage": i, "actor": ..., "at": ...}]
+    started_at = models.DateTimeField(db_default=Now())
+    # Touched while a process drives it: a stale one with state running was killed.
+    heartbeat_at = models.DateTimeField(db_default=Now())
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "tenant_rollouts"
+        ordering = ["-started_at", "-id"]
+        permissions = [
+            ("start_rollout", "Can start a staged rollout"),
+            ("approve_rollout", "Can approve a rollout's next stage"),
+            ("resume_rollout", "Can resume a halted rollout"),
+            ("abort_rollout", "Can abort a rollout"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope"],
+                condition=models.Q(state__in=ACTIVE_ROLLOUT_STATES),
+                name="tenant_rollouts_one_active_per_scope",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"rollout {self.pk} ({self.policy}, {self.state})"
 
 
 class Domain(DomainMixin):
