@@ -44,6 +44,9 @@ DEFAULTS: dict[str, Any] = {
     # names, or "shared-apps" (django-tenants' behaviour): services/ownership.py.
     "TENANT_SHARED_TABLES": [],
     "POOL_SIZE": 0,
+    # Named staged-rollout policies for `migrate_tenants --rollout NAME`: {name: [stage,
+    # ...]} (services/rollout_policy.py, docs/rollouts.md).
+    "ROLLOUTS": {},
     # True when the project started an embedded PostgreSQL for itself (tenancy_check's
     # wording and hints); the example project sets it.
     "EMBEDDED_SERVER": False,

@@ -104,7 +104,9 @@ class Rollout(models.Model):
     started_by = models.CharField(max_length=150, db_default="system")
     approvals = models.JSONField(db_default=[])  # [{"stage": i, "actor": ..., "at": ...}]
     started_at = models.DateTimeField(db_default=Now())
-    # Touched while a process drives it: a stale one with state running was killed.
+    # The server process of the connection that drives it, and a heartbeat: a running
+    # rollout whose process is gone (or whose heartbeat is stale) was killed.
+    backend_pid = models.IntegerField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(db_default=Now())
     finished_at = models.DateTimeField(null=True, blank=True)
 

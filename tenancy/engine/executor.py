@@ -46,6 +46,9 @@ from tenancy.engine.source import Migration, Ran, RunnerError
 class Options:
     jobs: int = 1
     fail_fast: bool = False
+    # Start no further schema once more than this many have failed (a rollout's threshold;
+    # None: no limit). fail_fast is the same with 0.
+    max_failures: int | None = None
     lock_timeout_ms: int = 500
     lock_retries: int = 10
     schema_lock_wait_s: float = 600.0
@@ -256,8 +259,14 @@ class Executor:
         with self._emit_lock:
             self.results.append(result)
             self.on_event(Event("schema_finished", result.schema, result=result))
-        if result.failed and self.options.fail_fast:
+        if result.failed and self._over_threshold():
             self._stop.set()
+
+    def _over_threshold(self) -> bool:
+        if self.options.fail_fast:
+            return True
+        limit = self.options.max_failures
+        return limit is not None and sum(r.failed for r in self.results) > limit
 
     def emit(self, event: Event) -> None:
         with self._emit_lock:

@@ -69,6 +69,7 @@ class Migration(migrations.Migration):
                 ("started_by", models.CharField(db_default="system", max_length=150)),
                 ("approvals", models.JSONField(db_default=[])),
                 ("started_at", models.DateTimeField(db_default=Now())),
+                ("backend_pid", models.IntegerField(blank=True, null=True)),
                 ("heartbeat_at", models.DateTimeField(db_default=Now())),
                 ("finished_at", models.DateTimeField(blank=True, null=True)),
             ],

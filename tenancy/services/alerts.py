@@ -81,6 +81,36 @@ def unrecorded_refusal(*, actor: str, reasons: list[str], options: dict[str, Any
     )
 
 
+def rollout_changed(rollout: dict[str, Any], *, kind: str) -> None:
+    """A rollout halted, waits for approval, or completed (services/rollouts.py): one alert
+    through the same channels, with the stage it concerns and its failed schemas."""
+    if not _anyone_listening():
+        return
+    stages = rollout["stages"]
+    stage = stages[min(rollout["current_stage"], len(stages) - 1)] if stages else {}
+    failed = [
+        {"schema": schema, "error": _clip(error)}
+        for schema, error in list(stage.get("failed", {}).items())[:MAX_SCHEMAS]
+    ]
+    send(
+        {
+            "event": "rollout_alert",
+            "kind": kind,
+            "run_id": None,
+            "rollout_id": rollout["id"],
+            "policy": rollout["policy"],
+            "stage": stage.get("name"),
+            "stage_number": rollout["current_stage"] + 1,
+            "stages": len(stages),
+            "scope": rollout["scope"],
+            "actor": rollout["started_by"],
+            "error": _clip(rollout.get("reason")),
+            "failed_schemas": failed,
+            "host": socket.gethostname(),
+        }
+    )
+
+
 def send(alert: dict[str, Any]) -> None:
     """The signal, the admins' mail and the webhook, each on its own: one failing does not
     keep the others from being sent."""
@@ -197,6 +227,9 @@ def _iso(when: datetime | None) -> str | None:
 
 
 def subject_of(alert: dict[str, Any]) -> str:
+    if alert.get("event") == "rollout_alert":
+        where = f"stage {alert['stage_number']} of {alert['stages']} ({alert['stage']})"
+        return f"Rollout {alert['rollout_id']} {alert['kind'].replace('_', ' ')}: {where}"
     run = f"run {alert['run_id']}" if alert["run_id"] is not None else "a run"
     counts = alert["counts"]
     if alert["kind"] == "failed":

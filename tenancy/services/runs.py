@@ -301,6 +301,7 @@ class RunRequest:
     check: bool = False
     jobs: int = 1
     fail_fast: bool = False
+    max_failures: int | None = None  # start no schema once more have failed (a rollout)
     fake: bool = False
     allow_missing: bool = False
     allow_out_of_order: bool = False
@@ -543,7 +544,7 @@ def _check_backup(request: RunRequest) -> None:
 
 
 def _recorded_options(request: RunRequest) -> dict[str, Any]:
-    names = ("public", "tenants", "only", "jobs", "fail_fast", "fake", "backup_dir")
+    names = ("public", "tenants", "only", "jobs", "fail_fast", "max_failures", "fake", "backup_dir")
     return {name: getattr(request, name) for name in names}
 
 
@@ -568,6 +569,7 @@ def _executor(
     options = conf.engine_options(
         jobs=jobs,
         fail_fast=request.fail_fast,
+        max_failures=request.max_failures,
         actor=request.actor,
         run_id=report.run_id,
         fake=request.fake,

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING, Interrupted, TenancyError
 from tenancy.engine.names import schema_for_org
+from tenancy.management import rollout_cli
 from tenancy.management.actor import cli_actor
 from tenancy.management.interrupts import interruptible
 from tenancy.management.prompts import confirm_schema
@@ -91,7 +92,7 @@ class Command(BaseCommand):
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.epilog = EPILOG
+        parser.epilog = EPILOG + rollout_cli.EPILOG
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
         usage_error = parser.error
 
@@ -217,6 +218,7 @@ class Command(BaseCommand):
             help="Create a tenant (as tenant_create does) and exit.",
         )
         create.add_argument("--name", help="Organization name for --create-tenant.")
+        rollout_cli.add_arguments(parser)
 
     def handle(self, *args: Any, **o: Any) -> None:
         _import_services()
@@ -236,7 +238,9 @@ class Command(BaseCommand):
 
     def _run(self, verb: str, o: dict, actor: str) -> int:
         try:
-            if verb == "create_tenant":
+            if verb in rollout_cli.ROLLOUT_VERBS:
+                code = rollout_cli.run(self, verb, o, actor)
+            elif verb == "create_tenant":
                 code = self._create(o, actor)
             else:
                 only = [self._schema(t) for t in o["tenant"]] or None
@@ -263,6 +267,10 @@ class Command(BaseCommand):
         if any(not t.strip() for t in o["tenant"]):
             self._usage("--tenant needs a schema name or an Auth0 org id.")
         verb = chosen[0] if chosen else "migrate"
+        rollout = rollout_cli.verb_of(o)
+        if rollout and chosen:
+            self._usage(f"{_flag(verb)} and a rollout cannot be combined.")
+        verb = rollout or verb
         for option, verbs in OPTION_VERBS.items():
             if o[option] and verb not in verbs:
                 self._usage(
