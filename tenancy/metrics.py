@@ -47,6 +47,12 @@ class FleetCollector(Collector):
             "tenancy_runs_active", "Migration runs queued or running", value=s.active_runs
         )
         yield from _last_run_gauges(s.last_run)
+        rollouts = GaugeMetricFamily(
+            "tenancy_rollouts", "Staged rollouts holding the fleet, by state", labels=["state"]
+        )
+        for state, count in sorted(s.rollouts.items()):
+            rollouts.add_metric([state], count)
+        yield rollouts
 
 
 SCOPE_GAUGES = (  # (name, help, ScopeCounts field)

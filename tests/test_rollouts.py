@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from tenancy.services import rollout_policy, rollouts
+from tenancy.services.fleet import fleet_snapshot
+from tenancy.signals import migration_run_alert
 from tests.conftest import ledger_versions, manage, query, run_command, tables_in
 from tests.test_engine_runs import POISONABLE, add, cure, make_tenants, poison
 
@@ -39,7 +41,16 @@ def fleet(public_ready, sql_dir: Path) -> list[str]:
 
 def test_a_failing_canary_stops_the_rollout_before_the_first_wave(fleet):
     poison(fleet[1])
-    code, out, err = run_command("migrate_tenants", "--canary", "2", "--wave-size", "3")
+    heard: list[dict] = []
+
+    def receiver(alert: dict, **_: object) -> None:
+        heard.append(alert)
+
+    migration_run_alert.connect(receiver)
+    try:
+        code, out, err = run_command("migrate_tenants", "--canary", "2", "--wave-size", "3")
+    finally:
+        migration_run_alert.disconnect(receiver)
     assert code == rollouts.EXIT_HALTED, (out, err)
     assert "halted" in err and "--resume" in err
     _id, state, stage = rollout_row()
@@ -47,6 +58,9 @@ def test_a_failing_canary_stops_the_rollout_before_the_first_wave(fleet):
     assert has_004(fleet[0])  # the first canary got it
     assert not has_004(fleet[1])  # the failed canary is as it was
     assert not any(has_004(s) for s in fleet[2:])  # no wave started
+    rollout = [a for a in heard if a["event"] == "rollout_alert"]
+    assert [(a["kind"], a["stage"]) for a in rollout] == [("halted", "canary")]
+    assert [f["schema"] for f in rollout[0]["failed_schemas"]] == [fleet[1]]
 
 
 def test_max_failures_halts_within_the_wave_of_the_failure_past_it_then_resume_completes(fleet):
@@ -137,6 +151,7 @@ def test_the_approval_gate_holds_until_approved(fleet):
     assert code == rollouts.EXIT_AWAITING_APPROVAL, out
     rollout_id, state, _stage = rollout_row()
     assert state == "awaiting_approval" and f"--approve {rollout_id}" in out
+    assert fleet_snapshot().rollouts["awaiting_approval"] == 1  # /metrics: tenancy_rollouts
     assert [has_004(s) for s in fleet] == [True, True] + [False] * 7
     code, _out, err = run_command("migrate_tenants", "--resume")
     assert code == 1 and "waits for approval" in err

@@ -47,6 +47,8 @@ class FleetSnapshot:
     pool_size: int = 0
     active_runs: int = 0
     last_run: LastRun | None = None
+    # Staged rollouts that hold the scope, by state (running, awaiting_approval, halted).
+    rollouts: dict[str, int] = field(default_factory=dict)
 
 
 def scope_counts(states: Iterable[reports.SchemaState]) -> dict[str, ScopeCounts]:
@@ -74,7 +76,19 @@ def fleet_snapshot() -> FleetSnapshot:
     with connect_ready() as conn:
         snapshot.active_runs, snapshot.last_run = _runs(conn)
         snapshot.pool_size = pool_size(conn)
+        snapshot.rollouts = _rollouts(conn)
     return snapshot
+
+
+ROLLOUT_STATES = ("running", "awaiting_approval", "halted")
+
+
+def _rollouts(conn: psycopg.Connection) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT state, count(*) FROM public.tenant_rollouts WHERE state = ANY(%s) GROUP BY 1",
+        [list(ROLLOUT_STATES)],
+    ).fetchall()
+    return {**dict.fromkeys(ROLLOUT_STATES, 0), **{state: int(n) for state, n in rows}}
 
 
 def _runs(conn: psycopg.Connection) -> tuple[int, LastRun | None]:
