@@ -13,7 +13,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import CharField, Func, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -32,9 +32,11 @@ from tenancy.admin_views import (
     RECOVERY_VERBS,
     RUN_STATUS_KINDS,
     STATUS_KINDS,
+    TAGS_PERMISSION,
     TRANSFER_MODE_HELP,
     CreateTenantForm,
     RunNotStarted,
+    TagsForm,
     actor_for,
     anything_pending,
     audit_details_html,
@@ -63,6 +65,7 @@ from tenancy.admin_views import (
     schema_states_for,
     start_guarded_run,
     state_badges,
+    tag_badges,
     tenant_page_context,
     tenant_urls,
     verbs_for,
@@ -150,6 +153,26 @@ class MissingSchemaFilter(_StateFilter):
 
     def matches(self, state: SchemaState) -> bool:
         return not state.schema_exists
+
+
+class TagFilter(admin.SimpleListFilter):
+    """The tenants with one tag; the lookups are the tags in use (one query)."""
+
+    title = "tag"
+    parameter_name = "tag"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        in_use = (
+            Tenant.objects.annotate(tag=Func("tags", function="unnest", output_field=CharField()))
+            .values_list("tag", flat=True)
+            .distinct()
+            .order_by("tag")
+        )
+        return [(tag, tag) for tag in in_use]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        value = self.value()
+        return queryset.filter(tags__contains=[value]) if value else None
 
 
 class NodeFilter(admin.SimpleListFilter):
@@ -240,6 +263,7 @@ class TenantAdmin(admin.ModelAdmin):
         "organization_name",
         "auth0_org_id",
         "status_badge",
+        "tag_list",
         "applied_count",
         "migration_state",
         "last_migration",
@@ -247,6 +271,7 @@ class TenantAdmin(admin.ModelAdmin):
     )
     list_filter = (
         "status",
+        TagFilter,
         HasPendingFilter,
         HasFailuresFilter,
         HasDriftFilter,
@@ -256,7 +281,7 @@ class TenantAdmin(admin.ModelAdmin):
     search_fields = ("organization_name", "auth0_org_id", "schema_name")
     list_per_page = 100
     actions = ["run_pending_migrations"]
-    fields = ("organization_name", "auth0_org_id", "schema_name", "status", "created")
+    fields = ("organization_name", "auth0_org_id", "schema_name", "status", "tag_list", "created")
     readonly_fields = fields
     change_list_template = "admin/tenancy/tenant/change_list.html"
     change_form_template = "admin/tenancy/tenant/change_form.html"
@@ -305,6 +330,10 @@ class TenantAdmin(admin.ModelAdmin):
                 }
             ),
         )
+
+    @admin.display(description="Tags")
+    def tag_list(self, tenant: Tenant) -> str:
+        return tag_badges(tenant.tags)
 
     @admin.display(description="Applied", ordering="applied_n")
     def applied_count(self, tenant: Tenant) -> int | str:
@@ -364,6 +393,7 @@ class TenantAdmin(admin.ModelAdmin):
                 view(self.accept_checksum_view),
                 name="tenancy_tenant_accept_checksum",
             ),
+            path("<int:object_id>/tags/", view(self.tags_view), name="tenancy_tenant_tags"),
             path("<int:object_id>/move/", view(self.move_view), name="tenancy_tenant_move"),
             path("rebalance/", view(self.rebalance_view), name="tenancy_tenant_rebalance"),
             path(
@@ -398,7 +428,10 @@ class TenantAdmin(admin.ModelAdmin):
             org_id = form.cleaned_data["auth0_org_id"].strip()
             try:
                 created = tenant_service.create_tenant(
-                    org_id, form.cleaned_data["organization_name"], actor=actor_for(request)
+                    org_id,
+                    form.cleaned_data["organization_name"],
+                    actor=actor_for(request),
+                    tags=form.cleaned_data["tags"],
                 )
             except InvalidName as exc:
                 form.add_error("auth0_org_id", str(exc))
@@ -443,6 +476,7 @@ class TenantAdmin(admin.ModelAdmin):
             citus = placement_for(request).citus
             context.update(tenant_page_context(request, tenant.schema_name, citus=citus))
             context["can_move"] = citus and request.user.has_perm(MOVE_PERMISSION)
+            context["can_edit_tags"] = request.user.has_perm(TAGS_PERMISSION)
             context["can_run"] = self.has_run_migrations_permission(request)
             context["nothing_pending"] = not has_work(context.get("state"))
             context["lifecycle_verbs"] = verbs_for(request, tenant)
@@ -599,6 +633,39 @@ class TenantAdmin(admin.ModelAdmin):
         template = "admin/tenancy/tenant/recovery_confirmation.html"
         return TemplateResponse(request, template, context)
 
+    # -- tags -----------------------------------------------------------------------------
+    def tags_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """Edit tags: a form with the tenant's tags (GET), saved on POST through
+        ``tenants.set_tenant_tags``, which audits it as ``tenant.tags``."""
+        if not request.user.has_perm(TAGS_PERMISSION):
+            raise PermissionDenied
+        tenant = Tenant.objects.filter(pk=object_id).first()
+        if tenant is None:
+            return self._tenant_gone(request, object_id)
+        page = reverse("admin:tenancy_tenant_change", args=[tenant.pk])
+        form = TagsForm(request.POST or None, initial={"tags": ", ".join(tenant.tags)})
+        if request.method == "POST" and form.is_valid():
+            try:
+                change = tenant_service.set_tenant_tags(
+                    tenant.schema_name, replace=form.cleaned_data["tags"], actor=actor_for(request)
+                )
+            except TenancyError as exc:
+                form.add_error(None, str(exc))
+            else:
+                _tags_saved(request, tenant, change)
+                return HttpResponseRedirect(page)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Tags of {tenant.organization_name}",
+            "subtitle": None,
+            "object": tenant,
+            "form": form,
+            "tenant_url": page,
+            "has_view_permission": self.has_view_permission(request),
+        }
+        return TemplateResponse(request, "admin/tenancy/tenant/tags_form.html", context)
+
     # -- placement (Citus) ----------------------------------------------------------------
     def move_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         """Move to node: a confirmation page (the worker and the transfer mode to choose),
@@ -753,6 +820,16 @@ class TenantAdmin(admin.ModelAdmin):
 
     def _start(self, request: HttpRequest, *, only: list[str] | None, public: bool) -> Any:
         return start_from_admin(request, only=only, public=public)
+
+
+def _tags_saved(request: HttpRequest, tenant: Tenant, change: tenant_service.TagChange) -> None:
+    if not change.changed:
+        messages.info(request, "The tags are unchanged.")
+        return
+    now, before = ", ".join(change.tags) or "none", ", ".join(change.before) or "none"
+    message = f"Tags of {tenant.schema_name}: {now} (were {before})."
+    messages.success(request, message)
+    log_admin_action(request, tenant, CHANGE, message)
 
 
 def start_from_admin(request: HttpRequest, *, only: list[str] | None, public: bool) -> Any:

@@ -12,13 +12,14 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.templatetags.static import static
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from tenancy import conf
 from tenancy.engine import statements
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.executor import placeholders
+from tenancy.engine.names import InvalidName, split_tags, validate_tags
 from tenancy.models import AuditLog, MigrationRun, MigrationRunResult, RunStatus, TenantMigration
 from tenancy.services import fleet, placement, reports, run_records, steps
 from tenancy.services.reports import SchemaState, human_size
@@ -30,6 +31,46 @@ _STATES_ATTR = "_tenancy_schema_states"
 
 def actor_for(request: HttpRequest) -> str:
     return f"admin:{request.user.get_username()}"
+
+
+# Editing a tenant's tags (its registry row) is the model's change permission: the tenant
+# admin offers no change form, so the permission means nothing else there.
+TAGS_PERMISSION = "tenancy.change_tenant"
+TAGS_HELP = (
+    "Comma-separated, e.g. enterprise, eu: lower-case letters, digits, '_', '.' and '-', "
+    "at most 64 characters each."
+)
+
+
+def tags_field(*, autofocus: bool = False) -> forms.CharField:
+    attrs = {"class": "vTextField", **({"autofocus": True} if autofocus else {})}
+    return forms.CharField(
+        label="Tags", required=False, help_text=TAGS_HELP, widget=forms.TextInput(attrs=attrs)
+    )
+
+
+def clean_tag_text(text: str) -> list[str]:
+    """A comma-separated field's tags, validated (sorted, unique), or the form's error."""
+    try:
+        return validate_tags(split_tags(text or ""))
+    except InvalidName as exc:
+        raise forms.ValidationError(str(exc)) from exc
+
+
+class TagsForm(forms.Form):
+    """Edit tags: the tenant's whole list, saved through tenants.set_tenant_tags."""
+
+    tags = tags_field(autofocus=True)
+
+    def clean_tags(self) -> list[str]:
+        return clean_tag_text(self.cleaned_data["tags"])
+
+
+def tag_badges(tags: list[str] | None) -> str:
+    """A tenant's tags as quiet badges ("—" without any)."""
+    if not tags:
+        return "—"
+    return format_html_join(" ", '<span class="tenancy-tag">{}</span>', ((t,) for t in tags))
 
 
 class CreateTenantForm(forms.Form):
@@ -46,6 +87,10 @@ class CreateTenantForm(forms.Form):
         help_text="Defaults to the organization id.",
         widget=forms.TextInput(attrs={"class": "vTextField"}),
     )
+    tags = tags_field()
+
+    def clean_tags(self) -> list[str]:
+        return clean_tag_text(self.cleaned_data["tags"])
 
 
 # -- the tenant list ---------------------------------------------------------------------

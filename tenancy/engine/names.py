@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tenancy.engine.errors import TenancyError
@@ -23,6 +24,9 @@ _SCHEMA = re.compile(r"[a-z_][a-z0-9_]*")  # what an org id's schema is made of
 _ANY_SCHEMA = re.compile(r"[^\"'\\;\x00-\x1f\x7f]+")
 _RESERVED = ("public", "information_schema")
 MAX_ORG_NAME_CHARS = 255  # tenant_registry.organization_name is VARCHAR(255)
+# A tenant's tag (tenant_registry.tags is VARCHAR(64)[]): lower case, so that `EU` and `eu`
+# are never two tags, and nothing a shell, a URL or a comma-separated list would split.
+_TAG = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
 # The custom setting that names the request's tenant: RLS policies compare rows with it.
 CURRENT_TENANT_SETTING = "app.current_tenant"
@@ -180,3 +184,31 @@ def _fit(name: str, limit: int) -> str:
 def domain_for_org(org_id: str, suffix: str) -> str:
     """``<org id>.localhost``: lower case, '_' as '-', since a host name may not hold '_'."""
     return f"{validate_org_id(org_id).lower().replace('_', '-')}.{suffix}"
+
+
+def validate_tag(tag: str) -> str:
+    """Return ``tag`` if it is a valid tenant tag (``enterprise``, ``eu-west``, ``beta.2``),
+    else raise: lower-case letters, digits, ``_``, ``.`` and ``-``, starting with a letter
+    or a digit, at most 64 characters."""
+    if isinstance(tag, str) and _TAG.fullmatch(tag):
+        return tag
+    hint = ""
+    if isinstance(tag, str) and _TAG.fullmatch(tag.lower()):
+        hint = f" Tags are lower case: {tag.lower()!r}."
+    raise InvalidName(
+        f"Invalid tag {tag!r}: expected lower-case letters, digits, '_', '.' or '-', "
+        f"starting with a letter or a digit, at most 64 characters (e.g. enterprise, eu-west)."
+        + hint
+    )
+
+
+def validate_tags(tags: Iterable[str]) -> list[str]:
+    """Every tag validated (the first bad one raises), sorted and without duplicates."""
+    if isinstance(tags, str):
+        raise TypeError("tags must be an iterable of tags, not one string")
+    return sorted({validate_tag(tag) for tag in tags})
+
+
+def split_tags(text: str) -> list[str]:
+    """Tags written as a comma-separated list (``"eu, beta"``; ``""``: none), unvalidated."""
+    return [part.strip() for part in text.split(",") if part.strip()]

@@ -19,15 +19,7 @@ from psycopg import sql
 
 from tenancy import conf
 from tenancy.engine import audit, db
-from tenancy.engine.names import (
-    InvalidName,
-    domain_for_org,
-    owner_role_for_schema,
-    role_for_schema,
-    schema_prefix,
-    validate_org_id,
-    validate_schema_name,
-)
+from tenancy.engine.names import domain_for_org, owner_role_for_schema, role_for_schema
 from tenancy.engine.ownership import missing_roles
 from tenancy.services.infrastructure import connect_ready
 from tenancy.services.tenants import (
@@ -38,7 +30,9 @@ from tenancy.services.tenants import (
     create_roles,
     create_schema,
     run_steps,
+    tenant_key,
     tenant_migrations,
+    unknown_tenant,
 )
 
 STATUSES = ("active", "suspended", "archived")
@@ -115,20 +109,6 @@ class InactiveTenant:
 
 
 # -- lookup ------------------------------------------------------------------------------
-def _key(ident: str) -> tuple[str, str]:
-    """(column, value) of a tenant named by its organization id or by its schema name
-    (with no schema prefix, a host project's tenant's org id is its schema name)."""
-    prefix = schema_prefix()
-    if isinstance(ident, str) and prefix and ident.startswith(prefix):
-        return "schema_name", validate_schema_name(ident, allow_public=False)
-    try:
-        return "auth0_org_id", validate_org_id(ident)
-    except InvalidName:
-        if prefix:
-            raise
-        return "schema_name", validate_schema_name(ident, allow_public=False)
-
-
 _SELECT = """
     SELECT tr.id, tr.auth0_org_id, tr.organization_name, tr.schema_name, tr.status,
            tr.updated_at,
@@ -156,7 +136,7 @@ def _record(row: tuple) -> TenantRecord:
 
 
 def _fetch(conn: psycopg.Connection, ident: str, *, lock: bool) -> TenantRecord:
-    column, value = _key(ident)
+    column, value = tenant_key(ident)
     if lock:  # the registry row stays locked until the verb's transaction ends
         conn.execute(
             sql.SQL("SELECT 1 FROM public.tenant_registry WHERE {} = %s FOR UPDATE").format(
@@ -167,9 +147,7 @@ def _fetch(conn: psycopg.Connection, ident: str, *, lock: bool) -> TenantRecord:
     query = sql.SQL(_SELECT.format(where="tr.{} = %s")).format(sql.Identifier(column))
     row = conn.execute(query, [value]).fetchone()
     if row is None:
-        raise TenantError(
-            f"No tenant {value} is registered (`manage.py tenant_list` shows the registered ones)."
-        )
+        raise unknown_tenant(value)
     return _record(row)
 
 

@@ -4,14 +4,17 @@ domain, audit), and the registry reads that commands and the admin share.
 With a warm pool (``TENANCY["POOL_SIZE"]`` > 0, ``services/pool.py``), a creation first
 claims a pool schema in the same one transaction (``CLAIM_STEPS``): the schema and its roles
 are renamed to the tenant's, then registered as a direct creation would; when no pool schema
-is usable it builds the tenant directly in that transaction, and says which path it took."""
+is usable it builds the tenant directly in that transaction, and says which path it took.
+
+A tenant's tags (``tenant_registry.tags``) are written with its registry row, on either
+path, and changed later by ``set_tenant_tags`` (one transaction, audited as ``tenant.tags``)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,15 +28,18 @@ from tenancy.engine import pool as pool_engine
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.executor import MigrationError, apply_to_new_schema, placeholders, seal
 from tenancy.engine.names import (
+    InvalidName,
     app_role,
     domain_for_org,
     owner_group_role,
     owner_role_for_schema,
     role_for_schema,
     schema_for_org,
+    schema_prefix,
     validate_org_id,
     validate_org_name,
     validate_schema_name,
+    validate_tags,
 )
 from tenancy.engine.plan import SchemaPlan, plan_schema
 from tenancy.engine.source import TENANT, Migration
@@ -73,6 +79,7 @@ class CreationContext:
     path: str = DIRECT  # or POOL: a pool schema was claimed
     pool_schema: str | None = None  # the claimed pool schema's name
     pool_notes: list[str] = field(default_factory=list)  # why direct, what a claim did
+    tags: list[str] = field(default_factory=list)  # validated, sorted, unique
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,7 @@ class CreatedTenant:
     path: str = DIRECT  # POOL when a pool schema was claimed
     pool_schema: str | None = None
     pool_notes: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
 
 
 def _check_free(ctx: CreationContext) -> None:
@@ -234,21 +242,25 @@ def apply_migrations(ctx: CreationContext) -> None:
     ctx.applied = [m.version for m in ctx.migrations]
 
 
-def register_row(conn: psycopg.Connection, *, schema: str, name: str, org_id: str) -> int:
+def register_row(
+    conn: psycopg.Connection, *, schema: str, name: str, org_id: str, tags: list[str] | None = None
+) -> int:
     """The tenant's row in ``public.tenant_registry`` (tenancy's own state of a tenant; with
     a host project's ``TENANT_MODEL`` it sits beside the project's row, same schema name),
-    in the caller's transaction: its id."""
+    in the caller's transaction: its id. ``tags``: validated ones (``validate_tags``)."""
     row = conn.execute(
-        "INSERT INTO public.tenant_registry (schema_name, organization_name, auth0_org_id) "
-        "VALUES (%s, %s, %s) RETURNING id",
-        [schema, name, org_id],
+        "INSERT INTO public.tenant_registry (schema_name, organization_name, auth0_org_id, "
+        "tags) VALUES (%s, %s, %s, %s::varchar[]) RETURNING id",
+        [schema, name, org_id, tags or []],
     ).fetchone()
     assert row is not None
     return int(row[0])
 
 
 def _register(ctx: CreationContext) -> None:
-    ctx.tenant_id = register_row(ctx.conn, schema=ctx.schema, name=ctx.name, org_id=ctx.org_id)
+    ctx.tenant_id = register_row(
+        ctx.conn, schema=ctx.schema, name=ctx.name, org_id=ctx.org_id, tags=ctx.tags
+    )
 
 
 def _add_domain(ctx: CreationContext) -> None:
@@ -274,6 +286,7 @@ def _audit(ctx: CreationContext) -> None:
             "path": ctx.path,
             **({"pool_schema": ctx.pool_schema} if ctx.pool_schema else {}),
             **({"pool_notes": ctx.pool_notes} if ctx.pool_notes else {}),
+            **({"tags": ctx.tags} if ctx.tags else {}),
         },
     )
 
@@ -663,15 +676,20 @@ def _refuse_with_project_model() -> None:
         )
 
 
-def create_tenant(org_id: str, name: str | None = None, *, actor: str = "system") -> CreatedTenant:
-    """Create a tenant, all or nothing. Raises ``InvalidName`` (bad id: no SQL ran) or
-    ``TenantError`` (refused or failed: nothing was left behind)."""
+def create_tenant(
+    org_id: str, name: str | None = None, *, actor: str = "system", tags: Iterable[str] = ()
+) -> CreatedTenant:
+    """Create a tenant, all or nothing, with ``tags`` on its registry row. Raises
+    ``InvalidName`` (bad id or tag: no SQL ran) or ``TenantError`` (refused or failed:
+    nothing was left behind)."""
     _refuse_with_project_model()
     started = time.monotonic()
     validate_org_id(org_id)
     validate_org_name(name, org_id)
+    checked_tags = validate_tags(tags)
     with connect_ready() as conn:
         ctx = _context(conn, org_id, name, actor)
+        ctx.tags = checked_tags
         off = citus_pool_reason(conn) or pool_off_reason(ctx.migrations)
         steps = CREATION_STEPS if off else CLAIM_STEPS
         if off and pool_size():
@@ -715,9 +733,129 @@ def _created(ctx: CreationContext, elapsed_ms: int) -> CreatedTenant:
         path=ctx.path,
         pool_schema=ctx.pool_schema,
         pool_notes=list(ctx.pool_notes),
+        tags=list(ctx.tags),
     )
 
 
-def list_tenants() -> list[ledger.RegisteredTenant]:
+# -- the registry: lookups, listing, tags ---------------------------------------------------
+def tenant_key(ident: str) -> tuple[str, str]:
+    """(column, value) of a tenant named by its organization id or by its schema name
+    (with no schema prefix, a host project's tenant's org id is its schema name)."""
+    prefix = schema_prefix()
+    if isinstance(ident, str) and prefix and ident.startswith(prefix):
+        return "schema_name", validate_schema_name(ident, allow_public=False)
+    try:
+        return "auth0_org_id", validate_org_id(ident)
+    except InvalidName:
+        if prefix:
+            raise
+        return "schema_name", validate_schema_name(ident, allow_public=False)
+
+
+def unknown_tenant(value: str) -> TenantError:
+    return TenantError(
+        f"No tenant {value} is registered (`manage.py tenant_list` shows the registered ones)."
+    )
+
+
+@dataclass(frozen=True)
+class ListedTenant:
+    schema: str
+    org_id: str
+    name: str
+    status: str
+    schema_exists: bool
+    tags: list[str]
+
+
+def list_tenants(tags: Iterable[str] = ()) -> list[ListedTenant]:
+    """The registered tenants in creation order; with ``tags``, those having every one."""
+    wanted = validate_tags(tags)
     with connect_ready() as conn:
-        return ledger.registered_tenants(conn)
+        rows = conn.execute(
+            """
+            SELECT tr.schema_name, tr.auth0_org_id, tr.organization_name, tr.status,
+                   (n.oid IS NOT NULL), tr.tags
+            FROM public.tenant_registry tr
+            LEFT JOIN pg_namespace n ON n.nspname = tr.schema_name
+            WHERE tr.schema_name <> 'public' AND tr.tags @> %s::varchar[]
+            ORDER BY tr.created_at, tr.id
+            """,
+            [wanted],
+        ).fetchall()
+    return [ListedTenant(*row[:5], tags=list(row[5])) for row in rows]
+
+
+@dataclass(frozen=True)
+class TagChange:
+    schema: str
+    org_id: str
+    name: str
+    before: list[str]
+    tags: list[str]  # after the change
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.tags
+
+
+def set_tenant_tags(
+    ident: str,
+    *,
+    add: Iterable[str] = (),
+    remove: Iterable[str] = (),
+    replace: Iterable[str] | None = None,
+    actor: str,
+) -> TagChange:
+    """Add and remove tags, or ``replace`` them all, on the tenant named by org id or
+    schema: one transaction on its locked registry row, audited as ``tenant.tags`` (before,
+    after). Tags are kept sorted and unique; a change that changes nothing writes nothing.
+    Raises ``InvalidName`` (a bad tag or name: nothing read) or ``TenantError``."""
+    added, removed = validate_tags(add), validate_tags(remove)
+    replaced = None if replace is None else validate_tags(replace)
+    _check_tag_request(added, removed, replaced)
+    column, value = tenant_key(ident)
+    with connect_ready() as conn, conn.transaction():
+        row = conn.execute(
+            sql.SQL(
+                "SELECT id, schema_name, auth0_org_id, organization_name, tags "
+                "FROM public.tenant_registry WHERE {} = %s FOR UPDATE"
+            ).format(sql.Identifier(column)),
+            [value],
+        ).fetchone()
+        if row is None:
+            raise unknown_tenant(value)
+        tenant_id, schema, org_id, name, before = row[0], row[1], row[2], row[3], list(row[4])
+        after = replaced if replaced is not None else sorted({*before, *added} - {*removed})
+        change = TagChange(schema, org_id, name, before, after)
+        if change.changed:
+            _write_tags(conn, tenant_id, change, actor)
+    return change
+
+
+def _check_tag_request(added: list[str], removed: list[str], replaced: list[str] | None) -> None:
+    if replaced is not None and (added or removed):
+        raise TenantError("Either replace the tags or add and remove some, not both.")
+    both = sorted(set(added) & set(removed))
+    if both:
+        raise TenantError(f"Tag(s) {', '.join(both)} both added and removed: refused.")
+
+
+def _write_tags(conn: psycopg.Connection, tenant_id: int, change: TagChange, actor: str) -> None:
+    conn.execute(
+        "UPDATE public.tenant_registry SET tags = %s::varchar[], updated_at = now() WHERE id = %s",
+        [change.tags, tenant_id],
+    )
+    audit.write(
+        conn,
+        "tenant.tags",
+        actor=actor,
+        tenant_schema=change.schema,
+        details={
+            "auth0_org_id": change.org_id,
+            "before": change.before,
+            "after": change.tags,
+            "added": sorted(set(change.tags) - set(change.before)),
+            "removed": sorted(set(change.before) - set(change.tags)),
+        },
+    )

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.errors import EXIT_OK, TenancyError
-from tenancy.engine.names import validate_org_id
+from tenancy.engine.names import split_tags, validate_org_id, validate_tags
 from tenancy.management.actor import cli_actor
 from tenancy.services.runs import set_up_public_if_missing
 from tenancy.services.tenants import create_tenant
@@ -20,22 +20,33 @@ class Command(BaseCommand):
         "Create a tenant for an Auth0 organization (org_ followed by letters, digits and "
         "underscores). Its schema is tenant_<org id in lower case>; the schema, every tenant "
         "migration, the ledger rows, the tenant's roles, its registry row, its domain and an "
-        "audit row are created in one transaction: on any error nothing is left behind. On "
-        "a fresh database the public schema is set up first (as `migrate_tenants --public`)."
+        "audit row are created in one transaction (with its --tag tags): on any error "
+        "nothing is left behind. On a fresh database the public schema is set up first (as "
+        "`migrate_tenants --public`)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("org_id", help="Auth0 organization id, e.g. org_ayHu5XNaTNHMasO5")
         parser.add_argument("--name", help="Organization name (default: the org id).")
+        parser.add_argument(
+            "--tag",
+            action="append",
+            default=[],
+            metavar="TAG",
+            help="A tag of the tenant, e.g. enterprise (repeatable, or comma-separated; "
+            "`tenant_tag` changes them later).",
+        )
         parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
         parser.add_argument("--format", choices=["text", "json"], default="text")
 
     def handle(self, *args: Any, **options: Any) -> None:
         actor = options["actor"] or cli_actor()
         try:
-            validate_org_id(options["org_id"])  # a bad id changes nothing, not even public
+            # A bad id or tag changes nothing, not even public.
+            validate_org_id(options["org_id"])
+            tags = validate_tags(tag for value in options["tag"] for tag in split_tags(value))
             self._set_up_public(actor, quiet=options["format"] == "json")
-            created = create_tenant(options["org_id"], options["name"], actor=actor)
+            created = create_tenant(options["org_id"], options["name"], actor=actor, tags=tags)
         except TenancyError as exc:
             raise CommandError(str(exc), returncode=exc.exit_code) from exc
         if options["format"] == "json":
@@ -48,6 +59,8 @@ class Command(BaseCommand):
             self.stdout.write(f"   Migrations applied: {len(created.migrations_applied)}")
             self.stdout.write(f"   Role: {created.role}")
             self.stdout.write(f"   Domain: {created.domain}")
+            if created.tags:
+                self.stdout.write(f"   Tags: {', '.join(created.tags)}")
             self.stdout.write(f"   Took: {created.elapsed_ms} ms")
             self.stdout.write(f"   Path: {_path(created)}")
 

@@ -7,26 +7,36 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenancy.engine.errors import RunError
+from tenancy.engine.errors import TenancyError
+from tenancy.engine.names import split_tags
 from tenancy.services.placement import placement
 from tenancy.services.tenants import list_tenants
 
 
 class Command(BaseCommand):
     help = (
-        "List every registered tenant: name, schema, Auth0 org id and status (and, on a "
-        "Citus cluster, its worker node)."
+        "List every registered tenant: name, schema, Auth0 org id, status, its tags when it "
+        "has any (and, on a Citus cluster, its worker node). --tag lists only the tenants "
+        "that have every tag given."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--format", choices=["text", "json"], default="text")
+        parser.add_argument(
+            "--tag",
+            action="append",
+            default=[],
+            metavar="TAG",
+            help="Only tenants with this tag (repeatable, or comma-separated: all of them).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        wanted = [tag for value in options["tag"] for tag in split_tags(value)]
         try:
-            tenants = list_tenants()
+            tenants = list_tenants(tags=wanted)
             _, nodes = placement()  # on a Citus cluster: each schema's worker node
-        except RunError as exc:
-            raise CommandError(str(exc)) from exc
+        except TenancyError as exc:
+            raise CommandError(str(exc), returncode=exc.exit_code) from exc
         if options["format"] == "json":
             self.stdout.write(
                 json.dumps(
@@ -38,6 +48,7 @@ class Command(BaseCommand):
                             "status": t.status,
                             "schema_exists": t.schema_exists,
                             "node": nodes.get(t.schema),
+                            "tags": t.tags,
                         }
                         for t in tenants
                     ],
@@ -46,13 +57,16 @@ class Command(BaseCommand):
             )
             return
         if not tenants:
-            self.stdout.write("No tenants registered yet")
+            tagged = f" with tag(s) {', '.join(wanted)}" if wanted else " registered yet"
+            self.stdout.write(f"No tenants{tagged}")
             return
         for number, t in enumerate(tenants, start=1):
             self.stdout.write(f"{number}. {t.name}")
             self.stdout.write(f"   Schema: {t.schema}")
             self.stdout.write(f"   Auth0 Org ID: {t.org_id}")
             self.stdout.write(f"   Status: {t.status}")
+            if t.tags:
+                self.stdout.write(f"   Tags: {', '.join(t.tags)}")
             if t.schema in nodes:
                 self.stdout.write(f"   Node: {nodes[t.schema]}")
             if not t.schema_exists:
