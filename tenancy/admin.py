@@ -263,10 +263,11 @@ class TenantAdmin(admin.ModelAdmin):
         "organization_name",
         "auth0_org_id",
         "status_badge",
-        "tag_list",
         "applied_count",
         "migration_state",
         "last_migration",
+        # After the columns older links sort by (?o=4: applied, ?o=5: migrations).
+        "tag_list",
         "created",
     )
     list_filter = (
@@ -802,6 +803,7 @@ class TenantAdmin(admin.ModelAdmin):
             "active_runs": MigrationRun.objects.filter(status__in=ACTIVE_RUN_STATUSES),
             "drift_offers": drift_offers(request),
             "has_view_permission": self.has_view_permission(request),
+            **_rollout_offer(request),
         }
         return TemplateResponse(request, "admin/tenancy/tenant/run_all_confirmation.html", context)
 
@@ -820,6 +822,16 @@ class TenantAdmin(admin.ModelAdmin):
 
     def _start(self, request: HttpRequest, *, only: list[str] | None, public: bool) -> Any:
         return start_from_admin(request, only=only, public=public)
+
+
+def _rollout_offer(request: HttpRequest) -> dict[str, Any]:
+    """The run-all confirmation's offer of a staged rollout, to whoever may start one."""
+    if not request.user.has_perm(admin_rollouts.PERMISSIONS["start"]):
+        return {}
+    return {
+        "rollout_policies": admin_rollouts.policy_names(),
+        "active_rollout": admin_rollouts.active_rollout(),
+    }
 
 
 def _tags_saved(request: HttpRequest, tenant: Tenant, change: tenant_service.TagChange) -> None:
@@ -1148,3 +1160,7 @@ class SystemConfigurationAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for obj in queryset:
             self.delete_model(request, obj)
+
+
+# The staged rollouts' pages register themselves (their own module: admin_rollouts.py).
+from tenancy import admin_rollouts  # noqa: E402, F401

@@ -20,7 +20,15 @@ from tenancy.engine import statements
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.executor import placeholders
 from tenancy.engine.names import InvalidName, split_tags, validate_tags
-from tenancy.models import AuditLog, MigrationRun, MigrationRunResult, RunStatus, TenantMigration
+from tenancy.models import (
+    ACTIVE_ROLLOUT_STATES,
+    AuditLog,
+    MigrationRun,
+    MigrationRunResult,
+    Rollout,
+    RunStatus,
+    TenantMigration,
+)
 from tenancy.services import fleet, placement, reports, run_records, steps
 from tenancy.services.reports import SchemaState, human_size
 from tenancy.tasks import run_migrations
@@ -678,6 +686,9 @@ def fleet_overview(request: HttpRequest) -> dict[str, Any]:
             if active and active.total_schemas
             else 0,
             "latest_runs": list(MigrationRun.objects.order_by("-started_at", "-id")[:5]),
+            "active_rollout": Rollout.objects.filter(state__in=ACTIVE_ROLLOUT_STATES)
+            .order_by("-pk")
+            .first(),
             # On a Citus cluster: each worker with its tenants (empty elsewhere).
             "nodes": node_counts(request),
             "can_rebalance": request.user.has_perm(REBALANCE_PERMISSION),

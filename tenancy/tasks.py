@@ -48,6 +48,27 @@ def run_migrations(
 
 
 @task()
+def proceed_rollout(*, rollout_id: int, actor: str) -> dict[str, Any]:
+    """Drive a rollout the admin started or approved (services/rollouts.py)."""
+    from tenancy.services import rollouts
+
+    return _rollout_outcome(rollouts.proceed(rollout_id, actor=actor))
+
+
+@task()
+def resume_rollout(*, rollout_id: int, actor: str) -> dict[str, Any]:
+    """Resume a halted or killed rollout from the admin."""
+    from tenancy.services import rollouts
+
+    return _rollout_outcome(rollouts.resume(rollout_id, actor=actor))
+
+
+def _rollout_outcome(report: Any) -> dict[str, Any]:
+    record = report.record
+    return {"rollout_id": record.id, "state": record.state, "exit_code": report.exit_code}
+
+
+@task()
 def refill_pool() -> dict[str, Any]:
     """Fill the pool to ``TENANCY["POOL_SIZE"]`` (fills queue on a lock and count under it:
     several refills never overshoot)."""

@@ -40,6 +40,7 @@ TENANCY_TABLES = [
     "audit_logs",
     "system_configurations",
     "tenant_pool",
+    "tenant_rollouts",
 ]
 
 

@@ -130,6 +130,12 @@ def take_over(conn: psycopg.Connection, record: Record) -> None:
     record.state, record.reason = "running", None
 
 
+def release(conn: psycopg.Connection, record: Record) -> None:
+    """No process drives the rollout now (its creator or approver hands it on)."""
+    conn.execute("UPDATE public.tenant_rollouts SET backend_pid = NULL WHERE id = %s", [record.id])
+    record.backend_pid = None
+
+
 def add_approval(conn: psycopg.Connection, record: Record, actor: str) -> None:
     entry = {"stage": record.current_stage, "actor": actor}
     row = conn.execute(

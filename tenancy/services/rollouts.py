@@ -30,6 +30,7 @@ EXIT_HALTED = 4  # a stage's failures passed its threshold (or its verification 
 EXIT_AWAITING_APPROVAL = 5  # a stage is done and the next one waits for a person
 SCOPE = "tenants"
 SOAK_STEP_S = 1.0  # how often a soak touches the heartbeat and looks for an abort
+OnStage = Callable[[Record, dict[str, Any]], None]  # called after each stage's run
 
 
 @dataclass
@@ -78,14 +79,9 @@ def plan(stages: list[Stage]) -> RolloutReport:
 
 
 # -- the verbs -----------------------------------------------------------------------------
-def start(
-    stages: list[Stage],
-    *,
-    policy: str,
-    actor: str,
-    undo_on_halt: bool = False,
-    on_stage: Callable[[Record, dict[str, Any]], None] | None = None,
-) -> RolloutReport:
+def create(stages: list[Stage], *, policy: str, actor: str, undo_on_halt: bool = False) -> Record:
+    """The rollout's record, its stages resolved now; refused while another is active. The
+    admin creates it in the request and leaves the driving to the worker (``proceed``)."""
     resolved = resolved_stages(stages)
     with closing(db.connect(conf.conninfo())) as conn:
         record = rollout_records.create(
@@ -97,37 +93,65 @@ def start(
             actor=actor,
         )
         _audit(conn, record, "rollout.start", actor, {"stages": _summary(record)})
+        rollout_records.release(conn, record)  # recorded, not driven: this connection closes
+    return record
+
+
+def start(
+    stages: list[Stage],
+    *,
+    policy: str,
+    actor: str,
+    undo_on_halt: bool = False,
+    on_stage: OnStage | None = None,
+) -> RolloutReport:
+    """Create a rollout and drive it here (the command line)."""
+    record = create(stages, policy=policy, actor=actor, undo_on_halt=undo_on_halt)
+    return proceed(record.id, actor=actor, on_stage=on_stage)
+
+
+def proceed(rollout_id: int, *, actor: str, on_stage: OnStage | None = None) -> RolloutReport:
+    """Drive a running rollout from its current stage (a new one, or one just approved),
+    unless a live process already does."""
+    with closing(db.connect(conf.conninfo())) as conn:
+        record = rollout_records.load(conn, rollout_id)
+        if record.state != "running":
+            raise RolloutError(f"Rollout {record.id} is {record.state}: nothing to drive.")
+        _refuse_if_driven(conn, record)
         return _drive(conn, record, actor, on_stage)
 
 
-def resume(
-    rollout_id: int | None,
-    *,
-    actor: str,
-    on_stage: Callable[[Record, dict[str, Any]], None] | None = None,
-) -> RolloutReport:
+def resume(rollout_id: int | None, *, actor: str, on_stage: OnStage | None = None) -> RolloutReport:
     """Continue a halted or killed rollout from its first stage not done or with failed
     schemas (the latest active one without an id)."""
     with closing(db.connect(conf.conninfo())) as conn:
-        record = _find(conn, rollout_id)
-        if record.state == "awaiting_approval":
-            raise RolloutError(
-                f"Rollout {record.id} waits for approval of stage "
-                f"{record.current_stage + 1}: `migrate_tenants --approve {record.id}`."
-            )
-        _refuse_if_driven(conn, record)
+        record = _resumable(conn, rollout_id)
         record.current_stage = _first_unfinished(record)
         _audit(conn, record, "rollout.resume", actor, {"from_stage": record.current_stage + 1})
         return _drive(conn, record, actor, on_stage)
 
 
-def approve(
-    rollout_id: int,
-    *,
-    actor: str,
-    on_stage: Callable[[Record, dict[str, Any]], None] | None = None,
-) -> RolloutReport:
-    """A person lets a waiting rollout start its next stage; it continues here."""
+def check_resumable(rollout_id: int) -> Record:
+    """The rollout, if ``resume`` would take it now (else RolloutError): the admin asks
+    before it queues the worker's job."""
+    with closing(db.connect(conf.conninfo())) as conn:
+        return _resumable(conn, rollout_id)
+
+
+def _resumable(conn: psycopg.Connection, rollout_id: int | None) -> Record:
+    record = _find(conn, rollout_id)
+    if record.state == "awaiting_approval":
+        raise RolloutError(
+            f"Rollout {record.id} waits for approval of stage {record.current_stage + 2}: "
+            f"`migrate_tenants --approve {record.id}`."
+        )
+    _refuse_if_driven(conn, record)
+    return record
+
+
+def record_approval(rollout_id: int, *, actor: str) -> Record:
+    """A person lets a waiting rollout start its next stage: recorded and audited; the
+    rollout is running again, for ``proceed`` (here, or the worker's job) to drive."""
     with closing(db.connect(conf.conninfo())) as conn:
         record = rollout_records.load(conn, rollout_id)
         if record.state != "awaiting_approval":
@@ -135,8 +159,16 @@ def approve(
         rollout_records.add_approval(conn, record, actor)
         record.current_stage += 1
         rollout_records.save_stages(conn, record)
+        rollout_records.set_state(conn, record, "running")
+        rollout_records.release(conn, record)
         _audit(conn, record, "rollout.approve", actor, {"next_stage": record.current_stage + 1})
-        return _drive(conn, record, actor, on_stage)
+        return record
+
+
+def approve(rollout_id: int, *, actor: str, on_stage: OnStage | None = None) -> RolloutReport:
+    """Approve, then drive the rest here (the command line)."""
+    record_approval(rollout_id, actor=actor)
+    return proceed(rollout_id, actor=actor, on_stage=on_stage)
 
 
 def abort(rollout_id: int, *, actor: str, reason: str = "") -> Record:
@@ -181,10 +213,7 @@ def _first_unfinished(record: Record) -> int:
 
 # -- driving -------------------------------------------------------------------------------
 def _drive(
-    conn: psycopg.Connection,
-    record: Record,
-    actor: str,
-    on_stage: Callable[[Record, dict[str, Any]], None] | None,
+    conn: psycopg.Connection, record: Record, actor: str, on_stage: OnStage | None
 ) -> RolloutReport:
     rollout_records.take_over(conn, record)
     while record.current_stage < len(record.stages):
