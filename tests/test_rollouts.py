@@ -245,3 +245,36 @@ def test_bad_or_conflicting_rollout_options_are_refused(fleet, args, message):
     assert code == 1 and message in err, (out, err)
     assert query("SELECT count(*) FROM public.tenant_rollouts") == [(0,)]
     assert not any(has_004(s) for s in fleet)
+
+
+def test_a_stage_check_runs_as_the_tenant_and_halts_when_false(fleet, settings):
+    poisoned = fleet[1]
+    poison(poisoned)  # its organizations table names 'poison'
+    # True only as the tenant's role (not the engine's login) on a tenant without poison.
+    cure_first = (
+        "SELECT current_user <> session_user "
+        "AND NOT EXISTS (SELECT 1 FROM organizations WHERE name = 'poison')"
+    )
+    settings.TENANCY = {
+        **settings.TENANCY,
+        "ROLLOUTS": {
+            "checked": [
+                {"name": "first", "schemas": [fleet[0]], "verify": True, "check": cure_first},
+                {"name": "second", "schemas": [poisoned, fleet[2]], "check": cure_first},
+                {"name": "rest"},
+            ]
+        },
+    }
+    # The file itself must not fail on the poisoned tenant: this one checks nothing.
+    (Path(settings.TENANCY["MIGRATIONS_DIR"]) / "tenant" / "004_invoices.sql").write_text(
+        "-- UP\nCREATE TABLE invoices (id int);\n-- DOWN\nDROP TABLE invoices;\n"
+    )
+    code, out, err = run_command("migrate_tenants", "--rollout", "checked")
+    assert code == rollouts.EXIT_HALTED, (out, err)
+    assert "verification failed" in err and poisoned in err
+    _id, state, stage = rollout_row()
+    assert (state, stage) == ("halted", 1)
+    record = query("SELECT stages FROM public.tenant_rollouts")[0][0]
+    assert record[0]["state"] == "done" and not record[0].get("verify_problems")
+    assert record[1]["verify_problems"] == [f"{poisoned}: check {cure_first!r} is not true"]
+    assert not any(has_004(s) for s in fleet[3:])  # the rest never started
