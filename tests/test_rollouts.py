@@ -5,6 +5,7 @@ holds, --dry-run changes nothing, --undo-on-halt restores the canaries, tags sel
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from pathlib import Path
@@ -278,3 +279,21 @@ def test_a_stage_check_runs_as_the_tenant_and_halts_when_false(fleet, settings):
     assert record[0]["state"] == "done" and not record[0].get("verify_problems")
     assert record[1]["verify_problems"] == [f"{poisoned}: check {cure_first!r} is not true"]
     assert not any(has_004(s) for s in fleet[3:])  # the rest never started
+
+
+@pytest.mark.parametrize(
+    ("stages", "message"),
+    [
+        ([{"tags": ["EU"]}, {}], "Tags are lower case: 'eu'"),
+        ([{"count": 1, "percent": 5}, {}], "count and percent exclude each other"),
+        ([{"name": "a", "count": 2}, {"name": "b", "tags": ["x"]}], "remove its selection"),
+        ([{"repeat": True}, {}], "a repeated stage needs a count or percent"),
+        ([{"order": "random"}, {}], "order is one of"),
+        ([{"created_before": "soon"}, {}], "is an ISO date"),
+        ([{"colour": "red"}, {}], "unknown key(s) colour"),
+        ([], "non-empty list of stages"),
+    ],
+)
+def test_a_policy_that_cannot_be_used_is_refused_in_one_line(stages, message):
+    with pytest.raises(rollout_policy.PolicyError, match=re.escape(message)):
+        rollout_policy.named_policy("p", {"p": stages}, jobs=1)

@@ -24,6 +24,7 @@ from datetime import date
 from typing import Any
 
 from tenancy.engine.errors import TenancyError
+from tenancy.engine.names import InvalidName, validate_tags
 
 AD_HOC = "ad hoc"
 SELECTION_KEYS = {
@@ -189,6 +190,10 @@ def _check_selection(selection: dict[str, Any], where: str) -> None:
         value = selection.get(key, [])
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise PolicyError(f"{where}: {key} is a list of names.")
+    try:
+        validate_tags(selection.get("tags", []))
+    except InvalidName as exc:
+        raise PolicyError(f"{where}: {exc}") from exc
     for key in ("created_before", "created_after"):
         if key in selection:
             try:
