@@ -6,6 +6,7 @@ approve the next stage, resume, abort. The work is services/rollouts.py's; the w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -17,9 +18,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from tenancy import conf
+from tenancy.admin import ReadOnlyAdmin, log_admin_action
 from tenancy.admin_views import actor_for, badge, when
 from tenancy.engine.errors import TenancyError
 from tenancy.models import ACTIVE_ROLLOUT_STATES, Rollout
+from tenancy.services.rollout_policy import stage_settings
 
 PERMISSIONS = {
     "start": "tenancy.start_rollout",
@@ -63,24 +66,11 @@ def stage_rows(rollout: Rollout) -> list[dict[str, Any]]:
                     (run_id, reverse("admin:tenancy_migrationrun_change", args=[run_id]))
                     for run_id in stage.get("run_ids", [])
                 ],
-                "settings": _stage_settings(stage),
+                "settings": ", ".join(stage_settings(stage)),
                 "current": number - 1 == rollout.current_stage,
             }
         )
     return rows
-
-
-def _stage_settings(stage: dict[str, Any]) -> str:
-    parts = [f"jobs {stage.get('jobs', 1)}", f"max failures {stage.get('max_failures', 0)}"]
-    if stage.get("verify"):
-        parts.append("verify")
-    if stage.get("check"):
-        parts.append(f"check {stage['check']}")
-    if stage.get("soak"):
-        parts.append(f"soak {stage['soak']:g} s")
-    if stage.get("approve"):
-        parts.append("then waits for approval")
-    return ", ".join(parts)
 
 
 def progress(rollout: Rollout) -> dict[str, Any]:
@@ -101,22 +91,13 @@ def progress(rollout: Rollout) -> dict[str, Any]:
 
 
 @admin.register(Rollout)
-class RolloutAdmin(admin.ModelAdmin):
+class RolloutAdmin(ReadOnlyAdmin):
     list_display = ("id", "policy", "state_badge", "stage", "failed", "started_by", "started")
     list_display_links = ("id", "policy")
     list_filter = ("state", "policy")
     fields = ("state_badge", "stage", "reason", "policy", "started_by", "started", "approved")
     readonly_fields = fields
     change_form_template = "admin/tenancy/rollout/change_form.html"
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # started from the run-all confirmation (or the command line)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Whoever may act on rollouts may follow them.
@@ -213,7 +194,7 @@ class RolloutAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(back)
         proceed_rollout.enqueue(rollout_id=record.id, actor=actor_for(request))
         rollout = Rollout.objects.get(pk=record.id)
-        _logged(request, rollout, ADDITION, f"Started rollout {record.id} ({name})")
+        log_admin_action(request, rollout, ADDITION, f"Started rollout {record.id} ({name})")
         messages.success(request, f"Rollout {record.id} ({name}) started: the worker drives it.")
         return _to_page(rollout)
 
@@ -221,47 +202,54 @@ class RolloutAdmin(admin.ModelAdmin):
         from tenancy.services import rollouts
         from tenancy.tasks import proceed_rollout
 
-        _require(request, "approve")
-        rollout = get_object_or_404(Rollout, pk=object_id)
-        try:
-            rollouts.record_approval(rollout.pk, actor=actor_for(request))
-        except TenancyError as exc:
-            messages.error(request, str(exc))
-            return _to_page(rollout)
-        proceed_rollout.enqueue(rollout_id=rollout.pk, actor=actor_for(request))
-        _logged(request, rollout, CHANGE, f"Approved the next stage of rollout {rollout.pk}")
-        messages.success(request, f"Approved: the worker starts stage {rollout.current_stage + 2}.")
-        return _to_page(rollout)
+        def approve(pk: int, actor: str) -> str:
+            record = rollouts.record_approval(pk, actor=actor)
+            return f"Approved: the worker starts stage {record.current_stage + 1}."
+
+        return _act(request, object_id, "approve", approve, proceed_rollout)
 
     def resume_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         from tenancy.services import rollouts
         from tenancy.tasks import resume_rollout
 
-        _require(request, "resume")
-        rollout = get_object_or_404(Rollout, pk=object_id)
-        try:
-            rollouts.check_resumable(rollout.pk)
-        except TenancyError as exc:
-            messages.error(request, str(exc))
-            return _to_page(rollout)
-        resume_rollout.enqueue(rollout_id=rollout.pk, actor=actor_for(request))
-        _logged(request, rollout, CHANGE, f"Resumed rollout {rollout.pk}")
-        messages.success(request, f"Rollout {rollout.pk}: resume queued for the worker.")
-        return _to_page(rollout)
+        def resume(pk: int, actor: str) -> str:
+            rollouts.check_resumable(pk)
+            return f"Rollout {pk}: resume queued for the worker."
+
+        return _act(request, object_id, "resume", resume, resume_rollout)
 
     def abort_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         from tenancy.services import rollouts
 
-        _require(request, "abort")
-        rollout = get_object_or_404(Rollout, pk=object_id)
-        try:
-            rollouts.abort(rollout.pk, actor=actor_for(request), reason="from the admin")
-        except TenancyError as exc:
-            messages.error(request, str(exc))
-            return _to_page(rollout)
-        _logged(request, rollout, CHANGE, f"Aborted rollout {rollout.pk}")
-        messages.success(request, f"Rollout {rollout.pk} aborted: nothing more is started.")
+        def abort(pk: int, actor: str) -> str:
+            rollouts.abort(pk, actor=actor, reason="from the admin")
+            return f"Rollout {pk} aborted: nothing more is started."
+
+        return _act(request, object_id, "abort", abort)
+
+
+def _act(
+    request: HttpRequest,
+    object_id: int,
+    verb: str,
+    call: Callable[[int, str], str],
+    task: Any = None,
+) -> HttpResponse:
+    """A verb on a rollout: its permission (POST only), the service call (its refusal shown
+    as a message), the worker's job if it has one, the admin's history, back to the page."""
+    _require(request, verb)
+    rollout = get_object_or_404(Rollout, pk=object_id)
+    actor = actor_for(request)
+    try:
+        done = call(rollout.pk, actor)
+    except TenancyError as exc:
+        messages.error(request, str(exc))
         return _to_page(rollout)
+    if task is not None:
+        task.enqueue(rollout_id=rollout.pk, actor=actor)
+    log_admin_action(request, rollout, CHANGE, f"{verb.capitalize()}: rollout {rollout.pk}")
+    messages.success(request, done)
+    return _to_page(rollout)
 
 
 def _require(request: HttpRequest, verb: str) -> None:
@@ -271,9 +259,3 @@ def _require(request: HttpRequest, verb: str) -> None:
 
 def _to_page(rollout: Rollout) -> HttpResponse:
     return HttpResponseRedirect(reverse("admin:tenancy_rollout_change", args=[rollout.pk]))
-
-
-def _logged(request: HttpRequest, rollout: Rollout, flag: int, message: str) -> None:
-    from tenancy.admin import log_admin_action
-
-    log_admin_action(request, rollout, flag, message)

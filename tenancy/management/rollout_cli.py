@@ -141,6 +141,7 @@ def _stages(o: dict[str, Any]) -> list[Any]:
 
 def _show(command: BaseCommand, report: Any, o: dict[str, Any]) -> int:
     from tenancy.management.output import write_json
+    from tenancy.services import rollout_policy
 
     if o["format"] == "json":
         write_json(command.stdout, report.to_dict())
@@ -152,25 +153,11 @@ def _show(command: BaseCommand, report: Any, o: dict[str, Any]) -> int:
         shown = ", ".join(schemas[:10]) + (" …" if len(schemas) > 10 else "")
         out.write(
             f"Stage {i} {stage['name']}: {len(schemas)} schema(s), {stage['with_pending']} "
-            f"with pending steps; jobs {stage['jobs']}, max_failures {stage['max_failures']}"
-            + "".join(_extras(stage))
+            f"with pending steps; {', '.join(rollout_policy.stage_settings(stage))}"
         )
         out.write(f"  schemas: {shown or '(none)'}")
         out.write(f"  steps: {', '.join(stage['pending_files']) or '(nothing pending)'}")
     return 0
-
-
-def _extras(stage: dict[str, Any]) -> list[str]:
-    extras = []
-    if stage.get("verify"):
-        extras.append(", verify")
-    if stage.get("check"):
-        extras.append(f", check {stage['check']!r}")
-    if stage.get("soak"):
-        extras.append(f", soak {stage['soak']:g} s")
-    if stage.get("approve"):
-        extras.append(", then waits for approval")
-    return extras
 
 
 def _stage_line(record: Any, stage: dict[str, Any]) -> str:

@@ -214,3 +214,17 @@ def _checked(stages: list[Stage], policy: str) -> list[Stage]:
     if len(set(names)) != len(names):
         raise PolicyError(f"Rollout policy {policy!r}: stage names must differ ({names}).")
     return stages
+
+
+def stage_settings(stage: dict[str, Any]) -> list[str]:
+    """A recorded stage's settings in words (the command's dry run, the admin's page)."""
+    parts = [f"jobs {stage.get('jobs', 1)}", f"max_failures {stage.get('max_failures', 0)}"]
+    if stage.get("verify"):
+        parts.append("verify")
+    if stage.get("check"):
+        parts.append(f"check {stage['check']!r}")
+    if stage.get("soak"):
+        parts.append(f"soak {stage['soak']:g} s")
+    if stage.get("approve"):
+        parts.append("then waits for approval")
+    return parts
