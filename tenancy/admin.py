@@ -454,12 +454,19 @@ class TenantAdmin(admin.ModelAdmin):
                         reverse("admin:tenancy_tenant_change", args=[new.pk])
                     )
                 return HttpResponseRedirect(reverse("admin:index"))
+        limit_notice = None  # the hourly limit, told before a submission meets it
+        if request.method != "POST":
+            try:
+                limit_notice = tenant_service.hourly_quota().blocked
+            except TenancyError:  # no database: a submission says why
+                limit_notice = None
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": "Create tenant",
             "form": form,
             "has_view_permission": self.has_view_permission(request),
+            "limit_notice": limit_notice,
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/tenancy/tenant/create_tenant.html", context)

@@ -215,6 +215,38 @@ def test_creations_per_hour_limit(ready, settings):
     create_tenant("org_third3", actor="test")
 
 
+def test_the_limit_message_names_its_setting_and_when_creation_reopens(ready, settings):
+    """Reopens an hour after the oldest of the last `limit` creations, however many more
+    the last hour holds (a lowered limit, an override)."""
+    create_tenant("org_second2", actor="test")
+    create_tenant("org_third3", actor="test")
+    with connect() as conn:
+        for org_id, minutes in (("org_acme1", 50), ("org_second2", 40), ("org_third3", 30)):
+            conn.execute(
+                "UPDATE audit_logs SET created_at = now() - make_interval(mins => %s) "
+                "WHERE action = 'tenant.create' AND details->>'auth0_org_id' = %s",
+                [minutes, org_id],
+            )
+    settings.TENANCY = {**settings.TENANCY, "MAX_CREATIONS_PER_HOUR": 2}
+    [(reopens,)] = query(
+        "SELECT to_char((created_at + interval '1 hour') AT TIME ZONE 'UTC', "
+        "'YYYY-MM-DD HH24:MI:SS') FROM audit_logs WHERE details->>'auth0_org_id' = 'org_second2'"
+    )
+    with pytest.raises(tenants.CreationLimitReached) as info:
+        create_tenant("org_fourth4", actor="test")
+    message = str(info.value)
+    assert 'TENANCY["MAX_CREATIONS_PER_HOUR"] = 2, is reached' in message
+    assert f"Creation reopens at {reopens} UTC (in 20 min)" in message
+    assert "the environment variable TENANCY_MAX_CREATIONS_PER_HOUR" in message
+    assert "Try again later" not in message
+    assert info.value.limit == 2 and info.value.reopens_at is not None
+    code, _, err = run_command("tenant_create", "org_fourth4")
+    assert code == 1 and f"Creation reopens at {reopens} UTC" in err
+    assert 'raise TENANCY["MAX_CREATIONS_PER_HOUR"]' in err and "Traceback" not in err
+    quota = tenants.hourly_quota()
+    assert (quota.limit, quota.used, quota.left) == (2, 2, 0) and quota.blocked is not None
+
+
 def test_creation_is_audited_with_its_actor(public_ready):
     code, _, err = run_command("tenant_create", "org_audited1", "--actor", "alice@example.com")
     assert code == 0, err

@@ -107,3 +107,29 @@ def write_plan(
 
 def write_json(out: OutputWrapper, payload: dict[str, Any]) -> None:
     out.write(json.dumps(payload, indent=2, default=str))
+
+
+class RowProgress(Progress):
+    """Progress over the rows of a file (`tenant_create --from-file`): the bar on a
+    terminal, failed rows as lines above it; piped, one line per row."""
+
+    def __init__(
+        self,
+        out: OutputWrapper,
+        style: Any,
+        *,
+        total: int,
+        verbosity: int,
+        tty: bool | None = None,
+    ):
+        super().__init__(out, style, total=total, verbosity=verbosity, show_sql=False, tty=tty)
+
+    def row(self, text: str, *, failed: bool) -> None:
+        self.done += 1
+        self.failed += failed
+        if failed:
+            self._line(self.style.ERROR(text))
+        elif self.verbosity >= 1 and (not self.tty or self.verbosity >= 2):
+            self._line(text)
+        if self.tty and self.verbosity >= 1:
+            self._bar()

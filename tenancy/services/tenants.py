@@ -7,7 +7,11 @@ are renamed to the tenant's, then registered as a direct creation would; when no
 is usable it builds the tenant directly in that transaction, and says which path it took.
 
 A tenant's tags (``tenant_registry.tags``) are written with its registry row, on either
-path, and changed later by ``set_tenant_tags`` (one transaction, audited as ``tenant.tags``)."""
+path, and changed later by ``set_tenant_tags`` (one transaction, audited as ``tenant.tags``).
+
+The hourly creation limit (``TENANCY["MAX_CREATIONS_PER_HOUR"]``) refuses with
+``CreationLimitReached``, whose message names the setting and when creation reopens;
+``override_hourly_limit`` creates past it (the creation's audit row says so)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -61,6 +66,20 @@ class TenantError(TenancyError):
     """A tenant operation refused or failed; the message says why, for the user."""
 
 
+class CreationLimitReached(TenantError):
+    """The hourly creation limit is reached: the message names the setting and when
+    creation reopens (``reopens_at``, UTC; None when the limit is 0)."""
+
+    def __init__(self, message: str, *, limit: int, reopens_at: datetime | None):
+        super().__init__(message)
+        self.limit, self.reopens_at = limit, reopens_at
+
+
+HOURLY_LIMIT_SETTING = 'TENANCY["MAX_CREATIONS_PER_HOUR"]'
+HOURLY_LIMIT_ENV = "TENANCY_MAX_CREATIONS_PER_HOUR"  # the example project's settings
+HOURLY_OVERRIDE_ACTION = "tenant.hourly_limit_override"
+
+
 @dataclass
 class CreationContext:
     conn: psycopg.Connection
@@ -80,6 +99,8 @@ class CreationContext:
     pool_schema: str | None = None  # the claimed pool schema's name
     pool_notes: list[str] = field(default_factory=list)  # why direct, what a claim did
     tags: list[str] = field(default_factory=list)  # validated, sorted, unique
+    override_hourly_limit: bool = False  # asked for: create past TENANCY's hourly limit
+    past_hourly_limit: bool = False  # and this creation did
 
 
 @dataclass(frozen=True)
@@ -138,6 +159,7 @@ class CreatedTenant:
     pool_schema: str | None = None
     pool_notes: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    past_hourly_limit: bool = False  # created past the hourly limit (override_hourly_limit)
 
 
 def _check_free(ctx: CreationContext) -> None:
@@ -167,10 +189,106 @@ def _check_limits(ctx: CreationContext) -> None:
             "tenants exist."
         )
     if facts.recent_creations >= max_per_hour:
-        raise TenantError(
-            f"Too many tenants created in the last hour: the limit, "
-            f"TENANCY['MAX_CREATIONS_PER_HOUR'] = {max_per_hour}, is reached (creations are "
-            "counted up to it). Try again later."
+        if not ctx.override_hourly_limit:
+            raise hourly_limit_error(ctx.conn, max_per_hour)
+        ctx.past_hourly_limit = True
+
+
+def hourly_limit_error(conn: psycopg.Connection, limit: int) -> CreationLimitReached:
+    """The refusal of a creation at the hourly limit, naming the setting and when creation
+    reopens: an hour after the oldest of the last ``limit`` creations."""
+    fix = (
+        f"To allow more, raise {HOURLY_LIMIT_SETTING} (the environment variable "
+        f"{HOURLY_LIMIT_ENV} in the example project's settings)."
+    )
+    if limit <= 0:
+        return CreationLimitReached(
+            f"Tenant creation is off: {HOURLY_LIMIT_SETTING} is {limit}. {fix}",
+            limit=limit,
+            reopens_at=None,
+        )
+    reopens = _reopens_at(conn, limit)
+    when = (
+        f"Creation reopens at {reopens[0]:%Y-%m-%d %H:%M:%S} UTC ({_until(reopens[1])}), an "
+        f"hour after the oldest of the last {limit} creation(s)."
+        if reopens
+        else "Creation reopens as soon as the oldest of them is an hour old."
+    )
+    return CreationLimitReached(
+        f"Too many tenants created in the last hour: the limit, {HOURLY_LIMIT_SETTING} = "
+        f"{limit}, is reached (creations are counted up to it). {when} {fix}",
+        limit=limit,
+        reopens_at=reopens[0] if reopens else None,
+    )
+
+
+def _reopens_at(conn: psycopg.Connection, limit: int) -> tuple[datetime, float] | None:
+    """When the ``limit``-th newest creation of the last hour leaves the window (then fewer
+    than ``limit`` are counted), in UTC, and the seconds until then by the server's clock;
+    None if fewer are counted by now."""
+    row = conn.execute(
+        "SELECT created_at + interval '1 hour', "
+        "extract(epoch FROM created_at + interval '1 hour' - clock_timestamp()) "
+        "FROM public.audit_logs "
+        "WHERE action = 'tenant.create' AND created_at > now() - interval '1 hour' "
+        "ORDER BY created_at DESC OFFSET %s LIMIT 1",
+        [limit - 1],
+    ).fetchone()
+    return (row[0].astimezone(UTC), float(row[1])) if row else None
+
+
+def _until(seconds: float) -> str:
+    """In N min (rounded up), or in under a minute."""
+    if seconds < 60:
+        return "in under a minute"
+    return f"in {int(-(-seconds // 60))} min"
+
+
+@dataclass(frozen=True)
+class HourlyQuota:
+    """Creations the hourly limit allows now: ``limit``, those of the last hour (counted up
+    to it), and the refusal a creation would meet now (None: it would pass)."""
+
+    limit: int
+    used: int
+    blocked: CreationLimitReached | None
+
+    @property
+    def left(self) -> int:
+        return max(0, self.limit - self.used)
+
+
+def hourly_quota() -> HourlyQuota:
+    """The hourly limit's state, read now (the admin's Create tenant page, dry runs)."""
+    limit = int(conf.setting("MAX_CREATIONS_PER_HOUR"))
+    with connect_ready() as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM public.audit_logs WHERE action = "
+            "'tenant.create' AND created_at > now() - interval '1 hour' LIMIT %s) AS c",
+            [max(limit, 0)],
+        ).fetchone()
+        used = int(row[0]) if row else 0
+        blocked = hourly_limit_error(conn, limit) if used >= limit else None
+    return HourlyQuota(limit, used, blocked)
+
+
+def audit_hourly_override(actor: str, org_ids: list[str], *, source: str = "") -> None:
+    """The audit row of creations made past the hourly limit on request: who, how many,
+    which (each one's ``tenant.create`` row also says ``past_hourly_limit``)."""
+    if not org_ids:
+        return
+    with connect_ready() as conn:
+        audit.write(
+            conn,
+            HOURLY_OVERRIDE_ACTION,
+            actor=actor,
+            details={
+                "setting": HOURLY_LIMIT_SETTING,
+                "limit": int(conf.setting("MAX_CREATIONS_PER_HOUR")),
+                "count": len(org_ids),
+                "auth0_org_ids": org_ids,
+                **({"source": source} if source else {}),
+            },
         )
 
 
@@ -287,6 +405,7 @@ def _audit(ctx: CreationContext) -> None:
             **({"pool_schema": ctx.pool_schema} if ctx.pool_schema else {}),
             **({"pool_notes": ctx.pool_notes} if ctx.pool_notes else {}),
             **({"tags": ctx.tags} if ctx.tags else {}),
+            **({"past_hourly_limit": True} if ctx.past_hourly_limit else {}),
         },
     )
 
@@ -677,11 +796,17 @@ def _refuse_with_project_model() -> None:
 
 
 def create_tenant(
-    org_id: str, name: str | None = None, *, actor: str = "system", tags: Iterable[str] = ()
+    org_id: str,
+    name: str | None = None,
+    *,
+    actor: str = "system",
+    tags: Iterable[str] = (),
+    override_hourly_limit: bool = False,
 ) -> CreatedTenant:
     """Create a tenant, all or nothing, with ``tags`` on its registry row. Raises
     ``InvalidName`` (bad id or tag: no SQL ran) or ``TenantError`` (refused or failed:
-    nothing was left behind)."""
+    nothing was left behind; ``CreationLimitReached`` at the hourly limit, unless
+    ``override_hourly_limit``: the creation's audit row then says ``past_hourly_limit``)."""
     _refuse_with_project_model()
     started = time.monotonic()
     validate_org_id(org_id)
@@ -690,6 +815,7 @@ def create_tenant(
     with connect_ready() as conn:
         ctx = _context(conn, org_id, name, actor)
         ctx.tags = checked_tags
+        ctx.override_hourly_limit = override_hourly_limit
         off = citus_pool_reason(conn) or pool_off_reason(ctx.migrations)
         steps = CREATION_STEPS if off else CLAIM_STEPS
         if off and pool_size():
@@ -707,13 +833,16 @@ def create_tenant(
     return created
 
 
-def check_creation(org_id: str, name: str | None = None) -> CreatedTenant:
+def check_creation(
+    org_id: str, name: str | None = None, *, override_hourly_limit: bool = False
+) -> CreatedTenant:
     """What ``create_tenant`` would create, checked as it checks (names, tenant files,
     registry, case twins, limits), changing nothing: a dry run."""
     validate_org_id(org_id)
     validate_org_name(name, org_id)
     with connect_ready() as conn:
         ctx = _context(conn, org_id, name, actor="")
+        ctx.override_hourly_limit = override_hourly_limit
         with conn.transaction():
             _check_free(ctx)
             _check_limits(ctx)
@@ -734,6 +863,7 @@ def _created(ctx: CreationContext, elapsed_ms: int) -> CreatedTenant:
         pool_schema=ctx.pool_schema,
         pool_notes=list(ctx.pool_notes),
         tags=list(ctx.tags),
+        past_hourly_limit=ctx.past_hourly_limit,
     )
 
 
