@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install lint bench bench-pooler clean-db test-deps citus
+.PHONY: run test install lint bench bench-pooler stop-db clean-db test-deps citus
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,21 +16,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# A warm pool of 5 ready tenant schemas (docs/tenants.md); TENANCY_POOL_SIZE=0 make run: none.
-run: export TENANCY_POOL_SIZE ?= 5
+# manage.py run_demo (tenancy/management/commands/run_demo.py): public (stops here, with
+# hints, when it cannot migrate), the tenants (a failed schema is summarised with its run's
+# admin URL and the rest goes on), the demo tenant and login, the warm pool (its size is
+# TENANCY_POOL_SIZE, default 5 in employer_portal/settings.py), then the job worker and
+# the web server, stopped together; the login is printed again once the server answers.
+# make run PUBLIC_ONLY=1: tenant migrations are listed as pending, not applied.
 run: install
-	@$(PY) manage.py migrate_tenants --public && $(PY) manage.py migrate_tenants || { \
-		echo "make run: the migrations above did not complete. Fix what they name, or:"; \
-		echo "  .venv/bin/python manage.py migrate_tenants --dry-run   (what is wrong, per schema)"; \
-		echo "  .venv/bin/python manage.py migrate_tenants --allow-missing   (an applied file was deleted)"; \
-		echo "  make clean-db && make run   (start over with an empty embedded database)"; \
-		exit 1; }
-	$(PY) manage.py bootstrap_demo --url http://$(HOST):$(PORT)/admin/
-	$(PY) manage.py tenant_pool --fill
-	@# The admin's background job worker runs beside the web server and stops with it.
-	$(PY) manage.py db_worker --queue-name '*' & WORKER=$$!; \
-	trap 'kill $$WORKER 2>/dev/null; wait $$WORKER 2>/dev/null' EXIT INT TERM; \
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	@$(PY) manage.py run_demo $(HOST):$(PORT) $(if $(PUBLIC_ONLY),--public-only)
 
 # Two workers (pytest-xdist), each with its own test database; PYTEST_WORKERS=0 runs serially.
 # loadfile: a test file runs whole, in order, on one worker (test_citus*.py are scenarios on
@@ -41,9 +34,11 @@ test: install test-deps
 
 # Real parts the tests start: Debian's chromium (the browser tests, driven by Playwright;
 # never `playwright install`, its downloads are not reachable) and Debian's pgbouncer (the
-# pooler tests). Installed with apt-get when missing; CI runs as root.
+# pooler tests) and shellcheck (the migration pipeline script's lint, tests/test_pipeline.py).
+# Installed with apt-get when missing; CI runs as root.
 TEST_PACKAGES := $(if $(wildcard /usr/bin/chromium),,chromium) \
-	$(if $(wildcard /usr/sbin/pgbouncer),,pgbouncer)
+	$(if $(wildcard /usr/sbin/pgbouncer),,pgbouncer) \
+	$(if $(wildcard /usr/bin/shellcheck),,shellcheck)
 test-deps:
 	@if [ -n "$(strip $(TEST_PACKAGES))" ]; then \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
@@ -71,15 +66,17 @@ bench: install
 bench-pooler: install test-deps
 	$(PY) bench/bench_pooler.py $(BENCH_ARGS)
 
-# Stops the embedded PostgreSQL and deletes its data folder.
-# (pg_ctl refuses root; the server runs as pgserver's own user, so signal it: SIGINT is
-# PostgreSQL's fast shutdown.)
-clean-db:
-	-@if [ -f .pgdata/postmaster.pid ]; then \
-		pid=$$(head -1 .pgdata/postmaster.pid); kill -INT $$pid; \
-		while kill -0 $$pid 2>/dev/null; do sleep 0.2; done; \
-	fi
-	rm -rf .pgdata
+# The embedded PostgreSQL keeps running after make run (a second shell and the tests share
+# it). stop-db stops it and keeps its data (the next command starts it again); clean-db
+# stops it and deletes its data folder. The stop signals the postmaster only when it is the
+# one working in that folder (employer_portal/embedded_db.py, stop_server).
+PGDATA_DIR := $(or $(EMPLOYER_PORTAL_PGDATA),.pgdata)
+stop-db:
+	@if [ -x $(PY) ]; then EMPLOYER_PORTAL_PGDATA=$(PGDATA_DIR) $(PY) -m employer_portal.embedded_db stop; \
+	else echo "make stop-db: no $(VENV) yet, so no embedded PostgreSQL was started from it"; fi
+
+clean-db: stop-db
+	rm -rf $(PGDATA_DIR)
 
 # PNGs of the admin (overview, tenant list, failed run, confirmation pages) at 1400x900
 # and 390x844, from a browser test on a 21-tenant fleet, into screenshots/ (git-ignored).

@@ -27,7 +27,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -41,6 +43,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = BASE_DIR / ".pgdata"
 PID_FILE_LINES = 8  # what pgserver's PostmasterInfo requires
 READY_WAIT_S = 15.0  # a server starting up or shutting down settles within this
+STOP_WAIT_S = 60.0  # a fast shutdown: sessions ended, a checkpoint written
 
 
 class EmbeddedServerError(ImproperlyConfigured):
@@ -314,3 +317,45 @@ def _wait_ready(pid_file: Path, pid: int, folder: Path) -> None:
         if _parsable(lines) and lines[-1].strip() == "ready":
             return
         time.sleep(0.2)
+
+
+# -- make stop-db ------------------------------------------------------------------------------
+def stop_server(folder: Path | None = None) -> str:
+    """Stop the embedded server of ``folder`` (default: ``data_dir()``), keeping its data:
+    SIGINT to its postmaster, PostgreSQL's fast shutdown (pg_ctl refuses root, and under root
+    the server runs as pgserver's own user), then wait until it is gone. What was done, in
+    one line; a pid file naming another program is not signalled."""
+    folder = folder or data_dir()
+    pid = _pid_of(_read_lines(folder / "postmaster.pid") or [])
+    if pid is None or not _is_our_postmaster(pid, folder):
+        return f"The embedded PostgreSQL in {folder} is not running."
+    os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + STOP_WAIT_S
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        raise EmbeddedServerError(
+            f"the embedded PostgreSQL in {folder} (pid {pid}) did not stop within "
+            f"{STOP_WAIT_S:.0f} s; its log: {folder / 'log'}"
+        )
+    return (
+        f"Stopped the embedded PostgreSQL in {folder}; its data is kept (the next command "
+        "starts it again; make clean-db deletes it)."
+    )
+
+
+def main(argv: list[str]) -> int:
+    """``python -m employer_portal.embedded_db stop``: what ``make stop-db`` runs."""
+    if argv != ["stop"]:
+        print("usage: python -m employer_portal.embedded_db stop", file=sys.stderr)
+        return 2
+    try:
+        print(stop_server())
+    except EmbeddedServerError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -279,9 +279,10 @@ TENANCY = {
     "SCHEMA_LOCK_WAIT_S": env.float("TENANCY_SCHEMA_LOCK_WAIT_S", default=600.0),
     "MAX_TENANTS": _int("TENANCY_MAX_TENANTS", 10000),
     "MAX_CREATIONS_PER_HOUR": _int("TENANCY_MAX_CREATIONS_PER_HOUR", 100),
-    # Tenant schemas built ahead and claimed by creations (docs/tenants.md, the warm pool);
-    # `make run` keeps 5, 0 turns the pool off.
-    "POOL_SIZE": _int("TENANCY_POOL_SIZE", 0),
+    # Tenant schemas built ahead and claimed by creations (docs/tenants.md, the warm pool):
+    # 5 by default, in every shell (make run, tenant_create, the worker's refills alike);
+    # TENANCY_POOL_SIZE=0 turns the pool off. (tenancy's own default, without this line, is 0.)
+    "POOL_SIZE": _int("TENANCY_POOL_SIZE", 5),
     # Where tenant_backup / tenant_restore take pg_dump and pg_restore (else looked for).
     "PG_BIN_DIR": env.str("TENANCY_PG_BIN_DIR", default="") or None,
     # Development domains: <org id>.localhost
@@ -331,11 +332,15 @@ SERVER_EMAIL = env.str("SERVER_EMAIL", default="root@localhost")
 # executes them in its own process, never in a web request.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
+_log_level = env.str("LOG_LEVEL", default="WARNING").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
+    # The handler's own level too: Django's loggers print their INFO lines themselves
+    # (runserver's "Watching for file changes", with DEBUG on) and also pass them up to
+    # the root logger, whose level does not filter what comes up: each line came twice.
+    "handlers": {"console": {"class": "logging.StreamHandler", "level": _log_level}},
+    "root": {"handlers": ["console"], "level": _log_level},
     # The engine's pools replace a connection the server closed (a restart, a pooler's idle
     # timeout) by themselves; psycopg_pool's warning about it is not the user's to act on.
     "loggers": {"psycopg.pool": {"level": env.str("POOL_LOG_LEVEL", default="ERROR")}},

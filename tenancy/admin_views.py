@@ -672,6 +672,8 @@ def fleet_overview(request: HttpRequest) -> dict[str, Any]:
     active = (
         MigrationRun.objects.filter(status__in=ACTIVE_RUN_STATUSES).order_by("started_at").first()
     )
+    latest_runs = list(MigrationRun.objects.order_by("-started_at", "-id")[:5])
+    unfinished = (RunStatus.FAILED, RunStatus.REFUSED, RunStatus.INTERRUPTED)
     return {
         "fleet": {
             "tenants": sum(by_status.values()),
@@ -685,7 +687,11 @@ def fleet_overview(request: HttpRequest) -> dict[str, Any]:
             "active_percent": int(100 * active.done_schemas / active.total_schemas)
             if active and active.total_schemas
             else 0,
-            "latest_runs": list(MigrationRun.objects.order_by("-started_at", "-id")[:5]),
+            "latest_runs": latest_runs,
+            # The overview's banner: the latest run, when it failed, was refused or interrupted.
+            "latest_failed_run": latest_runs[0]
+            if latest_runs and latest_runs[0].status in unfinished
+            else None,
             "active_rollout": Rollout.objects.filter(state__in=ACTIVE_ROLLOUT_STATES)
             .order_by("-pk")
             .first(),

@@ -42,6 +42,10 @@ TENANCY_TABLES = [
     "tenant_pool",
     "tenant_rollouts",
 ]
+# The project's settings keep a warm pool of 5 (employer_portal/settings.py); the suite runs
+# with none unless the environment sets TENANCY_POOL_SIZE, in process (_test_migrations)
+# and in every child command (they inherit this environment): tests that need a pool set it.
+SUITE_POOL_SIZE = os.environ.setdefault("TENANCY_POOL_SIZE", "0")
 
 
 def connect() -> psycopg.Connection:
@@ -134,7 +138,11 @@ def pg(transactional_db: None, public_baseline: set, settings: Any) -> Iterator[
 
 @pytest.fixture(autouse=True)
 def _test_migrations(settings: Any) -> None:
-    settings.TENANCY = {**settings.TENANCY, "MIGRATIONS_DIR": TEST_MIGRATIONS}
+    settings.TENANCY = {
+        **settings.TENANCY,
+        "MIGRATIONS_DIR": TEST_MIGRATIONS,
+        "POOL_SIZE": int(SUITE_POOL_SIZE),
+    }
     # The suite's own tenant apps too (tests/settings_sql_only.py): none with migrations.
     settings.TENANT_APPS = SUITE_TENANT_APPS
 

@@ -49,21 +49,29 @@ class Command(BaseCommand):
         parser.add_argument("--url", default="http://127.0.0.1:8000/admin/")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.bootstrap(options["username"], options["url"])
+
+    def bootstrap(self, username: str, url: str) -> str:
+        """The demo tenant and the admin user; prints the login box and returns it (run_demo
+        prints it again once the web server answers)."""
         if not any(t.org_id == DEMO_ORG_ID for t in list_tenants()):
             try:
                 created = create_tenant(DEMO_ORG_ID, DEMO_NAME, actor="bootstrap_demo")
                 self.stdout.write(f"Created demo tenant {created.name} ({created.schema})")
             except TenantError as exc:
                 self.stderr.write(self.style.WARNING(f"Demo tenant not created: {exc}"))
-        user_model = get_user_model()
-        user, _ = user_model.objects.get_or_create(username=options["username"])
+        user, _ = get_user_model().objects.get_or_create(username=username)
         user.is_staff = user.is_superuser = user.is_active = True
         password = _password(user)
         user.save()
-        line = "=" * 64
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"{line}\n Employer Portal admin: {options['url']}\n"
-                f" username: {user.get_username()}\n password: {password}\n{line}"
-            )
-        )
+        box = login_box(url, user.get_username(), password)
+        self.stdout.write(self.style.SUCCESS(box))
+        return box
+
+
+def login_box(url: str, username: str, password: str) -> str:
+    line = "=" * 64
+    return (
+        f"{line}\n Employer Portal admin: {url}\n"
+        f" username: {username}\n password: {password}\n{line}"
+    )
