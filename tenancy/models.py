@@ -152,6 +152,9 @@ class TenantMigration(models.Model):
     migration_name = models.CharField(max_length=511)
     checksum = models.CharField(max_length=64, null=True, blank=True)
     rollback_sql = models.TextField(null=True, blank=True)
+    # The UP text as it was applied: what the Migrations page diffs a drifted file against
+    # (NULL for rows recorded before tenancy 0015, or by --fake/--baseline).
+    applied_sql = models.TextField(null=True, blank=True)
     applied_at = models.DateTimeField(db_default=Now())
     execution_time_ms = models.IntegerField(null=True, blank=True)
     applied_by = models.CharField(max_length=150, null=True, blank=True)
@@ -160,6 +163,9 @@ class TenantMigration(models.Model):
     class Meta:
         db_table = "tenant_migrations"
         ordering = ["tenant_schema", "migration_version"]
+        # The admin shows the ledger per step: its Migrations page (admin_migrations.py).
+        verbose_name = "migration"
+        verbose_name_plural = "migrations"
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant_schema", "migration_version"],

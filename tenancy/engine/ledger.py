@@ -3,6 +3,7 @@ registry the engine reads. Each function is one query, whatever the number of sc
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,8 +47,19 @@ def _rows_to_map(rows: list[tuple]) -> dict[str, dict[str, Applied]]:
     return result
 
 
-def applied_all(conn: psycopg.Connection) -> dict[str, dict[str, Applied]]:
-    rows = conn.execute(f"SELECT {_APPLIED_COLUMNS} FROM public.tenant_migrations").fetchall()
+def applied_all(
+    conn: psycopg.Connection, schemas: Collection[str] | None = None
+) -> dict[str, dict[str, Applied]]:
+    """Every schema's rows, or only those of ``schemas`` (read through the ledger's unique
+    index: a run of a few schemas does not read the whole fleet's ledger)."""
+    if schemas is None:
+        rows = conn.execute(f"SELECT {_APPLIED_COLUMNS} FROM public.tenant_migrations").fetchall()
+    else:
+        rows = conn.execute(
+            f"SELECT {_APPLIED_COLUMNS} FROM public.tenant_migrations "
+            "WHERE tenant_schema = ANY(%s)",
+            [list(schemas)],
+        ).fetchall()
     return _rows_to_map(rows)
 
 
@@ -95,6 +107,9 @@ def record_statement(
         elapsed_ms,
         actor,
         run_id,
+        # The text the checksum stands for, for a later drift's diff (SQL files only: a
+        # Django step's text is its Python migration, compiled as it runs).
+        migration.up_sql if migration.is_sql_file else None,
     ]
     return sql.SQL(_RECORD).format(sql.SQL(", ").join(sql.Literal(v) for v in values))
 
@@ -104,7 +119,7 @@ def record_statement(
 _RECORD = """
     INSERT INTO public.tenant_migrations AS tm (
         tenant_schema, migration_version, migration_name, checksum, rollback_sql,
-        execution_time_ms, applied_by, run_id)
+        execution_time_ms, applied_by, run_id, applied_sql)
     VALUES ({})
     ON CONFLICT (tenant_schema, migration_version) DO UPDATE SET
         migration_name = EXCLUDED.migration_name,
@@ -112,7 +127,8 @@ _RECORD = """
         rollback_sql = COALESCE(EXCLUDED.rollback_sql, tm.rollback_sql),
         execution_time_ms = EXCLUDED.execution_time_ms,
         applied_by = EXCLUDED.applied_by,
-        run_id = EXCLUDED.run_id
+        run_id = EXCLUDED.run_id,
+        applied_sql = EXCLUDED.applied_sql
 """
 
 
@@ -137,10 +153,18 @@ def record(
 def accept_checksum(conn: psycopg.Connection, migration: Migration, schemas: list[str]) -> int:
     cur = conn.execute(
         """
-        UPDATE public.tenant_migrations SET checksum = %s, rollback_sql = COALESCE(%s, rollback_sql)
+        UPDATE public.tenant_migrations
+        SET checksum = %s, rollback_sql = COALESCE(%s, rollback_sql), applied_sql = %s
         WHERE migration_version = %s AND tenant_schema = ANY(%s) AND checksum IS DISTINCT FROM %s
         """,
-        [migration.checksum, migration.down_sql, migration.version, schemas, migration.checksum],
+        [
+            migration.checksum,
+            migration.down_sql,
+            migration.up_sql if migration.is_sql_file else None,
+            migration.version,
+            schemas,
+            migration.checksum,
+        ],
     )
     return cur.rowcount
 
@@ -201,17 +225,26 @@ def delete(conn: psycopg.Connection, schema: str, versions: list[str] | None = N
     return cur.rowcount
 
 
-def registered_tenants(conn: psycopg.Connection) -> list[RegisteredTenant]:
-    rows = conn.execute(
-        """
-        SELECT tr.schema_name, tr.auth0_org_id, tr.organization_name, tr.status,
-               (n.oid IS NOT NULL)
-        FROM public.tenant_registry tr
-        LEFT JOIN pg_namespace n ON n.nspname = tr.schema_name
-        WHERE tr.schema_name <> 'public'
-        ORDER BY tr.created_at, tr.id
-        """
-    ).fetchall()
+_REGISTERED = """
+    SELECT tr.schema_name, tr.auth0_org_id, tr.organization_name, tr.status,
+           (n.oid IS NOT NULL)
+    FROM public.tenant_registry tr
+    LEFT JOIN pg_namespace n ON n.nspname = tr.schema_name
+    WHERE tr.schema_name <> 'public' {}
+    ORDER BY tr.created_at, tr.id
+"""
+
+
+def registered_tenants(
+    conn: psycopg.Connection, schemas: Collection[str] | None = None
+) -> list[RegisteredTenant]:
+    """The registered tenants in registry order; only those of ``schemas`` when given."""
+    if schemas is None:
+        rows = conn.execute(_REGISTERED.format("")).fetchall()
+    else:
+        rows = conn.execute(
+            _REGISTERED.format("AND tr.schema_name = ANY(%s)"), [list(schemas)]
+        ).fetchall()
     return [RegisteredTenant(*row) for row in rows]
 
 
