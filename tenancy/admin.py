@@ -7,6 +7,7 @@ tenant. Runs execute in `manage.py db_worker`, never in the web request.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.contrib import admin, messages
@@ -28,6 +29,7 @@ from tenancy.admin_views import (
     LIFECYCLE_VERBS,
     LOCAL_NODE,
     MOVE_PERMISSION,
+    PER_SCHEMA_ROWS,
     REBALANCE_PERMISSION,
     RECOVERY_VERBS,
     RUN_STATUS_KINDS,
@@ -36,33 +38,44 @@ from tenancy.admin_views import (
     TRANSFER_MODE_HELP,
     CreateTenantForm,
     RunNotStarted,
+    ScopeFacts,
     TagsForm,
     actor_for,
     anything_pending,
     audit_details_html,
+    audit_parent_note,
     audit_rows,
     badge,
     drift_offers,
     duration,
+    fixes_html,
     fleet_overview,
+    has_failures,
     has_work,
+    is_parent,
+    later_fixes,
     move_message,
     move_plan,
     node_counts,
     node_label,
     placement_for,
+    progress_bar,
     public_state_for,
     rebalance_rows,
     recovery_call,
     recovery_plan,
     recovery_verbs_for,
+    row_fix_html,
     run_duration_ms,
     run_options,
     run_progress,
     run_rows,
-    run_scope,
+    run_scope_html,
     run_summary,
+    schema_row_counts,
+    schema_rows_of,
     schema_states_for,
+    scope_facts,
     start_guarded_run,
     state_badges,
     tag_badges,
@@ -265,8 +278,9 @@ class TenantAdmin(admin.ModelAdmin):
         "status_badge",
         "applied_count",
         "migration_state",
-        "last_migration",
         # After the columns older links sort by (?o=4: applied, ?o=5: migrations).
+        "schema",
+        "last_migration",
         "tag_list",
         "created",
     )
@@ -349,6 +363,15 @@ class TenantAdmin(admin.ModelAdmin):
     def migration_state(self, tenant: Tenant) -> str:
         return state_badges(_state(tenant), tenant.schema_name)
 
+    @admin.display(description="Schema", ordering="schema_name")
+    def schema(self, tenant: Tenant) -> str:
+        """On one line, shortened with an ellipsis when long (the whole name in its tooltip)."""
+        return format_html(
+            '<code class="tenancy-code" title="{}">{}</code>',
+            tenant.schema_name,
+            tenant.schema_name,
+        )
+
     @admin.display(description="Node")
     def node(self, tenant: Tenant) -> str:
         state = _state(tenant)
@@ -364,7 +387,8 @@ class TenantAdmin(admin.ModelAdmin):
         if not state.last_migration:
             return "—"
         return format_html(
-            '<span class="tenancy-last">{}</span><br><small>{}</small>',
+            '<span class="tenancy-last" title="{}">{}</span><small>{}</small>',
+            state.last_migration,
             state.last_migration,
             when(state.last_applied_at),
         )
@@ -888,6 +912,17 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class RunChangeList(ChangeList):
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        # What the page's scopes need beyond the options (rollbacks, rollout stages): two
+        # queries for the page.
+        self.result_list = list(self.result_list)
+        facts = scope_facts(self.result_list)
+        for run in self.result_list:
+            run.scope_facts = facts[run.pk]
+
+
 @admin.register(MigrationRun)
 class MigrationRunAdmin(ReadOnlyAdmin):
     list_display = (
@@ -917,13 +952,24 @@ class MigrationRunAdmin(ReadOnlyAdmin):
         "finished",
         "took",
     )
-    readonly_fields = fields
+    readonly_fields = (*fields, "fixed_by")
     change_list_template = "admin/tenancy/migrationrun/change_list.html"
     change_form_template = "admin/tenancy/migrationrun/change_form.html"
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         queryset, _ = super().get_search_results(request, queryset, search_term)
         return queryset.distinct(), False
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return RunChangeList
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        """What later runs did about a run that failed ("fixed by run N"), once it has
+        ended; nothing to say otherwise, so no such field."""
+        fields = list(super().get_fields(request, obj))
+        if obj is not None and obj.status not in ACTIVE_RUN_STATUSES and has_failures(obj):
+            fields.insert(fields.index("summary") + 1, "fixed_by")
+        return fields
 
     @admin.display(description="Status", ordering="status")
     def run_status(self, run: MigrationRun) -> str:
@@ -934,16 +980,9 @@ class MigrationRunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Progress")
     def progress(self, run: MigrationRun) -> str:
-        percent = int(100 * run.done_schemas / run.total_schemas) if run.total_schemas else 0
-        if run.status not in ACTIVE_RUN_STATUSES and run.total_schemas == run.done_schemas:
-            percent = 100
         return format_html(
-            '<span class="tenancy-progress{}" role="progressbar" aria-valuenow="{}" '
-            'aria-valuemin="0" aria-valuemax="100"><span style="width: {}%"></span></span>'
-            '<span class="js-run-progress">{} / {}</span> schemas',
-            " tenancy-progress-failed" if run.failed_schemas else "",
-            percent,
-            percent,
+            '{}<span class="js-run-progress">{} / {}</span> schemas',
+            progress_bar(run.total_schemas, run.done_schemas, run.failed_schemas),
             run.done_schemas,
             run.total_schemas,
         )
@@ -966,9 +1005,15 @@ class MigrationRunAdmin(ReadOnlyAdmin):
             text,
         )
 
+    @admin.display(description="Later runs")
+    def fixed_by(self, run: MigrationRun) -> str:
+        fixes = later_fixes(run, run_rows(run))
+        return fixes_html(fixes) if fixes is not None else "—"
+
     @admin.display(description="Scope")
     def scope(self, run: MigrationRun) -> str:
-        return run_scope(run.options or {})
+        facts: ScopeFacts | None = getattr(run, "scope_facts", None)
+        return run_scope_html(run, facts)
 
     @admin.display(description="Options")
     def options_display(self, run: MigrationRun) -> str:
@@ -1052,7 +1097,7 @@ class MigrationRunAdmin(ReadOnlyAdmin):
         context = dict(extra_context or {})
         if run is not None:
             context["run_active"] = run.status in ACTIVE_RUN_STATUSES
-            context["run_rows"] = run_rows(run)
+            context["run_rows"] = _rows_with_fixes(run)
             context["can_retry"] = (
                 not context["run_active"]
                 and request.user.has_perm(RUN_PERMISSION)
@@ -1063,6 +1108,16 @@ class MigrationRunAdmin(ReadOnlyAdmin):
             if run.status == "refused" and "drift" in (run.error or ""):
                 context["drift_offers"] = drift_offers(request)
         return super().change_view(request, object_id, form_url, context)
+
+
+def _rows_with_fixes(run: MigrationRun) -> list[dict[str, Any]]:
+    """The run's rows, each failed one saying which later run fixed it (or that it still
+    fails)."""
+    rows = run_rows(run)
+    fixes = later_fixes(run, rows)
+    for r in rows:
+        r["fix"] = row_fix_html(r["schema"], fixes) if r["status"] == "failed" else ""
+    return rows
 
 
 # -- the fleet overview on the admin index -----------------------------------------------
@@ -1087,34 +1142,187 @@ admin.site.index_template = "admin/tenancy/index.html"
 class AuditChangeList(ChangeList):
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
-        # The page's tenant links in one query.
+        # The page's tenant links and its run-wide rows' per-schema counts: a query each.
         self.result_list = list(self.result_list)
         urls = tenant_urls([a.tenant_schema for a in self.result_list if a.tenant_schema])
+        counts = schema_row_counts(self.result_list)
         for row in self.result_list:
             row.tenant_url = urls.get(row.tenant_schema or "")
+            row.schema_rows_n = counts.get(row.pk, 0)
+
+
+def _narrowed(params: Mapping[str, Any]) -> bool:
+    """A tenant, a run-wide row's schemas, a search or a per-schema action: then the
+    per-schema rows are what is asked for, not grouped away."""
+    action = str(params.get("action__exact") or "")
+    return bool(
+        params.get("tenant_schema") or params.get("of") or params.get("q")
+    ) or action.endswith(".schema")
+
+
+class SchemaRowsFilter(admin.SimpleListFilter):
+    """By default a run's per-schema rows (``….schema``) are left out of the log: its
+    run-wide row stands for them and links to them (``?of=``)."""
+
+    title = "per-schema rows"
+    parameter_name = "schema_rows"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("shown", "as rows of their own")]
+
+    def choices(self, changelist: Any) -> Any:
+        shown = self.value() == "shown" or _narrowed(changelist.params)
+        yield {
+            "selected": not shown,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "grouped under their run",
+        }
+        yield {
+            "selected": shown,
+            "query_string": changelist.get_query_string({self.parameter_name: "shown"}),
+            "display": "as rows of their own",
+        }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        if self.value() == "shown" or _narrowed(request.GET):
+            return None
+        return queryset.exclude(PER_SCHEMA_ROWS)
+
+
+def _parent_row(value: str | None) -> AuditLog | None:
+    """The run-wide row ``?of=`` names."""
+    value = value or ""
+    return AuditLog.objects.filter(pk=int(value)).first() if value.isdigit() else None
+
+
+class SchemaRowsOfFilter(admin.SimpleListFilter):
+    """``?of=<id>``: the per-schema rows of one run-wide row (its "N schemas" link)."""
+
+    title = "per-schema rows of"
+    parameter_name = "of"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        parent = _parent_row(self.value())
+        return [(str(parent.pk), f"{parent.action} #{parent.pk}")] if parent else []
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        if self.value() is None:
+            return None
+        parent = _parent_row(self.value())
+        return queryset.filter(schema_rows_of(parent)) if parent else queryset.none()
+
+
+class ActorFilter(admin.SimpleListFilter):
+    """Who: the actors in the log (one query)."""
+
+    title = "actor"
+    parameter_name = "actor"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        actors = AuditLog.objects.order_by("actor").values_list("actor", flat=True).distinct()
+        return [(a, a) for a in actors]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        value = self.value()
+        return queryset.filter(actor=value) if value else None
+
+
+class TenantSchemaFilter(admin.SimpleListFilter):
+    """A tenant's rows, by schema name (a field to type it in: a fleet has too many to
+    list); the tenant's page links here with ``?tenant_schema=``."""
+
+    title = "tenant (schema)"
+    parameter_name = "tenant_schema"
+    template = "admin/tenancy/auditlog/schema_filter.html"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return []
+
+    def has_output(self) -> bool:
+        return True
+
+    def choices(self, changelist: Any) -> Any:
+        keep = {k: v for k, v in changelist.params.items() if k not in (self.parameter_name, "p")}
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "All",
+            "value": self.value() or "",
+            "hidden": sorted(keep.items()),
+        }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        value = (self.value() or "").strip()
+        return queryset.filter(tenant_schema=value) if value else None
 
 
 @admin.register(AuditLog)
 class AuditLogAdmin(ReadOnlyAdmin):
     """Who did what to which tenant: details as fields, tenants and runs linked. Runs,
     fakes, rollbacks and acceptances write a row per schema they touched (``….schema``)
-    beside their run-wide row, so a search by schema finds each tenant's own history."""
+    beside their run-wide row; the log shows the run-wide row, with its schemas behind a
+    link, so that a run over 200 tenants is one row. A tenant's filter, a search by schema
+    or "per-schema rows: as rows of their own" show them."""
 
-    list_display = ("when_display", "action", "actor", "tenant_link", "details_fields")
+    list_display = (
+        "when_display",
+        "action",
+        "schema_rows",
+        "actor",
+        "tenant_link",
+        "details_fields",
+    )
     list_display_links = ("when_display",)
-    list_filter = ("action",)
+    list_filter = (
+        "action",
+        ActorFilter,
+        TenantSchemaFilter,
+        ("created_at", admin.DateFieldListFilter),
+        SchemaRowsFilter,
+        SchemaRowsOfFilter,
+    )
     search_fields = ("action", "actor", "tenant_schema")
     date_hierarchy = "created_at"
-    fields = ("when_display", "action", "actor", "tenant_link", "details_table")
+    fields = ("when_display", "action", "schema_rows", "actor", "tenant_link", "details_table")
     readonly_fields = fields
     change_list_template = "admin/tenancy/auditlog/change_list.html"
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return AuditChangeList
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        response = super().changelist_view(request, extra_context)
+        parent = _parent_row(request.GET.get("of"))
+        if parent is not None and hasattr(response, "context_data"):
+            shown = response.context_data["cl"].result_count
+            response.context_data["schema_rows_of"] = {
+                "note": audit_parent_note(parent, shown),
+                "url": reverse("admin:tenancy_auditlog_change", args=[parent.pk]),
+            }
+        return response
+
     @admin.display(description="When", ordering="created_at")
     def when_display(self, row: AuditLog) -> str:
         return when(row.created_at)
+
+    @admin.display(description="Schemas")
+    def schema_rows(self, row: AuditLog) -> str:
+        """A run-wide row's per-schema rows, behind a link (``?of=``)."""
+        n = getattr(row, "schema_rows_n", None)
+        if n is None and is_parent(row):
+            n = schema_row_counts([row]).get(row.pk, 0)
+        if not n:
+            return "—"
+        url = reverse("admin:tenancy_auditlog_changelist")
+        return format_html(
+            '<a class="tenancy-schema-rows" href="{}?of={}">{} schema{}</a>',
+            url,
+            row.pk,
+            n,
+            "" if n == 1 else "s",
+        )
 
     @admin.display(description="Tenant", ordering="tenant_schema")
     def tenant_link(self, row: AuditLog) -> str:

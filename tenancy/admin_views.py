@@ -19,7 +19,7 @@ from tenancy import conf
 from tenancy.engine import statements
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.executor import placeholders
-from tenancy.engine.names import InvalidName, split_tags, validate_tags
+from tenancy.engine.names import PUBLIC_SCHEMA, InvalidName, split_tags, validate_tags
 from tenancy.models import (
     ACTIVE_ROLLOUT_STATES,
     AuditLog,
@@ -367,37 +367,164 @@ def state_badges(state: SchemaState | None, schema: str = "") -> str:
 
 
 # -- a run's page ------------------------------------------------------------------------
-def run_scope(options: dict[str, Any]) -> str:
-    """What a run covers, in words, from its recorded options."""
+def admin_url(name: str, *args: Any) -> str:
+    """An admin page's URL in the public schema's URLconf (where the admin lives)."""
+    from django.conf import settings
+    from django.urls import reverse
+
+    urlconf = getattr(settings, "PUBLIC_SCHEMA_URLCONF", settings.ROOT_URLCONF)
+    return reverse(f"admin:{name}", args=list(args), urlconf=urlconf)
+
+
+def progress_widths(total: int, done: int, failed: int) -> tuple[float, float]:
+    """The succeeded and the failed part of a run's bar, in percent of its schemas."""
+    if total <= 0:
+        return 0.0, 0.0
+    done = max(0, min(done, total))
+    failed = max(0, min(failed, done))
+    return 100 * (done - failed) / total, 100 * failed / total
+
+
+def progress_bar(total: int, done: int, failed: int) -> str:
+    """Two colours sized to the counts: succeeded green, failed red (1 failed of 202 is a
+    thin red sliver, never a red bar), the rest of the track still to do."""
+    ok, bad = progress_widths(total, done, failed)
+    failed = max(0, min(failed, done))
+    return format_html(
+        '<span class="tenancy-progress tenancy-progress-split" role="progressbar" '
+        'aria-valuenow="{}" aria-valuemin="0" aria-valuemax="100" aria-valuetext="{}">'
+        '<span class="tenancy-progress-ok" style="width: {}%"></span>'
+        '<span class="tenancy-progress-bad{}" style="width: {}%"></span></span>',
+        round(ok + bad),
+        f"{done - failed} succeeded, {failed} failed, of {total}",
+        f"{ok:.2f}",
+        " tenancy-progress-some" if bad else "",
+        f"{bad:.2f}",
+    )
+
+
+def run_scope(
+    options: dict[str, Any], kind: str = "migrate", touched: tuple[bool, bool] | None = None
+) -> str:
+    """What a run covers, in words, from its recorded options. A rollback records its
+    version and ``only``, not whether it was public's or the tenants': ``touched`` (public?,
+    tenants?) is what its results show."""
     only = options.get("only")
-    public = options.get("public", False)
-    tenants = options.get("tenants", True)
     if only:
-        names = ", ".join(only[:5]) + (f" and {len(only) - 5} more" if len(only) > 5 else "")
-        return f"public and {names}" if public else names
+        return _named_scope(list(only), public=bool(options.get("public")))
+    if kind == "rollback" and "public" not in options:
+        if touched is None or not any(touched):
+            version = options.get("version") or "the version"
+            return f"every schema with {version} or later recorded"
+        return _flag_scope(*touched)
+    return _flag_scope(bool(options.get("public", False)), bool(options.get("tenants", True)))
+
+
+def _flag_scope(public: bool, tenants: bool) -> str:
     if public and tenants:
         return "public and every tenant"
     if public:
         return "public only"
-    return "every tenant"
+    return "every tenant, not public" if tenants else "—"
+
+
+def _named_scope(only: list[str], *, public: bool) -> str:
+    """``only``'s schemas: a few named, the rest counted; public said first."""
+    named = [s for s in only if s != PUBLIC_SCHEMA]
+    public = public or len(named) < len(only)
+    if not named:
+        return "public only"
+    names = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
+    if len(named) > 1:
+        names = f"{len(named)} tenants: {names}"
+    return f"public and {names}" if public else names
+
+
+@dataclass(frozen=True)
+class ScopeFacts:
+    """What a run's options alone do not say: what a rollback touched (public?, tenants?),
+    and the rollout stage a run belongs to (rollout id, stage number, stage name)."""
+
+    touched: tuple[bool, bool] | None = None
+    stage: tuple[int, int, str] | None = None
+
+
+def scope_facts(runs: list[MigrationRun]) -> dict[int, ScopeFacts]:
+    """The facts for a page of runs: two queries whatever the page's size."""
+    rollbacks = [r.pk for r in runs if r.kind == "rollback" and not (r.options or {}).get("only")]
+    staged = [r.pk for r in runs if r.kind == "migrate" and (r.options or {}).get("only")]
+    touched, stages = _rollback_touches(rollbacks), _rollout_stages(staged)
+    return {r.pk: ScopeFacts(touched.get(r.pk), stages.get(r.pk)) for r in runs}
+
+
+def _rollback_touches(run_ids: list[int]) -> dict[int, tuple[bool, bool]]:
+    from django.db.models import Count
+
+    if not run_ids:
+        return {}
+    public = Q(tenant_schema=PUBLIC_SCHEMA)
+    rows = (
+        MigrationRunResult.objects.filter(run_id__in=run_ids)
+        .order_by()
+        .values("run_id")
+        .annotate(p=Count("id", filter=public), t=Count("id", filter=~public))
+    )
+    return {r["run_id"]: (r["p"] > 0, r["t"] > 0) for r in rows}
+
+
+def _rollout_stages(run_ids: list[int]) -> dict[int, tuple[int, int, str]]:
+    """Each run a rollout's stage started (its ``run_ids``): rollout, stage number, name."""
+    import operator
+    from functools import reduce
+
+    if not run_ids:
+        return {}
+    wanted = set(run_ids)
+    match = reduce(operator.or_, (Q(stages__contains=[{"run_ids": [i]}]) for i in run_ids))
+    found: dict[int, tuple[int, int, str]] = {}
+    for rollout in Rollout.objects.filter(match).only("pk", "stages"):
+        for number, stage in enumerate(rollout.stages or [], 1):
+            for run_id in set(stage.get("run_ids") or []) & wanted:
+                found[run_id] = (rollout.pk, number, str(stage.get("name") or ""))
+    return found
+
+
+def run_scope_html(run: MigrationRun, facts: ScopeFacts | None = None) -> str:
+    """The run's scope, and the rollout stage it ran for (linked) when it did."""
+    facts = facts or scope_facts([run])[run.pk]
+    text = run_scope(run.options or {}, run.kind, facts.touched)
+    if facts.stage is None:
+        return text
+    rollout_id, number, name = facts.stage
+    return format_html(
+        'stage {}{} of <a href="{}">rollout {}</a>: {}',
+        number,
+        f" ({name})" if name else "",
+        admin_url("tenancy_rollout_change", rollout_id),
+        rollout_id,
+        text,
+    )
 
 
 _OPTION_LABELS = {
     "jobs": "parallel workers",
     "fail_fast": "stop at the first failure",
+    "max_failures": "stop after failures",
     "fake": "recorded without running (fake)",
     "version": "rolled back from version",
+    "backup_dir": "backups in",
     "job_id": "background job",
 }
 
 
 def run_options(options: dict[str, Any]) -> list[tuple[str, str]]:
-    """The run's options other than its scope, as (label, value) pairs a person reads."""
+    """The run's options other than its scope, as (label, value) pairs a person reads
+    (unset ones left out)."""
     rows: list[tuple[str, str]] = []
     for key, label in _OPTION_LABELS.items():
-        if key not in options or options[key] in (None, False):
+        value = options.get(key)
+        if value in (None, False, "", 0):
             continue
-        value = options[key]
         rows.append((label, "yes" if value is True else str(value)))
     return rows
 
@@ -457,6 +584,7 @@ def run_rows(run: MigrationRun) -> list[dict[str, Any]]:
     urls = tenant_urls([r["schema"] for r in rows])
     for r in rows:
         r["url"] = urls.get(r["schema"])
+        r["took"] = duration(r["duration_ms"])
     rows.sort(key=lambda r: (r["status"] != "failed", r["schema"] != "public", r["schema"]))
     return rows
 
@@ -479,6 +607,103 @@ def run_summary(run: MigrationRun, rows: list[dict[str, Any]]) -> str:
             return f"{run.failed_schemas} schema(s) failed so far."
         return "No failure so far."
     return "Nothing failed."
+
+
+# -- what fixed a failed run ---------------------------------------------------------------
+FAILED_RUN_STATUSES = (RunStatus.FAILED, RunStatus.REFUSED, RunStatus.INTERRUPTED)
+
+
+@dataclass(frozen=True)
+class Fixes:
+    """What later runs did about a failed run: each failed schema with the run that then
+    succeeded for it, those still failing, and for a run that failed as a whole (refused,
+    interrupted, no schema failed) the later run that succeeded over its scope."""
+
+    by_schema: dict[str, int]
+    still_failing: list[str]
+    whole: MigrationRun | None = None
+
+
+def _family(kind: str) -> tuple[str, ...]:
+    """The runs that can fix one of this kind: a rollback's, or a migrate's (a fake too)."""
+    return ("rollback",) if kind == "rollback" else ("migrate", "fake")
+
+
+def has_failures(run: MigrationRun) -> bool:
+    return bool(run.failed_schemas) or run.status in FAILED_RUN_STATUSES
+
+
+def later_fixes(run: MigrationRun, rows: list[dict[str, Any]]) -> Fixes | None:
+    """None unless the run failed (two queries at most: one per failed run page)."""
+    if run.status in ACTIVE_RUN_STATUSES or not has_failures(run):
+        return None
+    failed = [r["schema"] for r in rows if r["status"] == "failed"]
+    if not failed:
+        return Fixes({}, [], _whole_fix(run))
+    found = dict(
+        MigrationRunResult.objects.filter(
+            tenant_schema__in=failed,
+            status="succeeded",
+            run_id__gt=run.pk,
+            run__kind__in=_family(run.kind),
+        )
+        .order_by("tenant_schema", "run_id")
+        .distinct("tenant_schema")
+        .values_list("tenant_schema", "run_id")
+    )
+    return Fixes(found, [s for s in failed if s not in found])
+
+
+def _whole_fix(run: MigrationRun) -> MigrationRun | None:
+    later = MigrationRun.objects.filter(
+        pk__gt=run.pk, status=RunStatus.SUCCEEDED, kind__in=_family(run.kind)
+    ).order_by("pk")[:200]
+    return next((r for r in later if overlaps(r.options or {}, run.options or {})), None)
+
+
+def _run_link(run_id: int) -> str:
+    return format_html(
+        '<a href="{}">run {}</a>', admin_url("tenancy_migrationrun_change", run_id), run_id
+    )
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def fixes_html(fixes: Fixes) -> str:
+    """The run page's "Later runs": "fixed by run N" (linked) for the failed schemas a later
+    run succeeded for (which run fixed which, when several did), and which still fail."""
+    if not fixes.by_schema and not fixes.still_failing:
+        if fixes.whole is None:
+            return "no later run has succeeded over its scope"
+        return format_html(
+            "fixed by {} (it succeeded over the same scope)", _run_link(fixes.whole.pk)
+        )
+    by_run: dict[int, list[str]] = {}
+    for schema, run_id in sorted(fixes.by_schema.items()):
+        by_run.setdefault(run_id, []).append(schema)
+    parts = [
+        format_html(
+            "fixed by {}{}",
+            _run_link(run_id),
+            f": {_some(names)}" if len(by_run) > 1 or fixes.still_failing else "",
+        )
+        for run_id, names in sorted(by_run.items())
+    ]
+    if fixes.still_failing:
+        parts.append(format_html("still failing: {}", _some(fixes.still_failing)))
+    return mark_safe("; ".join(parts))  # noqa: S308 (each part built by format_html)
+
+
+def row_fix_html(schema: str, fixes: Fixes | None) -> str:
+    """A failed row's note: the later run that applied it, or that it still fails."""
+    if fixes is None:
+        return ""
+    run_id = fixes.by_schema.get(schema)
+    if run_id is not None:
+        return format_html("fixed by {}", _run_link(run_id))
+    return "still failing" if schema in fixes.still_failing else ""
 
 
 def run_duration_ms(run: MigrationRun) -> int | None:
@@ -954,9 +1179,14 @@ _DETAIL_LABELS = {
 }
 
 
+def _empty(value: Any) -> bool:
+    """Nothing to say: no value, an empty text, list or mapping."""
+    return value is None or (isinstance(value, str | list | dict) and not value)
+
+
 def _detail_value(value: Any, limit: int = 5) -> str:
     """A JSON value in words: lists and mappings shortened to ``limit`` entries."""
-    if value is None:
+    if _empty(value):
         return "—"
     if value is True or value is False:
         return "yes" if value else "no"
@@ -970,12 +1200,15 @@ def _detail_value(value: Any, limit: int = 5) -> str:
     return str(value)
 
 
+def _says_nothing(key: str, value: Any) -> bool:
+    """An empty value, or a default (public: no, tenants: yes)."""
+    return _empty(value) or (key, value) in (("public", False), ("tenants", True))
+
+
 def audit_fields(details: dict[str, Any] | None) -> list[tuple[str, str, str | None]]:
     """An audit row's details as (label, value, link) fields a person reads: known keys
-    first, in a fixed order; the run id links to its run."""
-    from django.conf import settings
-    from django.urls import reverse
-
+    first, in a fixed order; the run id links to its run. Empty values (a run's ``failed:
+    {}``, an ``error`` of None) and the defaults are left out."""
     details = dict(details or {})
     order = [k for k in _DETAIL_LABELS if k in details] + sorted(
         k for k in details if k not in _DETAIL_LABELS
@@ -983,18 +1216,12 @@ def audit_fields(details: dict[str, Any] | None) -> list[tuple[str, str, str | N
     fields: list[tuple[str, str, str | None]] = []
     for key in order:
         value = details[key]
-        if key == "public" and value is False or key == "tenants" and value is True:
-            continue  # the defaults say nothing
+        if _says_nothing(key, value):
+            continue
         link = None
         if key == "run_id" and isinstance(value, int):
-            link = reverse(
-                "admin:tenancy_migrationrun_change",
-                args=[value],
-                urlconf=getattr(settings, "PUBLIC_SCHEMA_URLCONF", settings.ROOT_URLCONF),
-            )
+            link = admin_url("tenancy_migrationrun_change", value)
         label = _DETAIL_LABELS.get(key, key.replace("_", " "))
-        if key == "only" and value is None:
-            continue
         fields.append((label, _detail_value(value), link))
     return fields
 
@@ -1034,6 +1261,86 @@ def audit_rows(queryset: Any) -> list[dict[str, Any]]:
         }
         for a in queryset
     ]
+
+
+# -- the audit log, grouped by run ----------------------------------------------------------
+# The run-wide rows that write a row per schema beside them (``<action>.schema``).
+PARENT_ACTIONS = ("migrate.run", "migrate.fake", "migrate.rollback", "migrate.accept_checksum")
+PER_SCHEMA_ROWS = Q(action__endswith=".schema", tenant_schema__isnull=False)
+
+
+def _run_id(row: AuditLog) -> int | None:
+    value = (row.details or {}).get("run_id")
+    return value if isinstance(value, int) else None
+
+
+def is_parent(row: AuditLog) -> bool:
+    return row.action in PARENT_ACTIONS and not row.tenant_schema
+
+
+def schema_rows_of(parent: AuditLog) -> Q:
+    """The per-schema rows a run-wide row wrote: those of its run, or for an acceptance
+    (no run) the rows its transaction wrote right after it: the same actor, file and
+    checksum, for the schemas it lists."""
+    from datetime import timedelta
+
+    rows = Q(action=f"{parent.action}.schema", tenant_schema__isnull=False)
+    run_id = _run_id(parent)
+    if run_id is not None:
+        return rows & Q(details__run_id=run_id)
+    details = parent.details or {}
+    return rows & Q(
+        actor=parent.actor,
+        tenant_schema__in=list(details.get("schemas") or []),
+        details__migration=details.get("migration"),
+        details__checksum=details.get("checksum"),
+        pk__gt=parent.pk,
+        created_at__lt=parent.created_at + timedelta(minutes=1),
+    )
+
+
+def schema_row_counts(rows: list[AuditLog]) -> dict[int, int]:
+    """How many per-schema rows each run-wide row of a page has: one query for the runs
+    (an acceptance lists its schemas in its details)."""
+    from django.db.models import Count
+    from django.db.models.fields.json import KT
+
+    parents = [r for r in rows if is_parent(r)]
+    counts = {
+        r.pk: len((r.details or {}).get("schemas") or []) for r in parents if _run_id(r) is None
+    }
+    by_run = {(r.action, _run_id(r)): r.pk for r in parents if _run_id(r) is not None}
+    if by_run:
+        found = (
+            AuditLog.objects.filter(
+                PER_SCHEMA_ROWS,
+                action__in=sorted({f"{action}.schema" for action, _ in by_run}),
+                details__run_id__in=sorted({run_id for _, run_id in by_run}),
+            )
+            .annotate(run=KT("details__run_id"))
+            .order_by()
+            .values("action", "run")
+            .annotate(n=Count("id"))
+        )
+        for f in found:
+            pk = by_run.get((f["action"].removesuffix(".schema"), int(f["run"])))
+            if pk is not None:
+                counts[pk] = f["n"]
+    return counts
+
+
+def audit_parent_note(parent: AuditLog, shown: int) -> str:
+    """Above a run-wide row's per-schema rows: what they belong to."""
+    run_id = _run_id(parent)
+    return format_html(
+        "{} per-schema row{} of {}{} by {}, {}.",
+        shown,
+        "" if shown == 1 else "s",
+        parent.action,
+        format_html(" ({})", _run_link(run_id)) if run_id is not None else "",
+        parent.actor,
+        when(parent.created_at),
+    )
 
 
 # -- placement on a Citus cluster ----------------------------------------------------------

@@ -292,7 +292,11 @@ def test_list_shows_drift_missing_schema_and_times_to_the_second(
     assert "0 pending" in fine and "tenancy-badge-ok" in fine and "tenancy-badge-error" not in fine
     created = re.search(r'field-created"><time[^>]*>([^<]+)<', fine)
     assert created and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", created.group(1))
-    assert re.search(r"003_candidates\S*</span><br><small><time[^>]*>[-\d]+ [:\d]{8}<", fine)
+    # The file on its line (its whole name in the tooltip), the time to the second under it.
+    assert re.search(
+        r'title="003_candidates\S*">003_candidates\S*</span><small><time[^>]*>[-\d]+ [:\d]{8}<',
+        fine,
+    )
     drift = c.get(CHANGELIST, {"has_drift": "yes"}).content.decode()
     assert "org_drift1" in drift and "org_fine1" not in drift
     missing = c.get(CHANGELIST, {"schema_missing": "yes"}).content.decode()

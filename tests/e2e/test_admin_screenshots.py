@@ -1,5 +1,6 @@
-"""`make screenshots`: PNGs of the control room at 1400x900 and 390x844 (light theme), into
-$SCREENSHOTS_DIR (git-ignored `screenshots/`). Skipped unless that variable is set."""
+"""`make screenshots`: PNGs of the control room at 1400x900, 1280x800 and 390x844 (light
+theme), into $SCREENSHOTS_DIR (git-ignored `screenshots/`). Skipped unless that variable is
+set."""
 
 from __future__ import annotations
 
@@ -10,23 +11,30 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from tenancy.models import Tenant
+from tenancy.models import AuditLog, Tenant
+from tenancy.services import rollout_policy, rollouts
 from tests.e2e.conftest import LONG, log_in
 from tests.e2e.test_admin_control_room import make_fleet
 
 pytestmark = [pytest.mark.once, pytest.mark.e2e]
 TARGET = os.environ.get("SCREENSHOTS_DIR")
-SIZES = {"desktop": (1400, 900), "phone": (390, 844)}
+SIZES = {"desktop": (1400, 900), "laptop": (1280, 800), "phone": (390, 844)}
 
 
 @pytest.fixture
 def shot_data(public_ready: None, sql_dir: Path) -> dict[str, Any]:
     # Before the browser starts: Django refuses ORM calls while Playwright's loop runs.
     fleet = make_fleet(sql_dir)
+    # A rollout waiting at its gate: its canary got the pending file, the rest waits.
+    stages = rollout_policy.ad_hoc_policy(
+        canary="1", wave_size=None, max_failures=None, pause_after_canary=True, jobs=1
+    )
     return {
         **fleet,
         "pk": Tenant.objects.get(schema_name="tenant_org_fleet04").pk,
         "drifted_pk": Tenant.objects.get(schema_name=fleet["drifted"]).pk,
+        "run_row": AuditLog.objects.get(action="migrate.run", details__run_id=int(fleet["run"])).pk,
+        "rollout": rollouts.start(stages, policy="ad hoc", actor="admin:ops").record.id,
     }
 
 
@@ -47,7 +55,11 @@ def test_screenshots(
             f"/admin/tenancy/tenant/{shot_data['drifted_pk']}/recover/accept-checksum/?version=002"
         ),
         "tenant-page": f"/admin/tenancy/tenant/{shot_data['drifted_pk']}/change/",
+        "runs": "/admin/tenancy/migrationrun/",
         "audit-log": "/admin/tenancy/auditlog/",
+        "audit-log-run-schemas": f"/admin/tenancy/auditlog/?of={shot_data['run_row']}",
+        "rollouts": "/admin/tenancy/rollout/",
+        "rollout": f"/admin/tenancy/rollout/{shot_data['rollout']}/change/",
     }
     for size, (width, height) in SIZES.items():
         page = browser.new_page(viewport={"width": width, "height": height})
