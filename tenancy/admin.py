@@ -24,6 +24,7 @@ from django.utils.html import format_html, format_html_join
 from django_tasks_db import admin as _tasks_admin  # noqa: F401 (registers DBTaskResult)
 from django_tasks_db.models import DBTaskResult
 
+from tenancy.admin_migrations import StepFilter
 from tenancy.admin_views import (
     ACTIVE_RUN_STATUSES,
     LIFECYCLE_VERBS,
@@ -292,6 +293,7 @@ class TenantAdmin(admin.ModelAdmin):
         HasDriftFilter,
         MissingSchemaFilter,
         NodeFilter,
+        StepFilter,  # set by the Migrations page's counts
     )
     search_fields = ("organization_name", "auth0_org_id", "schema_name")
     list_per_page = 100
@@ -1377,5 +1379,6 @@ class SystemConfigurationAdmin(admin.ModelAdmin):
             self.delete_model(request, obj)
 
 
-# The staged rollouts' pages register themselves (their own module: admin_rollouts.py).
+# The staged rollouts' pages register themselves (their own module; the Migrations page's
+# module is imported above, for its filter).
 from tenancy import admin_rollouts  # noqa: E402, F401
