@@ -60,6 +60,9 @@ def test_screenshots(
         "audit-log-run-schemas": f"/admin/tenancy/auditlog/?of={shot_data['run_row']}",
         "rollouts": "/admin/tenancy/rollout/",
         "rollout": f"/admin/tenancy/rollout/{shot_data['rollout']}/change/",
+        "migrations": "/admin/tenancy/tenantmigration/",
+        "migration-step-drifted": "/admin/tenancy/tenantmigration/step/tenant/002/",
+        "confirm-mark-applied": "/admin/tenancy/tenantmigration/step/tenant/004/fake/",
     }
     for size, (width, height) in SIZES.items():
         page = browser.new_page(viewport={"width": width, "height": height})
