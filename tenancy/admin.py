@@ -38,9 +38,11 @@ from tenancy.admin_views import (
     TAGS_PERMISSION,
     TRANSFER_MODE_HELP,
     CreateTenantForm,
+    ReadOnlyAdmin,
     RunNotStarted,
     ScopeFacts,
     TagsForm,
+    active_rollout,
     actor_for,
     anything_pending,
     audit_details_html,
@@ -863,7 +865,7 @@ def _rollout_offer(request: HttpRequest) -> dict[str, Any]:
         return {}
     return {
         "rollout_policies": admin_rollouts.policy_names(),
-        "active_rollout": admin_rollouts.active_rollout(),
+        "active_rollout": active_rollout(),
     }
 
 
@@ -901,19 +903,6 @@ def start_from_admin(request: HttpRequest, *, only: list[str] | None, public: bo
 
 
 # -- runs --------------------------------------------------------------------------------
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows the engine writes; the admin shows them and never edits them."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 class RunChangeList(ChangeList):
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)

@@ -18,6 +18,7 @@ from django.urls import path, reverse
 
 from tenancy.admin_views import (
     RECOVERY_VERBS,
+    ReadOnlyAdmin,
     actor_for,
     public_state_for,
     recovery_call,
@@ -81,17 +82,8 @@ class StepFilter(admin.SimpleListFilter):
 
 
 @admin.register(TenantMigration)
-class MigrationsAdmin(admin.ModelAdmin):
+class MigrationsAdmin(ReadOnlyAdmin):
     """The ledger is written by the engine only: this admin shows it per step."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_urls(self) -> list:
         view = self.admin_site.admin_view

@@ -18,8 +18,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from tenancy import conf
-from tenancy.admin import ReadOnlyAdmin, log_admin_action
-from tenancy.admin_views import actor_for, badge, when
+from tenancy.admin import log_admin_action
+from tenancy.admin_views import ReadOnlyAdmin, actor_for, badge, when
 from tenancy.engine.errors import TenancyError
 from tenancy.models import ACTIVE_ROLLOUT_STATES, Rollout
 from tenancy.services.rollout_policy import stage_settings
@@ -42,10 +42,6 @@ STAGE_KINDS = {"pending": "quiet", "running": "warn", "done": "ok", "halted": "e
 
 def policy_names() -> list[str]:
     return sorted(conf.setting("ROLLOUTS") or {})
-
-
-def active_rollout() -> Rollout | None:
-    return Rollout.objects.filter(state__in=ACTIVE_ROLLOUT_STATES).order_by("-pk").first()
 
 
 def stage_rows(rollout: Rollout) -> list[dict[str, Any]]:

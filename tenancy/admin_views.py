@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django import forms
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.db.models import Q
 from django.http import HttpRequest
 from django.templatetags.static import static
@@ -99,6 +99,20 @@ class CreateTenantForm(forms.Form):
 
     def clean_tags(self) -> list[str]:
         return clean_tag_text(self.cleaned_data["tags"])
+
+
+# -- the admins' common base ---------------------------------------------------------------
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows the engine writes; the admin shows them and never edits them."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 # -- the tenant list ---------------------------------------------------------------------
@@ -883,6 +897,11 @@ def verbs_for(request: HttpRequest, tenant: Any) -> list[Verb]:
 
 
 # -- the fleet overview (admin index) ----------------------------------------------------
+def active_rollout() -> Rollout | None:
+    """The rollout that holds the fleet (one at a time), if any."""
+    return Rollout.objects.filter(state__in=ACTIVE_ROLLOUT_STATES).order_by("-pk").first()
+
+
 def fleet_overview(request: HttpRequest) -> dict[str, Any]:
     """Counts for the admin index: tenants by status, migration states, the public schema,
     the active run and the latest runs, and on a Citus cluster the worker nodes with their
@@ -917,9 +936,7 @@ def fleet_overview(request: HttpRequest) -> dict[str, Any]:
             "latest_failed_run": latest_runs[0]
             if latest_runs and latest_runs[0].status in unfinished
             else None,
-            "active_rollout": Rollout.objects.filter(state__in=ACTIVE_ROLLOUT_STATES)
-            .order_by("-pk")
-            .first(),
+            "active_rollout": active_rollout(),
             # On a Citus cluster: each worker with its tenants (empty elsewhere).
             "nodes": node_counts(request),
             "can_rebalance": request.user.has_perm(REBALANCE_PERMISSION),

@@ -12,6 +12,8 @@ from django.db import models
 from django.db.models.functions import Now
 from django_tenants.models import DomainMixin, TenantMixin
 
+from tenancy.services.rollout_records import ACTIVE as ROLLOUT_ACTIVE
+
 TAG_MAX_LENGTH = 64
 
 
@@ -85,8 +87,9 @@ class RolloutState(models.TextChoices):
     ABORTED = "aborted", "Aborted"
 
 
-# A rollout in one of these states holds its scope: a second one is refused.
-ACTIVE_ROLLOUT_STATES = ["running", "awaiting_approval", "halted"]
+# A rollout in one of these states holds its scope: a second one is refused (the record's
+# writer, services/rollout_records.py, owns the list; migration 0014 spells it out).
+ACTIVE_ROLLOUT_STATES = list(ROLLOUT_ACTIVE)
 
 
 class Rollout(models.Model):

@@ -163,6 +163,14 @@ def sql_dir(tmp_path: Path, settings: Any) -> Path:
 
 
 @pytest.fixture
+def superuser(pg: None) -> Any:
+    """An admin superuser (the admin tests' client logs in as it)."""
+    from django.contrib.auth.models import User
+
+    return User.objects.create_superuser("root", "root@example.com", "pw-for-tests-only")
+
+
+@pytest.fixture
 def public_ready(pg: None) -> None:
     """Public SQL migrations applied."""
     call_command("migrate_tenants", "--public", verbosity=0)

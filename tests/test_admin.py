@@ -72,11 +72,6 @@ def ready(public_ready: None, sql_dir: Path) -> Path:
     return sql_dir
 
 
-@pytest.fixture
-def superuser() -> User:
-    return User.objects.create_superuser("root", "root@example.com", "pw-for-tests-only")
-
-
 def admin_runs() -> Any:
     """Runs started from the admin (public_ready's own run is the command line's)."""
     return MigrationRun.objects.filter(actor__startswith="admin:")

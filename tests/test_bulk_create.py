@@ -407,11 +407,6 @@ def test_piped_output_is_one_line_per_row() -> None:
 
 
 # -- the admin's Create tenant page -----------------------------------------------------------
-@pytest.fixture
-def superuser() -> User:
-    return User.objects.create_superuser("root", "root@example.com", "pw-for-tests-only")
-
-
 def test_the_create_page_tells_the_limit_with_its_setting_and_reopen_time(
     public_ready: None, superuser: User, settings: Any
 ) -> None:

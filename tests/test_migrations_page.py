@@ -11,24 +11,12 @@ import re
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 
 from tenancy.services import runs
 from tests.conftest import ledger_versions, query
 from tests.test_admin import client_for, reverse, user
-from tests.test_engine_runs import add, cure, make_tenants, poison
+from tests.test_engine_runs import POISONABLE, add, cure, make_tenants, poison
 
-INVOICES = """-- Description: invoices, refused where an organization is named 'poison'
--- UP
-CREATE TABLE invoices (id serial PRIMARY KEY, amount numeric NOT NULL);
-DO $$ BEGIN
-  IF EXISTS (SELECT 1 FROM organizations WHERE name = 'poison') THEN
-    RAISE EXCEPTION 'poisoned tenant %', current_schema();
-  END IF;
-END $$;
--- DOWN
-DROP TABLE invoices;
-"""
 NOTES = "-- UP\nCREATE TABLE notes (id int);\n-- DOWN\nDROP TABLE notes;\n"
 STEP_ROW = re.compile(r'<tr class="step-row" id="step-tenant-(\d+)">(.*?)</tr>', re.S)
 
@@ -47,7 +35,7 @@ def fleet(public_ready, sql_dir: Path) -> list[str]:
     """Three tenants: 004 applied in two, failed in the third; 005 pending everywhere; the
     first tenant's 002 drifted (its ledger checksum no longer the file's)."""
     schemas = make_tenants(3)
-    add(sql_dir, "004_invoices.sql", INVOICES)
+    add(sql_dir, "004_invoices.sql", POISONABLE)
     poison(schemas[2])
     assert runs.migrate(public=False, actor="test").exit_code == 1
     add(sql_dir, "005_notes.sql", NOTES)
@@ -57,11 +45,6 @@ def fleet(public_ready, sql_dir: Path) -> list[str]:
         [schemas[0]],
     )
     return schemas
-
-
-@pytest.fixture
-def superuser() -> User:
-    return User.objects.create_superuser("root", "root@example.com", "pw-for-tests-only")
 
 
 def test_the_counts_match_the_database(fleet, superuser):
@@ -100,7 +83,7 @@ def test_the_step_page_shows_the_sql_and_the_diff_of_a_drifted_file(fleet, super
     accept_002(fleet[0])  # the drift would stop the run that applies 004
     cure(fleet[2])
     assert runs.migrate(public=False, actor="test").exit_code == 0
-    edited = INVOICES.replace("amount numeric NOT NULL", "amount numeric NOT NULL, note text")
+    edited = POISONABLE.replace("amount numeric NOT NULL", "amount numeric NOT NULL, note text")
     (sql_dir / "tenant" / "004_invoices.sql").write_text(edited)
     page = client_for(superuser).get(
         reverse("admin:tenancy_migrations_step", args=["tenant", "004"])

@@ -14,6 +14,7 @@ import pytest
 
 from tenancy.services import rollout_policy, rollouts
 from tenancy.services.fleet import fleet_snapshot
+from tenancy.services.tenants import set_tenant_tags
 from tenancy.signals import migration_run_alert
 from tests.conftest import ledger_versions, manage, query, run_command, tables_in
 from tests.test_engine_runs import POISONABLE, add, cure, make_tenants, poison
@@ -197,11 +198,7 @@ def test_undo_on_halt_leaves_the_canaries_as_they_were(fleet):
 def test_tags_and_attributes_select_the_stages(fleet, settings):
     tagged = {fleet[2]: ["beta"], fleet[5]: ["beta", "eu"], fleet[7]: ["eu"]}
     for schema, tags in tagged.items():
-        query_update = "UPDATE public.tenant_registry SET tags = %s WHERE schema_name = %s"
-        from tests.conftest import connect
-
-        with connect() as conn:
-            conn.execute(query_update, [tags, schema])
+        set_tenant_tags(schema, replace=tags, actor="test")
     settings.TENANCY = {
         **settings.TENANCY,
         "ROLLOUTS": {

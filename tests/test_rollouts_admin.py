@@ -88,7 +88,7 @@ def test_approve_from_the_admin_lets_the_worker_finish(fleet):
     assert AuditLog.objects.filter(action="rollout.approve", actor="admin:approver").exists()
 
 
-def test_resume_and_abort_from_the_admin(fleet):
+def test_resume_and_abort_from_the_admin(fleet, sql_dir: Path):
     poison(fleet[0])
     stages = rollout_policy.ad_hoc_policy(
         canary="1", wave_size="2", max_failures=None, pause_after_canary=False, jobs=1
@@ -105,7 +105,7 @@ def test_resume_and_abort_from_the_admin(fleet):
     assert rollout.state == "completed" and all("004" in ledger_versions(s) for s in fleet)
 
     # A second rollout, of a new file, waits after its canary; then it is aborted.
-    Path(fleet_dir(fleet)).joinpath("005_more.sql").write_text("-- UP\nCREATE TABLE more_x();")
+    add(sql_dir, "005_more.sql", "-- UP\nCREATE TABLE more_x();")
     gated = rollout_policy.ad_hoc_policy(
         canary="1", wave_size="2", max_failures=None, pause_after_canary=True, jobs=1
     )
@@ -114,12 +114,6 @@ def test_resume_and_abort_from_the_admin(fleet):
     c.post(reverse("admin:tenancy_rollout_abort", args=[record.id]))
     assert Rollout.objects.get(pk=record.id).state == "aborted"
     assert AuditLog.objects.filter(action="rollout.abort", actor="admin:operator").exists()
-
-
-def fleet_dir(_fleet: list[str]) -> str:
-    from tenancy import conf
-
-    return str(conf.migrations_dir() / "tenant")
 
 
 @pytest.mark.parametrize(
@@ -166,8 +160,3 @@ def test_the_progress_json_follows_the_stages(fleet, superuser: User):
         ("canary", 1, 1, "done"),
         ("rest", 3, 0, "pending"),
     ]
-
-
-@pytest.fixture
-def superuser() -> User:
-    return User.objects.create_superuser("root", "root@example.com", "pw-for-tests-only")

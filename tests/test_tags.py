@@ -292,11 +292,6 @@ def test_tenant_list_with_no_match_or_a_bad_tag(fleet: None) -> None:
 
 
 # -- the admin -----------------------------------------------------------------------------
-@pytest.fixture
-def superuser() -> User:
-    return User.objects.create_superuser("root", "root@example.com", "pw-for-tests-only")
-
-
 def tags_url(pk: int) -> str:
     return f"{CHANGELIST}{pk}/tags/"
 

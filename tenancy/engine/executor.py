@@ -167,6 +167,7 @@ class Executor:
         # Schemas in a step outside a transaction (a signal does not roll it back) → file.
         self._outside: dict[str, str] = {}
         self.results: list[SchemaResult] = []
+        self._failures = 0  # failed schemas of the current _run (the threshold reads it)
 
     # -- public verbs -------------------------------------------------------------------
     def migrate(
@@ -188,6 +189,7 @@ class Executor:
         """Run ``task`` on every schema of ``work`` with ``jobs`` workers."""
         self._queue = deque(_Item(schema, payload) for schema, payload in work)
         self.results = []
+        self._failures = 0
         self._stop.clear()
         self._interrupted = False
         workers = max(1, min(self.options.jobs, len(self._queue)))
@@ -258,15 +260,14 @@ class Executor:
                 result.error = f"interrupted, rolled back ({result.error})"
         with self._emit_lock:
             self.results.append(result)
+            self._failures += result.failed
             self.on_event(Event("schema_finished", result.schema, result=result))
         if result.failed and self._over_threshold():
             self._stop.set()
 
     def _over_threshold(self) -> bool:
-        if self.options.fail_fast:
-            return True
-        limit = self.options.max_failures
-        return limit is not None and sum(r.failed for r in self.results) > limit
+        limit = 0 if self.options.fail_fast else self.options.max_failures
+        return limit is not None and self._failures > limit
 
     def emit(self, event: Event) -> None:
         with self._emit_lock:

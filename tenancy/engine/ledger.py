@@ -52,14 +52,11 @@ def applied_all(
 ) -> dict[str, dict[str, Applied]]:
     """Every schema's rows, or only those of ``schemas`` (read through the ledger's unique
     index: a run of a few schemas does not read the whole fleet's ledger)."""
-    if schemas is None:
-        rows = conn.execute(f"SELECT {_APPLIED_COLUMNS} FROM public.tenant_migrations").fetchall()
-    else:
-        rows = conn.execute(
-            f"SELECT {_APPLIED_COLUMNS} FROM public.tenant_migrations "
-            "WHERE tenant_schema = ANY(%s)",
-            [list(schemas)],
-        ).fetchall()
+    where = sql.SQL("WHERE tenant_schema = ANY(%s)") if schemas is not None else sql.SQL("")
+    query = sql.SQL("SELECT {} FROM public.tenant_migrations {}").format(
+        sql.SQL(_APPLIED_COLUMNS), where
+    )
+    rows = conn.execute(query, [list(schemas)] if schemas is not None else None).fetchall()
     return _rows_to_map(rows)
 
 
@@ -239,12 +236,10 @@ def registered_tenants(
     conn: psycopg.Connection, schemas: Collection[str] | None = None
 ) -> list[RegisteredTenant]:
     """The registered tenants in registry order; only those of ``schemas`` when given."""
-    if schemas is None:
-        rows = conn.execute(_REGISTERED.format("")).fetchall()
-    else:
-        rows = conn.execute(
-            _REGISTERED.format("AND tr.schema_name = ANY(%s)"), [list(schemas)]
-        ).fetchall()
+    only = sql.SQL("AND tr.schema_name = ANY(%s)") if schemas is not None else sql.SQL("")
+    rows = conn.execute(
+        sql.SQL(_REGISTERED).format(only), [list(schemas)] if schemas is not None else None
+    ).fetchall()
     return [RegisteredTenant(*row) for row in rows]
 
 

@@ -116,16 +116,15 @@ def build_plan(
     """The plan for public and/or every registered tenant (or just ``only``), from each
     scope's steps in order (``migrations``: SQL files, and a tenant app's Django migrations).
 
-    Two queries in all: the registry and the ledger."""
-    applied = ledger.applied_all(conn)
-    schemas: list[SchemaPlan] = []
+    Two queries in all: the registry and the ledger, each read for ``only``'s schemas
+    alone when it is given (a rollout's stage, a run of one tenant)."""
     wanted = set(only) if only is not None else None
+    applied = ledger.applied_all(conn, wanted)
+    schemas: list[SchemaPlan] = []
     if public and (wanted is None or PUBLIC in wanted):
         schemas.append(plan_schema(PUBLIC, PUBLIC, migrations[PUBLIC], applied.get(PUBLIC, {})))
     if tenants:
-        for tenant in ledger.registered_tenants(conn):
-            if wanted is not None and tenant.schema not in wanted:
-                continue
+        for tenant in ledger.registered_tenants(conn, wanted):
             schemas.append(
                 plan_schema(
                     tenant.schema,

@@ -179,9 +179,7 @@ def _finished(command: BaseCommand, report: Any, o: dict[str, Any]) -> int:
         return report.exit_code
     for note in report.notes:
         command.stdout.write(note)
-    for schema, error in record.stages[min(record.current_stage, len(record.stages) - 1)][
-        "failed"
-    ].items():
+    for schema, error in record.current.get("failed", {}).items():
         command.stderr.write(command.style.ERROR(f"  {schema}: {error}"))
     if report.exit_code == rollouts.EXIT_HALTED:
         command.stderr.write(

@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tenancy.engine.errors import EXIT_FAILED, EXIT_OK, TenancyError
 from tenancy.engine.names import validate_org_id, validate_org_name, validate_tags
@@ -308,16 +309,27 @@ def _exists(batch: _Batch, result: RowResult, *, named: bool) -> bool:
     return True
 
 
-def _check(batch: _Batch, result: RowResult) -> None:
+def _attempt(batch: _Batch, result: RowResult, call: Callable[[], Any]) -> Any | None:
+    """``call``'s answer, or None when it was refused: the hourly limit stops the batch,
+    any other refusal is this row's reason."""
     try:
-        checked = tenants.check_creation(
-            result.org_id, result.name, override_hourly_limit=batch.override
-        )
+        return call()
     except tenants.CreationLimitReached as exc:
         _stop(batch, result, exc)
-        return
     except TenancyError as exc:
         result.reason = str(exc)
+    return None
+
+
+def _check(batch: _Batch, result: RowResult) -> None:
+    checked = _attempt(
+        batch,
+        result,
+        lambda: tenants.check_creation(
+            result.org_id, result.name, override_hourly_limit=batch.override
+        ),
+    )
+    if checked is None:
         return
     result.status, result.schema = WOULD_CREATE, checked.schema
     if batch.left is not None:
@@ -325,19 +337,18 @@ def _check(batch: _Batch, result: RowResult) -> None:
 
 
 def _create(batch: _Batch, result: RowResult) -> None:
-    try:
-        created = tenants.create_tenant(
+    created = _attempt(
+        batch,
+        result,
+        lambda: tenants.create_tenant(
             result.org_id,
             result.name,
             actor=batch.actor,
             tags=result.tags,
             override_hourly_limit=batch.override,
-        )
-    except tenants.CreationLimitReached as exc:
-        _stop(batch, result, exc)
-        return
-    except TenancyError as exc:
-        result.reason = str(exc)
+        ),
+    )
+    if created is None:
         return
     result.status, result.schema, result.path = CREATED, created.schema, created.path
     result.past_hourly_limit = created.past_hourly_limit

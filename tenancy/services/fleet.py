@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from tenancy.services import reports
+from tenancy.services import reports, rollout_records
 from tenancy.services.infrastructure import connect_ready
 
 TENANT_STATUSES = ("active", "suspended", "archived")  # always reported, 0 when none
@@ -80,15 +80,12 @@ def fleet_snapshot() -> FleetSnapshot:
     return snapshot
 
 
-ROLLOUT_STATES = ("running", "awaiting_approval", "halted")
-
-
 def _rollouts(conn: psycopg.Connection) -> dict[str, int]:
     rows = conn.execute(
         "SELECT state, count(*) FROM public.tenant_rollouts WHERE state = ANY(%s) GROUP BY 1",
-        [list(ROLLOUT_STATES)],
+        [list(rollout_records.ACTIVE)],
     ).fetchall()
-    return {**dict.fromkeys(ROLLOUT_STATES, 0), **{state: int(n) for state, n in rows}}
+    return {**dict.fromkeys(rollout_records.ACTIVE, 0), **{state: int(n) for state, n in rows}}
 
 
 def _runs(conn: psycopg.Connection) -> tuple[int, LastRun | None]:

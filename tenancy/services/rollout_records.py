@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
 
@@ -20,10 +21,14 @@ from tenancy.engine.errors import TenancyError
 # server process is gone, was killed: --resume may take it over.
 STALE_S = 60.0
 ACTIVE = ("running", "awaiting_approval", "halted")
-_COLUMNS = (
-    "id, policy, scope, state, reason, stages, current_stage, options, started_by, "
-    "approvals, started_at, heartbeat_at, finished_at, backend_pid"
-)
+_COLUMNS = sql.SQL(", ").join(
+    sql.Identifier(c)
+    for c in (
+        "id", "policy", "scope", "state", "reason", "stages", "current_stage", "options",
+        "started_by", "approvals", "started_at", "heartbeat_at", "finished_at", "backend_pid",
+    )
+)  # fmt: skip
+_SELECT = sql.SQL("SELECT {} FROM public.tenant_rollouts WHERE ").format(_COLUMNS)
 
 
 class RolloutError(TenancyError):
@@ -47,6 +52,11 @@ class Record:
     finished_at: datetime | None = None
     backend_pid: int | None = None
 
+    @property
+    def current(self) -> dict[str, Any]:
+        """The stage it is at (the last one once it completed)."""
+        return self.stages[min(self.current_stage, len(self.stages) - 1)] if self.stages else {}
+
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         for key in ("started_at", "heartbeat_at", "finished_at"):
@@ -66,8 +76,10 @@ def create(
     """A new running rollout; refused while another of the scope is active."""
     try:
         row = conn.execute(
-            "INSERT INTO public.tenant_rollouts (policy, scope, stages, options, started_by, "
-            f"backend_pid) VALUES (%s, %s, %s, %s, %s, pg_backend_pid()) RETURNING {_COLUMNS}",
+            sql.SQL(
+                "INSERT INTO public.tenant_rollouts (policy, scope, stages, options, started_by, "
+                "backend_pid) VALUES (%s, %s, %s, %s, %s, pg_backend_pid()) RETURNING {}"
+            ).format(_COLUMNS),
             [policy, scope, Jsonb(stages), Jsonb(options), actor],
         ).fetchone()
     except UniqueViolation:
@@ -82,9 +94,7 @@ def create(
 
 
 def load(conn: psycopg.Connection, rollout_id: int) -> Record:
-    row = conn.execute(
-        f"SELECT {_COLUMNS} FROM public.tenant_rollouts WHERE id = %s", [rollout_id]
-    ).fetchone()
+    row = conn.execute(_SELECT + sql.SQL("id = %s"), [rollout_id]).fetchone()
     if row is None:
         raise RolloutError(f"No rollout {rollout_id}.")
     return Record(*row)
@@ -92,8 +102,7 @@ def load(conn: psycopg.Connection, rollout_id: int) -> Record:
 
 def active(conn: psycopg.Connection, scope: str = "tenants") -> Record | None:
     row = conn.execute(
-        f"SELECT {_COLUMNS} FROM public.tenant_rollouts WHERE scope = %s AND state = ANY(%s)",
-        [scope, list(ACTIVE)],
+        _SELECT + sql.SQL("scope = %s AND state = ANY(%s)"), [scope, list(ACTIVE)]
     ).fetchone()
     return Record(*row) if row else None
 

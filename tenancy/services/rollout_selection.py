@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from tenancy.engine import citus
-from tenancy.services.rollout_policy import Stage
+from tenancy.services.rollout_policy import Amount, Stage
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def _select(selection: dict[str, Any], left: list[Candidate], fleet: int) -> lis
     if "count" in selection:
         taken = taken[: int(selection["count"])]
     elif "percent" in selection:
-        taken = taken[: -(-fleet * int(selection["percent"]) // 100)]
+        taken = taken[: Amount(int(selection["percent"]), percent=True).of(fleet)]
     return taken
 
 

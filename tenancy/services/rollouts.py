@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -240,7 +241,7 @@ def _run_stage(
 ) -> RolloutReport | None:
     """The stage's run (and checks); a report when the rollout stops here."""
     first_time = stage["state"] == "pending"
-    stage.update(state="running", started_at=_now(conn))
+    stage.update(state="running", started_at=_now())
     rollout_records.save_stages(conn, record)
     allowed = _allowed_failures(record)
     before = _failures_before(record)
@@ -261,7 +262,7 @@ def _run_stage(
         stage["verify_problems"] = problems
         why = f"stage {record.current_stage + 1} ({stage['name']}): verification failed"
         return _halt(conn, record, stage, actor, f"{why}: {problems[0]}")
-    stage.update(state="done", finished_at=_now(conn))
+    stage.update(state="done", finished_at=_now())
     rollout_records.save_stages(conn, record)
     if first_time and stage.get("soak") and record.current_stage < len(record.stages) - 1:
         return _soak(conn, record, float(stage["soak"]))
@@ -348,7 +349,7 @@ def _soak(conn: psycopg.Connection, record: Record, seconds: float) -> RolloutRe
 def _halt(
     conn: psycopg.Connection, record: Record, stage: dict[str, Any], actor: str, why: str
 ) -> RolloutReport:
-    stage.update(state="halted", finished_at=_now(conn))
+    stage.update(state="halted", finished_at=_now())
     rollout_records.save_stages(conn, record)
     report = RolloutReport(record, exit_code=EXIT_HALTED)
     if record.options.get("undo_on_halt"):
@@ -415,6 +416,5 @@ def _audit(
     audit.write(conn, action, actor=actor, details={"rollout_id": record.id, **details})
 
 
-def _now(conn: psycopg.Connection) -> str:
-    row = conn.execute("SELECT now()::text").fetchone()
-    return str(row[0]) if row else ""
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
