@@ -29,7 +29,7 @@ from tenancy.models import (
     RunStatus,
     TenantMigration,
 )
-from tenancy.services import fleet, placement, reports, run_records, steps
+from tenancy.services import admin_links, fleet, placement, reports, run_records, steps
 from tenancy.services.reports import SchemaState, human_size
 from tenancy.tasks import run_migrations
 
@@ -383,11 +383,7 @@ def state_badges(state: SchemaState | None, schema: str = "") -> str:
 # -- a run's page ------------------------------------------------------------------------
 def admin_url(name: str, *args: Any) -> str:
     """An admin page's URL in the public schema's URLconf (where the admin lives)."""
-    from django.conf import settings
-    from django.urls import reverse
-
-    urlconf = getattr(settings, "PUBLIC_SCHEMA_URLCONF", settings.ROOT_URLCONF)
-    return reverse(f"admin:{name}", args=list(args), urlconf=urlconf)
+    return admin_links.admin_path(name, *args)
 
 
 def progress_widths(total: int, done: int, failed: int) -> tuple[float, float]:
@@ -545,20 +541,10 @@ def run_options(options: dict[str, Any]) -> list[tuple[str, str]]:
 
 def tenant_urls(schemas: list[str]) -> dict[str, str]:
     """Each registered schema's admin page (one query)."""
-    from django.conf import settings
-    from django.urls import reverse
-
     from tenancy.models import Tenant
 
     pks = Tenant.objects.filter(schema_name__in=schemas).values_list("schema_name", "pk")
-    return {
-        schema: reverse(
-            "admin:tenancy_tenant_change",
-            args=[pk],
-            urlconf=getattr(settings, "PUBLIC_SCHEMA_URLCONF", settings.ROOT_URLCONF),
-        )
-        for schema, pk in pks
-    }
+    return {schema: admin_url("tenancy_tenant_change", pk) for schema, pk in pks}
 
 
 def run_rows(run: MigrationRun) -> list[dict[str, Any]]:
@@ -1146,9 +1132,6 @@ def recovery_call(
 def drift_offers(request: HttpRequest) -> list[dict[str, Any]]:
     """Each drifted file in the fleet (tenant and public), with how many schemas and the
     fleet-wide Accept checksum page, for a user who may accept checksums."""
-    from django.conf import settings
-    from django.urls import reverse
-
     if not request.user.has_perm(RECOVERY_VERBS["accept-checksum"].permission):
         return []
     found: dict[tuple[str, str], list[str]] = {}
@@ -1156,10 +1139,7 @@ def drift_offers(request: HttpRequest) -> list[dict[str, Any]]:
     for s in states:
         for name in s.drift if s else []:
             found.setdefault((s.scope, name), []).append(s.schema)
-    url = reverse(
-        "admin:tenancy_tenant_accept_checksum",
-        urlconf=getattr(settings, "PUBLIC_SCHEMA_URLCONF", settings.ROOT_URLCONF),
-    )
+    url = admin_url("tenancy_tenant_accept_checksum")
     return [
         {
             "file": f"{scope}/{name}",

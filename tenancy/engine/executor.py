@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors, sql
 
-from tenancy.engine import db, ledger, ownership, statements
+from tenancy.engine import db, ledger, ownership, rules, statements
 from tenancy.engine.errors import Interrupted
 from tenancy.engine.names import (
     PUBLIC_SCHEMA,
@@ -1030,27 +1030,11 @@ def _locate_failure(
                 conn.execute(sql.SQL(statement))
             except psycopg.Error as replayed:
                 label = _statement_label(index, parts)
-                return label + _error_text(replayed) + reference_hint(statement, replayed)
+                hint = rules.grant_hint(statement, replayed.sqlstate, str(replayed))
+                return label + _error_text(replayed) + hint
     except (psycopg.Error, statements.StatementError):
         pass
     return _error_text(exc)
-
-
-def reference_hint(statement: str, exc: psycopg.Error) -> str:
-    """A foreign key to a public table the tenant owners may not reference: the grant to
-    add (an SQL file's statement, or a Django step's compiled SQL); else ""."""
-    table = getattr(exc.diag, "table_name", None) if exc.diag else None
-    text = str(exc)
-    if exc.sqlstate != "42501" or "REFERENCES" not in statement.upper():
-        return ""
-    if not table and "permission denied for table " in text:
-        table = text.split("permission denied for table ", 1)[1].split()[0]
-    if not table:
-        return ""
-    return (
-        f" (tenant owner roles may not reference public.{table}: add a public migration "
-        f"with GRANT REFERENCES ON public.{table} TO {{{{owner_group}}}})"
-    )
 
 
 def _statement_label(index: int, parts: list[str]) -> str:

@@ -1049,6 +1049,56 @@ def granted_references(public_files: Sequence[Migration]) -> set[str]:
     return granted
 
 
+# "permission denied for table x" and its kin: the object a tenant owner may not use.
+_DENIED = re.compile(
+    r'permission denied for (table|view|materialized view|sequence|function|procedure) "?([^\s"]+)'
+)
+_ROUTINES = {"function": "FUNCTION", "procedure": "PROCEDURE"}
+_WRITES = {ast.InsertStmt: "INSERT", ast.UpdateStmt: "UPDATE", ast.DeleteStmt: "DELETE"}
+
+
+def grant_hint(statement: str, sqlstate: str | None, message: str) -> str:
+    """For a tenant statement that failed with "permission denied" on a shared object: the
+    public migration's GRANT to {{owner_group}} that lets every tenant owner use it (the
+    only objects a tenant file may reach outside its schema are public's); else "". The
+    privilege follows what the statement did to the object: REFERENCES for a foreign key,
+    INSERT / UPDATE / DELETE / TRUNCATE for its target, USAGE on a sequence, EXECUTE on a
+    routine, SELECT for what it reads."""
+    found = _DENIED.search(message) if sqlstate == "42501" else None
+    if not found:
+        return ""
+    kind, name = found.groups()
+    if kind in _ROUTINES:
+        privilege, on = "EXECUTE", f"{_ROUTINES[kind]} public.{name}"
+    elif kind == "sequence":
+        privilege, on = "USAGE", f"SEQUENCE public.{name}"
+    else:
+        privilege, on = _table_privilege(statement, name), f"public.{name}"
+    return (
+        f" (tenant owner roles may not use public.{name} this way: add a public migration "
+        f"with GRANT {privilege} ON {on} TO {{{{owner_group}}}})"
+    )
+
+
+def _table_privilege(statement: str, table: str) -> str:
+    """The privilege ``statement`` needs on ``table`` (SELECT when it only reads it)."""
+    try:
+        nodes = [raw.stmt for raw in pglast.parse_sql(statement)]
+    except pglast.parser.ParseError:
+        return "SELECT"
+    for node in nodes:
+        keys = [fk.pktable for fk in _foreign_keys(node) if fk.pktable is not None]
+        if any(target.relname == table for target in keys):
+            return "REFERENCES"
+        for kind, privilege in _WRITES.items():
+            if isinstance(node, kind) and node.relation.relname == table:
+                return privilege
+        truncated = node.relations or () if isinstance(node, ast.TruncateStmt) else ()
+        if any(r.relname == table for r in truncated):
+            return "TRUNCATE"
+    return "SELECT"
+
+
 def _ungranted_reference_problems(migrations: Sequence[Migration], level: str) -> list[Problem]:
     """Lint: a tenant foreign key to a public table no public file lets the owners
     reference (the dry run checks the database itself)."""

@@ -48,7 +48,6 @@ from django.conf import settings
 from psycopg import sql
 
 from tenancy.engine import catalog, db, ownership, rules
-from tenancy.engine.executor import reference_hint
 from tenancy.engine.source import TENANT, Execute, Migration, Ran, RunnerError
 
 # What a Django migration may declare to follow SQL files: ``sql_dependencies = ["004"]``.
@@ -327,7 +326,7 @@ def _run_statement(execute: Execute, operation: str, statement: str) -> None:
     except psycopg.errors.LockNotAvailable:
         raise
     except psycopg.Error as exc:
-        hint = reference_hint(statement, exc)
+        hint = rules.grant_hint(statement, exc.sqlstate, str(exc))
         raise RunnerError(f"{operation}: {_first_line(exc)}{hint}") from exc
     except RunnerError as exc:
         raise RunnerError(f"{operation}: {exc}") from exc

@@ -36,7 +36,7 @@ from tenancy.engine.names import (
 )
 from tenancy.engine.plan import Plan, build_plan, plan_schema
 from tenancy.engine.source import PUBLIC, TENANT, Migration
-from tenancy.services import alerts, backups, django_steps, schema_order, steps
+from tenancy.services import admin_links, alerts, backups, django_steps, schema_order, steps
 from tenancy.services import ownership as service_ownership
 from tenancy.services import pool as pool_service
 from tenancy.services.infrastructure import (
@@ -173,39 +173,42 @@ def _check_only(plan: Plan, only: list[str] | None) -> None:
 
 
 def refusals(plan: Plan, *, allow_missing: bool, allow_out_of_order: bool) -> list[str]:
-    """Why the ledger and the files disagree; a run that finds any applies nothing."""
-    reasons: list[str] = []
-    drift: dict[str, list[str]] = {}
+    """Why the ledger and the files disagree; a run that finds any applies nothing. Each
+    reason names the command that resolves it and the step's page in the admin."""
+    drift: dict[tuple[str, str, str], list[str]] = {}
+    missing: dict[tuple[str, str, str], list[str]] = {}
+    late: dict[tuple[str, str, str], list[str]] = {}
     for s in plan.schemas:
         for d in s.drift:
-            drift.setdefault(f"{d.migration.scope}/{d.migration.name}", []).append(s.schema)
-    for name, schemas in drift.items():
-        reasons.append(
-            f"drift: {name} changed after it was applied (checksum differs) in "
-            f"{_names(schemas)}; restore the file, or accept it with "
-            f"`migrate_tenants --accept-checksum {name.split('/')[1].split('_')[0]}`"
-        )
-    if not allow_missing:
-        missing: dict[str, list[str]] = {}
-        for s in plan.schemas:
-            for a in s.missing:
-                missing.setdefault(f"{s.scope}/{a.name}", []).append(s.schema)
-        for name, schemas in missing.items():
-            reasons.append(
-                f"missing file: {name} is recorded as applied in {_names(schemas)} but is not on "
-                "disk (pass --allow-missing to go on)"
-            )
-    if not allow_out_of_order:
-        late: dict[str, list[str]] = {}
-        for s in plan.schemas:
-            for m in s.out_of_order:
-                late.setdefault(f"{s.scope}/{m.name}", []).append(s.schema)
-        for name, schemas in late.items():
-            reasons.append(
-                f"out of order: {name} is numbered below migrations already applied in "
-                f"{_names(schemas)} (renumber it, or pass --allow-out-of-order)"
-            )
-    return reasons
+            m = d.migration
+            drift.setdefault((m.scope, m.name, m.version), []).append(s.schema)
+        for a in s.missing if not allow_missing else ():
+            missing.setdefault((s.scope, a.name, a.name.split("_", 1)[0]), []).append(s.schema)
+        for m in s.out_of_order if not allow_out_of_order else ():
+            late.setdefault((s.scope, m.name, m.version), []).append(s.schema)
+    return [
+        *(
+            f"drift: {scope}/{name} changed after it was applied (checksum differs) in "
+            f"{_names(schemas)}; restore the file, or accept it with `migrate_tenants "
+            f"--accept-checksum {version}{' --public' if scope == PUBLIC else ''}`"
+            + _page(scope, version)
+            for (scope, name, version), schemas in drift.items()
+        ),
+        *(
+            f"missing file: {scope}/{name} is recorded as applied in {_names(schemas)} but "
+            "is not on disk (restore it, or pass --allow-missing to go on)" + _page(scope, version)
+            for (scope, name, version), schemas in missing.items()
+        ),
+        *(
+            f"out of order: {scope}/{name} is numbered below migrations already applied in "
+            f"{_names(schemas)} (renumber it, or pass --allow-out-of-order)" + _page(scope, version)
+            for (scope, name, version), schemas in late.items()
+        ),
+    ]
+
+
+def _page(scope: str, version: str) -> str:
+    return admin_links.on_page(admin_links.step_page(scope, version))
 
 
 def fleet_problems(conn: psycopg.Connection, plan: Plan) -> list[str]:
