@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from tenancy.engine.errors import EXIT_AWAITING_APPROVAL
 from tenancy.models import AuditLog, MigrationRun, MigrationRunResult, Tenant
 from tenancy.services import recovery, rollout_policy, rollouts, runs, tenants
 from tests.conftest import connect, query
@@ -213,7 +214,7 @@ def test_a_rollout_stage_run_names_its_stage_and_rollout(ready: Path, c: Client)
         canary="1", wave_size=None, max_failures=None, pause_after_canary=True, jobs=1
     )
     report = rollouts.start(stages, policy="ad hoc", actor="test")
-    assert report.exit_code == rollouts.EXIT_AWAITING_APPROVAL
+    assert report.exit_code == EXIT_AWAITING_APPROVAL
     (run_id,) = report.record.stages[0]["run_ids"]
     canary = report.record.stages[0]["schemas"][0]
     url = f"/admin/tenancy/rollout/{report.record.id}/change/"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tenancy.engine.errors import EXIT_AWAITING_APPROVAL, EXIT_HALTED
 from tenancy.services import rollout_policy, rollouts
 from tenancy.services.fleet import fleet_snapshot
 from tenancy.services.tenants import set_tenant_tags
@@ -53,7 +54,7 @@ def test_a_failing_canary_stops_the_rollout_before_the_first_wave(fleet):
         code, out, err = run_command("migrate_tenants", "--canary", "2", "--wave-size", "3")
     finally:
         migration_run_alert.disconnect(receiver)
-    assert code == rollouts.EXIT_HALTED, (out, err)
+    assert code == EXIT_HALTED, (out, err)
     assert "halted" in err and "--resume" in err
     _id, state, stage = rollout_row()
     assert (state, stage) == ("halted", 0)
@@ -71,7 +72,7 @@ def test_max_failures_halts_within_the_wave_of_the_failure_past_it_then_resume_c
     code, out, err = run_command(
         "migrate_tenants", "--canary", "3", "--wave-size", "3", "--max-failures", "2"
     )
-    assert code == rollouts.EXIT_HALTED, (out, err)
+    assert code == EXIT_HALTED, (out, err)
     rollout_id, state, stage = rollout_row()
     assert (state, stage) == ("halted", 2)  # the third stage: wave 2 (fleet[6:9])
     assert has_004(fleet[6])
@@ -150,7 +151,7 @@ def test_the_approval_gate_holds_until_approved(fleet):
     code, out, _err = run_command(
         "migrate_tenants", "--canary", "2", "--pause-after-canary", "--wave-size", "50%"
     )
-    assert code == rollouts.EXIT_AWAITING_APPROVAL, out
+    assert code == EXIT_AWAITING_APPROVAL, out
     rollout_id, state, _stage = rollout_row()
     assert state == "awaiting_approval" and f"--approve {rollout_id}" in out
     assert fleet_snapshot().rollouts["awaiting_approval"] == 1  # /metrics: tenancy_rollouts
@@ -189,7 +190,7 @@ def test_undo_on_halt_leaves_the_canaries_as_they_were(fleet):
     code, out, err = run_command(
         "migrate_tenants", "--canary", "2", "--wave-size", "3", "--undo-on-halt"
     )
-    assert code == rollouts.EXIT_HALTED, (out, err)
+    assert code == EXIT_HALTED, (out, err)
     assert "undone 004 in 1 schema(s)" in out
     assert ledger_versions(fleet[0]) == before and not has_004(fleet[0])
     assert not any(has_004(s) for s in fleet)
@@ -219,7 +220,7 @@ def test_tags_and_attributes_select_the_stages(fleet, settings):
         ("rest", [fleet[0], fleet[1], fleet[3], fleet[4]]),
     ]
     code, out, _err = run_command("migrate_tenants", "--rollout", "by-tag")
-    assert code == rollouts.EXIT_AWAITING_APPROVAL, out
+    assert code == EXIT_AWAITING_APPROVAL, out
     assert [has_004(s) for s in fleet] == [s in (fleet[2], fleet[5], fleet[7]) for s in fleet]
 
 
@@ -268,7 +269,7 @@ def test_a_stage_check_runs_as_the_tenant_and_halts_when_false(fleet, settings):
         "-- UP\nCREATE TABLE invoices (id int);\n-- DOWN\nDROP TABLE invoices;\n"
     )
     code, out, err = run_command("migrate_tenants", "--rollout", "checked")
-    assert code == rollouts.EXIT_HALTED, (out, err)
+    assert code == EXIT_HALTED, (out, err)
     assert "verification failed" in err and poisoned in err
     _id, state, stage = rollout_row()
     assert (state, stage) == ("halted", 1)

@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django_tasks_db.models import DBTaskResult
 
 from tenancy import tasks
+from tenancy.engine.errors import EXIT_AWAITING_APPROVAL
 from tenancy.models import AuditLog, Rollout
 from tenancy.services import rollout_policy, rollouts
 from tests.conftest import ledger_versions
@@ -32,7 +33,7 @@ def fleet(public_ready, sql_dir: Path, settings) -> list[str]:
 def waiting_rollout() -> Rollout:
     stages = rollout_policy.named_policy("careful", {"careful": POLICY}, jobs=1)
     report = rollouts.start(stages, policy="careful", actor="test")
-    assert report.exit_code == rollouts.EXIT_AWAITING_APPROVAL
+    assert report.exit_code == EXIT_AWAITING_APPROVAL
     return Rollout.objects.get(pk=report.record.id)
 
 

@@ -11,6 +11,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # a schema failed, bad input, a refusal, an unavailable database
 EXIT_PENDING = 2  # --check: something is pending (or a verb would change something)
 EXIT_DRIFT = 3  # the ledger and the files disagree: nothing was applied
+EXIT_HALTED = 4  # a rollout's stage passed its failure threshold (or its verification failed)
+EXIT_AWAITING_APPROVAL = 5  # a rollout's stage is done and the next one waits for a person
 
 
 class TenancyError(Exception):

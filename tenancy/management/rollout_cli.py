@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tenancy.engine.errors import EXIT_FAILED
+from tenancy.engine.errors import EXIT_AWAITING_APPROVAL, EXIT_FAILED, EXIT_HALTED
 
 # Verbs of migrate_tenants that this module handles.
 ROLLOUT_VERBS = ("rollout", "resume", "approve", "abort")
@@ -171,7 +171,6 @@ def _stage_line(record: Any, stage: dict[str, Any]) -> str:
 
 def _finished(command: BaseCommand, report: Any, o: dict[str, Any]) -> int:
     from tenancy.management.output import write_json
-    from tenancy.services import rollouts
 
     record = report.record
     if o["format"] == "json":
@@ -181,12 +180,12 @@ def _finished(command: BaseCommand, report: Any, o: dict[str, Any]) -> int:
         command.stdout.write(note)
     for schema, error in record.current.get("failed", {}).items():
         command.stderr.write(command.style.ERROR(f"  {schema}: {error}"))
-    if report.exit_code == rollouts.EXIT_HALTED:
+    if report.exit_code == EXIT_HALTED:
         command.stderr.write(
             command.style.ERROR(f"Rollout {record.id} halted: {record.reason}.")
             + f" After the fix: manage.py migrate_tenants --resume {record.id}"
         )
-    elif report.exit_code == rollouts.EXIT_AWAITING_APPROVAL:
+    elif report.exit_code == EXIT_AWAITING_APPROVAL:
         command.stdout.write(
             f"Rollout {record.id} waits: {record.reason}. "
             f"Approve: manage.py migrate_tenants --approve {record.id}"

@@ -19,7 +19,7 @@ import psycopg
 
 from tenancy import conf
 from tenancy.engine import audit, db
-from tenancy.engine.errors import EXIT_FAILED, EXIT_OK
+from tenancy.engine.errors import EXIT_AWAITING_APPROVAL, EXIT_FAILED, EXIT_HALTED, EXIT_OK
 from tenancy.engine.source import TENANT
 from tenancy.services import alerts, rollout_checks, rollout_records, runs, steps
 from tenancy.services.infrastructure import connect_ready
@@ -27,8 +27,6 @@ from tenancy.services.rollout_policy import PolicyError, Stage, parse_amount
 from tenancy.services.rollout_records import Record, RolloutError
 from tenancy.services.rollout_selection import candidates, resolve
 
-EXIT_HALTED = 4  # a stage's failures passed its threshold (or its verification failed)
-EXIT_AWAITING_APPROVAL = 5  # a stage is done and the next one waits for a person
 SCOPE = "tenants"
 SOAK_STEP_S = 1.0  # how often a soak touches the heartbeat and looks for an abort
 OnStage = Callable[[Record, dict[str, Any]], None]  # called after each stage's run

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
+from tenancy.engine.errors import EXIT_AWAITING_APPROVAL
 from tenancy.services import rollout_policy, rollouts
 from tests.conftest import ledger_versions
 from tests.e2e.conftest import LONG, log_in
@@ -35,7 +36,7 @@ def test_the_approval_gate_holds_until_approved_in_the_admin(
         canary="1", wave_size=None, max_failures=None, pause_after_canary=True, jobs=1
     )
     report = rollouts.start(stages, policy="ad hoc", actor="test")
-    assert report.exit_code == rollouts.EXIT_AWAITING_APPROVAL
+    assert report.exit_code == EXIT_AWAITING_APPROVAL
     rollout_id = report.record.id
 
     page = browser.new_page()
