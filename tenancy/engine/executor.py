@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors, sql
+from psycopg_pool import ConnectionPool
 
 from tenancy.engine import db, ledger, ownership, rules, statements
 from tenancy.engine.errors import Interrupted
@@ -150,11 +151,44 @@ def placeholders(schema: str, database: str) -> dict[str, str]:
     return values
 
 
+KEPT_WAIT_S = 30.0  # how long a worker waits for a kept connection (PoolTimeout after)
+
+
+@contextmanager
+def kept_workers(conninfo: db.ConnInfo, jobs: int) -> Iterator[ConnectionPool]:
+    """Worker connections kept open across several runs in a row (a staged rollout's
+    stages), so that each run does not open and warm up new ones. A connection carries no
+    tenant state between schemas (each schema's context is its transaction's), so between
+    runs neither; the pool hands out only a connection that answers, and takes back only
+    a healthy one outside a transaction."""
+    pool = ConnectionPool(
+        kwargs={**dict(conninfo), "autocommit": True},
+        min_size=0,
+        max_size=max(1, jobs),
+        open=True,
+        check=ConnectionPool.check_connection,
+        name="tenancy-workers",
+    )
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 class Executor:
     """Runs a per-schema task over many schemas with ``jobs`` workers."""
 
-    def __init__(self, conninfo: db.ConnInfo, options: Options, on_event: EventHandler | None):
+    def __init__(
+        self,
+        conninfo: db.ConnInfo,
+        options: Options,
+        on_event: EventHandler | None,
+        *,
+        kept: ConnectionPool | None = None,
+    ):
         self.conninfo = conninfo
+        # Worker connections kept between runs (``kept_workers``), else opened per run.
+        self._kept = kept
         self.options = options
         self.on_event = on_event or (lambda event: None)
         self._queue: deque[_Item] = deque()
@@ -279,13 +313,26 @@ class Executor:
         literal), and psycopg throws its prepared statements away (``DEALLOCATE ALL``, a
         round trip) after every result whose status is ALTER or DROP, which migrations
         return all the time."""
-        conn = db.connect(self.conninfo)
+        if self._kept is not None:
+            conn = self._kept.getconn(timeout=KEPT_WAIT_S)
+        else:
+            conn = db.connect(self.conninfo)
         conn.prepare_threshold = None
         if (defaults := self._session_defaults(conn)) is not None:
             conn.execute(defaults)
         with self._queue_lock:
             self._conns.add(conn)
         return conn
+
+    def _release(self, conn: psycopg.Connection) -> None:
+        """A worker is done with its connection: closed, or back to the kept ones (the pool
+        keeps only a healthy one, outside any transaction)."""
+        with self._queue_lock:
+            self._conns.discard(conn)
+        if self._kept is not None:
+            self._kept.putconn(conn)
+        elif not conn.closed:
+            conn.close()
 
     def _session_defaults(self, conn: psycopg.Connection) -> sql.Composable | None:
         """The session settings of a worker's connection, set when it opens and again after
@@ -312,22 +359,27 @@ class Executor:
                     continue
                 try:
                     if conn is None or conn.closed or conn.broken:
-                        conn = self._connect()
+                        conn = self._replaced(conn) or self._connect()
                     self._attempt(conn, item, task)
                 except psycopg.OperationalError as exc:
                     self._finish(SchemaResult(item.schema, "failed", error=f"connection: {exc}"))
-                    conn = None
+                    conn = self._replaced(conn)
                 except Exception as exc:  # a bug or an unforeseen error: that schema fails,
                     # the run goes on, and the connection (state unknown) is replaced.
                     self._finish(
                         SchemaResult(item.schema, "failed", error=f"{type(exc).__name__}: {exc}")
                     )
-                    if conn is not None:
-                        conn.close()
-                    conn = None
+                    conn = self._replaced(conn)
         finally:
-            if conn is not None and not conn.closed:
-                conn.close()
+            if conn is not None:
+                self._release(conn)
+
+    def _replaced(self, conn: psycopg.Connection | None) -> None:
+        """A connection whose state is unknown is closed (never kept); the worker opens
+        another for its next schema."""
+        if conn is not None:
+            conn.close()
+            self._release(conn)
             with self._queue_lock:
                 self._conns = {c for c in self._conns if not c.closed}
 

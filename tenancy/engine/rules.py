@@ -161,8 +161,25 @@ def lint(
 ) -> list[Problem]:
     """refusals() plus the safety rules plus squawk, for files of one or both scopes.
     `migrations` are in version order per scope; rules that need 'earlier files'
-    (tables created by earlier files of the same scope) use that order."""
-    levels = _levels(severities or {})
+    (tables created by earlier files of the same scope) use that order.
+
+    The problems depend on nothing but the files' content and the severities, so the
+    answer is kept for the same files: a staged rollout lints them once, not per stage."""
+    try:
+        return list(_lint_once(tuple(migrations), tuple(sorted((severities or {}).items()))))
+    except TypeError:  # a severity that cannot be a key (the check reports it)
+        return _lint(migrations, severities or {})
+
+
+@functools.lru_cache(maxsize=16)
+def _lint_once(
+    migrations: tuple[Migration, ...], severities: tuple[tuple[str, str], ...]
+) -> tuple[Problem, ...]:
+    return tuple(_lint(migrations, dict(severities)))
+
+
+def _lint(migrations: Sequence[Migration], severities: Mapping[str, str]) -> list[Problem]:
+    levels = _levels(severities)
     problems: list[Problem] = []
     for group in _groups(migrations):
         problems += _lint_group(group, levels)
@@ -1002,7 +1019,16 @@ def _citus(node: ast.Node) -> Iterator[tuple[str, str]]:
 def shared_references(tenant_files: Sequence[Migration]) -> dict[str, list[tuple[str, int]]]:
     """The public tables the tenant files' foreign keys point to → [(file, line)]: named
     ``public.x``, or unqualified and created by no tenant file (so the schema's search_path
-    finds them in public). Tenant owner roles need REFERENCES on each."""
+    finds them in public). Tenant owner roles need REFERENCES on each. (Kept for the same
+    files, as ``lint`` is.)"""
+    found = _shared_references_once(tuple(tenant_files))
+    return {table: list(places) for table, places in found.items()}
+
+
+@functools.lru_cache(maxsize=16)
+def _shared_references_once(
+    tenant_files: tuple[Migration, ...],
+) -> dict[str, list[tuple[str, int]]]:
     parsed = []
     for m in tenant_files:
         try:

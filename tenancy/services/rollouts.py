@@ -16,10 +16,12 @@ from functools import partial
 from typing import Any
 
 import psycopg
+from psycopg_pool import ConnectionPool
 
 from tenancy import conf
 from tenancy.engine import audit, db
 from tenancy.engine.errors import EXIT_AWAITING_APPROVAL, EXIT_FAILED, EXIT_HALTED, EXIT_OK
+from tenancy.engine.executor import kept_workers
 from tenancy.engine.source import TENANT
 from tenancy.services import alerts, rollout_checks, rollout_records, runs, steps
 from tenancy.services.infrastructure import connect_ready
@@ -215,9 +217,22 @@ def _drive(
     conn: psycopg.Connection, record: Record, actor: str, on_stage: OnStage | None
 ) -> RolloutReport:
     rollout_records.take_over(conn, record)
+    jobs = max(int(s["jobs"]) for s in record.stages) if record.stages else 1
+    with kept_workers(conf.conninfo(), jobs) as workers:
+        return _stages(conn, record, actor, on_stage, workers)
+
+
+def _stages(
+    conn: psycopg.Connection,
+    record: Record,
+    actor: str,
+    on_stage: OnStage | None,
+    workers: ConnectionPool,
+) -> RolloutReport:
+    """The stages from the current one on, their runs sharing ``workers``' connections."""
     while record.current_stage < len(record.stages):
         stage = record.stages[record.current_stage]
-        stopped = _run_stage(conn, record, stage, actor)
+        stopped = _run_stage(conn, record, stage, actor, workers)
         if on_stage:
             on_stage(record, stage)
         if stopped is not None:
@@ -235,7 +250,11 @@ def _drive(
 
 
 def _run_stage(
-    conn: psycopg.Connection, record: Record, stage: dict[str, Any], actor: str
+    conn: psycopg.Connection,
+    record: Record,
+    stage: dict[str, Any],
+    actor: str,
+    workers: ConnectionPool,
 ) -> RolloutReport | None:
     """The stage's run (and checks); a report when the rollout stops here."""
     first_time = stage["state"] == "pending"
@@ -244,7 +263,7 @@ def _run_stage(
     allowed = _allowed_failures(record)
     before = _failures_before(record)
     beat = partial(rollout_records.heartbeat, conn, record)
-    report = _migrate(stage, allowed - before, actor, beat)
+    report = _migrate(stage, allowed - before, actor, beat, workers)
     _take_results(stage, report)
     if report.refused:
         return _halt(conn, record, stage, actor, "refused: " + "; ".join(report.refused))
@@ -268,7 +287,11 @@ def _run_stage(
 
 
 def _migrate(
-    stage: dict[str, Any], budget: int, actor: str, beat: Callable[[], str]
+    stage: dict[str, Any],
+    budget: int,
+    actor: str,
+    beat: Callable[[], str],
+    workers: ConnectionPool,
 ) -> runs.RunReport:
     if not stage["schemas"]:
         return runs.RunReport(kind="migrate", plan=None)
@@ -287,6 +310,7 @@ def _migrate(
         max_failures=max(0, budget),
         actor=actor,
         on_event=on_event,
+        workers=workers,
     )
 
 

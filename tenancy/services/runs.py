@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg_pool import ConnectionPool
 
 from tenancy import conf
 from tenancy.engine import audit, citus, db, ledger, ownership, rules
@@ -314,6 +315,8 @@ class RunRequest:
     on_event: Callable[[Event], None] | None = None
     on_plan: Callable[[Plan, int], None] | None = None  # the plan and the workers it gets
     backup_dir: str | None = None  # back up each schema before its files run (backups.py)
+    # Worker connections kept across runs (executor.kept_workers: a rollout's stages).
+    workers: ConnectionPool | None = None
 
     @property
     def looking(self) -> bool:
@@ -582,7 +585,7 @@ def _executor(
         if request.backup_dir
         else None,
     )
-    return Executor(conf.conninfo(), options, handle), handle
+    return Executor(conf.conninfo(), options, handle, kept=request.workers), handle
 
 
 def _record(
