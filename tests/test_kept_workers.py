@@ -60,14 +60,14 @@ def test_a_kept_connection_returns_as_the_engines_own(public_ready, sql_dir: Pat
         with kept.connection() as conn:
             state = conn.execute(
                 "SELECT current_user, session_user, current_setting('search_path'), "
-                "current_setting('statement_timeout'), "
+                "current_setting('statement_timeout'), current_setting('lock_timeout'), "
                 "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                 " AND pid = pg_backend_pid()), "
                 "(SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 " WHERE n.oid = pg_my_temp_schema())"
             ).fetchone()
             assert conn.info.transaction_status == 0  # idle, no transaction left open
-        assert state == (login, login, '"$user", public', "0", 0, 0)
+        assert state == (login, login, '"$user", public', "0", "0", 0, 0)
         run_one(other, sql_dir, kept)  # and the next run on it works
     assert query(
         "SELECT count(*) FROM pg_indexes WHERE indexname = 'settings_seen_v' "
