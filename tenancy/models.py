@@ -39,6 +39,18 @@ class Tenant(TenantMixin):
     # Labels (``enterprise``, ``eu``, ``beta``) that rollouts select tenants by
     # (docs/rollouts.md); the column defaults to '{}' so that SQL inserts need not name it.
     tags = ArrayField(models.CharField(max_length=TAG_MAX_LENGTH), default=list, blank=True)
+    # With django-tenants' multi-type tenants (services/tenant_types.py): the tenant's type,
+    # which names the apps its schema gets; empty without types, and for a tenant registered
+    # before them (it has the first type). A project whose TENANT_MODEL is this one sets
+    # MULTI_TYPE_DATABASE_FIELD = "tenant_type".
+    tenant_type = models.CharField(max_length=100, null=True, blank=True)
+
+    def get_tenant_type(self) -> str | None:
+        """django-tenants' multi-type tenants: the tenant's type, which routes its requests
+        (TENANT_TYPES[type]["URLCONF"]); a tenant registered before types has the first."""
+        from tenancy.services import tenant_types
+
+        return self.tenant_type or tenant_types.default()
 
     # Schemas are created and dropped by tenancy.services.tenants, in one transaction with
     # their migrations, role and registry row; never as a side effect of Model.save().

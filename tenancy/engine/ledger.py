@@ -30,6 +30,7 @@ class RegisteredTenant:
     name: str
     status: str
     schema_exists: bool
+    tenant_type: str | None = None  # multi-type tenants: the type whose steps it gets
 
 
 _APPLIED_COLUMNS = """
@@ -224,7 +225,7 @@ def delete(conn: psycopg.Connection, schema: str, versions: list[str] | None = N
 
 _REGISTERED = """
     SELECT tr.schema_name, tr.auth0_org_id, tr.organization_name, tr.status,
-           (n.oid IS NOT NULL)
+           (n.oid IS NOT NULL), tr.tenant_type
     FROM public.tenant_registry tr
     LEFT JOIN pg_namespace n ON n.nspname = tr.schema_name
     WHERE tr.schema_name <> 'public' {}

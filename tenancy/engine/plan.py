@@ -6,11 +6,13 @@ files in the ledger but gone from disk, and new files numbered below what is app
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import psycopg
 
 from tenancy.engine import ledger
+from tenancy.engine.errors import RunError
 from tenancy.engine.source import PUBLIC, TENANT, Migration, version_key
 
 
@@ -31,6 +33,9 @@ class SchemaPlan:
     applied_count: int = 0
     last_applied: ledger.Applied | None = None
     schema_exists: bool = True
+    # The schema's own steps, in order (with multi-type tenants, those of its type).
+    steps: list[Migration] = field(default_factory=list)
+    tenant_type: str | None = None
 
     @property
     def blocked(self) -> bool:
@@ -83,7 +88,7 @@ def plan_schema(
     """One schema's plan from its ledger rows; the pure core that every caller shares."""
     by_number = {version_key(v): a for v, a in applied.items()}
     numbers = {m.key for m in migrations}
-    plan = SchemaPlan(schema=schema, scope=scope, schema_exists=schema_exists)
+    plan = SchemaPlan(schema=schema, scope=scope, schema_exists=schema_exists, steps=migrations)
     plan.applied_count = len(applied)
     if applied:
         plan.last_applied = max(
@@ -112,9 +117,12 @@ def build_plan(
     public: bool = True,
     tenants: bool = True,
     only: list[str] | None = None,
+    typed: Mapping[str | None, list[Migration]] | None = None,
 ) -> Plan:
     """The plan for public and/or every registered tenant (or just ``only``), from each
     scope's steps in order (``migrations``: SQL files, and a tenant app's Django migrations).
+    ``typed``: with multi-type tenants, each type's steps (None: a tenant without a type);
+    a tenant schema then gets those of its own type.
 
     Two queries in all: the registry and the ledger, each read for ``only``'s schemas
     alone when it is given (a rollout's stage, a run of one tenant)."""
@@ -125,13 +133,29 @@ def build_plan(
         schemas.append(plan_schema(PUBLIC, PUBLIC, migrations[PUBLIC], applied.get(PUBLIC, {})))
     if tenants:
         for tenant in ledger.registered_tenants(conn, wanted):
-            schemas.append(
-                plan_schema(
-                    tenant.schema,
-                    TENANT,
-                    migrations[TENANT],
-                    applied.get(tenant.schema, {}),
-                    schema_exists=tenant.schema_exists,
-                )
+            planned = plan_schema(
+                tenant.schema,
+                TENANT,
+                _steps_of(tenant, migrations[TENANT], typed),
+                applied.get(tenant.schema, {}),
+                schema_exists=tenant.schema_exists,
             )
+            planned.tenant_type = tenant.tenant_type
+            schemas.append(planned)
     return Plan(migrations=migrations, schemas=schemas)
+
+
+def _steps_of(
+    tenant: ledger.RegisteredTenant,
+    fleet: list[Migration],
+    typed: Mapping[str | None, list[Migration]] | None,
+) -> list[Migration]:
+    if typed is None:
+        return fleet
+    found = typed.get(tenant.tenant_type)
+    if found is None:
+        raise RunError(
+            f"Tenant {tenant.schema} has type {tenant.tenant_type!r}, which TENANT_TYPES does "
+            "not name: restore the type in the settings, or give the tenant one it names."
+        )
+    return found

@@ -172,6 +172,7 @@ class _Batch:
     dry_limit_message: str = ""  # dry run: what stops them past ``left``
     stopped: bool = False  # the hourly limit stopped creation
     past_limit: list[str] = field(default_factory=list)  # org ids created past it
+    tenant_type: str | None = None  # multi-type tenants: every row's type
 
 
 def create_from_rows(
@@ -182,6 +183,7 @@ def create_from_rows(
     dry_run: bool = False,
     override_hourly_limit: bool = False,
     on_result: Callable[[RowResult], None] | None = None,
+    tenant_type: str | None = None,
 ) -> BulkReport:
     """Each row's tenant created (or, ``dry_run``, checked) in file order; ``on_result``
     is called with each row's result as it is known. Raises only what stops every row (no
@@ -191,6 +193,7 @@ def create_from_rows(
         actor=actor,
         override=override_hourly_limit,
         registered=_registered(rows),
+        tenant_type=tenant_type,
     )
     if dry_run:
         _start_dry_run(batch)
@@ -326,7 +329,10 @@ def _check(batch: _Batch, result: RowResult) -> None:
         batch,
         result,
         lambda: tenants.check_creation(
-            result.org_id, result.name, override_hourly_limit=batch.override
+            result.org_id,
+            result.name,
+            override_hourly_limit=batch.override,
+            tenant_type=batch.tenant_type,
         ),
     )
     if checked is None:
@@ -346,6 +352,7 @@ def _create(batch: _Batch, result: RowResult) -> None:
             actor=batch.actor,
             tags=result.tags,
             override_hourly_limit=batch.override,
+            tenant_type=batch.tenant_type,
         ),
     )
     if created is None:

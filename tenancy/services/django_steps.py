@@ -49,6 +49,7 @@ from psycopg import sql
 
 from tenancy.engine import catalog, db, ownership, rules
 from tenancy.engine.source import TENANT, Execute, Migration, Ran, RunnerError
+from tenancy.services import tenant_types
 
 # What a Django migration may declare to follow SQL files: ``sql_dependencies = ["004"]``.
 SQL_DEPENDENCIES_ATTRIBUTE = "sql_dependencies"
@@ -63,16 +64,16 @@ DJANGO_MIGRATIONS_TABLE = (
 _compile_lock = threading.Lock()
 
 
-def tenant_app_labels() -> set[str]:
-    """The labels of the apps in ``TENANT_APPS`` (named by module or by AppConfig path)."""
-
-    return _labels(getattr(settings, "TENANT_APPS", ()))
+def tenant_app_labels(tenant_type: str | None = None) -> set[str]:
+    """The labels of the apps in ``TENANT_APPS`` (named by module or by AppConfig path);
+    with multi-type tenants, of ``tenant_type``'s apps (None: of every type's)."""
+    return _labels(tenant_types.apps_of(tenant_type))
 
 
 def shared_app_labels() -> set[str]:
-    """The labels of the apps in ``SHARED_APPS`` (they migrate in public, with Django)."""
-
-    return _labels(getattr(settings, "SHARED_APPS", ()))
+    """The labels of the apps in ``SHARED_APPS`` (they migrate in public, with Django);
+    with multi-type tenants, of ``TENANT_TYPES["public"]``'s."""
+    return _labels(tenant_types.shared_apps())
 
 
 def _labels(listed: Any) -> set[str]:
@@ -103,9 +104,24 @@ def _loader_for(modules: tuple, installed: tuple) -> Any:
     return MigrationLoader(None, ignore_no_migrations=True)
 
 
-def steps() -> list[Migration]:
-    """Every migration of a tenant app, in Django's dependency order."""
-    labels = tenant_app_labels()
+def steps(tenant_type: str | None = None) -> list[Migration]:
+    """Every migration of a tenant app (of ``tenant_type``'s apps, with multi-type tenants),
+    in Django's dependency order."""
+    labels = tenant_app_labels(tenant_type)
+    return _steps(labels, lambda _app: tenant_type)
+
+
+def fleet_steps() -> list[Migration]:
+    """With multi-type tenants, the migrations of every type's apps in one order, each run
+    (a rollback) as a tenant of the first type that has its app."""
+    by_app: dict[str, str] = {}
+    for name in tenant_types.names():
+        for label in tenant_app_labels(name):
+            by_app.setdefault(label, name)
+    return _steps(set(by_app), by_app.get)
+
+
+def _steps(labels: set[str], type_of: Callable[[str], str | None]) -> list[Migration]:
     if not labels:
         return []
     loader = _loader()
@@ -117,10 +133,14 @@ def steps() -> list[Migration]:
             if node not in seen:
                 seen.add(node)
                 ordered.append(node)
-    return [_step(loader.graph.nodes[node], graph, labels) for node in ordered if node[0] in labels]
+    return [
+        _step(loader.graph.nodes[node], graph, labels, type_of(node[0]))
+        for node in ordered
+        if node[0] in labels
+    ]
 
 
-def _step(migration: Any, graph: Any, labels: set[str]) -> Migration:
+def _step(migration: Any, graph: Any, labels: set[str], tenant_type: str | None) -> Migration:
     app, name = migration.app_label, migration.name
     path = Path(sys.modules[type(migration).__module__].__file__ or "")
     text = path.read_text(encoding="utf-8").replace("\r\n", "\n") if path.is_file() else name
@@ -141,7 +161,7 @@ def _step(migration: Any, graph: Any, labels: set[str]) -> Migration:
         checksum=checksum,
         transactional=atomic,
         non_transactional_reason=None if atomic else "a Django migration with atomic = False",
-        runner=DjangoRunner(app, name, checksum),
+        runner=DjangoRunner(app, name, checksum, tenant_type),
         depends=depends,
     )
 
@@ -194,6 +214,7 @@ class DjangoRunner:
     app_label: str
     name: str
     checksum: str
+    tenant_type: str | None = None  # with multi-type tenants: the schemas' type
 
     @property
     def label(self) -> str:
@@ -220,7 +241,7 @@ class DjangoRunner:
             self._send(ready, execute, None)
             self._post_migrate(conn, schema, enter)
             return Ran(ready.sql, self._with_unrecord(ready.backward))
-        with bound(conn, schema) as wrapper:
+        with bound(conn, schema, self.tenant_type) as wrapper:
             compiled = self._compiled(wrapper, conn, schema, enter)
 
             def run_python(part: _PythonPart) -> None:
@@ -238,13 +259,13 @@ class DjangoRunner:
         """Django's ``post_migrate`` in the schema, when this step was the last tenant step
         it lacked (see the module's docstring). The step's record was sent already, in the
         same transaction, so the schema's django_migrations says whether it is complete."""
-        if not post_migrate_wanted():
+        if not post_migrate_wanted(self.tenant_type):
             return
         enter()
-        if not _complete(conn, schema):
+        if not _complete(conn, schema, self.tenant_type):
             return
         with _user_code("post_migrate"):
-            send_post_migrate(conn, schema, self.app_label, self.name)
+            send_post_migrate(conn, schema, self.app_label, self.name, self.tenant_type)
 
     def _ready(self) -> _Compiled | None:
         """The compiled step, when it holds for every schema, has no RunPython and its
@@ -441,14 +462,23 @@ def _compile_backwards(wrapper: Any, app_label: str, name: str) -> str | None:
     return "\n".join(s for s in editor.collected_sql if not s.startswith("--")) + "\n"
 
 
-def sqlmigrate(conn: psycopg.Connection, schema: str, app_label: str, name: str) -> list[str]:
+def sqlmigrate(
+    conn: psycopg.Connection,
+    schema: str,
+    app_label: str,
+    name: str,
+    tenant_type: str | None = None,
+) -> list[str]:
     """What ``sqlmigrate`` would print for a tenant app's migration in ``schema`` (as the
     engine compiles it there): its SQL statements, for benches and for reading."""
     from django.db import transaction
 
     with conn.transaction(force_rollback=True):
         conn.execute(db.tenant_search_path(schema))
-        with bound(conn, schema) as wrapper, transaction.atomic(using=wrapper.alias):
+        with (
+            bound(conn, schema, tenant_type) as wrapper,
+            transaction.atomic(using=wrapper.alias),
+        ):
             compiled = _compile_forwards(wrapper, app_label, name)
     return [s for p in compiled.parts if isinstance(p, _SqlPart) for s in p.statements]
 
@@ -463,14 +493,14 @@ _DJANGO_RECEIVERS = {
 _thread = threading.local()
 
 
-def post_migrate_wanted() -> bool:
+def post_migrate_wanted(tenant_type: str | None = None) -> bool:
     """Whether ``post_migrate`` could do anything in a tenant schema: a receiver of the
     project's own, or Django's where the app whose rows it writes is a tenant app. Without
     one (the project's own settings), steps run exactly as before: no state rendered, no
     query."""
     from django.db.models.signals import post_migrate
 
-    labels = tenant_app_labels()
+    labels = tenant_app_labels(tenant_type)
     for receiver in _receivers(post_migrate):
         acts_for = _DJANGO_RECEIVERS.get(f"{receiver.__module__}.{receiver.__qualname__}")
         if acts_for is None or acts_for & labels:
@@ -490,17 +520,24 @@ def _receivers(signal: Any) -> list[Any]:
     return found
 
 
-def _complete(conn: psycopg.Connection, schema: str) -> bool:
+def _complete(conn: psycopg.Connection, schema: str, tenant_type: str | None) -> bool:
     """Whether the schema's django_migrations records every migration of every tenant app
-    (the current plan's Django steps)."""
-    wanted = {k for k in _loader().graph.nodes if k[0] in tenant_app_labels()}
+    of its type (the current plan's Django steps)."""
+    labels = tenant_app_labels(tenant_type)
+    wanted = {k for k in _loader().graph.nodes if k[0] in labels}
     rows = conn.execute(
         sql.SQL("SELECT app, name FROM {}").format(sql.Identifier(schema, "django_migrations"))
     ).fetchall()
     return wanted <= {(app, name) for app, name in rows}
 
 
-def send_post_migrate(conn: psycopg.Connection, schema: str, app_label: str, name: str) -> None:
+def send_post_migrate(
+    conn: psycopg.Connection,
+    schema: str,
+    app_label: str,
+    name: str,
+    tenant_type: str | None = None,
+) -> None:
     """Django's ``post_migrate`` for every app, as ``migrate`` sends it at its end (the
     final project state's models as ``apps``), on the engine's connection in the schema's
     transaction, as its owner: content types and permissions go to the tenant's tables
@@ -514,7 +551,11 @@ def send_post_migrate(conn: psycopg.Connection, schema: str, app_label: str, nam
     # Outside a transaction (an atomic = False step), the receivers' rows are one.
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     outer: AbstractContextManager[Any] = conn.transaction() if idle else nullcontext()
-    with outer, bound(conn, schema) as wrapper, transaction.atomic(using=wrapper.alias):
+    with (
+        outer,
+        bound(conn, schema, tenant_type) as wrapper,
+        transaction.atomic(using=wrapper.alias),
+    ):
         _clear_content_types(state_apps)
         try:
             emit_post_migrate_signal(
@@ -574,8 +615,20 @@ def _wrapper_class() -> type:
     return BoundWrapper
 
 
+@dataclass(frozen=True)
+class _SchemaTenant:
+    """What django-tenants' router reads of ``connection.tenant`` with multi-type tenants
+    (which apps may migrate there: those of the schema's type)."""
+
+    schema_name: str
+    tenant_type: str | None
+
+    def get_tenant_type(self) -> str | None:
+        return self.tenant_type
+
+
 @contextmanager
-def bound(conn: psycopg.Connection, schema: str) -> Iterator[Any]:
+def bound(conn: psycopg.Connection, schema: str, tenant_type: str | None = None) -> Iterator[Any]:
     """Django's default connection, in this thread, is the engine's ``conn`` (in the
     tenant's transaction, as its owner) while the block runs: what a RunPython does with
     the ORM happens there. Django's ``atomic`` inside it makes savepoints."""
@@ -585,6 +638,8 @@ def bound(conn: psycopg.Connection, schema: str) -> Iterator[Any]:
     wrapper = _wrapper_class()(previous.settings_dict, DEFAULT_DB_ALIAS)
     wrapper.connection = conn
     wrapper.schema_name = schema  # django-tenants' router reads it: a tenant app's schema
+    if tenant_types.enabled():
+        wrapper.tenant = _SchemaTenant(schema, tenant_types.checked(tenant_type))
     in_transaction = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
     wrapper.autocommit = not in_transaction
     wrapper.in_atomic_block = in_transaction

@@ -50,6 +50,7 @@ class TenantRecord:
     updated_at: datetime
     domains: tuple[str, ...]
     schema_exists: bool
+    tenant_type: str | None = None  # multi-type tenants (services/tenant_types)
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ _SELECT = """
            tr.updated_at,
            coalesce(array_agg(d.domain ORDER BY d.is_primary DESC, d.domain)
                     FILTER (WHERE d.id IS NOT NULL), ARRAY[]::varchar[]),
-           EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = tr.schema_name)
+           EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = tr.schema_name),
+           tr.tenant_type
     FROM public.tenant_registry tr
     LEFT JOIN public.tenant_domains d ON d.tenant_id = tr.id
     WHERE {where}
@@ -132,6 +134,7 @@ def _record(row: tuple) -> TenantRecord:
         updated_at=row[5],
         domains=tuple(row[6]),
         schema_exists=bool(row[7]),
+        tenant_type=row[8],
     )
 
 
@@ -339,8 +342,9 @@ def _creation(ctx: LifecycleContext) -> CreationContext:
             owner=ctx.owner,
             domain=domain_for_org(ctx.tenant.org_id, conf.setting("DOMAIN_SUFFIX")),
             actor=ctx.actor,
-            migrations=tenant_migrations(),
+            migrations=tenant_migrations(ctx.tenant.tenant_type),
             tenant_id=ctx.tenant.id,
+            tenant_type=ctx.tenant.tenant_type,
         )
     return ctx.details["creation"]
 

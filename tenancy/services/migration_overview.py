@@ -47,6 +47,8 @@ def step_rows(states: list[SchemaState]) -> list[StepRow]:
 def _row(m: Migration, scope: str, states: list[SchemaState]) -> StepRow:
     row = StepRow(scope, m.version, m.name, m.is_sql_file)
     for s in states:
+        if m.name not in s.steps:
+            continue  # a step of another tenant type
         if m.name in s.pending:
             row.schemas["pending"].append(s.schema)
             if s.failed and _failed_on(s) == m.name:

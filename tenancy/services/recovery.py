@@ -9,7 +9,6 @@ from tenancy.engine import audit, db, ledger
 from tenancy.engine import pool as pool_engine
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.names import PUBLIC_SCHEMA, validate_schema_name
-from tenancy.engine.plan import build_plan
 from tenancy.engine.source import PUBLIC, TENANT, Migration
 from tenancy.services import runs, steps
 from tenancy.services.infrastructure import connect_ready
@@ -38,13 +37,7 @@ def drifted(
         raise RecoveryError(f"No {scope} migration numbered {version} on disk.")
     migration = matches[0]
     with connect_ready() as conn:
-        plan = build_plan(
-            conn,
-            steps.migrations(),
-            public=public,
-            tenants=not public,
-            only=only,
-        )
+        plan = steps.plan(conn, public=public, tenants=not public, only=only)
     schemas = [
         s.schema
         for s in plan.schemas

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tenancy.engine import citus, ledger
-from tenancy.engine.plan import build_plan
 from tenancy.services import steps
 from tenancy.services.infrastructure import connect_ready
 
@@ -46,6 +45,8 @@ class SchemaState:
     size_bytes: int | None = None
     activity_count: int = 0
     node: str | None = None  # on Citus: the worker node (host:port) the schema lives on
+    tenant_type: str | None = None  # multi-type tenants: its type (None: the first type)
+    steps: list[str] = field(default_factory=list)  # its own steps (its type's), in order
 
     def to_dict(self) -> dict:
         return {
@@ -67,6 +68,7 @@ class SchemaState:
             "size_bytes": self.size_bytes,
             "activity_count": self.activity_count,
             "node": self.node,
+            "tenant_type": self.tenant_type,
         }
 
 
@@ -76,12 +78,7 @@ def schema_states(
     """One row per schema. A schema is 'failed' when its latest attempt failed and the
     migration it failed on is still pending (a later success clears it)."""
     with connect_ready() as conn:
-        plan = build_plan(
-            conn,
-            steps.migrations(),
-            public=include_public,
-            only=only,
-        )
+        plan = steps.plan(conn, public=include_public, only=only)
         registry = {
             r[0]: r[1:]
             for r in conn.execute(
@@ -136,6 +133,8 @@ def schema_states(
                 size_bytes=size_of.get(s.schema) if sizes else None,
                 activity_count=int(activity.get(s.schema, 0)),
                 node=nodes.get(s.schema),
+                tenant_type=s.tenant_type,
+                steps=[m.name for m in s.steps],
             )
         )
     return states

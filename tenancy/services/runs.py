@@ -157,7 +157,7 @@ def _scope(public: bool, tenants: bool, only: list[str] | None) -> tuple[bool, b
 def make_plan(*, public: bool = True, tenants: bool = True, only: list[str] | None = None) -> Plan:
     public, tenants, only = _scope(public, tenants, only)
     with connect_ready() as conn:
-        plan = build_plan(conn, steps.migrations(), public=public, tenants=tenants, only=only)
+        plan = steps.plan(conn, public=public, tenants=tenants, only=only)
     _check_only(plan, only)
     return schema_order.apply_configured_order(plan)
 
@@ -404,20 +404,15 @@ def _looked_fresh(request: RunRequest, report: RunReport) -> RunReport:
 
 
 def _plan(conn: psycopg.Connection, request: RunRequest) -> Plan:
-    plan = build_plan(
-        conn,
-        steps.migrations(),
-        public=request.public,
-        tenants=request.tenants,
-        only=request.only,
-    )
+    plan = steps.plan(conn, public=request.public, tenants=request.tenants, only=request.only)
     _check_only(plan, request.only)
     schema_order.apply_configured_order(plan)
     if request.up_to is not None:
         up_to = request.up_to
         plan.migrations = {k: _up_to(v, up_to) for k, v in plan.migrations.items()}
         for s in plan.schemas:
-            kept = set(plan.migrations[s.scope])
+            s.steps = _up_to(s.steps, up_to)
+            kept = set(s.steps)
             s.pending = [m for m in s.pending if m in kept]
     return plan
 
@@ -638,9 +633,7 @@ def _execute(
     nodes in turn (``nodes``: schema → node). Returns why it stopped early, if it did."""
     for scope in (PUBLIC, TENANT):
         work = [
-            (s.schema, plan.migrations[scope], s.pending)
-            for s in todo
-            if s.scope == scope and s.schema_exists
+            (s.schema, s.steps, s.pending) for s in todo if s.scope == scope and s.schema_exists
         ]
         work = citus.spread_over_nodes(work, lambda item: nodes.get(item[0]))
         if scope == TENANT and (stop := _replicate_shared_tables(conn, report)):
@@ -786,7 +779,8 @@ def _rollback_plan(
     tenants: bool,
     only: list[str] | None,
 ) -> _Targets:
-    plan = build_plan(conn, migrations, public=public, tenants=tenants, only=only)
+    typed = steps.typed()
+    plan = build_plan(conn, migrations, public=public, tenants=tenants, only=only, typed=typed)
     _check_only(plan, only)
     report.plan = plan
     schemas = [s.schema for s in plan.schemas]

@@ -17,28 +17,64 @@ from __future__ import annotations
 
 import heapq
 
+import psycopg
+
 from tenancy import conf
 from tenancy.engine.errors import RunError
+from tenancy.engine.plan import Plan, build_plan
 from tenancy.engine.source import PUBLIC, TENANT, Migration, discover
-from tenancy.services import django_steps
+from tenancy.services import django_steps, tenant_types
 
 
 class OrderError(RunError):
     """Dependencies between steps that cannot be met."""
 
 
+def plan(
+    conn: psycopg.Connection,
+    *,
+    public: bool = True,
+    tenants: bool = True,
+    only: list[str] | None = None,
+) -> Plan:
+    """The plan over these steps (each tenant schema with its own type's, ``typed``)."""
+    return build_plan(conn, migrations(), public=public, tenants=tenants, only=only, typed=typed())
+
+
 def migrations() -> dict[str, list[Migration]]:
-    """Both scopes' steps, in order."""
-    return {PUBLIC: public_steps(), TENANT: tenant_steps()}
+    """Both scopes' steps, in order. With multi-type tenants (``services/tenant_types``)
+    the tenant scope lists every type's steps; each schema runs those of its own type
+    (``typed``)."""
+    return {PUBLIC: public_steps(), TENANT: fleet_tenant_steps()}
 
 
 def public_steps() -> list[Migration]:
     return discover(conf.migrations_dir(), PUBLIC, conf.source_limits())
 
 
-def tenant_steps() -> list[Migration]:
+def tenant_steps(tenant_type: str | None = None) -> list[Migration]:
+    """A tenant schema's steps: every tenant SQL file and the Django migrations of its
+    type's apps (``tenant_type`` None: the default type; without types, ``TENANT_APPS``)."""
     files = discover(conf.migrations_dir(), TENANT, conf.source_limits())
-    return ordered(files, django_steps.steps())
+    return ordered(files, django_steps.steps(tenant_types.checked(tenant_type)))
+
+
+def fleet_tenant_steps() -> list[Migration]:
+    """The steps of every tenant type, in one order (without types: ``tenant_steps()``)."""
+    if not tenant_types.enabled():
+        return tenant_steps()
+    files = discover(conf.migrations_dir(), TENANT, conf.source_limits())
+    return ordered(files, django_steps.fleet_steps())
+
+
+def typed() -> dict[str | None, list[Migration]] | None:
+    """Each tenant type's steps (None: the type of a tenant registered without one), for
+    the plan; None without multi-type tenants (every schema has the same steps)."""
+    if not tenant_types.enabled():
+        return None
+    found: dict[str | None, list[Migration]] = {t: tenant_steps(t) for t in tenant_types.names()}
+    found[None] = found[tenant_types.default()] if found else []
+    return found
 
 
 def ordered(files: list[Migration], django: list[Migration]) -> list[Migration]:

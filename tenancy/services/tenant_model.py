@@ -21,12 +21,11 @@ from django_tenants.utils import (
     get_creation_fakes_migrations,
     get_public_schema_name,
     get_tenant_model,
-    has_multi_type_tenants,
     schema_exists,
 )
 
 from tenancy.engine.errors import TenancyError
-from tenancy.services import lifecycle, tenants
+from tenancy.services import lifecycle, tenant_types, tenants
 from tenancy.services.infrastructure import connect_ready
 from tenancy.services.tenants import uses_own_model
 
@@ -70,11 +69,6 @@ def build_if_saved(schema: str, *, actor: str) -> tenants.CreatedTenant | None:
     and tenancy does not know it yet; None when there is nothing of the kind."""
     if schema == get_public_schema_name() or uses_own_model():
         return None
-    if has_multi_type_tenants():
-        raise tenants.TenantError(
-            "django-tenants' multi-type tenants (HAS_MULTI_TYPE_TENANTS, TENANT_TYPES) are not "
-            "supported by tenancy: every tenant schema gets the same steps (TENANT_APPS)."
-        )
     tenant = get_tenant_model().objects.filter(schema_name=schema).first()
     if tenant is None or _registered(schema):
         return None
@@ -84,7 +78,8 @@ def build_if_saved(schema: str, *, actor: str) -> tenants.CreatedTenant | None:
             "on its own connection, which cannot see the uncommitted row and schema. Save "
             "tenants outside a transaction (TenantTestCase does)."
         )
-    return tenants.build_saved_tenant(schema, str(tenant), actor=actor)
+    tenant_type = tenant_types.of_instance(tenant)  # multi-type tenants: its type's steps
+    return tenants.build_saved_tenant(schema, str(tenant), actor=actor, tenant_type=tenant_type)
 
 
 def forget_deleted(instance: Any, **_: Any) -> None:

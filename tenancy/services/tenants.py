@@ -48,7 +48,7 @@ from tenancy.engine.names import (
 )
 from tenancy.engine.plan import SchemaPlan, plan_schema
 from tenancy.engine.source import TENANT, Migration
-from tenancy.services import django_steps, steps
+from tenancy.services import django_steps, steps, tenant_types
 from tenancy.services import ownership as service_ownership
 from tenancy.services.infrastructure import connect, connect_ready
 
@@ -101,6 +101,7 @@ class CreationContext:
     tags: list[str] = field(default_factory=list)  # validated, sorted, unique
     override_hourly_limit: bool = False  # asked for: create past TENANCY's hourly limit
     past_hourly_limit: bool = False  # and this creation did
+    tenant_type: str | None = None  # multi-type tenants: its type (services/tenant_types)
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ class CreatedTenant:
     pool_notes: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     past_hourly_limit: bool = False  # created past the hourly limit (override_hourly_limit)
+    tenant_type: str | None = None  # multi-type tenants: its type
 
 
 def _check_free(ctx: CreationContext) -> None:
@@ -361,15 +363,22 @@ def apply_migrations(ctx: CreationContext) -> None:
 
 
 def register_row(
-    conn: psycopg.Connection, *, schema: str, name: str, org_id: str, tags: list[str] | None = None
+    conn: psycopg.Connection,
+    *,
+    schema: str,
+    name: str,
+    org_id: str,
+    tags: list[str] | None = None,
+    tenant_type: str | None = None,
 ) -> int:
     """The tenant's row in ``public.tenant_registry`` (tenancy's own state of a tenant; with
     a host project's ``TENANT_MODEL`` it sits beside the project's row, same schema name),
-    in the caller's transaction: its id. ``tags``: validated ones (``validate_tags``)."""
+    in the caller's transaction: its id. ``tags``: validated ones (``validate_tags``);
+    ``tenant_type``: a checked one (``tenant_types.checked``)."""
     row = conn.execute(
         "INSERT INTO public.tenant_registry (schema_name, organization_name, auth0_org_id, "
-        "tags) VALUES (%s, %s, %s, %s::varchar[]) RETURNING id",
-        [schema, name, org_id, tags or []],
+        "tags, tenant_type) VALUES (%s, %s, %s, %s::varchar[], %s) RETURNING id",
+        [schema, name, org_id, tags or [], tenant_type],
     ).fetchone()
     assert row is not None
     return int(row[0])
@@ -377,7 +386,12 @@ def register_row(
 
 def _register(ctx: CreationContext) -> None:
     ctx.tenant_id = register_row(
-        ctx.conn, schema=ctx.schema, name=ctx.name, org_id=ctx.org_id, tags=ctx.tags
+        ctx.conn,
+        schema=ctx.schema,
+        name=ctx.name,
+        org_id=ctx.org_id,
+        tags=ctx.tags,
+        tenant_type=ctx.tenant_type,
     )
 
 
@@ -663,14 +677,18 @@ SAVED_STEPS: list[tuple[str, Callable[[CreationContext], None]]] = [
 ]
 
 
-def build_saved_tenant(schema: str, name: str, *, actor: str) -> CreatedTenant:
+def build_saved_tenant(
+    schema: str, name: str, *, actor: str, tenant_type: str | None = None
+) -> CreatedTenant:
     """Build the schema of a tenant just saved through the project's tenant model (its
-    registry row takes the schema name as its org id). All or nothing."""
+    registry row takes the schema name as its org id), with the steps of its type. All or
+    nothing."""
     started = time.monotonic()
     validate_schema_name(schema, allow_public=False)
     with connect_ready() as conn:
         # The project's domain model holds its domains: no domain of tenancy's.
-        ctx = _new_context(conn, schema, validate_org_name(name, schema), schema, "", actor)
+        name = validate_org_name(name, schema)
+        ctx = _new_context(conn, schema, name, schema, "", actor, tenant_type)
         lock = ("lock", lambda c: db.xact_lock(c.conn, db.CREATE_LOCK_NAME))
         try:
             run_steps(conn, [lock, *SAVED_STEPS], ctx, f"Building tenant {schema}", "built")
@@ -694,6 +712,14 @@ def pool_off_reason(migrations: list[Migration]) -> str | None:
         return "pool off (TENANCY_POOL_SIZE is 0)"
     reason = pool_engine.unpoolable_reason(migrations)
     return f"tenant files cannot be pooled: {reason}" if reason else None
+
+
+def pool_type_reason(tenant_type: str | None) -> str | None:
+    """With multi-type tenants the pool holds schemas of the first type: another type's
+    creation builds directly."""
+    if tenant_type is None or tenant_type == tenant_types.default():
+        return None
+    return f"the pool holds tenants of type {tenant_types.default()}, not {tenant_type}"
 
 
 def citus_pool_reason(conn: psycopg.Connection) -> str | None:
@@ -737,10 +763,11 @@ def run_steps(
         ) from exc
 
 
-def tenant_migrations() -> list[Migration]:
-    """Every tenant file, refused as a whole if any breaks the refusal rules (a new tenant
-    gets all of them, in one transaction)."""
-    migrations = steps.tenant_steps()
+def tenant_migrations(tenant_type: str | None = None) -> list[Migration]:
+    """Every tenant step (of ``tenant_type``'s, with multi-type tenants), refused as a whole
+    if any file breaks the refusal rules (a new tenant gets all of them, in one
+    transaction)."""
+    migrations = steps.tenant_steps(tenant_type)
     refused = [str(p) for m in migrations for p in rules.refusals(m)]
     if refused:
         raise TenantError(
@@ -751,20 +778,32 @@ def tenant_migrations() -> list[Migration]:
 
 
 def _context(
-    conn: psycopg.Connection, org_id: str, name: str | None, actor: str
+    conn: psycopg.Connection,
+    org_id: str,
+    name: str | None,
+    actor: str,
+    tenant_type: str | None = None,
 ) -> CreationContext:
     """Validated names and the checked tenant files of a creation (InvalidName or
     TenantError before any SQL)."""
     validate_org_id(org_id)
     domain = domain_for_org(org_id, conf.setting("DOMAIN_SUFFIX"))
     name = validate_org_name(name, org_id)
-    return _new_context(conn, org_id, name, schema_for_org(org_id), domain, actor)
+    schema = schema_for_org(org_id)
+    return _new_context(conn, org_id, name, schema, domain, actor, tenant_type)
 
 
 def _new_context(
-    conn: psycopg.Connection, org_id: str, name: str, schema: str, domain: str, actor: str
+    conn: psycopg.Connection,
+    org_id: str,
+    name: str,
+    schema: str,
+    domain: str,
+    actor: str,
+    tenant_type: str | None = None,
 ) -> CreationContext:
-    """A creation's context: the schema's role names and the checked tenant steps."""
+    """A creation's context: the schema's role names, its type and its checked steps."""
+    tenant_type = tenant_types.checked(tenant_type)
     return CreationContext(
         conn=conn,
         org_id=org_id,
@@ -774,7 +813,8 @@ def _new_context(
         owner=owner_role_for_schema(schema, conn.info.dbname),
         domain=domain,
         actor=actor,
-        migrations=tenant_migrations(),
+        migrations=tenant_migrations(tenant_type),
+        tenant_type=tenant_type,
     )
 
 
@@ -802,8 +842,10 @@ def create_tenant(
     actor: str = "system",
     tags: Iterable[str] = (),
     override_hourly_limit: bool = False,
+    tenant_type: str | None = None,
 ) -> CreatedTenant:
-    """Create a tenant, all or nothing, with ``tags`` on its registry row. Raises
+    """Create a tenant, all or nothing, with ``tags`` on its registry row and the steps of
+    ``tenant_type`` (multi-type tenants; None: the first type). Raises
     ``InvalidName`` (bad id or tag: no SQL ran) or ``TenantError`` (refused or failed:
     nothing was left behind; ``CreationLimitReached`` at the hourly limit, unless
     ``override_hourly_limit``: the creation's audit row then says ``past_hourly_limit``)."""
@@ -813,10 +855,14 @@ def create_tenant(
     validate_org_name(name, org_id)
     checked_tags = validate_tags(tags)
     with connect_ready() as conn:
-        ctx = _context(conn, org_id, name, actor)
+        ctx = _context(conn, org_id, name, actor, tenant_type)
         ctx.tags = checked_tags
         ctx.override_hourly_limit = override_hourly_limit
-        off = citus_pool_reason(conn) or pool_off_reason(ctx.migrations)
+        off = (
+            citus_pool_reason(conn)
+            or pool_off_reason(ctx.migrations)
+            or pool_type_reason(ctx.tenant_type)
+        )
         steps = CREATION_STEPS if off else CLAIM_STEPS
         if off and pool_size():
             ctx.pool_notes.append(off)
@@ -834,14 +880,18 @@ def create_tenant(
 
 
 def check_creation(
-    org_id: str, name: str | None = None, *, override_hourly_limit: bool = False
+    org_id: str,
+    name: str | None = None,
+    *,
+    override_hourly_limit: bool = False,
+    tenant_type: str | None = None,
 ) -> CreatedTenant:
     """What ``create_tenant`` would create, checked as it checks (names, tenant files,
     registry, case twins, limits), changing nothing: a dry run."""
     validate_org_id(org_id)
     validate_org_name(name, org_id)
     with connect_ready() as conn:
-        ctx = _context(conn, org_id, name, actor="")
+        ctx = _context(conn, org_id, name, "", tenant_type)
         ctx.override_hourly_limit = override_hourly_limit
         with conn.transaction():
             _check_free(ctx)
@@ -864,6 +914,7 @@ def _created(ctx: CreationContext, elapsed_ms: int) -> CreatedTenant:
         pool_notes=list(ctx.pool_notes),
         tags=list(ctx.tags),
         past_hourly_limit=ctx.past_hourly_limit,
+        tenant_type=ctx.tenant_type,
     )
 
 

@@ -47,6 +47,14 @@ class Command(BaseCommand):
             "`tenant_tag` changes them later).",
         )
         parser.add_argument(
+            "--type",
+            dest="tenant_type",
+            metavar="TYPE",
+            help="With django-tenants' multi-type tenants (HAS_MULTI_TYPE_TENANTS): the "
+            "tenant's type, one TENANT_TYPES names; its schema gets that type's apps (default: "
+            "the first type). With --from-file, every row's.",
+        )
+        parser.add_argument(
             "--from-file",
             metavar="FILE.csv",
             help="Create a tenant per row of a CSV file: org_id,name,tags (name and tags may "
@@ -91,6 +99,7 @@ class Command(BaseCommand):
                 actor=actor,
                 tags=tags,
                 override_hourly_limit=options["override_hourly_limit"],
+                tenant_type=options["tenant_type"],
             )
             if created.past_hourly_limit:
                 audit_hourly_override(actor, [created.org_id])
@@ -108,6 +117,8 @@ class Command(BaseCommand):
             self.stdout.write(f"   Domain: {created.domain}")
             if created.tags:
                 self.stdout.write(f"   Tags: {', '.join(created.tags)}")
+            if created.tenant_type:
+                self.stdout.write(f"   Type: {created.tenant_type}")
             self.stdout.write(f"   Took: {created.elapsed_ms} ms")
             self.stdout.write(f"   Path: {_path(created)}")
         if created.past_hourly_limit:
@@ -119,6 +130,7 @@ class Command(BaseCommand):
             options["org_id"],
             options["name"],
             override_hourly_limit=options["override_hourly_limit"],
+            tenant_type=options["tenant_type"],
         )
         if options["format"] == "json":
             self.stdout.write(json.dumps(dataclasses.asdict(checked), indent=2))
@@ -162,6 +174,7 @@ class Command(BaseCommand):
                 dry_run=options["dry_run"],
                 override_hourly_limit=options["override_hourly_limit"],
                 on_result=on_result,
+                tenant_type=options["tenant_type"],
             )
         except TenancyError as exc:
             raise CommandError(str(exc), returncode=exc.exit_code) from exc
