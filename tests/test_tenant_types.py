@@ -1,0 +1,128 @@
+"""django-tenants' multi-type tenants (HAS_MULTI_TYPE_TENANTS, TENANT_TYPES;
+services/tenant_types.py): each tenant schema gets the SQL files and the Django migrations
+of its own type's apps, in creation, in the plan and in a run; a tenant registered before
+types has the first type; an unknown type is refused with nothing made; the Migrations
+page counts a step only where the type has it; requests use the type's URLconf."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import RequestFactory
+
+from employer_portal.settings import SHARED_APPS
+from tenancy.services import django_steps, runs
+from tenancy.services.tenants import create_tenant
+from tests.conftest import ledger_versions, query, run_command, tables_in
+from tests.test_admin import client_for, reverse
+
+NOTES_TABLE = "candidate_notes_candidatenote"
+NOTES_STEPS = ["candidate_notes.0001_initial", "candidate_notes.0002_summary"]
+BASIC = {"APPS": ["employer_portal.portal"], "URLCONF": "employer_portal.tenant_urls"}
+NOTES = {
+    "APPS": ["employer_portal.portal", "employer_portal.candidate_notes"],
+    "URLCONF": "employer_portal.urls",
+}
+
+
+def turn_on_types(settings: Any, **types: dict) -> None:
+    settings.HAS_MULTI_TYPE_TENANTS = True
+    settings.MULTI_TYPE_DATABASE_FIELD = "tenant_type"
+    settings.TENANT_TYPES = {"public": {"APPS": SHARED_APPS, "URLCONF": "employer_portal.urls"}}
+    settings.TENANT_TYPES.update(types)
+    django_steps._cache.clear()
+    django_steps._introspects.clear()
+
+
+@pytest.fixture
+def typed(settings: Any) -> None:
+    turn_on_types(settings, basic=BASIC, notes=NOTES)
+
+
+STEP_ROW = re.compile(r'<tr class="step-row" id="step-tenant-([^"]+)">(.*?)</tr>', re.S)
+
+
+def counts_by_version(html: str) -> dict[str, dict[str, int]]:
+    """The Migrations page's tenant rows: version (a file's number, a Django step's name)
+    -> {category: count}."""
+    return {
+        version: {k: int(v) for k, v in re.findall(r"count-(\w+)[^>]*>(?:<a [^>]*>)?(\d+)", row)}
+        for version, row in STEP_ROW.findall(html)
+    }
+
+
+def registered_type(schema: str) -> str | None:
+    return query("SELECT tenant_type FROM tenant_registry WHERE schema_name = %s", [schema])[0][0]
+
+
+def test_each_type_gets_its_own_apps(public_ready, sql_dir, typed):
+    basic = create_tenant("org_tybasic1", tenant_type="basic").schema
+    notes = create_tenant("org_tynotes1", tenant_type="notes").schema
+    assert (registered_type(basic), registered_type(notes)) == ("basic", "notes")
+    assert NOTES_TABLE in tables_in(notes) and NOTES_TABLE not in tables_in(basic)
+    assert ledger_versions(notes)[-2:] == NOTES_STEPS
+    assert not set(NOTES_STEPS) & set(ledger_versions(basic))
+    sql_files = [v for v in ledger_versions(notes) if v.isdigit()]
+    assert sql_files == [v for v in ledger_versions(basic) if v.isdigit()]  # files: all types
+    # Nothing is pending for either: a basic tenant lacks no notes step.
+    plan = runs.make_plan(public=False)
+    assert {s.schema: [m.name for m in s.pending] for s in plan.schemas} == {basic: [], notes: []}
+    code, out, err = run_command("migrate_tenants", "--check")
+    assert code == 0, (out, err)
+
+
+def test_a_tenant_registered_before_types_has_the_first_type(public_ready, sql_dir, settings):
+    before = create_tenant("org_tyold1").schema  # the suite's TENANT_APPS: no notes app
+    assert registered_type(before) is None and NOTES_TABLE not in tables_in(before)
+    turn_on_types(settings, notes=NOTES, basic=BASIC)  # notes first: the default type
+    plan = runs.make_plan(public=False, only=[before])
+    assert [m.name for m in plan.schemas[0].pending] == NOTES_STEPS
+    code, out, err = run_command("migrate_tenants")
+    assert code == 0, (out, err)
+    assert NOTES_TABLE in tables_in(before)
+    assert ledger_versions(before)[-2:] == NOTES_STEPS
+
+
+def test_an_unknown_type_is_refused_with_nothing_made(public_ready, sql_dir, typed):
+    code, out, err = run_command("tenant_create", "org_tybad1", "--type", "premium")
+    assert code == 1
+    assert "Unknown tenant type 'premium': TENANT_TYPES names basic, notes." in err
+    assert "Traceback" not in err
+    assert query("SELECT count(*) FROM tenant_registry") == [(0,)]
+    assert query("SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant_org_tybad1'") == [(0,)]
+
+
+def test_a_type_without_multi_type_tenants_is_refused(public_ready, sql_dir):
+    code, out, err = run_command("tenant_create", "org_tybad2", "--type", "notes")
+    assert code == 1
+    assert "HAS_MULTI_TYPE_TENANTS is off" in err
+    assert query("SELECT count(*) FROM tenant_registry") == [(0,)]
+
+
+def test_the_migrations_page_counts_a_step_where_its_type_has_it(
+    public_ready, sql_dir, typed, superuser
+):
+    create_tenant("org_tybasic2", tenant_type="basic")
+    create_tenant("org_tynotes2", tenant_type="notes")
+    page = client_for(superuser).get(reverse("admin:tenancy_tenantmigration_changelist"))
+    seen = counts_by_version(page.content.decode())
+    assert seen[NOTES_STEPS[0]]["applied"] == 1 and seen[NOTES_STEPS[0]]["pending"] == 0
+    assert seen["001"]["applied"] == 2
+
+
+def test_requests_use_their_types_urlconf(public_ready, sql_dir, typed):
+    from tenancy.middleware import TenantMiddleware
+
+    created = {t: create_tenant(f"org_tyurl{t}", tenant_type=t) for t in ("basic", "notes")}
+    middleware = TenantMiddleware(lambda request: None)
+    for tenant_type, tenant in created.items():
+        request = RequestFactory().get("/", HTTP_HOST=tenant.domain)
+        try:
+            middleware.process_request(request)  # django-tenants' routing, by host
+        finally:
+            connection.set_schema_to_public()
+        assert request.tenant.schema_name == tenant.schema
+        assert request.urlconf == (BASIC if tenant_type == "basic" else NOTES)["URLCONF"]
