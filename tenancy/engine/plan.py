@@ -136,7 +136,7 @@ def build_plan(
             planned = plan_schema(
                 tenant.schema,
                 TENANT,
-                _steps_of(tenant, migrations[TENANT], typed),
+                steps_of(tenant, migrations[TENANT], typed),
                 applied.get(tenant.schema, {}),
                 schema_exists=tenant.schema_exists,
             )
@@ -145,11 +145,13 @@ def build_plan(
     return Plan(migrations=migrations, schemas=schemas)
 
 
-def _steps_of(
+def steps_of(
     tenant: ledger.RegisteredTenant,
     fleet: list[Migration],
     typed: Mapping[str | None, list[Migration]] | None,
 ) -> list[Migration]:
+    """A tenant's own steps: with ``typed`` (multi-type tenants) its type's, else
+    ``fleet``. A type the settings no longer name is an error, not a guess."""
     if typed is None:
         return fleet
     found = typed.get(tenant.tenant_type)

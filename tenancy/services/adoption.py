@@ -50,7 +50,7 @@ from tenancy.engine.names import (
 )
 from tenancy.engine.plan import plan_schema
 from tenancy.engine.source import TENANT, Migration
-from tenancy.services import django_steps, steps, tenants, verify
+from tenancy.services import django_steps, steps, tenant_types, tenants, verify
 from tenancy.services.infrastructure import connect_ready, infrastructure_ready
 
 ACTION = "tenant.adopt"
@@ -70,6 +70,7 @@ class HostTenant:
 
     schema: str
     name: str
+    tenant_type: str | None = None  # multi-type tenants: its type, as its model says
 
 
 @dataclass
@@ -146,6 +147,10 @@ class _Run:
     migrations: list[Migration]
     model: str  # the tenant model's label, for messages and the audit row
     lock_timeout_ms: int
+    typed: dict[str | None, list[Migration]] | None = None  # multi-type: each type's steps
+
+    def steps_of(self, tenant: HostTenant) -> list[Migration]:
+        return self.typed[tenant.tenant_type] if self.typed else self.migrations
 
 
 def adopt(
@@ -167,6 +172,7 @@ def adopt(
         migrations=migrations,
         model=_model_label(),
         lock_timeout_ms=int(conf.setting("LOCK_TIMEOUT_MS")),
+        typed=steps.typed(),
     )
     candidates = _selected(host_tenants(), only, run.model)
     with connect_ready() as conn:
@@ -187,7 +193,9 @@ def host_tenants() -> list[HostTenant]:
     from django_tenants.utils import get_public_schema_name, get_tenant_model
 
     rows = get_tenant_model().objects.exclude(schema_name=get_public_schema_name())
-    return [HostTenant(t.schema_name, str(t)) for t in rows.order_by("pk")]
+    return [
+        HostTenant(t.schema_name, str(t), tenant_types.of_instance(t)) for t in rows.order_by("pk")
+    ]
 
 
 def _model_label() -> str:
@@ -302,7 +310,8 @@ def _prepare(conn: psycopg.Connection, tenant: HostTenant, run: _Run) -> _Work:
         work.owner_changes = changes
         work.take_over = ownership.take_over_statements(conn, schema, work.owner, work.web)
     # --baseline is for the schemas tenancy does not have yet, never for its own tenants.
-    work.ledger = _to_record(conn, schema, state, run, baseline=not (owned and state.registered))
+    fresh = not (owned and state.registered)
+    work.ledger = _to_record(conn, work.tenant, state, run, baseline=fresh)
     if not state.registered:
         work.register = validate_org_name(tenant.name, schema)
     work.pending = _pending(work, state, run)
@@ -326,7 +335,8 @@ def _pending(work: _Work, state: _State, run: _Run) -> list[str]:
     rows = dict(state.applied)
     for m in work.ledger:
         rows[m.version] = ledger.Applied(m.version, m.name, m.checksum, None, False)
-    return [m.name for m in plan_schema(work.tenant.schema, TENANT, run.migrations, rows).pending]
+    own = run.steps_of(work.tenant)
+    return [m.name for m in plan_schema(work.tenant.schema, TENANT, own, rows).pending]
 
 
 def _lock(conn: psycopg.Connection, schema: str) -> None:
@@ -371,16 +381,16 @@ def _plan_roles(work: _Work, state: _State, database: str) -> None:
 
 
 def _to_record(
-    conn: psycopg.Connection, schema: str, state: _State, run: _Run, *, baseline: bool
+    conn: psycopg.Connection, tenant: HostTenant, state: _State, run: _Run, *, baseline: bool
 ) -> list[Migration]:
     """The steps to record as applied: tenant Django steps that the schema's
     django_migrations holds, and (``baseline``: a schema tenancy did not have yet) the SQL
     files up to the run's baseline; none the ledger has already."""
-    recorded = _django_recorded(conn, schema) if state.django_table else set()
+    recorded = _django_recorded(conn, tenant.schema) if state.django_table else set()
     upto = run.baseline if baseline and run.baseline is not None else -1
     return [
         m
-        for m in run.migrations
+        for m in run.steps_of(tenant)
         if m.version not in state.applied
         and (m.version in recorded if m.runner is not None else m.number <= upto)
     ]
@@ -458,7 +468,13 @@ def _apply(conn: psycopg.Connection, work: _Work, run: _Run) -> None:
     if rows:
         conn.execute(sql.SQL("; ").join(rows))
     if work.register is not None:
-        tenants.register_row(conn, schema=schema, name=work.register, org_id=schema)
+        tenants.register_row(
+            conn,
+            schema=schema,
+            name=work.register,
+            org_id=schema,
+            tenant_type=work.tenant.tenant_type,
+        )
     audit.write(conn, ACTION, actor=run.actor, tenant_schema=schema, details=_details(work, run))
 
 

@@ -34,7 +34,7 @@ from tenancy.engine.names import (
     role_for_schema,
     validate_schema_name,
 )
-from tenancy.engine.plan import plan_schema
+from tenancy.engine.plan import plan_schema, steps_of
 from tenancy.engine.source import TENANT, Migration
 from tenancy.services import steps
 from tenancy.services.infrastructure import connect_ready
@@ -117,19 +117,21 @@ def verify(schemas: list[str] | None = None, *, jobs: int = DEFAULT_JOBS) -> Ver
     """Compare every registered tenant (or ``schemas``) with its reference; ``jobs``:
     connections the fingerprints of many tenants are split over."""
     started = time.monotonic()
+    typed = steps.typed()
     migrations = steps.tenant_steps()
     with connect_ready() as conn:
         registered = _registered(conn, schemas)
-        present = [schema for schema, exists in registered if exists]
-        groups = _groups(conn, present, migrations)
+        present = [t.schema for t in registered if t.schema_exists]
+        own = {t.schema: steps_of(t, migrations, typed) for t in registered}
+        groups = _groups(conn, present, own)
         file_sets = sorted({g.files for g in groups.values()}, key=_versions)
         references = _references(conn, file_sets)
         results = _compare(conn, present, groups, references, max(1, jobs))
-    for schema, exists in registered:
-        if not exists:
-            results[schema] = TenantResult(schema, [_MISSING_SCHEMA.format(schema=schema)])
+    for t in registered:
+        if not t.schema_exists:
+            results[t.schema] = TenantResult(t.schema, [_MISSING_SCHEMA.format(schema=t.schema)])
     return VerifyReport(
-        tenants=[results[schema] for schema, _ in registered],
+        tenants=[results[t.schema] for t in registered],
         references=len(references),
         elapsed_ms=int((time.monotonic() - started) * 1000),
     )
@@ -142,36 +144,38 @@ def _versions(files: tuple[Migration, ...]) -> tuple[int | str, ...]:
     return tuple(m.key for m in files)
 
 
-def _registered(conn: psycopg.Connection, only: list[str] | None) -> list[tuple[str, bool]]:
-    """(schema, whether it exists) of every registered tenant in registry order, or of
-    ``only`` (validated; an unregistered name is an error)."""
+def _registered(conn: psycopg.Connection, only: list[str] | None) -> list[ledger.RegisteredTenant]:
+    """Every registered tenant in registry order, or those of ``only`` (validated; an
+    unregistered name is an error)."""
     wanted = {validate_schema_name(s, allow_public=False) for s in only} if only else None
-    registered = [(t.schema, t.schema_exists) for t in ledger.registered_tenants(conn)]
+    registered = ledger.registered_tenants(conn)
     if wanted is None:
         return registered
-    unknown = sorted(wanted - {schema for schema, _ in registered})
+    unknown = sorted(wanted - {t.schema for t in registered})
     if unknown:
         raise VerifyError(
             f"Not a registered tenant schema: {', '.join(unknown)}. "
             "`manage.py tenant_list` shows the registered ones."
         )
-    return [(schema, exists) for schema, exists in registered if schema in wanted]
+    return [t for t in registered if t.schema in wanted]
 
 
 def _groups(
-    conn: psycopg.Connection, schemas: list[str], migrations: list[Migration]
+    conn: psycopg.Connection, schemas: list[str], own: dict[str, list[Migration]]
 ) -> dict[str, _Group]:
-    """Each schema's group, planned once per distinct applied set (usually one)."""
+    """Each schema's group, planned once per distinct applied set and steps (its type's;
+    usually one group)."""
     # One schema (the admin page): its rows only; otherwise the whole ledger in one query.
     if len(schemas) == 1:
         applied = {schemas[0]: ledger.applied_for(conn, schemas[0])}
     else:
         applied = ledger.applied_all(conn)
-    by_set: dict[frozenset[str], _Group] = {}
+    by_set: dict[tuple[frozenset[str], int], _Group] = {}
     found: dict[str, _Group] = {}
     for schema in schemas:
         rows = applied.get(schema, {})
-        key = frozenset(rows)
+        migrations = own[schema]
+        key = (frozenset(rows), id(migrations))
         if key not in by_set:
             plan = plan_schema(schema, TENANT, migrations, rows)
             pending = {m.version for m in plan.pending}
