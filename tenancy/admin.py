@@ -96,7 +96,7 @@ from tenancy.models import (
     SystemConfiguration,
     Tenant,
 )
-from tenancy.services import placement, run_records
+from tenancy.services import placement, run_records, tenant_types
 from tenancy.services import tenants as tenant_service
 from tenancy.services.reports import SchemaState
 from tenancy.services.verify import TenantResult, verify
@@ -322,7 +322,17 @@ class TenantAdmin(admin.ModelAdmin):
         columns = list(super().get_list_display(request))
         if placement_for(request).citus:
             columns.insert(columns.index("migration_state") + 1, "node")
+        if tenant_types.enabled():  # multi-type tenants: each one's type, after its schema
+            columns.insert(columns.index("schema") + 1, "type_name")
         return columns
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        found = list(super().get_list_filter(request))
+        return [*found, "tenant_type"] if tenant_types.enabled() else found
+
+    @admin.display(description="type", ordering="tenant_type")
+    def type_name(self, obj: Tenant) -> str:
+        return obj.get_tenant_type() or ""
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return TenantChangeList
@@ -461,6 +471,7 @@ class TenantAdmin(admin.ModelAdmin):
                     form.cleaned_data["organization_name"],
                     actor=actor_for(request),
                     tags=form.cleaned_data["tags"],
+                    tenant_type=form.cleaned_data.get("tenant_type") or None,
                 )
             except InvalidName as exc:
                 form.add_error("auth0_org_id", str(exc))

@@ -29,7 +29,15 @@ from tenancy.models import (
     RunStatus,
     TenantMigration,
 )
-from tenancy.services import admin_links, fleet, placement, reports, run_records, steps
+from tenancy.services import (
+    admin_links,
+    fleet,
+    placement,
+    reports,
+    run_records,
+    steps,
+    tenant_types,
+)
 from tenancy.services.reports import SchemaState, human_size
 from tenancy.tasks import run_migrations
 
@@ -96,6 +104,16 @@ class CreateTenantForm(forms.Form):
         widget=forms.TextInput(attrs={"class": "vTextField"}),
     )
     tags = tags_field()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if tenant_types.enabled():  # multi-type tenants: which apps the schema gets
+            self.fields["tenant_type"] = forms.ChoiceField(
+                label="Type",
+                choices=[(name, name) for name in tenant_types.names()],
+                initial=tenant_types.default(),
+                help_text="Its schema gets this type's apps (TENANT_TYPES).",
+            )
 
     def clean_tags(self) -> list[str]:
         return clean_tag_text(self.cleaned_data["tags"])
@@ -178,7 +196,7 @@ def tenant_page_context(
             values = placeholders(schema, str(conf.conninfo()["dbname"]))
             pending = [
                 PendingFile(m.version, m.name, m.transactional, statements.render(m.up_sql, values))
-                for m in steps.tenant_steps()
+                for m in steps.tenant_steps(state.tenant_type)
                 if m.name in names
             ]
     except TenancyError as exc:

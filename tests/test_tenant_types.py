@@ -16,7 +16,7 @@ from django.test import RequestFactory
 from employer_portal.settings import SHARED_APPS
 from tenancy.services import django_steps, runs
 from tenancy.services.tenants import create_tenant
-from tests.conftest import ledger_versions, query, run_command, tables_in
+from tests.conftest import connect, ledger_versions, query, run_command, tables_in
 from tests.test_admin import client_for, reverse
 
 NOTES_TABLE = "candidate_notes_candidatenote"
@@ -126,3 +126,36 @@ def test_requests_use_their_types_urlconf(public_ready, sql_dir, typed):
             connection.set_schema_to_public()
         assert request.tenant.schema_name == tenant.schema
         assert request.urlconf == (BASIC if tenant_type == "basic" else NOTES)["URLCONF"]
+
+
+def test_the_admin_creates_a_tenant_of_a_type_and_lists_types(
+    public_ready, sql_dir, typed, superuser
+):
+    c = client_for(superuser)
+    form = c.get("/admin/tenancy/tenant/add/").content.decode()
+    assert 'name="tenant_type"' in form and 'value="notes"' in form
+    response = c.post(
+        "/admin/tenancy/tenant/add/", {"auth0_org_id": "org_tyform1", "tenant_type": "notes"}
+    )
+    assert response.status_code == 302, response.content.decode()[:500]
+    assert registered_type("tenant_org_tyform1") == "notes"
+    assert NOTES_TABLE in tables_in("tenant_org_tyform1")
+    listed = c.get(reverse("admin:tenancy_tenant_changelist")).content.decode()
+    assert "column-type_name" in listed and ">notes<" in listed
+    narrowed = c.get(reverse("admin:tenancy_tenant_changelist") + "?tenant_type=basic")
+    assert "tenant_org_tyform1" not in narrowed.content.decode()
+
+
+def test_tenant_verify_compares_each_tenant_with_its_types_steps(public_ready, sql_dir, typed):
+    from tenancy.services.verify import verify
+
+    basic = create_tenant("org_tyver1", tenant_type="basic").schema
+    notes = create_tenant("org_tyver2", tenant_type="notes").schema
+    report = verify()
+    found = {t.schema: t.to_dict() for t in report.tenants}
+    assert set(found) == {basic, notes}
+    assert all(t.ok and not t.behind for t in report.tenants), found  # not behind the other type
+    with connect() as conn:
+        conn.execute(f'DROP TABLE "{notes}".{NOTES_TABLE}')
+    broken = {t.schema: t.ok for t in verify().tenants}
+    assert broken == {basic: True, notes: False}
