@@ -380,8 +380,6 @@ class Executor:
         if conn is not None:
             conn.close()
             self._release(conn)
-            with self._queue_lock:
-                self._conns = {c for c in self._conns if not c.closed}
 
     def _attempt(self, conn: psycopg.Connection, item: _Item, task: _Task) -> None:
         started = time.monotonic()
