@@ -85,11 +85,11 @@ from tenancy.admin_views import (
     tenant_page_context,
     tenant_urls,
     verbs_for,
-    version_of,
     when,
 )
 from tenancy.engine.errors import RunError, TenancyError
 from tenancy.engine.names import InvalidName, schema_for_org
+from tenancy.engine.source import version_of
 from tenancy.models import (
     AuditLog,
     MigrationRun,

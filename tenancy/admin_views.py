@@ -20,6 +20,7 @@ from tenancy.engine import statements
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.executor import placeholders
 from tenancy.engine.names import PUBLIC_SCHEMA, InvalidName, split_tags, validate_tags
+from tenancy.engine.source import version_of
 from tenancy.models import (
     ACTIVE_ROLLOUT_STATES,
     AuditLog,
@@ -1001,11 +1002,6 @@ def recovery_verbs_for(request: HttpRequest) -> dict[str, bool]:
         v.name.replace("-", "_"): request.user.has_perm(v.permission)
         for v in RECOVERY_VERBS.values()
     }
-
-
-def version_of(name: str) -> str:
-    """'004_feature.sql' → '004'; a Django step's name is its version."""
-    return name.split("_", 1)[0] if name.endswith(".sql") else name
 
 
 @dataclass

@@ -118,3 +118,14 @@ def test_a_drift_refusal_names_the_command_and_the_admin_page(
     shown = client_for(superuser).get(page)
     assert shown.status_code == 200
     assert "accept-checksum" in shown.content.decode()  # the page offers the fix
+
+
+def test_a_missing_file_refusal_names_its_step_page(public_ready, sql_dir: Path, superuser):
+    make_tenants(1, prefix="grm")
+    (sql_dir / "tenant" / "003_candidates_applications_interviews.sql").unlink()
+    code, out, err = run_command("migrate_tenants")
+    assert code == EXIT_DRIFT
+    page = "/admin/tenancy/tenantmigration/step/tenant/003/"
+    assert "missing file: tenant/003_candidates_applications_interviews.sql" in err
+    assert f"in the admin: {page}" in err
+    assert client_for(superuser).get(page).status_code == 200

@@ -91,6 +91,12 @@ class Migration:
         return self.runner is None
 
 
+def version_of(name: str) -> str:
+    """A step's version from its name: '004_feature.sql' → '004'; a Django step's name
+    (``app.0001_initial``) is its version."""
+    return name.split("_", 1)[0] if name.endswith(".sql") else name
+
+
 def version_key(version: str) -> int | str:
     """A version as the plan compares them: a SQL file's number (``004`` and ``4`` are one
     version), a Django step's ``app.name``."""

@@ -10,7 +10,7 @@ import difflib
 from dataclasses import dataclass, field
 
 from tenancy.engine.errors import RunError
-from tenancy.engine.source import PUBLIC, TENANT, Migration, version_key
+from tenancy.engine.source import PUBLIC, TENANT, Migration, version_key, version_of
 from tenancy.services import steps
 from tenancy.services.infrastructure import connect_ready
 from tenancy.services.reports import SchemaState
@@ -75,7 +75,8 @@ def _gone(scope: str, states: list[SchemaState]) -> list[StepRow]:
     found: dict[str, StepRow] = {}
     for s in states:
         for name in s.missing:
-            row = found.setdefault(name, StepRow(scope, name.split("_", 1)[0], name, True))
+            is_sql_file = name.endswith(".sql")
+            row = found.setdefault(name, StepRow(scope, version_of(name), name, is_sql_file))
             row.gone = True
             row.schemas["applied"].append(s.schema)
     return [found[name] for name in sorted(found)]

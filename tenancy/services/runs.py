@@ -36,7 +36,7 @@ from tenancy.engine.names import (
     validate_schema_name,
 )
 from tenancy.engine.plan import Plan, build_plan, plan_schema
-from tenancy.engine.source import PUBLIC, TENANT, Migration
+from tenancy.engine.source import PUBLIC, TENANT, Migration, version_of
 from tenancy.services import admin_links, alerts, backups, django_steps, schema_order, steps
 from tenancy.services import ownership as service_ownership
 from tenancy.services import pool as pool_service
@@ -184,7 +184,7 @@ def refusals(plan: Plan, *, allow_missing: bool, allow_out_of_order: bool) -> li
             m = d.migration
             drift.setdefault((m.scope, m.name, m.version), []).append(s.schema)
         for a in s.missing if not allow_missing else ():
-            missing.setdefault((s.scope, a.name, a.name.split("_", 1)[0]), []).append(s.schema)
+            missing.setdefault((s.scope, a.name, version_of(a.name)), []).append(s.schema)
         for m in s.out_of_order if not allow_out_of_order else ():
             late.setdefault((s.scope, m.name, m.version), []).append(s.schema)
     return [
