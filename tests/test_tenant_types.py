@@ -159,3 +159,20 @@ def test_tenant_verify_compares_each_tenant_with_its_types_steps(public_ready, s
         conn.execute(f'DROP TABLE "{notes}".{NOTES_TABLE}')
     broken = {t.schema: t.ok for t in verify().tenants}
     assert broken == {basic: True, notes: False}
+
+
+def test_a_file_after_another_types_migration_goes_to_every_type(public_ready, sql_dir, typed):
+    (sql_dir / "tenant" / "040_after_notes.sql").write_text(
+        "-- Depends: candidate_notes.0002\n-- UP\nCREATE TABLE after_notes (id int);\n"
+    )
+    basic = create_tenant("org_tydep1", tenant_type="basic").schema
+    notes = create_tenant("org_tydep2", tenant_type="notes").schema
+    assert "after_notes" in tables_in(basic) and "after_notes" in tables_in(notes)
+    order = [
+        r[0]
+        for r in query(
+            "SELECT migration_version FROM tenant_migrations WHERE tenant_schema = %s ORDER BY id",
+            [notes],
+        )
+    ]
+    assert order.index("040") > order.index(NOTES_STEPS[1])  # after the step it names

@@ -16,6 +16,7 @@ A cycle or a dependency on a step that does not exist is refused, naming them.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Collection
 
 import psycopg
 
@@ -56,7 +57,10 @@ def tenant_steps(tenant_type: str | None = None) -> list[Migration]:
     """A tenant schema's steps: every tenant SQL file and the Django migrations of its
     type's apps (``tenant_type`` None: the default type; without types, ``TENANT_APPS``)."""
     files = discover(conf.migrations_dir(), TENANT, conf.source_limits())
-    return ordered(files, django_steps.steps(tenant_types.checked(tenant_type)))
+    tenant_type = tenant_types.checked(tenant_type)
+    # A file may follow a migration of another type's app: not in this type, so moot here.
+    elsewhere = django_steps.tenant_app_labels() - django_steps.tenant_app_labels(tenant_type)
+    return ordered(files, django_steps.steps(tenant_type), other_types_apps=elsewhere)
 
 
 def fleet_tenant_steps() -> list[Migration]:
@@ -77,8 +81,14 @@ def typed() -> dict[str | None, list[Migration]] | None:
     return found
 
 
-def ordered(files: list[Migration], django: list[Migration]) -> list[Migration]:
-    """SQL files and Django steps in one order that keeps every dependency."""
+def ordered(
+    files: list[Migration],
+    django: list[Migration],
+    *,
+    other_types_apps: Collection[str] = (),
+) -> list[Migration]:
+    """SQL files and Django steps in one order that keeps every dependency (but those on
+    ``other_types_apps``: apps of other tenant types, which these schemas do not have)."""
     if not django and not any(f.depends for f in files):
         return files
     steps = [*files, *django]
@@ -90,6 +100,8 @@ def ordered(files: list[Migration], django: list[Migration]) -> list[Migration]:
     for m in steps:
         for wanted in m.depends:
             found = _resolve(wanted, by_key)
+            if found is None and wanted.partition(".")[0] in other_types_apps:
+                continue
             if found is None:
                 raise OrderError(
                     f"{m.name} depends on {wanted}, which is neither a tenant SQL file nor a "
