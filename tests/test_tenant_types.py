@@ -176,3 +176,18 @@ def test_a_file_after_another_types_migration_goes_to_every_type(public_ready, s
         )
     ]
     assert order.index("040") > order.index(NOTES_STEPS[1])  # after the step it names
+
+
+def test_a_rollout_stage_selects_a_type(public_ready, sql_dir, typed):
+    from tenancy.services import rollout_policy, rollouts
+
+    basic = create_tenant("org_tyroll1", tenant_type="basic").schema
+    notes = create_tenant("org_tyroll2", tenant_type="notes").schema
+    (sql_dir / "tenant" / "040_more.sql").write_text("-- UP\nCREATE TABLE more (id int);\n")
+    policy = {"by_type": [{"name": "notes first", "type": "notes"}, {"name": "rest"}]}
+    stages = rollout_policy.named_policy("by_type", policy, jobs=1)
+    report = rollouts.start(stages, policy="by_type", actor="test")
+    assert report.exit_code == 0 and report.record.state == "completed"
+    assert [s["schemas"] for s in report.record.stages] == [[notes], [basic]]
+    with pytest.raises(rollout_policy.PolicyError, match="'premium' is not a tenant type"):
+        rollout_policy.named_policy("bad", {"bad": [{"type": "premium"}, {}]}, jobs=1)

@@ -8,11 +8,12 @@ A policy is a list of stages; each stage is a dict::
      "verify": True, "check": "SELECT count(*) > 0 FROM organizations", "soak": 60,
      "approve": True}
 
-Selection keys (ANDed): ``schemas``, ``tags`` (all of them), ``status``,
-``created_before`` / ``created_after`` (ISO dates), ``node`` (a Citus worker,
-``host:port``), then ``order`` (``created``, ``-created``, ``size``, ``-size``, ``schema``)
-and ``count`` (N) or ``percent`` (P of the fleet). ``repeat`` repeats a stage (wave 1,
-wave 2, ...) while it still selects tenants. The last stage takes every tenant no earlier
+Selection keys (ANDed): ``schemas``, ``tags`` (all of them), ``status``, ``type`` (a
+tenant type, with django-tenants' multi-type tenants), ``created_before`` /
+``created_after`` (ISO dates), ``node`` (a Citus worker, ``host:port``), then ``order``
+(``created``, ``-created``, ``size``, ``-size``, ``schema``) and ``count`` (N) or
+``percent`` (P of the fleet). ``repeat`` repeats a stage (wave 1, wave 2, ...) while it
+still selects tenants. The last stage takes every tenant no earlier
 stage took, so it has no selection of its own.
 """
 
@@ -25,12 +26,14 @@ from typing import Any
 
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.names import InvalidName, validate_tags
+from tenancy.services import tenant_types
 
 AD_HOC = "ad hoc"
 SELECTION_KEYS = {
     "schemas",
     "tags",
     "status",
+    "type",
     "created_before",
     "created_after",
     "node",
@@ -186,6 +189,9 @@ def _check_selection(selection: dict[str, Any], where: str) -> None:
         raise PolicyError(f"{where}: percent is at most 100.")
     if selection.get("order", "schema") not in ORDERS:
         raise PolicyError(f"{where}: order is one of {', '.join(sorted(ORDERS))}.")
+    if "type" in selection and selection["type"] not in tenant_types.names():
+        known = ", ".join(tenant_types.names()) or "none (HAS_MULTI_TYPE_TENANTS is off)"
+        raise PolicyError(f"{where}: type {selection['type']!r} is not a tenant type: {known}.")
     for key in ("schemas", "tags"):
         value = selection.get(key, [])
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):

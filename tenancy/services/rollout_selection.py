@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 
 from tenancy.engine import citus
+from tenancy.services import tenant_types
 from tenancy.services.rollout_policy import Amount, Stage
 
 
@@ -20,6 +21,7 @@ class Candidate:
     tags: frozenset[str]
     status: str
     created_at: datetime
+    tenant_type: str | None = None  # multi-type tenants (None: the first type)
     size: int = 0  # bytes, read only when a stage orders by size
     node: str | None = None  # a Citus worker, read only when a stage selects by node
 
@@ -27,10 +29,11 @@ class Candidate:
 def candidates(conn: psycopg.Connection, stages: list[Stage]) -> list[Candidate]:
     """Every registered tenant, in the registry's order (oldest first)."""
     rows = conn.execute(
-        "SELECT schema_name, tags, status, created_at FROM public.tenant_registry "
+        "SELECT schema_name, tags, status, created_at, tenant_type FROM public.tenant_registry "
         "WHERE schema_name <> 'public' ORDER BY created_at, id"
     ).fetchall()
-    found = [Candidate(r[0], frozenset(r[1] or ()), r[2], r[3]) for r in rows]
+    default = tenant_types.default()
+    found = [Candidate(r[0], frozenset(r[1] or ()), r[2], r[3], r[4] or default) for r in rows]
     wanted = [s.selection for s in stages]
     if any(str(w.get("order", "")).lstrip("-") == "size" for w in wanted):
         sizes = _sizes(conn, [c.schema for c in found])
@@ -95,6 +98,8 @@ def _matches(selection: dict[str, Any], c: Candidate) -> bool:
     if "tags" in selection and not set(selection["tags"]) <= c.tags:
         return False
     if "status" in selection and c.status != selection["status"]:
+        return False
+    if "type" in selection and c.tenant_type != selection["type"]:
         return False
     if "node" in selection and c.node != selection["node"]:
         return False
