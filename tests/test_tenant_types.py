@@ -6,6 +6,7 @@ page counts a step only where the type has it; requests use the type's URLconf."
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -191,3 +192,12 @@ def test_a_rollout_stage_selects_a_type(public_ready, sql_dir, typed):
     assert [s["schemas"] for s in report.record.stages] == [[notes], [basic]]
     with pytest.raises(rollout_policy.PolicyError, match="'premium' is not a tenant type"):
         rollout_policy.named_policy("bad", {"bad": [{"type": "premium"}, {}]}, jobs=1)
+
+
+def test_tenant_list_shows_each_type(public_ready, sql_dir, typed):
+    create_tenant("org_tylist1", tenant_type="notes")
+    code, out, _ = run_command("tenant_list", "--format", "json")
+    assert code == 0
+    assert [t["tenant_type"] for t in json.loads(out)] == ["notes"]
+    code, out, _ = run_command("tenant_list")
+    assert "Type: notes" in out

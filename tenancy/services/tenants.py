@@ -947,6 +947,7 @@ class ListedTenant:
     status: str
     schema_exists: bool
     tags: list[str]
+    tenant_type: str | None = None  # multi-type tenants (None without them)
 
 
 def list_tenants(tags: Iterable[str] = ()) -> list[ListedTenant]:
@@ -956,7 +957,7 @@ def list_tenants(tags: Iterable[str] = ()) -> list[ListedTenant]:
         rows = conn.execute(
             """
             SELECT tr.schema_name, tr.auth0_org_id, tr.organization_name, tr.status,
-                   (n.oid IS NOT NULL), tr.tags
+                   (n.oid IS NOT NULL), tr.tags, tr.tenant_type
             FROM public.tenant_registry tr
             LEFT JOIN pg_namespace n ON n.nspname = tr.schema_name
             WHERE tr.schema_name <> 'public' AND tr.tags @> %s::varchar[]
@@ -964,7 +965,10 @@ def list_tenants(tags: Iterable[str] = ()) -> list[ListedTenant]:
             """,
             [wanted],
         ).fetchall()
-    return [ListedTenant(*row[:5], tags=list(row[5])) for row in rows]
+    default = tenant_types.default()  # an untyped tenant has the first type
+    return [
+        ListedTenant(*row[:5], tags=list(row[5]), tenant_type=row[6] or default) for row in rows
+    ]
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ class Command(BaseCommand):
                             "schema_exists": t.schema_exists,
                             "node": nodes.get(t.schema),
                             "tags": t.tags,
+                            "tenant_type": t.tenant_type,
                         }
                         for t in tenants
                     ],
@@ -67,6 +68,8 @@ class Command(BaseCommand):
             self.stdout.write(f"   Status: {t.status}")
             if t.tags:
                 self.stdout.write(f"   Tags: {', '.join(t.tags)}")
+            if t.tenant_type:
+                self.stdout.write(f"   Type: {t.tenant_type}")
             if t.schema in nodes:
                 self.stdout.write(f"   Node: {nodes[t.schema]}")
             if not t.schema_exists:
