@@ -201,3 +201,17 @@ def test_tenant_list_shows_each_type(public_ready, sql_dir, typed):
     assert [t["tenant_type"] for t in json.loads(out)] == ["notes"]
     code, out, _ = run_command("tenant_list")
     assert "Type: notes" in out
+
+
+def test_migrate_schemas_migrates_each_type_with_its_steps(public_ready, sql_dir, settings):
+    schema = create_tenant("org_tyms1").schema  # before types: the suite's apps only
+    turn_on_types(settings, basic=BASIC, notes=NOTES)
+    query(
+        "UPDATE tenant_registry SET tenant_type = 'notes' WHERE schema_name = %s RETURNING 1",
+        [schema],
+    )  # as if it had been given the type when created
+    (sql_dir / "tenant" / "040_more.sql").write_text("-- UP\nCREATE TABLE more (id int);\n")
+    code, out, err = run_command("migrate_schemas")
+    assert code == 0, (out, err)
+    assert {"more", NOTES_TABLE} <= tables_in(schema)
+    assert NOTES_TABLE not in tables_in("public")
