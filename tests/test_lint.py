@@ -605,3 +605,36 @@ def test_code_left_to_run_after_the_file_is_refused(tmp_path):
     ]
     assert hits(problems, "forbidden-function") == [(17, "error")]
     assert "fires at COMMIT" in next(p for p in problems if p.line == 5).message
+
+
+# --- what would outlive the schema's transaction on the engine's connection ------------------
+OUTLIVES = [
+    "PREPARE p1 AS SELECT 1;",
+    "LISTEN tenant_events;",
+    "DECLARE kept CURSOR WITH HOLD FOR SELECT 1;",
+    "SELECT set_config('statement_timeout', '1ms', false);",
+    "SELECT pg_catalog.set_config('app.flag', 'x', 1 > 0);",  # a computed is_local
+    "DO $$ BEGIN PERFORM set_config('lock_timeout', '1', false); END $$;",
+]
+WITHIN = [
+    "SELECT set_config('statement_timeout', '1ms', true);",
+    "DECLARE ends CURSOR FOR SELECT 1;",
+    "SET LOCAL statement_timeout = '1s';",
+]
+
+
+@pytest.mark.parametrize("sql", OUTLIVES)
+def test_what_outlives_the_transaction_is_refused(tmp_path, sql):
+    path = tmp_path / "tenant" / "005_lasting.sql"
+    path.parent.mkdir()
+    path.write_text(f"-- UP\n{sql}\n")
+    refused = rules.refusals(source.load(path, "tenant"))
+    assert [(p.line, p.rule, p.severity) for p in refused] == [(2, "session-state", "error")]
+
+
+@pytest.mark.parametrize("sql", WITHIN)
+def test_what_ends_with_the_transaction_is_allowed(tmp_path, sql):
+    path = tmp_path / "tenant" / "005_local.sql"
+    path.parent.mkdir()
+    path.write_text(f"-- UP\n{sql}\n")
+    assert rules.refusals(source.load(path, "tenant")) == []

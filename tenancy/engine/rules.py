@@ -24,6 +24,7 @@ from pathlib import Path
 import pglast
 from pglast import ast
 from pglast.enums import (
+    CURSOR_OPT_HOLD,
     AlterTableType,
     ConstrType,
     GrantTargetType,
@@ -547,6 +548,8 @@ def _session_state(node: ast.Node) -> str | None:
         kind = _kind(node)
     elif isinstance(node, ast.DiscardStmt):
         kind = "DISCARD"
+    elif (lasting := _outlives_transaction(node)) is not None:
+        return lasting
     else:
         kind = next(filter(None, map(_identity_change, walk(node))), None)
     if kind is None:
@@ -556,6 +559,25 @@ def _session_state(node: ast.Node) -> str | None:
         "for its files; changing them would run the rest of the file, and the files after "
         "it, against another schema or as another role. Name the schema instead "
         "({{schema}}.table in a tenant file, public.table in a public file)."
+    )
+
+
+def _outlives_transaction(node: ast.Node) -> str | None:
+    """PREPARE, LISTEN and a cursor WITH HOLD stay on the connection after COMMIT: the
+    engine's connections serve one schema after another, so the next schema's files would
+    meet them (a name taken, a cursor over another tenant's rows)."""
+    if isinstance(node, ast.PrepareStmt):
+        kind = "PREPARE"
+    elif isinstance(node, ast.ListenStmt):
+        kind = "LISTEN"
+    elif isinstance(node, ast.DeclareCursorStmt) and node.options & CURSOR_OPT_HOLD:
+        kind = "DECLARE … CURSOR WITH HOLD"
+    else:
+        return None
+    return (
+        f"{kind} in a migration file outlives the schema's transaction on the engine's "
+        "connection, which then serves the next schema: its files would find it there. A "
+        "migration needs none of them (a cursor without HOLD ends with the transaction)."
     )
 
 
@@ -574,7 +596,14 @@ def _identity_change(node: ast.Node) -> str | None:
 
 def _session_setting(node: ast.Node) -> str | None:
     """A session-level SET in a file that runs in the schema's transaction (checked only
-    there: a file run outside a transaction has no transaction to scope it to)."""
+    there: a file run outside a transaction has no transaction to scope it to), or its
+    function form, set_config(…, false)."""
+    if (call := next(filter(None, map(_session_set_config, walk(node))), None)) is not None:
+        return (
+            f"{call} in a migration file lasts for the whole connection, and the engine's "
+            "connections serve one schema after another: every later schema and file would "
+            "run with it. Pass true (is_local): it ends with the schema's transaction."
+        )
     if (
         not isinstance(node, ast.VariableSetStmt)
         or node.is_local
@@ -587,6 +616,21 @@ def _session_setting(node: ast.Node) -> str | None:
         "connections serve one schema after another: every later schema and file would run "
         f"with it. Write SET LOCAL {node.name} (it ends with the schema's transaction)."
     )
+
+
+def _session_set_config(node: ast.Node) -> str | None:
+    """ "set_config('x', …, false)" (or with a computed is_local): a session-level setting."""
+    if not isinstance(node, ast.FuncCall) or len(node.args or ()) != 3:
+        return None
+    names = _strings(node.funcname)
+    if names[-1:] != ["set_config"] or names[:-1] not in ([], ["pg_catalog"]):
+        return None
+    local = node.args[2]
+    if isinstance(local, ast.A_Const) and isinstance(local.val, ast.Boolean) and local.val.boolval:
+        return None
+    first = node.args[0]
+    named = isinstance(first, ast.A_Const) and isinstance(first.val, ast.String)
+    return f"set_config('{first.val.sval}', …, false)" if named else "set_config(…, false)"
 
 
 def _set_config_call(node: ast.Node) -> str | None:
