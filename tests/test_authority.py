@@ -505,3 +505,39 @@ def test_session_settings_a_file_makes_do_not_outlive_its_transaction(
         "SELECT tablename FROM pg_tables WHERE schemaname = %s", [ATTACKER]
     )}  # fmt: skip
     assert _pooled_session() == (login, path)
+
+
+LASTING = """
+CREATE TABLE lasting (id int);
+DECLARE kept CURSOR WITH HOLD FOR SELECT * FROM {{schema}}.organizations;
+LISTEN tenant_news;
+"""
+
+
+def _left_on(conn: Any) -> tuple[int, int]:
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM pg_cursors), (SELECT count(*) FROM pg_listening_channels())"
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def test_cursors_and_listens_a_file_makes_do_not_outlive_its_transaction(
+    fleet: Path, below_the_rules: None
+) -> None:
+    """A cursor WITH HOLD would stay open over the tenant's rows on the engine's connection
+    (pooled for the next operation, or a worker's for the next schema), and a LISTEN would
+    go on receiving; the engine closes both inside the transaction."""
+    from tenancy.engine import db
+    from tenancy.engine.executor import kept_workers
+
+    write(fleet, "050_lasting.sql", LASTING)
+    create_tenant("org_mallory9")
+    with db.pooled(conf.conninfo()) as conn:
+        assert _left_on(conn) == (0, 0)
+    migrations = discover(fleet, TENANT)
+    with kept_workers(conf.conninfo(), 1) as kept:
+        executor = Executor(conf.conninfo(), conf.engine_options(jobs=1), None, kept=kept)
+        results = executor.migrate([(ATTACKER, migrations, migrations)])
+        assert [r.status for r in results] == ["succeeded"], results
+        with kept.connection() as conn:
+            assert _left_on(conn) == (0, 0)
