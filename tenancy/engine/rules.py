@@ -619,8 +619,11 @@ def _session_setting(node: ast.Node) -> str | None:
 
 
 def _session_set_config(node: ast.Node) -> str | None:
-    """ "set_config('x', …, false)" (or with a computed is_local): a session-level setting."""
+    """ "set_config('x', …, false)" (or with a computed is_local): a session-level setting
+    (one of the identity settings is refused already, by ``_identity_change``)."""
     if not isinstance(node, ast.FuncCall) or len(node.args or ()) != 3:
+        return None
+    if _set_config_call(node) is not None:
         return None
     names = _strings(node.funcname)
     if names[-1:] != ["set_config"] or names[:-1] not in ([], ["pg_catalog"]):
