@@ -215,3 +215,25 @@ def test_migrate_schemas_migrates_each_type_with_its_steps(public_ready, sql_dir
     assert code == 0, (out, err)
     assert {"more", NOTES_TABLE} <= tables_in(schema)
     assert NOTES_TABLE not in tables_in("public")
+
+
+def test_tenancy_adopt_records_the_steps_of_the_tenants_type(
+    public_ready, project_tenant_apps, sql_dir, settings
+):
+    from tenancy.models import Tenant
+    from tenancy.services import adoption
+    from tests.test_adopt import stock_schema
+
+    files = sorted((sql_dir / "tenant").glob("*.sql"))
+    stock_schema("acme", sql_files=files)  # built by stock django-tenants, every tenant app
+    turn_on_types(settings, basic=BASIC, notes=NOTES)  # basic first: the default type
+    Tenant.objects.create(
+        schema_name="acme", organization_name="Acme", auth0_org_id="org_acme", tenant_type="notes"
+    )
+    basic = create_tenant("org_tyadopt1", tenant_type="basic").schema
+    report = adoption.adopt(["acme"], baseline="003", actor="test")
+    assert report.ok, [s.to_dict() for s in report.schemas]
+    assert ledger_versions("acme")[-2:] == NOTES_STEPS  # its type's, not the default's
+    assert not set(NOTES_STEPS) & set(ledger_versions(basic))
+    code, out, err = run_command("migrate_tenants", "--check")
+    assert code == 0, (out, err)
