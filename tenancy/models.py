@@ -301,6 +301,9 @@ class TenantPoolEntry(models.Model):
         max_length=16, choices=PoolState.choices, default=PoolState.READY, db_default="ready"
     )
     created_at = models.DateTimeField(db_default=Now())
+    # With multi-type tenants, the type it was built as (a claim takes one of its own type);
+    # empty without types.
+    tenant_type = models.CharField(max_length=100, null=True, blank=True)
 
     class Meta:
         db_table = "tenant_pool"

@@ -598,3 +598,28 @@ def test_without_contrib_tenant_apps_no_post_migrate_work_is_done():
     """The project's own tenant apps make no content types: a step does no more than it
     did (no state rendered, no query)."""
     assert not django_steps.post_migrate_wanted()
+
+
+# -- recovery verbs with Django steps in the plan -------------------------------------------------
+def test_accept_checksum_of_a_sql_file_beside_django_steps(public_ready, sql_dir):
+    """The tenant steps hold Django migrations (no number): accepting an edited SQL file
+    finds it by its number among them, and a Django step by its name."""
+    schema = create_tenant("org_djacc1").schema
+    path = sql_dir / "tenant" / "002_job_postings.sql"
+    path.write_text(path.read_text() + "\n-- edited after it was applied\n")
+    code, out, err = run_command("migrate_tenants", "--check")
+    assert code == 3, (out, err)
+    code, out, err = run_command("migrate_tenants", "--accept-checksum", "002")
+    assert code == 0, (out, err)
+    assert "Traceback" not in err
+    code, out, err = run_command("migrate_tenants", "--check")
+    assert code == 0, (out, err)
+    query(
+        "UPDATE tenant_migrations SET checksum = 'edited' WHERE tenant_schema = %s "
+        "AND migration_version = %s RETURNING 1",
+        [schema, STEPS[0]],
+    )
+    code, out, err = run_command("migrate_tenants", "--accept-checksum", STEPS[0])
+    assert code == 0, (out, err)
+    code, out, err = run_command("migrate_tenants", "--check")
+    assert code == 0, (out, err)

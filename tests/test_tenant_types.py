@@ -237,3 +237,24 @@ def test_tenancy_adopt_records_the_steps_of_the_tenants_type(
     assert not set(NOTES_STEPS) & set(ledger_versions(basic))
     code, out, err = run_command("migrate_tenants", "--check")
     assert code == 0, (out, err)
+
+
+def test_the_pool_keeps_entries_of_each_type(public_ready, sql_dir, typed, settings, monkeypatch):
+    from tenancy.services import pool, tenants
+
+    settings.TENANCY = {**settings.TENANCY, "POOL_SIZE": 1}
+    monkeypatch.setattr(tenants, "REFILL_TASK", "tests.test_pool.no_refill")
+    report = pool.fill(actor="test")
+    assert len(report.built) == 2, report.to_dict()  # one of each type
+    kinds = dict(query("SELECT tenant_type, schema_name FROM tenant_pool"))
+    assert set(kinds) == {"basic", "notes"}
+    assert NOTES_TABLE in tables_in(kinds["notes"]) and NOTES_TABLE not in tables_in(kinds["basic"])
+    notes = create_tenant("org_typool1", tenant_type="notes")
+    basic = create_tenant("org_typool2", tenant_type="basic")
+    assert (notes.path, notes.pool_schema) == ("pool", kinds["notes"])  # its own type's entry
+    assert (basic.path, basic.pool_schema) == ("pool", kinds["basic"])
+    assert NOTES_TABLE in tables_in(notes.schema) and NOTES_TABLE not in tables_in(basic.schema)
+    assert ledger_versions(notes.schema)[-2:] == NOTES_STEPS
+    assert registered_type(notes.schema) == "notes"
+    again = create_tenant("org_typool3", tenant_type="notes")  # none of its type is left
+    assert again.path == "direct" and NOTES_TABLE in tables_in(again.schema)

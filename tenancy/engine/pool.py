@@ -149,15 +149,29 @@ def _names_session(node: ast.Node, stmt: ast.Node) -> bool:
 
 
 # -- the pool table -------------------------------------------------------------------------
-def take(conn: psycopg.Connection, skip: list[str]) -> tuple[str, bool] | None:
-    """The oldest ready entry no other transaction holds (a claim, a drain), and whether
-    its schema's advisory lock (a migration run's) was free: then its row is deleted in the
-    caller's transaction (a rollback puts it back, a commit hands it out once); else it is
-    left as it is. ``skip``: entries this transaction already passed over."""
+# An entry of the wanted type (multi-type tenants); one built before types were on (no
+# type) counts as the first type's (``untyped``).
+OF_TYPE = "(tenant_type IS NOT DISTINCT FROM %(type)s OR (tenant_type IS NULL AND %(untyped)s))"
+
+
+def take(
+    conn: psycopg.Connection,
+    skip: list[str],
+    tenant_type: str | None = None,
+    *,
+    untyped: bool = True,
+) -> tuple[str, bool] | None:
+    """The oldest ready entry of ``tenant_type`` no other transaction holds (a claim, a
+    drain), and whether its schema's advisory lock (a migration run's) was free: then its
+    row is deleted in the caller's transaction (a rollback puts it back, a commit hands it
+    out once); else it is left as it is. ``skip``: entries this transaction already passed
+    over; ``untyped``: an entry without a type will do."""
     row = conn.execute(
         """
         WITH c AS (SELECT id, schema_name FROM public.tenant_pool
-                    WHERE state = 'ready' AND schema_name <> ALL(%(skip)s)
+                    WHERE state = 'ready' AND schema_name <> ALL(%(skip)s) AND """
+        + OF_TYPE
+        + """
                     ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1),
              l AS MATERIALIZED (SELECT id, schema_name,
                                        pg_try_advisory_xact_lock(%(ns)s, hashtext(schema_name))
@@ -167,16 +181,29 @@ def take(conn: psycopg.Connection, skip: list[str]) -> tuple[str, bool] | None:
                    RETURNING p.id)
         SELECT schema_name, locked FROM l
         """,
-        {"skip": skip, "ns": db.LOCK_NAMESPACE},
+        {
+            "skip": skip,
+            "ns": db.LOCK_NAMESPACE,
+            "type": tenant_type,
+            "untyped": untyped,
+        },
     ).fetchone()
     return (str(row[0]), bool(row[1])) if row else None
 
 
-def record(conn: psycopg.Connection, schema: str, *, state: str = "ready") -> None:
-    """The pool row of ``schema``: ``ready`` (built), or ``broken`` (a claim that failed on
-    it puts it back so: never claimed, dropped by the next fill or drain)."""
+def record(
+    conn: psycopg.Connection,
+    schema: str,
+    *,
+    state: str = "ready",
+    tenant_type: str | None = None,
+) -> None:
+    """The pool row of ``schema`` (built as ``tenant_type``): ``ready`` (built), or
+    ``broken`` (a claim that failed on it puts it back so: never claimed, dropped by the
+    next fill or drain)."""
     conn.execute(
-        "INSERT INTO public.tenant_pool (schema_name, state) VALUES (%s, %s)", [schema, state]
+        "INSERT INTO public.tenant_pool (schema_name, state, tenant_type) VALUES (%s, %s, %s)",
+        [schema, state, tenant_type],
     )
 
 

@@ -29,6 +29,7 @@ from tenancy.engine.executor import MigrationError, apply_to_new_schema, placeho
 from tenancy.engine.names import owner_role_for_schema, owner_role_prefix, role_prefix
 from tenancy.engine.plan import plan_schema
 from tenancy.engine.source import TENANT, Migration
+from tenancy.services import tenant_types
 from tenancy.services.infrastructure import connect_ready
 from tenancy.services.tenants import (
     CreationContext,
@@ -62,6 +63,7 @@ class PoolEntry:
     pending: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    tenant_type: str | None = None  # multi-type tenants: the type it was built as
 
     @property
     def usable(self) -> bool:
@@ -80,6 +82,7 @@ class PoolEntry:
             "drift": self.drift,
             "missing_files": self.missing,
             "usable": self.usable,
+            "tenant_type": self.tenant_type,
         }
 
 
@@ -121,23 +124,43 @@ class FillReport:
 # -- reading ----------------------------------------------------------------------------------
 def status() -> PoolStatus:
     """The pool's entries with their migration state (three queries, whatever the size)."""
-    migrations = tenant_migrations()
+    typed = _typed_migrations()
     with connect_ready() as conn:
         _require_table(conn)
-        entries = _entries(conn, migrations)
-        off = citus_pool_reason(conn) or pool_off_reason(migrations)
+        entries = _entries(conn, typed)
+        off = citus_pool_reason(conn) or _unpoolable_any(typed)
     return PoolStatus(pool_size(), entries, off)
 
 
-def _entries(conn: psycopg.Connection, migrations: list[Migration]) -> list[PoolEntry]:
+def _typed_migrations() -> dict[str | None, list[Migration]]:
+    """Each tenant type's steps (one entry, None, without multi-type tenants); an entry
+    built before types were on (no type) has the first type's."""
+    kinds = tenant_types.names()
+    typed: dict[str | None, list[Migration]] = {k: tenant_migrations(k) for k in kinds}
+    typed[None] = typed[kinds[0]] if kinds else tenant_migrations()
+    return typed
+
+
+def _unpoolable_any(typed: dict[str | None, list[Migration]]) -> str | None:
+    return next(filter(None, (pool_off_reason(m) for m in typed.values())), None)
+
+
+def _entries(conn: psycopg.Connection, typed: dict[str | None, list[Migration]]) -> list[PoolEntry]:
     rows = conn.execute(
-        "SELECT p.schema_name, p.state, p.created_at, n.oid IS NOT NULL "
+        "SELECT p.schema_name, p.state, p.created_at, n.oid IS NOT NULL, p.tenant_type "
         "FROM public.tenant_pool p LEFT JOIN pg_namespace n ON n.nspname = p.schema_name "
         "ORDER BY p.id"
     ).fetchall()
     applied = ledger.applied_all(conn)
     entries = []
-    for schema, state, created_at, exists in rows:
+    for schema, state, created_at, exists, kind in rows:
+        migrations = typed.get(kind)
+        if migrations is None:  # a type the settings no longer name: never claimed
+            entries.append(
+                PoolEntry(schema, state, created_at, bool(exists), 0, tenant_type=kind,
+                          missing=[f"tenant type {kind!r} is not in TENANT_TYPES"])
+            )  # fmt: skip
+            continue
         plan = plan_schema(schema, TENANT, migrations, applied.get(schema, {}))
         entries.append(
             PoolEntry(
@@ -150,22 +173,23 @@ def _entries(conn: psycopg.Connection, migrations: list[Migration]) -> list[Pool
                 drift=[d.migration.name for d in plan.drift],
                 # a pending file numbered below applied ones: a claim discards it too
                 missing=[a.name for a in plan.missing] + [m.name for m in plan.out_of_order],
+                tenant_type=kind,
             )
         )
     return entries
 
 
-def pool_schemas(conn: psycopg.Connection) -> list[str]:
-    """Every ready pool schema (for ``migrate_tenants``), oldest first. Broken entries are
-    not migrated: never claimed, the next fill or drain drops them."""
+def pool_schemas(conn: psycopg.Connection) -> list[tuple[str, str | None]]:
+    """Every ready pool schema with its type (for ``migrate_tenants``), oldest first.
+    Broken entries are not migrated: never claimed, the next fill or drain drops them."""
     if not _table_exists(conn):
         return []
     rows = conn.execute(
-        "SELECT p.schema_name FROM public.tenant_pool p "
+        "SELECT p.schema_name, p.tenant_type FROM public.tenant_pool p "
         "JOIN pg_namespace n ON n.nspname = p.schema_name WHERE p.state = 'ready' "
         "ORDER BY p.id"
     ).fetchall()
-    return [r[0] for r in rows]
+    return [(r[0], r[1]) for r in rows]
 
 
 def _table_exists(conn: psycopg.Connection) -> bool:
@@ -192,33 +216,49 @@ def fill(target: int | None = None, *, actor: str) -> FillReport:
     kill leaves no schema, role or row of it."""
     started = time.monotonic()
     report = FillReport(target=pool_size() if target is None else max(0, target))
-    migrations = tenant_migrations()
-    report.off = _unpoolable(migrations)
+    typed = _typed_migrations()
+    report.off = next(filter(None, (_unpoolable(m) for m in typed.values())), None)
+    # With multi-type tenants, ``target`` entries of each type.
+    kinds = tenant_types.names() or [None]
     with connect_ready() as conn:
         _require_table(conn)
         report.off = citus_pool_reason(conn) or report.off
-        report.swept = sweep(conn) + _discard_blocked(conn, migrations)
-        while not report.off:
-            try:
-                schema, took = _build_one(conn, migrations, report.target, actor)
-            except KeepsItsName as exc:  # rolled back: nothing of it remains
-                report.off = str(exc)
-                break
-            if schema is None:
-                break
-            report.built.append(schema)
-            report.build_ms.append(took)
+        report.swept = sweep(conn) + _discard_blocked(conn, typed)
+        for kind in kinds:
+            _fill_type(conn, report, typed[kind], kind, actor)
         report.elapsed_ms = _ms_since(started)
         if report.built or report.swept:
             audit.write(conn, "tenant_pool.fill", actor=actor, details=report.to_dict())
     return report
 
 
-def _discard_blocked(conn: psycopg.Connection, migrations: list[Migration]) -> list[str]:
+def _fill_type(
+    conn: psycopg.Connection,
+    report: FillReport,
+    migrations: list[Migration],
+    kind: str | None,
+    actor: str,
+) -> None:
+    while not report.off:
+        try:
+            schema, took = _build_one(conn, migrations, report.target, actor, kind)
+        except KeepsItsName as exc:  # rolled back: nothing of it remains
+            report.off = str(exc)
+            return
+        if schema is None:
+            return
+        report.built.append(schema)
+        report.build_ms.append(took)
+
+
+def _discard_blocked(
+    conn: psycopg.Connection, typed: dict[str | None, list[Migration]]
+) -> list[str]:
     """Drop ready entries a claim would discard (drift, files gone, files out of order, the
-    schema gone), each in its own transaction, unless a claim or a run holds it."""
+    schema gone, a type no longer named), each in its own transaction, unless a claim or a
+    run holds it."""
     dropped = []
-    for entry in _entries(conn, migrations):
+    for entry in _entries(conn, typed):
         if entry.state != "ready" or entry.usable:
             continue
         with conn.transaction():
@@ -238,10 +278,14 @@ def _unpoolable(migrations: list[Migration]) -> str | None:
 
 
 def _build_one(
-    conn: psycopg.Connection, migrations: list[Migration], target: int, actor: str
+    conn: psycopg.Connection,
+    migrations: list[Migration],
+    target: int,
+    actor: str,
+    tenant_type: str | None = None,
 ) -> tuple[str | None, int]:
-    """One pool schema, unless ``target`` usable entries exist (counted under the fill
-    lock, so that concurrent fills stop at the target together)."""
+    """One pool schema of ``tenant_type``, unless ``target`` usable entries of it exist
+    (counted under the fill lock, so that concurrent fills stop at the target together)."""
     started = time.monotonic()
     schema = pool_engine.new_pool_schema()
     web, owner = pool_engine.pool_roles(schema, conn.info.dbname)
@@ -255,12 +299,16 @@ def _build_one(
         domain="",
         actor=actor,
         migrations=migrations,
+        tenant_type=tenant_type,
     )
+    untyped = tenant_type == tenant_types.default()  # entries built before types count
 
     def check_room(c: CreationContext) -> None:
         db.xact_lock(c.conn, FILL_LOCK)
         row = c.conn.execute(
-            "SELECT count(*) FROM public.tenant_pool WHERE state = 'ready'"
+            "SELECT count(*) FROM public.tenant_pool WHERE state = 'ready' AND "
+            + pool_engine.OF_TYPE,
+            {"type": tenant_type, "untyped": untyped},
         ).fetchone()
         if row is None or int(row[0]) >= target:
             raise _Full("full")
@@ -271,7 +319,7 @@ def _build_one(
         ("create schema", create_schema),
         ("apply migrations", apply_migrations),
         ("check a rename", _check_rename),
-        ("record", lambda c: pool_engine.record(c.conn, c.schema)),
+        ("record", lambda c: pool_engine.record(c.conn, c.schema, tenant_type=c.tenant_type)),
         ("commit as owner", commit_as_owner),
     ]
     try:
@@ -319,7 +367,7 @@ def migrate_entries(*, actor: str, dry_run: bool = False) -> list[PoolResult]:
     advisory lock. Drifted entries are dropped, never migrated; a failed one is marked
     broken (claims never take it; the next fill drops it). When either happened, a refill
     is asked of the worker, as after a claim. ``dry_run``: what is pending."""
-    migrations = tenant_migrations()
+    typed = _typed_migrations()
     results: list[PoolResult] = []
     with connect_ready() as conn:
         if not _table_exists(conn):
@@ -327,10 +375,13 @@ def migrate_entries(*, actor: str, dry_run: bool = False) -> list[PoolResult]:
         if dry_run:
             return [
                 PoolResult(e.schema, "pending", e.pending)
-                for e in _entries(conn, migrations)
+                for e in _entries(conn, typed)
                 if e.usable and e.pending
             ]
-        for schema in pool_schemas(conn):
+        for schema, kind in pool_schemas(conn):
+            migrations = typed.get(kind)
+            if migrations is None:  # its type is gone: the next fill drops it
+                continue
             result = _migrate_entry(conn, schema, migrations, actor)
             if result is not None:
                 results.append(result)

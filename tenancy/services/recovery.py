@@ -9,7 +9,7 @@ from tenancy.engine import audit, db, ledger
 from tenancy.engine import pool as pool_engine
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.names import PUBLIC_SCHEMA, validate_schema_name
-from tenancy.engine.source import PUBLIC, TENANT, Migration
+from tenancy.engine.source import PUBLIC, TENANT, Migration, version_key
 from tenancy.services import runs, steps
 from tenancy.services.infrastructure import connect_ready
 
@@ -27,21 +27,24 @@ class Accepted:
 def drifted(
     version: str, *, public: bool = False, only: list[str] | None = None
 ) -> tuple[Migration, list[str]]:
-    """The applied file numbered ``version`` whose content changed, and the schemas whose
-    ledger holds its old checksum (none when nothing drifted)."""
-    if not version.strip().isdigit():
-        raise RecoveryError(f"--accept-checksum takes a migration number, not {version!r}.")
+    """The applied step ``version`` (a SQL file's number, or a tenant app's migration as
+    ``app.name``) whose content changed, and the schemas whose ledger holds its old
+    checksum (none when nothing drifted)."""
+    wanted = version.strip()
+    if not wanted:
+        raise RecoveryError("--accept-checksum takes a migration number (or APP.NAME).")
     scope = PUBLIC if public else TENANT
-    matches = [m for m in steps.migrations()[scope] if m.number == int(version)]
+    key = version_key(wanted)
+    matches = [m for m in steps.migrations()[scope] if m.key == key]
     if not matches:
-        raise RecoveryError(f"No {scope} migration numbered {version} on disk.")
+        raise RecoveryError(f"No {scope} migration {wanted} on disk.")
     migration = matches[0]
     with connect_ready() as conn:
         plan = steps.plan(conn, public=public, tenants=not public, only=only)
     schemas = [
         s.schema
         for s in plan.schemas
-        if s.scope == scope and any(d.migration.number == migration.number for d in s.drift)
+        if s.scope == scope and any(d.migration.key == key for d in s.drift)
     ]
     return migration, schemas
 

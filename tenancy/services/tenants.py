@@ -457,7 +457,8 @@ def _take_usable(ctx: CreationContext, passed: list[str]) -> tuple[str, bool] | 
     """The next pool schema, its row deleted, brought up to the files (and whether files
     were applied to it just now); entries a migration run holds are passed over, drifted
     ones are discarded (never handed out)."""
-    while (taken := pool_engine.take(ctx.conn, passed)) is not None:
+    untyped = ctx.tenant_type == tenant_types.default()  # the entries built before types
+    while taken := pool_engine.take(ctx.conn, passed, ctx.tenant_type, untyped=untyped):
         pool, locked = taken
         passed.append(pool)
         if not locked:
@@ -497,7 +498,7 @@ def _take_usable(ctx: CreationContext, passed: list[str]) -> tuple[str, bool] | 
 def _set_aside(ctx: CreationContext, pool: str, why: str) -> None:
     """Put an entry that failed a claim back as ``broken`` (in the caller's transaction,
     whose claim deleted its row): never claimed, dropped by the next fill or drain."""
-    pool_engine.record(ctx.conn, pool, state="broken")
+    pool_engine.record(ctx.conn, pool, state="broken", tenant_type=ctx.tenant_type)
     ctx.pool_notes.append(f"{pool} set aside as broken: {why}")
 
 
@@ -714,14 +715,6 @@ def pool_off_reason(migrations: list[Migration]) -> str | None:
     return f"tenant files cannot be pooled: {reason}" if reason else None
 
 
-def pool_type_reason(tenant_type: str | None) -> str | None:
-    """With multi-type tenants the pool holds schemas of the first type: another type's
-    creation builds directly."""
-    if tenant_type is None or tenant_type == tenant_types.default():
-        return None
-    return f"the pool holds tenants of type {tenant_types.default()}, not {tenant_type}"
-
-
 def citus_pool_reason(conn: psycopg.Connection) -> str | None:
     """Why the pool is off on this database regardless of its size: on Citus a claim's role
     renames would not reach the worker nodes, where the tenant's roles must exist."""
@@ -858,11 +851,7 @@ def create_tenant(
         ctx = _context(conn, org_id, name, actor, tenant_type)
         ctx.tags = checked_tags
         ctx.override_hourly_limit = override_hourly_limit
-        off = (
-            citus_pool_reason(conn)
-            or pool_off_reason(ctx.migrations)
-            or pool_type_reason(ctx.tenant_type)
-        )
+        off = citus_pool_reason(conn) or pool_off_reason(ctx.migrations)
         steps = CREATION_STEPS if off else CLAIM_STEPS
         if off and pool_size():
             ctx.pool_notes.append(off)
