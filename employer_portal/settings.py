@@ -312,7 +312,7 @@ TENANCY = {
     "ORG_ID_EXAMPLE": "org_ayHu5XNaTNHMasO5",
     "ORG_ID_RULE": (
         "'org_' followed by letters and digits, optionally in words joined by single "
-        "underscores (e.g. org_test_1795599878)"
+        "underscores (org_test_1795599878 too)"
     ),
     "SCHEMA_PREFIX": "tenant_",
     # No database URL: the embedded PostgreSQL (employer_portal/embedded_db.py) serves.

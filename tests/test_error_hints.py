@@ -41,6 +41,9 @@ def test_a_denied_read_of_a_public_table_names_the_select_grant(public_ready, sq
     code, out, err = run_command("migrate_tenants")
     assert code == 1, (out, err)
     assert SELECT_GRANT in out + err
+    run_id = query("SELECT max(id) FROM tenant_migration_runs")[0][0]
+    summary = f"2 failed; in the admin: /admin/tenancy/migrationrun/{run_id}/change/"
+    assert summary in out  # the summary says so, and where to look
     assert SELECT_GRANT in recorded_error(schemas[0])  # what the run's admin page shows
     assert all("local_settings" not in tables_in(s) for s in schemas)
     assert all("040" not in ledger_versions(s) for s in schemas)

@@ -24,6 +24,16 @@ def step_page(scope: str, version: str) -> str | None:
         return None
 
 
+def run_page(run_id: int | None) -> str | None:
+    """A migration run's page, or None without the admin (or without a run)."""
+    if run_id is None:
+        return None
+    try:
+        return admin_path("tenancy_migrationrun_change", run_id)
+    except (NoReverseMatch, ImportError):
+        return None
+
+
 def on_page(path: str | None) -> str:
     """The words a message ends with to name a page, or nothing without one."""
     return f"; in the admin: {path}" if path else ""

@@ -22,11 +22,11 @@ if TYPE_CHECKING:
 def _import_services() -> None:
     """The engine and services, imported when the command runs, not for ``--help``
     (psycopg, the executor and the services are most of a command's start-up)."""
-    global conf, recovery, runs, BACKUP_NOTE, check_creation, create_tenant  # noqa: PLW0603
+    global conf, admin_links, recovery, runs, BACKUP_NOTE, check_creation, create_tenant  # noqa: PLW0603
     global Progress, write_json, write_plan  # noqa: PLW0603
     from tenancy import conf
     from tenancy.management.output import Progress, write_json, write_plan
-    from tenancy.services import recovery, runs
+    from tenancy.services import admin_links, recovery, runs
     from tenancy.services.backups import BACKUP_NOTE
     from tenancy.services.tenants import check_creation, create_tenant
 
@@ -44,8 +44,8 @@ exit codes:
   2  --check: something is pending (or the verb would change something)
   3  the ledger and the files disagree (drift, missing file, out-of-order file): nothing applied
   130, 143  stopped by SIGINT (Ctrl-C) or SIGTERM: the schema in progress was rolled back
-            (or, in a step outside a transaction, left for the re-run to adopt, as said), the
-     run is recorded as interrupted, and a re-run finishes the work
+            (or, in a step outside a transaction, left for the re-run to adopt, as said),
+            the run is recorded as interrupted, and a re-run finishes the work
 """
 
 
@@ -399,15 +399,15 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS("No pending migrations"))
             return
         applied = sum(len(r.versions) for r in done)
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"Run {report.run_id}: applied {applied} migration(s) to {len(done)} schema(s)"
-            )
-        )
-        if report.failed:
-            self.stderr.write(self.style.ERROR(f"{len(report.failed)} schema(s) failed:"))
-            for r in report.failed:
-                self.stderr.write(self.style.ERROR(f"  {r.schema}: {r.error}"))
+        line = f"Run {report.run_id}: applied {applied} migration(s) to {len(done)} schema(s)"
+        if not report.failed:
+            self.stdout.write(self.style.SUCCESS(line))
+            return
+        page = admin_links.on_page(admin_links.run_page(report.run_id))
+        self.stdout.write(self.style.WARNING(f"{line}; {len(report.failed)} failed{page}"))
+        self.stderr.write(self.style.ERROR(f"{len(report.failed)} schema(s) failed:"))
+        for r in report.failed:
+            self.stderr.write(self.style.ERROR(f"  {r.schema}: {r.error}"))
 
     def _fake(self, o: dict, public: bool, tenants: bool, only: list | None, actor: str) -> int:
         return self._migrate(o, public, tenants, only, actor)
