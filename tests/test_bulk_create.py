@@ -144,7 +144,7 @@ def test_an_existing_tenant_with_other_tags_exists_and_keeps_them(
 
 def test_json_report(public_ready: None, tmp_path: Path) -> None:
     tenants.create_tenant("org_old1", actor="test")
-    path = csv_file(tmp_path, "org_old1\norg_new2,New,eu beta\nnot-an-id\n")
+    path = csv_file(tmp_path, "org_old1\norg_new2,New,eu beta\nnot-an-id,Bad Row\n")
     code, out, _ = bulk(str(path), "--format", "json")
     assert code == 1
     report = json.loads(out)
@@ -162,6 +162,7 @@ def test_json_report(public_ready: None, tmp_path: Path) -> None:
     assert by_line[2]["schema"] == "tenant_org_new2" and by_line[2]["path"] == "direct"
     assert by_line[3]["status"] == "failed"
     assert "Invalid Auth0 organization id" in by_line[3]["reason"]
+    assert by_line[3]["name"] == "Bad Row"  # a failed row keeps the name the file gave
 
 
 # -- the hourly creation limit ---------------------------------------------------------------
@@ -228,6 +229,7 @@ def test_a_single_creation_can_override_the_limit_too(public_ready: None, settin
     settings.TENANCY = {**settings.TENANCY, "MAX_CREATIONS_PER_HOUR": 0}
     code, _, err = run_command("tenant_create", "org_one1")
     assert code == 1 and f"Tenant creation is off: {SETTING} is 0" in err
+    assert "--override-hourly-limit creates past it (audited)." in err  # the way past it
     code, out, err = run_command("tenant_create", "org_one1", "--override-hourly-limit")
     assert code == 0, err
     assert "1 tenant(s) created past the hourly limit" in out

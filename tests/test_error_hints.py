@@ -132,3 +132,15 @@ def test_a_missing_file_refusal_names_its_step_page(public_ready, sql_dir: Path,
     assert "missing file: tenant/003_candidates_applications_interviews.sql" in err
     assert f"in the admin: {page}" in err
     assert client_for(superuser).get(page).status_code == 200
+
+
+def test_many_schemas_failing_alike_make_one_line(public_ready, sql_dir: Path):
+    schemas = make_tenants(6, prefix="grg")
+    add(sql_dir, "040_local_settings.sql", READS_PUBLIC)
+    code, out, err = run_command("migrate_tenants")
+    assert code == 1
+    summary = err.split("6 schema(s) failed:", 1)[1]
+    grouped = [line for line in summary.splitlines() if line.strip()]
+    assert len(grouped) == 1, summary  # one error, its schemas named once
+    assert grouped[0].startswith(f"  6 schema(s) ({', '.join(schemas[:5])} and 1 more): ")
+    assert SELECT_GRANT in grouped[0]

@@ -244,6 +244,7 @@ def _one(batch: _Batch, row: CsvRow) -> RowResult:
         result.name, result.tags = _checked(row)
     except TenancyError as exc:  # InvalidName included
         result.reason = str(exc)
+        result.name = row.cells[1].strip() if len(row.cells) > 1 else ""  # as the file has it
         return result
     named = len(row.cells) > 1 and bool(row.cells[1])
     if _duplicate(batch, result) or _exists(batch, result, named=named):

@@ -190,19 +190,19 @@ def refusals(plan: Plan, *, allow_missing: bool, allow_out_of_order: bool) -> li
     return [
         *(
             f"drift: {scope}/{name} changed after it was applied (checksum differs) in "
-            f"{_names(schemas)}; restore the file, or accept it with `migrate_tenants "
+            f"{names(schemas)}; restore the file, or accept it with `migrate_tenants "
             f"--accept-checksum {version}{' --public' if scope == PUBLIC else ''}`"
             + _page(scope, version)
             for (scope, name, version), schemas in drift.items()
         ),
         *(
-            f"missing file: {scope}/{name} is recorded as applied in {_names(schemas)} but "
+            f"missing file: {scope}/{name} is recorded as applied in {names(schemas)} but "
             "is not on disk (restore it, or pass --allow-missing to go on)" + _page(scope, version)
             for (scope, name, version), schemas in missing.items()
         ),
         *(
             f"out of order: {scope}/{name} is numbered below migrations already applied in "
-            f"{_names(schemas)} (renumber it, or pass --allow-out-of-order)" + _page(scope, version)
+            f"{names(schemas)} (renumber it, or pass --allow-out-of-order)" + _page(scope, version)
             for (scope, name, version), schemas in late.items()
         ),
     ]
@@ -285,7 +285,8 @@ def lint_severities(conn: psycopg.Connection | None) -> dict[str, str]:
     return rules.for_citus(severities) if conn is not None and db.citus(conn) else severities
 
 
-def _names(schemas: list[str], limit: int = 5) -> str:
+def names(schemas: list[str], limit: int = 5) -> str:
+    """Schema names for a message: the first ``limit``, then how many more."""
     shown = ", ".join(schemas[:limit])
     return shown + (f" and {len(schemas) - limit} more" if len(schemas) > limit else "")
 

@@ -49,6 +49,23 @@ exit codes:
 """
 
 
+# Up to this many failed schemas are listed one by one; beyond it, one line per distinct
+# error, naming its schemas (200 schemas failing alike make one line, not 200).
+LISTED_ONE_BY_ONE = 5
+
+
+def _failure_lines(failed: list) -> list[str]:
+    if len(failed) <= LISTED_ONE_BY_ONE:
+        return [f"  {r.schema}: {r.error}" for r in failed]
+    by_error: dict[str, list[str]] = {}
+    for r in failed:
+        by_error.setdefault(r.error or "failed", []).append(r.schema)
+    return [
+        f"  {len(schemas)} schema(s) ({runs.names(schemas)}): {error}"
+        for error, schemas in by_error.items()
+    ]
+
+
 # The verbs of the command: at most one per invocation.
 VERBS = ("rollback", "fake", "baseline", "accept_checksum", "reset_tracking", "create_tenant")
 VALUED_VERBS = ("rollback", "baseline", "accept_checksum", "create_tenant")
@@ -164,7 +181,9 @@ class Command(BaseCommand):
             help="json: the plan and per-schema results, for CI.",
         )
         run.add_argument(
-            "--actor", default=None, help="Who to record in audit_logs (default: the OS user)."
+            "--actor",
+            default=None,
+            help="Who to record in audit_logs (default: cli:<your OS user name>).",
         )
         run.add_argument(
             "--noinput",
@@ -406,8 +425,8 @@ class Command(BaseCommand):
         page = admin_links.on_page(admin_links.run_page(report.run_id))
         self.stdout.write(self.style.WARNING(f"{line}; {len(report.failed)} failed{page}"))
         self.stderr.write(self.style.ERROR(f"{len(report.failed)} schema(s) failed:"))
-        for r in report.failed:
-            self.stderr.write(self.style.ERROR(f"  {r.schema}: {r.error}"))
+        for text in _failure_lines(report.failed):
+            self.stderr.write(self.style.ERROR(text))
 
     def _fake(self, o: dict, public: bool, tenants: bool, only: list | None, actor: str) -> int:
         return self._migrate(o, public, tenants, only, actor)

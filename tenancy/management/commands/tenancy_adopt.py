@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tenancy.engine.errors import EXIT_FAILED, Interrupted, TenancyError
 from tenancy.management.actor import cli_actor
 from tenancy.management.interrupts import interruptible
+from tenancy.management.options import add_actor, add_format
 from tenancy.management.output import write_json
 from tenancy.services import adoption
 from tenancy.services.adoption import AdoptionReport, SchemaAdoption
@@ -64,11 +65,11 @@ class Command(BaseCommand):
             "migrate_tenants --baseline VERSION --tenant SCHEMA).",
         )
         parser.add_argument("--dry-run", action="store_true", help="Say what, change nothing.")
-        parser.add_argument("--format", choices=["text", "json"], default="text")
+        add_format(parser)
         parser.add_argument(
             "--json", dest="format", action="store_const", const="json", help="--format json."
         )
-        parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
+        add_actor(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from tenancy.management.options import add_format
 from tenancy.management.output import write_json
 from tenancy.services import health
 
@@ -23,7 +24,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--format", choices=["text", "json"], default="text")
+        add_format(parser)
         parser.add_argument(
             "--url",
             action="store_true",

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.errors import TenancyError
 from tenancy.management.actor import cli_actor
+from tenancy.management.options import add_actor, add_format
 from tenancy.management.output import write_json
 from tenancy.services.adoption import drop_database_roles
 
@@ -23,8 +24,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--database", required=True, metavar="NAME", help="The dropped one.")
         parser.add_argument("--dry-run", action="store_true", help="List them, drop nothing.")
-        parser.add_argument("--format", choices=["text", "json"], default="text")
-        parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
+        add_format(parser)
+        add_actor(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:

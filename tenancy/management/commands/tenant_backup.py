@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.errors import EXIT_FAILED, TenancyError
 from tenancy.management.actor import cli_actor
+from tenancy.management.options import add_actor
 from tenancy.management.output import write_json
 from tenancy.services.backups import BackupEntry, BackupReport, backup_tenants
 from tenancy.services.reports import human_size
@@ -65,7 +66,7 @@ class Command(BaseCommand):
             default="text",
             help="json: the manifest of the set, for CI.",
         )
-        parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
+        add_actor(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         text = options["format"] == "text"

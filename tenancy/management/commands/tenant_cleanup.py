@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.errors import TenancyError
 from tenancy.management.actor import cli_actor
+from tenancy.management.options import add_actor, add_format
 from tenancy.management.prompts import add_noinput_argument
 from tenancy.services import lifecycle
 
@@ -31,8 +32,8 @@ class Command(BaseCommand):
         )
         parser.add_argument("--dry-run", action="store_true", help="List, drop nothing.")
         add_noinput_argument(parser)
-        parser.add_argument("--format", choices=["text", "json"], default="text")
-        parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
+        add_format(parser)
+        add_actor(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         days = options["days"]

@@ -13,10 +13,16 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tenancy.engine.errors import EXIT_OK, TenancyError
 from tenancy.engine.names import split_tags, validate_org_id, validate_tags
 from tenancy.management.actor import cli_actor
+from tenancy.management.options import add_actor, add_format
 from tenancy.management.output import RowProgress
 from tenancy.services import bulk_creation as bulk
 from tenancy.services.runs import set_up_public_if_missing
-from tenancy.services.tenants import audit_hourly_override, check_creation, create_tenant
+from tenancy.services.tenants import (
+    CreationLimitReached,
+    audit_hourly_override,
+    check_creation,
+    create_tenant,
+)
 
 OVERRIDE_FLAG = "--override-hourly-limit"
 
@@ -74,8 +80,8 @@ class Command(BaseCommand):
             "; audited as tenant.hourly_limit_override with the actor and the count. "
             "TENANCY['MAX_TENANTS'] still holds.",
         )
-        parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
-        parser.add_argument("--format", choices=["text", "json"], default="text")
+        add_actor(parser)
+        add_format(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         actor = options["actor"] or cli_actor()
@@ -103,6 +109,10 @@ class Command(BaseCommand):
             )
             if created.past_hourly_limit:
                 audit_hourly_override(actor, [created.org_id])
+        except CreationLimitReached as exc:
+            raise CommandError(
+                f"{exc} {OVERRIDE_FLAG} creates past it (audited).", returncode=exc.exit_code
+            ) from exc
         except TenancyError as exc:
             raise CommandError(str(exc), returncode=exc.exit_code) from exc
         if options["format"] == "json":

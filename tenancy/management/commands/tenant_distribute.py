@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.errors import TenancyError
 from tenancy.management.actor import cli_actor
+from tenancy.management.options import add_actor
 from tenancy.services import placement
 
 
@@ -21,7 +22,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dry-run", action="store_true", help="List; change nothing.")
-        parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
+        add_actor(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:

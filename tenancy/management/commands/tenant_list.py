@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.names import split_tags
+from tenancy.management.options import add_format
 from tenancy.services.placement import placement
 from tenancy.services.tenants import list_tenants
 
@@ -21,7 +22,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--format", choices=["text", "json"], default="text")
+        add_format(parser)
         parser.add_argument(
             "--tag",
             action="append",

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.errors import TenancyError
 from tenancy.management.actor import cli_actor
+from tenancy.management.options import add_actor, add_format
 from tenancy.services import placement
 
 
@@ -25,8 +26,8 @@ class Command(BaseCommand):
         parser.add_argument("tenant", help="Auth0 org id (org_…) or schema name (tenant_org_…)")
         parser.add_argument("--node", required=True, help="Target worker node, HOST:PORT.")
         parser.add_argument("--mode", choices=placement.TRANSFER_MODES, default="auto")
-        parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
-        parser.add_argument("--format", choices=["text", "json"], default="text")
+        add_actor(parser)
+        add_format(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.errors import TenancyError
 from tenancy.management.actor import cli_actor
+from tenancy.management.options import add_actor, add_format
 from tenancy.services import pool
 
 # ``--fill`` without N: fill to the setting.
@@ -47,8 +48,8 @@ class Command(BaseCommand):
         verbs.add_argument(
             "--drain", action="store_true", help="Drop every pool schema and its roles."
         )
-        parser.add_argument("--format", choices=["text", "json"], default="text")
-        parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
+        add_format(parser)
+        add_actor(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         actor = options["actor"] or cli_actor()

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.errors import TenancyError
 from tenancy.management.actor import cli_actor
+from tenancy.management.options import add_actor, add_format
 from tenancy.services import placement
 
 
@@ -25,8 +26,8 @@ class Command(BaseCommand):
         action.add_argument("--status", action="store_true", help="Show jobs; change nothing.")
         action.add_argument("--stop", action="store_true", help="Stop the running rebalance.")
         parser.add_argument("--mode", choices=placement.TRANSFER_MODES, default="auto")
-        parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
-        parser.add_argument("--format", choices=["text", "json"], default="text")
+        add_actor(parser)
+        add_format(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         actor = options["actor"] or cli_actor()

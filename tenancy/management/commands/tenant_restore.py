@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenancy.engine.errors import TenancyError
 from tenancy.management.actor import cli_actor
+from tenancy.management.options import add_actor
 from tenancy.management.output import write_json
 from tenancy.management.prompts import add_noinput_argument, confirm_schema
 from tenancy.services import backups
@@ -55,7 +56,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--format", choices=["text", "json"], default="text", help="json: what was restored."
         )
-        parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
+        add_actor(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:

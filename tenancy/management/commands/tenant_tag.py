@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tenancy.engine.errors import TenancyError
 from tenancy.engine.names import split_tags
 from tenancy.management.actor import cli_actor
+from tenancy.management.options import add_actor
 from tenancy.services.tenants import TagChange, set_tenant_tags
 
 TAGS_HELP = "comma-separated, repeatable"
@@ -40,7 +41,7 @@ class Command(BaseCommand):
             help=f"The tenant's tags, replacing the others ({TAGS_HELP}); not with --add or "
             "--remove.",
         )
-        parser.add_argument("--actor", help="Who to record in audit_logs (default: OS user).")
+        add_actor(parser)
         parser.add_argument(
             "--format", choices=["text", "json"], default="text", help="Output (default text)."
         )
