@@ -50,7 +50,7 @@ class Tenant(TenantMixin):
         (TENANT_TYPES[type]["URLCONF"]); a tenant registered before types has the first."""
         from tenancy.services import tenant_types
 
-        return self.tenant_type or tenant_types.default()
+        return tenant_types.registered(self.tenant_type)
 
     # Schemas are created and dropped by tenancy.services.tenants, in one transaction with
     # their migrations, role and registry row; never as a side effect of Model.save().

@@ -359,24 +359,25 @@ class Executor:
                     continue
                 try:
                     if conn is None or conn.closed or conn.broken:
-                        conn = self._replaced(conn) or self._connect()
+                        self._drop(conn)
+                        conn = self._connect()
                     self._attempt(conn, item, task)
                 except psycopg.OperationalError as exc:
                     self._finish(SchemaResult(item.schema, "failed", error=f"connection: {exc}"))
-                    conn = self._replaced(conn)
+                    conn = self._drop(conn)
                 except Exception as exc:  # a bug or an unforeseen error: that schema fails,
                     # the run goes on, and the connection (state unknown) is replaced.
                     self._finish(
                         SchemaResult(item.schema, "failed", error=f"{type(exc).__name__}: {exc}")
                     )
-                    conn = self._replaced(conn)
+                    conn = self._drop(conn)
         finally:
             if conn is not None:
                 self._release(conn)
 
-    def _replaced(self, conn: psycopg.Connection | None) -> None:
+    def _drop(self, conn: psycopg.Connection | None) -> None:
         """A connection whose state is unknown is closed (never kept); the worker opens
-        another for its next schema."""
+        another for its next schema (so the caller's is None from here)."""
         if conn is not None:
             conn.close()
             self._release(conn)

@@ -149,9 +149,26 @@ def _names_session(node: ast.Node, stmt: ast.Node) -> bool:
 
 
 # -- the pool table -------------------------------------------------------------------------
-# An entry of the wanted type (multi-type tenants); one built before types were on (no
-# type) counts as the first type's (``untyped``).
-OF_TYPE = "(tenant_type IS NOT DISTINCT FROM %(type)s OR (tenant_type IS NULL AND %(untyped)s))"
+def of_type(tenant_type: str | None, *, untyped: bool) -> sql.Composed:
+    """Pool rows of ``tenant_type`` (multi-type tenants); ``untyped``: a row built before
+    types were on (no type) counts too."""
+    return sql.SQL("(tenant_type IS NOT DISTINCT FROM {} OR (tenant_type IS NULL AND {}))").format(
+        sql.Literal(tenant_type), sql.Literal(untyped)
+    )
+
+
+_TAKE = """
+WITH c AS (SELECT id, schema_name FROM public.tenant_pool
+            WHERE state = 'ready' AND schema_name <> ALL(%(skip)s) AND {of_type}
+            ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1),
+     l AS MATERIALIZED (SELECT id, schema_name,
+                               pg_try_advisory_xact_lock(%(ns)s, hashtext(schema_name))
+                                 AS locked
+                          FROM c),
+     d AS (DELETE FROM public.tenant_pool p USING l WHERE p.id = l.id AND l.locked
+           RETURNING p.id)
+SELECT schema_name, locked FROM l
+"""
 
 
 def take(
@@ -166,29 +183,16 @@ def take(
     row is deleted in the caller's transaction (a rollback puts it back, a commit hands it
     out once); else it is left as it is. ``skip``: entries this transaction already passed
     over; ``untyped``: an entry without a type will do."""
-    row = conn.execute(
-        """
-        WITH c AS (SELECT id, schema_name FROM public.tenant_pool
-                    WHERE state = 'ready' AND schema_name <> ALL(%(skip)s) AND """
-        + OF_TYPE
-        + """
-                    ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1),
-             l AS MATERIALIZED (SELECT id, schema_name,
-                                       pg_try_advisory_xact_lock(%(ns)s, hashtext(schema_name))
-                                         AS locked
-                                  FROM c),
-             d AS (DELETE FROM public.tenant_pool p USING l WHERE p.id = l.id AND l.locked
-                   RETURNING p.id)
-        SELECT schema_name, locked FROM l
-        """,
-        {
-            "skip": skip,
-            "ns": db.LOCK_NAMESPACE,
-            "type": tenant_type,
-            "untyped": untyped,
-        },
-    ).fetchone()
+    query = sql.SQL(_TAKE).format(of_type=of_type(tenant_type, untyped=untyped))
+    row = conn.execute(query, {"skip": skip, "ns": db.LOCK_NAMESPACE}).fetchone()
     return (str(row[0]), bool(row[1])) if row else None
+
+
+def count_ready(conn: psycopg.Connection, tenant_type: str | None, *, untyped: bool) -> int:
+    """Ready entries of ``tenant_type`` (``of_type``)."""
+    query = sql.SQL("SELECT count(*) FROM public.tenant_pool WHERE state = 'ready' AND {}")
+    row = conn.execute(query.format(of_type(tenant_type, untyped=untyped))).fetchone()
+    return int(row[0]) if row else 0
 
 
 def record(

@@ -18,18 +18,17 @@ def admin_path(name: str, *args: Any) -> str:
 
 def step_page(scope: str, version: str) -> str | None:
     """The Migrations page of one public or tenant step, or None without the admin."""
-    try:
-        return admin_path("tenancy_migrations_step", scope, version)
-    except (NoReverseMatch, ImportError):
-        return None
+    return _path_or_none("tenancy_migrations_step", scope, version)
 
 
 def run_page(run_id: int | None) -> str | None:
     """A migration run's page, or None without the admin (or without a run)."""
-    if run_id is None:
-        return None
+    return None if run_id is None else _path_or_none("tenancy_migrationrun_change", run_id)
+
+
+def _path_or_none(name: str, *args: Any) -> str | None:
     try:
-        return admin_path("tenancy_migrationrun_change", run_id)
+        return admin_path(name, *args)
     except (NoReverseMatch, ImportError):
         return None
 

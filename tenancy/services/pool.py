@@ -16,6 +16,7 @@ rows under a pool name without a pool row).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -43,7 +44,7 @@ from tenancy.services.tenants import (
     pool_size,
     request_refill,
     run_steps,
-    tenant_migrations,
+    typed_tenant_migrations,
 )
 
 FILL_LOCK = "tenancy:pool-fill"
@@ -124,25 +125,19 @@ class FillReport:
 # -- reading ----------------------------------------------------------------------------------
 def status() -> PoolStatus:
     """The pool's entries with their migration state (three queries, whatever the size)."""
-    typed = _typed_migrations()
+    typed = typed_tenant_migrations()
     with connect_ready() as conn:
         _require_table(conn)
         entries = _entries(conn, typed)
-        off = citus_pool_reason(conn) or _unpoolable_any(typed)
+        off = citus_pool_reason(conn) or _first_reason(pool_off_reason, typed)
     return PoolStatus(pool_size(), entries, off)
 
 
-def _typed_migrations() -> dict[str | None, list[Migration]]:
-    """Each tenant type's steps (one entry, None, without multi-type tenants); an entry
-    built before types were on (no type) has the first type's."""
-    kinds = tenant_types.names()
-    typed: dict[str | None, list[Migration]] = {k: tenant_migrations(k) for k in kinds}
-    typed[None] = typed[kinds[0]] if kinds else tenant_migrations()
-    return typed
-
-
-def _unpoolable_any(typed: dict[str | None, list[Migration]]) -> str | None:
-    return next(filter(None, (pool_off_reason(m) for m in typed.values())), None)
+def _first_reason(
+    reason: Callable[[list[Migration]], str | None], typed: dict[str | None, list[Migration]]
+) -> str | None:
+    """The first type's ``reason`` not to pool (a reason for one type stops them all)."""
+    return next(filter(None, (reason(m) for m in typed.values())), None)
 
 
 def _entries(conn: psycopg.Connection, typed: dict[str | None, list[Migration]]) -> list[PoolEntry]:
@@ -216,8 +211,8 @@ def fill(target: int | None = None, *, actor: str) -> FillReport:
     kill leaves no schema, role or row of it."""
     started = time.monotonic()
     report = FillReport(target=pool_size() if target is None else max(0, target))
-    typed = _typed_migrations()
-    report.off = next(filter(None, (_unpoolable(m) for m in typed.values())), None)
+    typed = typed_tenant_migrations()
+    report.off = _first_reason(_unpoolable, typed)
     # With multi-type tenants, ``target`` entries of each type.
     kinds = tenant_types.names() or [None]
     with connect_ready() as conn:
@@ -301,16 +296,11 @@ def _build_one(
         migrations=migrations,
         tenant_type=tenant_type,
     )
-    untyped = tenant_type == tenant_types.default()  # entries built before types count
+    untyped = tenant_types.takes_untyped(tenant_type)
 
     def check_room(c: CreationContext) -> None:
         db.xact_lock(c.conn, FILL_LOCK)
-        row = c.conn.execute(
-            "SELECT count(*) FROM public.tenant_pool WHERE state = 'ready' AND "
-            + pool_engine.OF_TYPE,
-            {"type": tenant_type, "untyped": untyped},
-        ).fetchone()
-        if row is None or int(row[0]) >= target:
+        if pool_engine.count_ready(c.conn, tenant_type, untyped=untyped) >= target:
             raise _Full("full")
 
     steps = [
@@ -367,7 +357,7 @@ def migrate_entries(*, actor: str, dry_run: bool = False) -> list[PoolResult]:
     advisory lock. Drifted entries are dropped, never migrated; a failed one is marked
     broken (claims never take it; the next fill drops it). When either happened, a refill
     is asked of the worker, as after a claim. ``dry_run``: what is pending."""
-    typed = _typed_migrations()
+    typed = typed_tenant_migrations()
     results: list[PoolResult] = []
     with connect_ready() as conn:
         if not _table_exists(conn):

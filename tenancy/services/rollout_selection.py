@@ -32,8 +32,10 @@ def candidates(conn: psycopg.Connection, stages: list[Stage]) -> list[Candidate]
         "SELECT schema_name, tags, status, created_at, tenant_type FROM public.tenant_registry "
         "WHERE schema_name <> 'public' ORDER BY created_at, id"
     ).fetchall()
-    default = tenant_types.default()
-    found = [Candidate(r[0], frozenset(r[1] or ()), r[2], r[3], r[4] or default) for r in rows]
+    found = [
+        Candidate(r[0], frozenset(r[1] or ()), r[2], r[3], tenant_types.registered(r[4]))
+        for r in rows
+    ]
     wanted = [s.selection for s in stages]
     if any(str(w.get("order", "")).lstrip("-") == "size" for w in wanted):
         sizes = _sizes(conn, [c.schema for c in found])

@@ -38,8 +38,11 @@ def plan(
     tenants: bool = True,
     only: list[str] | None = None,
 ) -> Plan:
-    """The plan over these steps (each tenant schema with its own type's, ``typed``)."""
-    return build_plan(conn, migrations(), public=public, tenants=tenants, only=only, typed=typed())
+    """The plan over these steps (each tenant schema with its own type's, ``typed``); the
+    tenant files are read once for every type."""
+    files = _tenant_files()
+    both = {PUBLIC: public_steps(), TENANT: fleet_tenant_steps(files)}
+    return build_plan(conn, both, public=public, tenants=tenants, only=only, typed=typed(files))
 
 
 def migrations() -> dict[str, list[Migration]]:
@@ -53,30 +56,40 @@ def public_steps() -> list[Migration]:
     return discover(conf.migrations_dir(), PUBLIC, conf.source_limits())
 
 
-def tenant_steps(tenant_type: str | None = None) -> list[Migration]:
-    """A tenant schema's steps: every tenant SQL file and the Django migrations of its
-    type's apps (``tenant_type`` None: the default type; without types, ``TENANT_APPS``)."""
-    files = discover(conf.migrations_dir(), TENANT, conf.source_limits())
+def _tenant_files() -> list[Migration]:
+    return discover(conf.migrations_dir(), TENANT, conf.source_limits())
+
+
+def tenant_steps(
+    tenant_type: str | None = None, files: list[Migration] | None = None
+) -> list[Migration]:
+    """A tenant schema's steps: every tenant SQL file (``files``, read when not given) and
+    the Django migrations of its type's apps (``tenant_type`` None: the default type;
+    without types, ``TENANT_APPS``)."""
+    files = _tenant_files() if files is None else files
     tenant_type = tenant_types.checked(tenant_type)
     # A file may follow a migration of another type's app: not in this type, so moot here.
     elsewhere = django_steps.tenant_app_labels() - django_steps.tenant_app_labels(tenant_type)
     return ordered(files, django_steps.steps(tenant_type), other_types_apps=elsewhere)
 
 
-def fleet_tenant_steps() -> list[Migration]:
+def fleet_tenant_steps(files: list[Migration] | None = None) -> list[Migration]:
     """The steps of every tenant type, in one order (without types: ``tenant_steps()``)."""
     if not tenant_types.enabled():
-        return tenant_steps()
-    files = discover(conf.migrations_dir(), TENANT, conf.source_limits())
+        return tenant_steps(files=files)
+    files = _tenant_files() if files is None else files
     return ordered(files, django_steps.fleet_steps())
 
 
-def typed() -> dict[str | None, list[Migration]] | None:
+def typed(files: list[Migration] | None = None) -> dict[str | None, list[Migration]] | None:
     """Each tenant type's steps (None: the type of a tenant registered without one), for
     the plan; None without multi-type tenants (every schema has the same steps)."""
     if not tenant_types.enabled():
         return None
-    found: dict[str | None, list[Migration]] = {t: tenant_steps(t) for t in tenant_types.names()}
+    files = _tenant_files() if files is None else files
+    found: dict[str | None, list[Migration]] = {
+        t: tenant_steps(t, files) for t in tenant_types.names()
+    }
     found[None] = found[tenant_types.default()] if found else []
     return found
 

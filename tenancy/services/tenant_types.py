@@ -92,18 +92,16 @@ def of_instance(instance: Any) -> str | None:
     return checked(getattr(instance, field, None) or None)
 
 
-def urlconf(tenant_type: str | None) -> str | None:
-    """The URLconf of a tenant type's requests (None: the project's ROOT_URLCONF)."""
-    if not enabled() or tenant_type is None:
-        return None
-    return _types().get(tenant_type, {}).get("URLCONF")
+def takes_untyped(tenant_type: str | None) -> bool:
+    """Whether what was made before types were on (no type: a pool entry, a registry row)
+    is of ``tenant_type``: of the first type, and without types of none."""
+    return tenant_type == default()
 
 
-def base_schema(tenant_type: str | None) -> str | None:
-    """The template a tenant of this type would be cloned from (its type's BASE_SCHEMA,
-    else TENANT_BASE_SCHEMA), as django-tenants reads it."""
-    own = _types().get(tenant_type, {}).get("BASE_SCHEMA") if tenant_type else None
-    return own or getattr(settings, "TENANT_BASE_SCHEMA", None)
+def registered(tenant_type: str | None) -> str | None:
+    """The type of a registered tenant as its registry row holds it: its own, or the first
+    type for one registered before types were on (None without multi-type tenants)."""
+    return tenant_type or default()
 
 
 def _public_name() -> str:

@@ -457,7 +457,7 @@ def _take_usable(ctx: CreationContext, passed: list[str]) -> tuple[str, bool] | 
     """The next pool schema, its row deleted, brought up to the files (and whether files
     were applied to it just now); entries a migration run holds are passed over, drifted
     ones are discarded (never handed out)."""
-    untyped = ctx.tenant_type == tenant_types.default()  # the entries built before types
+    untyped = tenant_types.takes_untyped(ctx.tenant_type)
     while taken := pool_engine.take(ctx.conn, passed, ctx.tenant_type, untyped=untyped):
         pool, locked = taken
         passed.append(pool)
@@ -760,7 +760,17 @@ def tenant_migrations(tenant_type: str | None = None) -> list[Migration]:
     """Every tenant step (of ``tenant_type``'s, with multi-type tenants), refused as a whole
     if any file breaks the refusal rules (a new tenant gets all of them, in one
     transaction)."""
-    migrations = steps.tenant_steps(tenant_type)
+    return _buildable(steps.tenant_steps(tenant_type))
+
+
+def typed_tenant_migrations() -> dict[str | None, list[Migration]]:
+    """``tenant_migrations`` of every tenant type (``steps.typed``: None is an untyped
+    tenant's); without multi-type tenants one entry, None."""
+    typed = steps.typed() or {None: steps.tenant_steps()}
+    return {kind: _buildable(migrations) for kind, migrations in typed.items()}
+
+
+def _buildable(migrations: list[Migration]) -> list[Migration]:
     refused = [str(p) for m in migrations for p in rules.refusals(m)]
     if refused:
         raise TenantError(
@@ -954,9 +964,9 @@ def list_tenants(tags: Iterable[str] = ()) -> list[ListedTenant]:
             """,
             [wanted],
         ).fetchall()
-    default = tenant_types.default()  # an untyped tenant has the first type
     return [
-        ListedTenant(*row[:5], tags=list(row[5]), tenant_type=row[6] or default) for row in rows
+        ListedTenant(*row[:5], tags=list(row[5]), tenant_type=tenant_types.registered(row[6]))
+        for row in rows
     ]
 
 
