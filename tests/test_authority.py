@@ -511,6 +511,11 @@ LASTING = """
 CREATE TABLE lasting (id int);
 DECLARE kept CURSOR WITH HOLD FOR SELECT * FROM {{schema}}.organizations;
 LISTEN tenant_news;
+CREATE FUNCTION {{schema}}.listen_late() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN EXECUTE 'LISTEN late_news'; RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER late AFTER INSERT ON lasting DEFERRABLE INITIALLY DEFERRED
+  FOR EACH ROW EXECUTE FUNCTION {{schema}}.listen_late();
+INSERT INTO lasting VALUES (1);
 """
 
 
@@ -526,7 +531,8 @@ def test_cursors_and_listens_a_file_makes_do_not_outlive_its_transaction(
 ) -> None:
     """A cursor WITH HOLD would stay open over the tenant's rows on the engine's connection
     (pooled for the next operation, or a worker's for the next schema), and a LISTEN would
-    go on receiving; the engine closes both inside the transaction."""
+    go on receiving, also one a deferred trigger made at COMMIT; the engine closes both
+    inside the transaction, after the deferred triggers fired."""
     from tenancy.engine import db
     from tenancy.engine.executor import kept_workers
 

@@ -1033,24 +1033,17 @@ def seal(conn: psycopg.Connection, schema: str, owner: str | None) -> sql.Compos
     COMMIT, on the engine's pooled connection or, through a transaction pooler, on a
     server connection others share, and a tenant schema in that path puts the tenant's
     operators in the engine's next queries. Reset inside the transaction, it holds
-    wherever a pooler routes the COMMIT. So are the cursors a file declared WITH HOLD (one
-    would stay open over the tenant's rows) and the channels it listens on."""
-    resets = [
-        sql.SQL("RESET search_path"),
-        sql.SQL("RESET ROLE"),
-        sql.SQL("CLOSE ALL"),
-        sql.SQL("UNLISTEN *"),
-    ]
+    wherever a pooler routes the COMMIT. Last, once the deferred triggers have fired, the
+    cursors the files (or those triggers) declared WITH HOLD, which would stay open over
+    the tenant's rows, and the channels they listen on are closed."""
+    resets = [sql.SQL("RESET search_path"), sql.SQL("RESET ROLE")]
+    fire = sql.SQL("SET CONSTRAINTS ALL IMMEDIATE")
+    after = [sql.SQL("CLOSE ALL"), sql.SQL("UNLISTEN *")]
     runs_as = _owner_at_commit(conn, owner)
     if runs_as is None:
-        return sql.SQL("; ").join([*resets, sql.SQL("SET CONSTRAINTS ALL IMMEDIATE")])
+        return sql.SQL("; ").join([*resets, fire, *after])
     return sql.SQL("; ").join(
-        [
-            *resets,
-            *_tenant_context(conn, schema, runs_as),
-            sql.SQL("SET CONSTRAINTS ALL IMMEDIATE"),
-            sql.SQL("DISCARD TEMP"),
-        ]
+        [*resets, *_tenant_context(conn, schema, runs_as), fire, *after, sql.SQL("DISCARD TEMP")]
     )
 
 
